@@ -1,0 +1,339 @@
+//! partest.toml: the file model (one file per table), loading, validation,
+//! and the effective settings of one command after profile and flags.
+
+mod cargo;
+mod command;
+mod groups;
+mod limits;
+mod plugins;
+mod profile;
+mod pytest;
+mod run;
+mod serial;
+mod setup;
+mod values;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use cargo::CargoTable;
+pub use command::CommandTable;
+pub use groups::GroupTable;
+pub use limits::LimitsTable;
+pub use plugins::PluginTable;
+pub use profile::ProfileTable;
+pub use pytest::PytestTable;
+pub use run::{AdapterKind, RunTable};
+pub use serial::SerialTable;
+pub use setup::SetupTable;
+pub use values::{ByteSize, Filter, Seconds, WorkerCount};
+
+use crate::error::{Error, Result};
+
+pub const FILE_NAME: &str = "partest.toml";
+
+/// The whole of partest.toml, as written.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub run: RunTable,
+    pub command: Option<CommandTable>,
+    #[serde(default)]
+    pub pytest: PytestTable,
+    #[serde(default)]
+    pub cargo: CargoTable,
+    #[serde(default)]
+    pub serial: SerialTable,
+    #[serde(default)]
+    pub groups: BTreeMap<String, GroupTable>,
+    #[serde(default)]
+    pub profile: BTreeMap<String, ProfileTable>,
+    #[serde(default)]
+    pub limits: LimitsTable,
+    #[serde(default)]
+    pub setup: SetupTable,
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginTable>,
+}
+
+/// A loaded configuration and where it came from.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The project root: the config file's folder, or the working folder without one.
+    pub root: PathBuf,
+    /// The file read, if any; named in every error about it.
+    pub path: Option<PathBuf>,
+    pub file: ConfigFile,
+}
+
+impl Config {
+    /// Finds and reads the config: `explicit` if given, else `partest.toml`
+    /// in `dir` or the nearest parent that has one (stopping at a `.git`).
+    pub fn load(dir: &Path, explicit: Option<&Path>) -> Result<Config> {
+        let path = match explicit {
+            Some(p) => {
+                let p = if p.is_absolute() { p.to_path_buf() } else { dir.join(p) };
+                if !p.is_file() {
+                    return Err(Error::config(format!("config file {} does not exist", p.display())));
+                }
+                Some(p)
+            }
+            None => find_config(dir),
+        };
+        let Some(path) = path else {
+            return Ok(Config { root: dir.to_path_buf(), path: None, file: ConfigFile::default() });
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
+        let file = parse(&text, &path)?;
+        let root = path.parent().map(Path::to_path_buf).unwrap_or_else(|| dir.to_path_buf());
+        Ok(Config { root, path: Some(path), file })
+    }
+
+    /// How errors name this config: the file, or "the defaults" without one.
+    pub fn origin(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "the built-in defaults (no partest.toml)".to_string(),
+        }
+    }
+
+    /// The named profile, the user's table laid over the built-in one.
+    pub fn profile(&self, name: &str) -> Result<ProfileTable> {
+        let user = self.file.profile.get(name).cloned();
+        let builtin = ProfileTable::builtin(name);
+        match (user, builtin) {
+            (Some(u), Some(b)) => Ok(u.over(b)),
+            (Some(u), None) => Ok(u),
+            (None, Some(b)) => Ok(b),
+            (None, None) => {
+                let mut known: Vec<&str> = vec!["unit", "integration", "e2e"];
+                known.extend(self.file.profile.keys().map(String::as_str).filter(|k| !known.contains(k)));
+                Err(Error::config(format!(
+                    "no profile named {name:?} in {}; known profiles: {}",
+                    self.origin(),
+                    known.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// The adapter: the configured one, else the one the project's files suggest.
+    pub fn adapter(&self) -> Result<AdapterKind> {
+        if let Some(kind) = self.file.run.adapter {
+            return Ok(kind);
+        }
+        if self.file.command.is_some() {
+            return Ok(AdapterKind::Command);
+        }
+        detect_adapter(&self.root).ok_or_else(|| {
+            Error::config(format!(
+                "cannot tell how to run the tests in {}: there is no pyproject.toml, pytest.ini, \
+                 setup.cfg, tox.ini or conftest.py (pytest) and no Cargo.toml (cargo); \
+                 set [run] adapter = \"pytest\" | \"cargo\" | \"command\" in {}",
+                self.root.display(),
+                FILE_NAME
+            ))
+        })
+    }
+}
+
+fn find_config(dir: &Path) -> Option<PathBuf> {
+    for d in dir.ancestors() {
+        let candidate = d.join(FILE_NAME);
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+        if d.join(".git").exists() {
+            break;
+        }
+    }
+    None
+}
+
+/// Parses the file's text and checks what serde cannot: values that are
+/// valid alone but impossible together.
+pub fn parse(text: &str, path: &Path) -> Result<ConfigFile> {
+    let file: ConfigFile = toml::from_str(text)
+        .map_err(|e| Error::config(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
+    validate(&file).map_err(|msg| Error::config(format!("{}: {msg}", path.display())))?;
+    Ok(file)
+}
+
+fn validate(file: &ConfigFile) -> std::result::Result<(), String> {
+    let fixed_workers = |w: Option<WorkerCount>| match w {
+        Some(WorkerCount::Fixed(n)) => Some(n.get()),
+        _ => None,
+    };
+    for (name, group) in &file.groups {
+        if group.max_workers == 0 {
+            return Err(format!("[groups.{name}] max-workers = 0: a group must allow at least 1 worker"));
+        }
+        if group.filter.is_empty() {
+            return Err(format!(
+                "[groups.{name}] filter is empty: list the tests of the group, e.g. filter = [\"tests/integration/**\"]"
+            ));
+        }
+        if let Some(workers) = fixed_workers(file.run.workers)
+            && group.max_workers > workers
+        {
+            return Err(format!(
+                "[groups.{name}] max-workers = {} is more than [run] workers = {workers}; \
+                 allowed: 1 to {workers}",
+                group.max_workers
+            ));
+        }
+    }
+    if let Some(command) = &file.command {
+        if command.tests.is_empty() {
+            return Err("[command] tests is empty: give globs of test files, e.g. tests = [\"tests/**/*.sh\"]".into());
+        }
+        let words = shell_words::split(&command.run)
+            .map_err(|e| format!("[command] run = {:?} cannot be split into words: {e}", command.run))?;
+        if words.is_empty() {
+            return Err("[command] run is empty: give a command such as \"bash {}\"".into());
+        }
+    }
+    if file.pytest.max_batch == 0 {
+        return Err("[pytest] max-batch = 0: allowed: 1 or more".into());
+    }
+    for (what, value) in [
+        ("ci-max-workers", file.limits.ci_max_workers),
+        ("container-max-workers", file.limits.container_max_workers),
+    ] {
+        if value == 0 {
+            return Err(format!("[limits] {what} = 0: allowed: 1 or more"));
+        }
+    }
+    if file.limits.memory_per_worker.0 == 0 {
+        return Err("[limits] memory-per-worker = 0: allowed: a size above zero, e.g. \"512MiB\"".into());
+    }
+    Ok(())
+}
+
+fn detect_adapter(root: &Path) -> Option<AdapterKind> {
+    let has = |name: &str| root.join(name).is_file();
+    let mentions = |name: &str, needle: &str| {
+        std::fs::read_to_string(root.join(name)).is_ok_and(|t| t.contains(needle))
+    };
+    if has("pytest.ini")
+        || has("conftest.py")
+        || mentions("pyproject.toml", "pytest")
+        || mentions("setup.cfg", "[tool:pytest]")
+        || mentions("tox.ini", "[pytest]")
+    {
+        return Some(AdapterKind::Pytest);
+    }
+    if has("Cargo.toml") {
+        return Some(AdapterKind::Cargo);
+    }
+    if has("pyproject.toml") || root.join("tests").join("conftest.py").is_file() {
+        return Some(AdapterKind::Pytest);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse(text, Path::new("/repo/partest.toml")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_design_example_parses() {
+        let text = r#"
+[run]
+adapter = "pytest"
+workers = "auto"
+retries = 0
+junit = "target/partest/junit.xml"
+[command]
+tests = ["tests/**/*.sh"]
+run = "bash {}"
+[serial]
+markers = ["serial", "no_parallel"]
+filter = ["tests/migrations/**"]
+[groups.integration]
+filter = ["tests/integration/**"]
+max-workers = 2
+[profile.unit]
+filter = ["tests/unit/**"]
+[profile.e2e]
+workers = 1
+[limits]
+memory-per-worker = "512MiB"
+ci-max-workers = 2
+container-max-workers = 4
+[setup]
+commands = ["alembic upgrade head"]
+[plugins.sqlite]
+var = "DATABASE_URL"
+[plugins.minio]
+path = "tools/partest-minio.wasm"
+allow = { process = ["mc"] }
+"#;
+        let file = parse(text, Path::new("partest.toml")).unwrap();
+        assert_eq!(file.run.adapter, Some(AdapterKind::Pytest));
+        assert_eq!(file.groups["integration"].max_workers, 2);
+        assert_eq!(file.limits.memory_per_worker.0, 512 << 20);
+        assert_eq!(file.plugins["minio"].path.as_deref(), Some(Path::new("tools/partest-minio.wasm")));
+        assert!(file.plugins["minio"].settings.contains_key("allow"));
+        assert!(file.plugins["sqlite"].settings.contains_key("var"));
+    }
+
+    #[test]
+    fn unknown_keys_name_the_file_the_key_and_the_allowed_ones() {
+        let e = err("[run]\nwrkers = 2\n");
+        assert!(e.contains("/repo/partest.toml"), "{e}");
+        assert!(e.contains("wrkers"), "{e}");
+        assert!(e.contains("workers"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+        let e = err("[runn]\n");
+        assert!(e.contains("runn") && e.contains("run"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_and_impossible_values_are_errors() {
+        let e = err("[run]\nworkers = 0\n");
+        assert!(e.contains("workers") && e.contains("≥ 1"), "{e}");
+        let e = err("[run]\nworkers = true\n");
+        assert!(e.contains("\"auto\" or a whole number"), "{e}");
+        let e = err("[run]\nretries = \"many\"\n");
+        assert!(e.contains("retries"), "{e}");
+        let e = err("[run]\nworkers = 2\n[groups.db]\nfilter = [\"x/**\"]\nmax-workers = 3\n");
+        assert!(e.contains("[groups.db] max-workers = 3") && e.contains("1 to 2"), "{e}");
+        let e = err("[serial]\nfilter = [\"tests/[oops\"]\n");
+        assert!(e.contains("not a valid glob") && e.contains("line 2"), "{e}");
+        let e = err("[limits]\nmemory-per-worker = \"lots\"\n");
+        assert!(e.contains("memory-per-worker") || e.contains("line 2"), "{e}");
+        let e = err("[run]\nadapter = \"maven\"\n");
+        assert!(e.contains("pytest") && e.contains("cargo") && e.contains("command"), "{e}");
+    }
+
+    #[test]
+    fn profiles_layer_over_builtins() {
+        let file = parse("[profile.integration]\nretries = 2\n", Path::new("p.toml")).unwrap();
+        let config = Config { root: PathBuf::from("/r"), path: None, file };
+        let integration = config.profile("integration").unwrap();
+        assert_eq!(integration.workers.unwrap().to_string(), "2");
+        assert_eq!(integration.retries, Some(2));
+        assert_eq!(config.profile("e2e").unwrap().workers.unwrap().to_string(), "1");
+        let e = config.profile("nightly").unwrap_err().to_string();
+        assert!(e.contains("nightly") && e.contains("unit, integration, e2e"), "{e}");
+    }
+
+    #[test]
+    fn adapters_are_detected_from_project_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(detect_adapter(dir.path()), None);
+        std::fs::write(dir.path().join("Cargo.toml"), "[package]\n").unwrap();
+        assert_eq!(detect_adapter(dir.path()), Some(AdapterKind::Cargo));
+        std::fs::write(dir.path().join("conftest.py"), "").unwrap();
+        assert_eq!(detect_adapter(dir.path()), Some(AdapterKind::Pytest));
+    }
+}

@@ -1,0 +1,51 @@
+//! The errors that end a run early, each mapped to the exit code a CI system
+//! or a script can act on (see the README's exit-code table).
+
+use std::fmt;
+
+/// Exit codes: the contract with scripts and CI.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const TEST_FAILED: i32 = 100;
+    pub const USAGE: i32 = 2;
+    pub const SETUP: i32 = 3;
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// An error that stops partest, classified by whose fault it is.
+#[derive(Debug)]
+pub enum Error {
+    /// The command line or partest.toml is wrong: the user fixes their input.
+    Config(String),
+    /// Discovery, a plugin or a setup command failed: the environment is wrong.
+    Setup(String),
+}
+
+impl Error {
+    pub fn config(msg: impl Into<String>) -> Self {
+        Error::Config(msg.into())
+    }
+
+    pub fn setup(msg: impl Into<String>) -> Self {
+        Error::Setup(msg.into())
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => exit::USAGE,
+            Error::Setup(_) => exit::SETUP,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(msg) | Error::Setup(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,98 @@
+//! Isolation: what gives each worker slot its own copy of a shared resource.
+//!
+//! Every provider — the built-in temp-dir one and each Wasm plugin — sits
+//! behind [`Isolation`]. [`Lifecycle`] drives them all in the order of the
+//! design (setup_run → setup commands → setup_slot → reset_slot between tests →
+//! teardown_slot → teardown_run) and remembers what it set up, so that
+//! teardown runs for exactly that on every exit path.
+
+mod lifecycle;
+mod tempdir;
+
+use std::path::PathBuf;
+
+pub use lifecycle::{Lifecycle, SlotEnv};
+pub use tempdir::TempDirs;
+
+/// Environment variables a provider hands to processes, in order.
+pub type Env = Vec<(String, String)>;
+
+/// What a provider knows of the run when it sets up.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    /// Short, unique, lowercase alphanumeric: safe inside database names.
+    pub run_id: String,
+    pub workers: usize,
+    /// The project root.
+    pub root: PathBuf,
+    /// `<root>/.partest`: partest's own state (history, run records).
+    pub state_dir: PathBuf,
+}
+
+/// One worker slot: `gw0` … `gwN-1`, owned by one pool thread for the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Slot {
+    pub index: usize,
+    pub name: String,
+}
+
+impl Slot {
+    pub fn new(index: usize) -> Slot {
+        Slot { index, name: format!("gw{index}") }
+    }
+}
+
+/// Why a provider failed; the message names the provider and the hook.
+#[derive(Debug, Clone)]
+pub struct IsolationError {
+    pub provider: String,
+    pub hook: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for IsolationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} failed in {}: {}", self.provider, self.hook, self.message)
+    }
+}
+
+impl std::error::Error for IsolationError {}
+
+pub type IsoResult<T> = Result<T, IsolationError>;
+
+/// One isolation provider. Methods take `&self` because slots are set up,
+/// reset and torn down from their own pool threads; providers keep per-slot
+/// state behind their own locks (one per slot, never shared between slots).
+pub trait Isolation: Send + Sync {
+    /// Shown in messages and `partest report`.
+    fn name(&self) -> &str;
+
+    /// The most slots this provider can serve (a Redis server has 16
+    /// databases); caps the worker count. `None`: no limit.
+    fn max_slots(&self) -> Option<usize> {
+        None
+    }
+
+    /// Once per run, before the setup commands; the env returned is given
+    /// to those commands (a template database's URL, say).
+    fn setup_run(&self, run: &RunInfo) -> IsoResult<Env>;
+
+    /// Once per slot; the env returned is given to every test on that slot.
+    fn setup_slot(&self, slot: &Slot) -> IsoResult<Env>;
+
+    /// Whether [`Isolation::reset_slot`] must run between tests.
+    fn resets_between_tests(&self) -> bool {
+        false
+    }
+
+    /// Between two tests on a slot (FLUSHDB, say).
+    fn reset_slot(&self, _slot: &Slot) -> IsoResult<()> {
+        Ok(())
+    }
+
+    /// Undo `setup_slot`; called only for slots whose setup succeeded.
+    fn teardown_slot(&self, slot: &Slot, run_failed: bool) -> IsoResult<()>;
+
+    /// Undo `setup_run`; called only when it succeeded.
+    fn teardown_run(&self, run_failed: bool) -> IsoResult<()>;
+}
