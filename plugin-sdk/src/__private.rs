@@ -1,0 +1,80 @@
+//! The glue between the generated `Guest` trait and [`crate::Plugin`]. Not API.
+
+use core::cell::RefCell;
+use core::marker::PhantomData;
+
+use crate::bindings::exports::partest::plugin::plugin::Guest;
+use crate::bindings::partest::plugin::types::{Error, Info, RunInfo, Slot};
+use crate::Plugin;
+
+/// What `register!` knows of the plugin crate.
+pub trait Meta: 'static {
+    const NAME: &'static str;
+    const VERSION: &'static str;
+    type Plugin: Plugin;
+}
+
+pub struct Adapter<M>(PhantomData<M>);
+
+std::thread_local! {
+    static SETTINGS: RefCell<String> = const { RefCell::new(String::new()) };
+    static STATE: RefCell<Option<Box<dyn core::any::Any>>> = const { RefCell::new(None) };
+}
+
+pub fn with_settings<R>(f: impl FnOnce(&str) -> R) -> R {
+    SETTINGS.with(|s| f(&s.borrow()))
+}
+
+fn with_plugin<P: Plugin, R>(f: impl FnOnce(&mut P) -> Result<R, Error>) -> Result<R, Error> {
+    STATE.with(|s| {
+        let mut state = s.borrow_mut();
+        match state.as_mut().and_then(|b| b.downcast_mut::<P>()) {
+            Some(p) => f(p),
+            None => Err(Error::Failed("a hook ran before configure".into())),
+        }
+    })
+}
+
+impl<M: Meta> Guest for Adapter<M> {
+    fn describe() -> Info {
+        Info {
+            name: M::NAME.into(),
+            version: M::VERSION.into(),
+            summary: M::Plugin::SUMMARY.into(),
+            max_slots: M::Plugin::MAX_SLOTS,
+            resets_between_tests: M::Plugin::RESETS_BETWEEN_TESTS,
+            config_keys: M::Plugin::config_keys(),
+        }
+    }
+
+    fn configure(settings: String) -> Result<(), Error> {
+        SETTINGS.with(|s| *s.borrow_mut() = settings);
+        let plugin = M::Plugin::configure()?;
+        STATE.with(|s| *s.borrow_mut() = Some(Box::new(plugin)));
+        Ok(())
+    }
+
+    fn setup_run(run: RunInfo) -> Result<Vec<(String, String)>, Error> {
+        with_plugin(|p: &mut M::Plugin| p.setup_run(&run))
+    }
+
+    fn setup_slot(run: RunInfo, slot: Slot) -> Result<Vec<(String, String)>, Error> {
+        with_plugin(|p: &mut M::Plugin| p.setup_slot(&run, &slot))
+    }
+
+    fn reset_slot(run: RunInfo, slot: Slot) -> Result<(), Error> {
+        with_plugin(|p: &mut M::Plugin| p.reset_slot(&run, &slot))
+    }
+
+    fn teardown_slot(run: RunInfo, slot: Slot, run_failed: bool) -> Result<(), Error> {
+        with_plugin(|p: &mut M::Plugin| p.teardown_slot(&run, &slot, run_failed))
+    }
+
+    fn teardown_run(run: RunInfo, run_failed: bool) -> Result<(), Error> {
+        with_plugin(|p: &mut M::Plugin| p.teardown_run(&run, run_failed))
+    }
+
+    fn sweep(run: RunInfo) -> Result<Vec<String>, Error> {
+        with_plugin(|p: &mut M::Plugin| p.sweep(&run))
+    }
+}

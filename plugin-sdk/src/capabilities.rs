@@ -1,0 +1,150 @@
+//! Helpers over the capability imports. A capability is imported by your
+//! component only if you call one of its functions, and partest refuses to
+//! load a plugin whose imports the user has not granted.
+
+/// Messages for the user (a plugin has no stdout or stderr). Always granted.
+pub mod log {
+    use crate::bindings::partest::plugin::log::{log, Level};
+
+    pub fn debug(msg: impl AsRef<str>) {
+        log(Level::Debug, msg.as_ref());
+    }
+    pub fn info(msg: impl AsRef<str>) {
+        log(Level::Info, msg.as_ref());
+    }
+    pub fn warn(msg: impl AsRef<str>) {
+        log(Level::Warn, msg.as_ref());
+    }
+    pub fn error(msg: impl AsRef<str>) {
+        log(Level::Error, msg.as_ref());
+    }
+}
+
+/// Commands on the granted Redis server: `allow = { redis = "redis://..." }`.
+pub mod redis {
+    use crate::bindings::partest::plugin::redis as wit;
+    use crate::Result;
+
+    /// A Redis reply.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum Reply {
+        Nil,
+        Int(i64),
+        Data(Vec<u8>),
+        Status(String),
+        Array(Vec<Reply>),
+    }
+
+    impl Reply {
+        /// The reply as text, for data and status replies.
+        pub fn as_str(&self) -> Option<&str> {
+            match self {
+                Reply::Data(d) => core::str::from_utf8(d).ok(),
+                Reply::Status(s) => Some(s),
+                _ => None,
+            }
+        }
+    }
+
+    /// The granted URL.
+    pub fn url() -> String {
+        wit::url()
+    }
+
+    /// Runs one command on this instance's connection, e.g. `command(&["SELECT", "3"])`.
+    pub fn command<A: AsRef<[u8]>>(args: &[A]) -> Result<Reply> {
+        let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_ref().to_vec()).collect();
+        let nodes = wit::command(&args)?;
+        let mut it = nodes.into_iter();
+        Ok(decode(&mut it))
+    }
+
+    fn decode(it: &mut impl Iterator<Item = wit::Node>) -> Reply {
+        match it.next() {
+            None | Some(wit::Node::Nil) => Reply::Nil,
+            Some(wit::Node::Int(i)) => Reply::Int(i),
+            Some(wit::Node::Data(d)) => Reply::Data(d),
+            Some(wit::Node::Status(s)) => Reply::Status(s),
+            Some(wit::Node::Array(n)) => Reply::Array((0..n).map(|_| decode(it)).collect()),
+        }
+    }
+}
+
+/// SQL on the granted PostgreSQL server: `allow = { postgres = "postgres://..." }`.
+pub mod postgres {
+    pub use crate::bindings::partest::plugin::postgres::Rows;
+    use crate::bindings::partest::plugin::postgres as wit;
+    use crate::Result;
+
+    /// The granted URL, with `database` in place of the granted database.
+    pub fn url(database: Option<&str>) -> String {
+        wit::url(database)
+    }
+    /// Runs statements on `database` (the granted one when `None`).
+    pub fn execute(database: Option<&str>, sql: &str) -> Result<()> {
+        wit::execute(database, sql)
+    }
+    /// Runs a query; values in text form.
+    pub fn query(database: Option<&str>, sql: &str) -> Result<Rows> {
+        wit::query(database, sql)
+    }
+    /// `name` as a quoted SQL identifier.
+    pub fn ident(name: &str) -> String {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+    /// `value` as a quoted SQL string literal.
+    pub fn literal(value: &str) -> String {
+        format!("'{}'", value.replace('\'', "''"))
+    }
+}
+
+/// SQLite files in the plugin's scratch directory (paths relative to it).
+pub mod sqlite {
+    pub use crate::bindings::partest::plugin::sqlite::Rows;
+    use crate::bindings::partest::plugin::sqlite as wit;
+    use crate::Result;
+
+    pub fn execute(path: &str, sql: &str) -> Result<()> {
+        wit::execute(path, sql)
+    }
+    pub fn query(path: &str, sql: &str) -> Result<Rows> {
+        wit::query(path, sql)
+    }
+    /// Clones database `source` into `target` (SQLite's online backup).
+    pub fn backup(source: &str, target: &str) -> Result<()> {
+        wit::backup(source, target)
+    }
+    /// The absolute path on the host, for the env of tests.
+    pub fn host_path(path: &str) -> Result<String> {
+        wit::host_path(path)
+    }
+}
+
+/// Programs the user granted: `allow = { process = ["docker"] }`. No shell.
+pub mod process {
+    pub use crate::bindings::partest::plugin::process::Output;
+    use crate::bindings::partest::plugin::process as wit;
+    use crate::{Error, Result};
+
+    /// Runs `program` with `args` and extra `env`; returns its output whatever its exit code.
+    pub fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<Output> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        wit::run(program, &args, &env)
+    }
+
+    /// Runs `program` and fails unless it exits 0; returns its stdout.
+    pub fn check(program: &str, args: &[&str]) -> Result<String> {
+        let out = run(program, args, &[])?;
+        if out.status == Some(0) {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(Error::failed(format!(
+                "{program} {} exited with {:?}: {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+}
