@@ -1,17 +1,119 @@
 //! `[plugins.NAME]`: one isolation plugin, built in or loaded from `path`.
-//! The host keys are read here; every other key belongs to the plugin and is
-//! handed to its `configure` hook, which reports its own errors.
+//! The host keys (`path`, `allow`, `limits`) are read here; every other key
+//! belongs to the plugin and is handed to its `configure` hook as TOML text,
+//! and the plugin reports its own errors.
+//!
+//! ```toml
+//! [plugins.minio]
+//! path = "tools/partest-minio.wasm"
+//! allow = { process = ["mc"], redis = "redis://127.0.0.1:6379" }
+//! limits = { call-timeout = "5s", setup-run-timeout = "2m", memory = "256MiB", boundary = "16MiB" }
+//! bucket = "test"            # the plugin's own setting
+//! ```
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
+
+use super::values::{ByteSize, Seconds};
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct PluginTable {
     /// A custom plugin's component; absent for a built-in.
     pub path: Option<PathBuf>,
+    /// The capabilities granted to the plugin beyond `log` and `sqlite`
+    /// (which only reach its own scratch directory).
+    #[serde(default)]
+    pub allow: PluginAllow,
+    /// The sandbox limits of this plugin.
+    #[serde(default)]
+    pub limits: PluginLimits,
     /// The plugin's own settings, passed to it verbatim.
     #[serde(flatten)]
     pub settings: toml::Table,
+}
+
+/// `allow = { ... }`: what the plugin may reach outside its sandbox.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginAllow {
+    /// Programs it may run, by name or path; no shell.
+    #[serde(default)]
+    pub process: Vec<String>,
+    /// The one Redis server it may send commands to.
+    pub redis: Option<String>,
+    /// The one PostgreSQL server it may run SQL on.
+    pub postgres: Option<String>,
+}
+
+/// `limits = { ... }`: each bounds one plugin call.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginLimits {
+    /// Wall time of one hook call (setup-slot, reset-slot, teardown-slot, ...).
+    pub call_timeout: Option<Seconds>,
+    /// Wall time of setup-run, teardown-run and sweep (templates, migrations).
+    pub setup_run_timeout: Option<Seconds>,
+    /// Linear memory of one instance.
+    pub memory: Option<ByteSize>,
+    /// Bytes the plugin may pass to partest in one call (arguments, results).
+    pub boundary: Option<ByteSize>,
+}
+
+impl PluginLimits {
+    pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_SETUP_RUN_TIMEOUT: Duration = Duration::from_secs(120);
+    pub const DEFAULT_MEMORY: u64 = 256 << 20;
+    pub const DEFAULT_BOUNDARY: u64 = 16 << 20;
+
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout.map_or(Self::DEFAULT_CALL_TIMEOUT, |s| s.0)
+    }
+    pub fn setup_run_timeout(&self) -> Duration {
+        self.setup_run_timeout.map_or(Self::DEFAULT_SETUP_RUN_TIMEOUT, |s| s.0)
+    }
+    pub fn memory(&self) -> u64 {
+        self.memory.map_or(Self::DEFAULT_MEMORY, |b| b.0)
+    }
+    pub fn boundary(&self) -> u64 {
+        self.boundary.map_or(Self::DEFAULT_BOUNDARY, |b| b.0)
+    }
+}
+
+impl PluginTable {
+    /// The plugin's settings as TOML text, for its `configure` hook.
+    pub fn settings_toml(&self) -> String {
+        toml::to_string(&self.settings).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_keys_are_split_from_settings() {
+        let t: PluginTable = toml::from_str(
+            r#"
+            path = "x.wasm"
+            allow = { process = ["mc"], redis = "redis://h:1" }
+            limits = { call-timeout = "2s", memory = "64MiB" }
+            bucket = "b"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(t.allow.process, ["mc"]);
+        assert_eq!(t.allow.redis.as_deref(), Some("redis://h:1"));
+        assert_eq!(t.limits.call_timeout(), Duration::from_secs(2));
+        assert_eq!(t.limits.memory(), 64 << 20);
+        assert_eq!(t.settings_toml().trim(), "bucket = \"b\"");
+    }
+
+    #[test]
+    fn unknown_allow_key_is_an_error() {
+        let e = toml::from_str::<PluginTable>("allow = { network = true }").unwrap_err();
+        assert!(e.to_string().contains("network"), "{e}");
+    }
 }

@@ -8,6 +8,7 @@
 
 mod lifecycle;
 mod tempdir;
+pub mod wasm;
 
 use std::path::PathBuf;
 
