@@ -1,1 +1,51 @@
-fn main() {}
+//! The `partest` binary: parse the command line, call the library, map the
+//! outcome to an exit code. Nothing else lives here.
+
+use clap::Parser;
+
+use partest::cli::{Cli, Command};
+use partest::config::Config;
+use partest::error::{Error, exit};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let code = match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("partest: error: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: &Cli) -> Result<i32, Error> {
+    let cwd = std::env::current_dir().map_err(|e| Error::config(format!("cannot read the current directory: {e}")))?;
+    let dir = match &cli.directory {
+        Some(d) if d.is_absolute() => d.clone(),
+        Some(d) => cwd.join(d),
+        None => cwd,
+    };
+    if !dir.is_dir() {
+        return Err(Error::config(format!("-C {}: no such directory", dir.display())));
+    }
+    let config = Config::load(&dir, cli.config.as_deref())?;
+    match &cli.command {
+        Command::Run(args) => partest::commands::run(&config, args),
+        Command::List(args) => {
+            print!("{}", partest::commands::list(&config, args)?);
+            Ok(exit::OK)
+        }
+        Command::Report(args) => {
+            print!("{}", partest::commands::report(&config, args)?);
+            Ok(exit::OK)
+        }
+    }
+}

@@ -10,6 +10,7 @@ mod profile;
 mod pytest;
 mod run;
 mod serial;
+mod settings;
 mod setup;
 mod values;
 
@@ -27,6 +28,7 @@ pub use profile::ProfileTable;
 pub use pytest::PytestTable;
 pub use run::{AdapterKind, RunTable};
 pub use serial::SerialTable;
+pub use settings::{Overrides, Settings};
 pub use setup::SetupTable;
 pub use values::{ByteSize, Filter, Seconds, WorkerCount};
 
@@ -111,7 +113,11 @@ impl Config {
             (None, Some(b)) => Ok(b),
             (None, None) => {
                 let mut known: Vec<&str> = vec!["unit", "integration", "e2e"];
-                known.extend(self.file.profile.keys().map(String::as_str).filter(|k| !known.contains(k)));
+                for k in self.file.profile.keys() {
+                    if !known.contains(&k.as_str()) {
+                        known.push(k);
+                    }
+                }
                 Err(Error::config(format!(
                     "no profile named {name:?} in {}; known profiles: {}",
                     self.origin(),

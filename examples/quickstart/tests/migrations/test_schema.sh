@@ -1,0 +1,3 @@
+#!/bin/sh
+# Runs alone after the parallel phase ([serial] filter), on slot gw0.
+[ "$PARTEST_WORKER" = gw0 ]

@@ -1,0 +1,7 @@
+#!/bin/sh
+# Writes a scratch file where only this test's slot looks; a collision would
+# show up as someone else's content.
+set -e
+echo "$PARTEST_WORKER 2" > "$TMPDIR/scratch"
+sleep 0.3
+grep -q "$PARTEST_WORKER 2" "$TMPDIR/scratch"

@@ -1,0 +1,135 @@
+//! The command line: clap's model of it, turned into calls on the library.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Overrides, Seconds, WorkerCount};
+use crate::report::Format;
+
+#[derive(Parser, Debug)]
+#[command(name = "partest", version, about = "Runs a test suite in parallel, each worker with its own copy of every shared resource")]
+pub struct Cli {
+    /// Run as if partest was started in DIR.
+    #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+    /// Read this config file instead of looking for partest.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the tests.
+    Run(RunArgs),
+    /// Show what would run, and in which phase.
+    List(ListArgs),
+    /// Show every factor behind the worker count, and which one bound it.
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct SelectArgs {
+    /// Worker count: a number or `auto`.
+    #[arg(short = 'n', long = "workers", value_name = "N|auto")]
+    pub workers: Option<WorkerCount>,
+    /// A profile from partest.toml, or a built-in one (unit, integration, e2e).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Isolation plugins to enable, comma-separated (e.g. redis,sqlite).
+    #[arg(long, value_delimiter = ',')]
+    pub plugins: Vec<String>,
+    /// Run #[ignore]d tests too (cargo).
+    #[arg(long)]
+    pub run_ignored: bool,
+    /// Only tests whose names contain one of these strings.
+    #[arg(value_name = "FILTER")]
+    pub filters: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Write a JUnit XML report here.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// Run a failed test up to N more times; one that then passes is FLAKY.
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Kill a test's process group after this long (seconds, or "500ms", "2m").
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<Seconds>,
+    /// Stop starting tests after the first failure.
+    #[arg(long, overrides_with = "no_fail_fast")]
+    pub fail_fast: bool,
+    /// Run every test whatever fails (the default).
+    #[arg(long, overrides_with = "fail_fast")]
+    pub no_fail_fast: bool,
+    /// Stream test output instead of capturing it.
+    #[arg(long)]
+    pub no_capture: bool,
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    pub message_format: MessageFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    pub message_format: MessageFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageFormat {
+    Human,
+    Json,
+}
+
+impl From<MessageFormat> for Format {
+    fn from(f: MessageFormat) -> Format {
+        match f {
+            MessageFormat::Human => Format::Human,
+            MessageFormat::Json => Format::Json,
+        }
+    }
+}
+
+impl SelectArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            workers: self.workers,
+            profile: self.profile.clone(),
+            plugins: self.plugins.iter().filter(|p| !p.is_empty()).cloned().collect(),
+            ..Overrides::default()
+        }
+    }
+}
+
+impl RunArgs {
+    pub fn overrides(&self) -> Overrides {
+        let fail_fast = if self.fail_fast {
+            Some(true)
+        } else if self.no_fail_fast {
+            Some(false)
+        } else {
+            None
+        };
+        Overrides {
+            retries: self.retries,
+            timeout: self.timeout.map(|s| s.0),
+            fail_fast,
+            junit: self.junit.clone(),
+            ..self.select.overrides()
+        }
+    }
+}

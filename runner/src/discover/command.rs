@@ -1,0 +1,73 @@
+//! The universal adapter: every file matched by `[command] tests` is one
+//! test, run by the `[command] run` template; exit 0 passes.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use walkdir::WalkDir;
+
+use super::{Adapter, Invocation, TestCase};
+use crate::config::{AdapterKind, Config, Filter};
+use crate::error::{Error, Result};
+
+pub struct CommandAdapter {
+    root: PathBuf,
+    tests: Filter,
+    /// The template split into words once; `{}` is replaced per test. Run
+    /// directly, not through a shell, so each test costs one exec.
+    template: Vec<String>,
+}
+
+/// Folders no one keeps tests in that can be huge.
+const SKIPPED_DIRS: &[&str] = &[".git", ".partest", "target", "node_modules", "__pycache__", ".venv"];
+
+impl CommandAdapter {
+    pub fn new(config: &Config) -> Result<CommandAdapter> {
+        let table = config.file.command.as_ref().ok_or_else(|| {
+            Error::config(format!(
+                "{}: [run] adapter = \"command\" needs a [command] table, e.g.\n\n[command]\ntests = [\"tests/**/*.sh\"]\nrun = \"bash {{}}\"",
+                config.origin()
+            ))
+        })?;
+        let template = shell_words::split(&table.run)
+            .map_err(|e| Error::config(format!("{}: [command] run: {e}", config.origin())))?;
+        Ok(CommandAdapter { root: config.root.clone(), tests: table.tests.clone(), template })
+    }
+}
+
+impl Adapter for CommandAdapter {
+    fn kind(&self) -> AdapterKind {
+        AdapterKind::Command
+    }
+
+    fn discover(&mut self) -> Result<Vec<TestCase>> {
+        let mut found = Vec::new();
+        let walker = WalkDir::new(&self.root).follow_links(false).into_iter().filter_entry(|e| {
+            !(e.file_type().is_dir() && e.file_name().to_str().is_some_and(|n| SKIPPED_DIRS.contains(&n)))
+        });
+        for entry in walker {
+            let entry = entry.map_err(|e| Error::setup(format!("listing test files: {e}")))?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let Ok(rel) = entry.path().strip_prefix(&self.root) else { continue };
+            let Some(rel) = rel.to_str() else { continue };
+            if self.tests.matches(rel) {
+                found.push(TestCase::new(rel));
+            }
+        }
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(found)
+    }
+
+    fn invocation(&self, tests: &[&TestCase], _scratch: &Path) -> Invocation {
+        let file = &tests[0].target;
+        let mut words = self.template.iter().map(|w| OsString::from(w.replace("{}", file)));
+        let program = words.next().unwrap_or_default();
+        let mut args: Vec<OsString> = words.collect();
+        if !self.template.iter().any(|w| w.contains("{}")) {
+            args.push(file.into());
+        }
+        Invocation { program, args, cwd: self.root.clone(), report_file: None }
+    }
+}

@@ -1,0 +1,165 @@
+//! Past durations and outcomes, in `.partest/history.db`, used to start the
+//! longest tests first and to size pytest batches. History only makes runs
+//! faster: a corrupt, locked or unwritable file is reported and ignored.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+
+use crate::discover::Status;
+
+/// How much one run moves a test's expected duration (exponential average).
+const WEIGHT_OF_NEWEST: f64 = 0.5;
+
+#[derive(Default)]
+pub struct History {
+    path: Option<PathBuf>,
+    expected: HashMap<String, Duration>,
+    /// The file is not a database: the next save starts a new one.
+    corrupt: bool,
+}
+
+/// One finished test, to be remembered.
+pub struct Record<'a> {
+    pub name: &'a str,
+    pub duration: Duration,
+    pub status: Status,
+}
+
+impl History {
+    /// Reads the history; on any problem returns an empty one and says why.
+    pub fn load(path: &Path) -> (History, Option<String>) {
+        let mut history = History { path: Some(path.to_path_buf()), ..History::default() };
+        if !path.exists() {
+            return (history, None);
+        }
+        match read(path) {
+            Ok(expected) => {
+                history.expected = expected;
+                (history, None)
+            }
+            Err(e) => {
+                history.corrupt = matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+                );
+                let then = if history.corrupt { "; it will be replaced" } else { "" };
+                let warning =
+                    format!("history {} is unreadable ({e}); ordering this run without it{then}", path.display());
+                (history, Some(warning))
+            }
+        }
+    }
+
+    /// An empty history that records nothing.
+    pub fn disabled() -> History {
+        History::default()
+    }
+
+    pub fn expected(&self, name: &str) -> Option<Duration> {
+        self.expected.get(name).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.expected.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.expected.is_empty()
+    }
+
+    /// Stores this run's durations; returns a warning instead of failing.
+    pub fn save<'a>(&self, records: impl IntoIterator<Item = Record<'a>>) -> Option<String> {
+        let path = self.path.as_ref()?;
+        if self.corrupt {
+            let _ = std::fs::remove_file(path);
+        }
+        write(path, records).err().map(|e| format!("cannot update history {} ({e}); continuing", path.display()))
+    }
+}
+
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_millis(500))?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS tests (
+            name TEXT PRIMARY KEY,
+            mean_secs REAL NOT NULL,
+            last_status TEXT NOT NULL,
+            runs INTEGER NOT NULL
+        )",
+    )?;
+    Ok(conn)
+}
+
+fn read(path: &Path) -> rusqlite::Result<HashMap<String, Duration>> {
+    let conn = open(path)?;
+    let mut stmt = conn.prepare("SELECT name, mean_secs FROM tests")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?;
+    let mut map = HashMap::new();
+    for row in rows {
+        let (name, secs) = row?;
+        if secs.is_finite() && secs >= 0.0 {
+            map.insert(name, Duration::from_secs_f64(secs));
+        }
+    }
+    Ok(map)
+}
+
+fn write<'a>(path: &Path, records: impl IntoIterator<Item = Record<'a>>) -> rusqlite::Result<()> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let mut conn = open(path)?;
+    let tx = conn.transaction()?;
+    {
+        let mut upsert = tx.prepare(
+            "INSERT INTO tests (name, mean_secs, last_status, runs) VALUES (?1, ?2, ?3, 1)
+             ON CONFLICT(name) DO UPDATE SET
+                mean_secs = mean_secs * (1.0 - ?4) + excluded.mean_secs * ?4,
+                last_status = excluded.last_status,
+                runs = runs + 1",
+        )?;
+        for r in records {
+            if matches!(r.status, Status::Cancelled | Status::Skip) {
+                continue;
+            }
+            let status = serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(str::to_string));
+            upsert.execute(params![r.name, r.duration.as_secs_f64(), status.unwrap_or_default(), WEIGHT_OF_NEWEST])?;
+        }
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_trip_and_average() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.db");
+        let (h, warning) = History::load(&path);
+        assert!(warning.is_none() && h.is_empty());
+        let rec = |secs: f64| Record { name: "t", duration: Duration::from_secs_f64(secs), status: Status::Pass };
+        assert!(h.save([rec(2.0)]).is_none());
+        assert!(h.save([rec(4.0)]).is_none());
+        let (h, _) = History::load(&path);
+        assert_eq!(h.expected("t"), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_corrupt_file_is_reported_and_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.db");
+        std::fs::write(&path, b"this is not a database, just junk bytes ............").unwrap();
+        let (h, warning) = History::load(&path);
+        assert!(h.is_empty());
+        assert!(warning.unwrap().contains("unreadable"));
+        let rec = Record { name: "t", duration: Duration::from_secs(1), status: Status::Pass };
+        assert!(h.save([rec]).is_none(), "a corrupt file is replaced on save");
+        assert_eq!(History::load(&path).0.expected("t"), Some(Duration::from_secs(1)));
+    }
+}

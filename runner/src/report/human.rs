@@ -1,0 +1,165 @@
+//! Human output: a nextest-like line per finished test on stdout, a progress
+//! bar on a terminal's stderr, failures' output and a summary at the end.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::{Event, FinalResult, Sink, Summary, fmt_duration};
+use crate::discover::{Status, TestCase};
+
+pub struct Human {
+    bar: Option<ProgressBar>,
+    captured: bool,
+}
+
+impl Human {
+    pub fn new(total: usize, progress: bool, captured: bool) -> Human {
+        let bar = progress.then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Human { bar, captured }
+    }
+
+    /// Prints a line without tearing the progress bar.
+    fn line(&self, text: &str) {
+        let print = || {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+        };
+        match &self.bar {
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
+    }
+}
+
+fn label(status: Status, flaky: bool, will_retry: bool) -> &'static str {
+    match status {
+        _ if will_retry => "RETRY",
+        Status::Pass if flaky => "FLAKY",
+        Status::Pass => "PASS",
+        Status::Fail => "FAIL",
+        Status::Skip => "SKIP",
+        Status::Timeout => "TIMEOUT",
+        Status::Cancelled => "CANCEL",
+    }
+}
+
+impl Sink for Human {
+    fn event(&mut self, event: &Event, tests: &[TestCase], results: &HashMap<u32, FinalResult>) {
+        let name = |i: u32| tests.get(i as usize).map(|t| t.name.as_str()).unwrap_or("?");
+        match event {
+            Event::RunStarted { run_id, workers, parallel, serial, skipped } => {
+                let mut text = format!("Starting {parallel} tests on {workers} workers");
+                if *serial > 0 {
+                    text.push_str(&format!(", then {serial} serial"));
+                }
+                if *skipped > 0 {
+                    text.push_str(&format!(" ({skipped} skipped)"));
+                }
+                self.line(&format!("{text}  [run {run_id}]"));
+            }
+            Event::Warning(message) => self.line(&format!("warning: {message}")),
+            Event::SetupCommand { command, duration } => {
+                self.line(&format!("   SETUP {} {command}", fmt_duration(*duration)));
+            }
+            Event::PhaseStarted { serial: true } => self.line("Serial phase: alone, on gw0"),
+            Event::PhaseStarted { serial: false } | Event::SlotReady { .. } => {}
+            Event::TestStarted { test, .. } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_message(name(*test).to_string());
+                }
+            }
+            Event::TestFinished(f) => {
+                let flaky = results.get(&f.test).is_some_and(|r| r.flaky);
+                let mut text = format!(
+                    "{:>8} {} gw{} {}",
+                    label(f.status, flaky, f.will_retry),
+                    fmt_duration(f.duration),
+                    f.slot,
+                    name(f.test)
+                );
+                if f.attempt > 1 || f.will_retry {
+                    text.push_str(&format!(" (attempt {})", f.attempt));
+                }
+                self.line(&text);
+                if !f.will_retry
+                    && let Some(bar) = &self.bar
+                {
+                    bar.inc(1);
+                }
+            }
+            Event::TestSkipped { test } => {
+                self.line(&format!("{:>8} {:11} {}", "SKIP", "", name(*test)));
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
+            }
+            Event::Interrupted => self.line("Interrupted: stopping running tests and tearing down"),
+        }
+    }
+
+    fn finish(&mut self, s: &Summary, tests: &[TestCase]) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        let name = |i: u32| tests.get(i as usize).map(|t| t.name.as_str()).unwrap_or("?");
+        let mut failures: Vec<(&u32, &FinalResult)> =
+            s.results.iter().filter(|(_, r)| r.status.is_failure() || r.status == Status::Cancelled).collect();
+        failures.sort_by_key(|(i, _)| **i);
+        let mut out = String::new();
+        for (i, r) in &failures {
+            if r.status == Status::Cancelled {
+                continue;
+            }
+            out.push_str(&format!("\n--- {} {} (gw{}, attempt {}) ---\n", label(r.status, false, false), name(**i), r.slot, r.attempts));
+            match &r.output {
+                Some(text) if !text.trim().is_empty() => {
+                    out.push_str(text.trim_end());
+                    out.push('\n');
+                }
+                _ if !self.captured => out.push_str("(output was streamed above: --no-capture)\n"),
+                _ => out.push_str("(no output)\n"),
+            }
+        }
+        let stopped: Vec<&str> =
+            failures.iter().filter(|(_, r)| r.status == Status::Cancelled).map(|(i, _)| name(**i)).collect();
+        if !stopped.is_empty() {
+            out.push_str(&format!("\nInterrupted while running: {}\n", stopped.join(", ")));
+        }
+        out.push_str(&format!(
+            "\nSummary {} {} passed, {} failed, {} skipped, {} flaky",
+            fmt_duration(s.wall),
+            s.passed,
+            s.failed + s.timed_out,
+            s.skipped,
+            s.flaky
+        ));
+        if s.timed_out > 0 {
+            out.push_str(&format!(" ({} timed out)", s.timed_out));
+        }
+        if s.cancelled > 0 {
+            out.push_str(&format!(", {} not run", s.cancelled));
+        }
+        out.push('\n');
+        let mut slowest: Vec<(&u32, &FinalResult)> =
+            s.results.iter().filter(|(_, r)| r.attempts > 0).collect();
+        slowest.sort_by(|a, b| b.1.duration.cmp(&a.1.duration).then(a.0.cmp(b.0)));
+        if !slowest.is_empty() {
+            out.push_str("Slowest:\n");
+            for (i, r) in slowest.iter().take(5) {
+                out.push_str(&format!("  {} {}\n", fmt_duration(r.duration), name(**i)));
+            }
+        }
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(out.as_bytes());
+        let _ = stdout.flush();
+    }
+}

@@ -1,0 +1,64 @@
+//! `--message-format json`: one JSON object per line on stdout, for tools.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use serde_json::json;
+
+use super::{Event, FinalResult, Sink, Summary};
+use crate::discover::TestCase;
+
+pub struct Json {
+    out: std::io::Stdout,
+}
+
+impl Json {
+    pub fn new() -> Json {
+        Json { out: std::io::stdout() }
+    }
+
+    fn emit(&mut self, value: serde_json::Value) {
+        let mut out = self.out.lock();
+        let _ = serde_json::to_writer(&mut out, &value);
+        let _ = out.write_all(b"\n");
+    }
+}
+
+impl Sink for Json {
+    fn event(&mut self, event: &Event, tests: &[TestCase], _results: &HashMap<u32, FinalResult>) {
+        let name = |i: &u32| tests.get(*i as usize).map(|t| t.name.as_str()).unwrap_or("?");
+        let value = match event {
+            Event::RunStarted { run_id, workers, parallel, serial, skipped } => json!({
+                "type": "run-started", "run_id": run_id, "workers": workers,
+                "parallel": parallel, "serial": serial, "skipped": skipped,
+            }),
+            Event::Warning(message) => json!({"type": "warning", "message": message}),
+            Event::SetupCommand { command, duration } => json!({
+                "type": "setup-command", "command": command, "duration_secs": duration.as_secs_f64(),
+            }),
+            Event::SlotReady { slot } => json!({"type": "slot-ready", "slot": format!("gw{slot}")}),
+            Event::PhaseStarted { serial } => {
+                json!({"type": "phase-started", "phase": if *serial { "serial" } else { "parallel" }})
+            }
+            Event::TestStarted { test, slot, attempt } => json!({
+                "type": "test-started", "test": name(test), "slot": format!("gw{slot}"), "attempt": attempt,
+            }),
+            Event::TestFinished(f) => json!({
+                "type": "test-finished", "test": name(&f.test), "slot": format!("gw{}", f.slot),
+                "attempt": f.attempt, "status": f.status, "duration_secs": f.duration.as_secs_f64(),
+                "will_retry": f.will_retry, "output": f.output,
+            }),
+            Event::TestSkipped { test } => json!({"type": "test-skipped", "test": name(test)}),
+            Event::Interrupted => json!({"type": "interrupted"}),
+        };
+        self.emit(value);
+    }
+
+    fn finish(&mut self, s: &Summary, _tests: &[TestCase]) {
+        self.emit(json!({
+            "type": "run-finished", "passed": s.passed, "failed": s.failed, "timed_out": s.timed_out,
+            "skipped": s.skipped, "flaky": s.flaky, "cancelled": s.cancelled,
+            "interrupted": s.interrupted, "wall_secs": s.wall.as_secs_f64(),
+        }));
+    }
+}

@@ -1,0 +1,190 @@
+//! Reporting: everything the run produces arrives here as [`Event`]s over one
+//! channel and is shown by one thread — human lines (with a progress bar on a
+//! terminal) or JSON lines — then summed up, written to JUnit and returned.
+
+mod human;
+mod json;
+mod junit;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::discover::{Status, TestCase};
+
+/// What happened, in the order it happened.
+#[derive(Debug)]
+pub enum Event {
+    RunStarted { run_id: String, workers: usize, parallel: usize, serial: usize, skipped: usize },
+    Warning(String),
+    /// A setup command ran (its output is shown when it fails).
+    SetupCommand { command: String, duration: Duration },
+    SlotReady { slot: usize },
+    TestStarted { test: u32, slot: usize, attempt: u32 },
+    TestFinished(Box<TestFinished>),
+    TestSkipped { test: u32 },
+    /// Ctrl-C: these tests were stopped mid-run.
+    Interrupted,
+    PhaseStarted { serial: bool },
+}
+
+#[derive(Debug)]
+pub struct TestFinished {
+    pub test: u32,
+    pub slot: usize,
+    pub attempt: u32,
+    pub status: Status,
+    pub duration: Duration,
+    /// Kept for failures (and for JUnit); `None` for most passes.
+    pub output: Option<String>,
+    /// This failure will be retried.
+    pub will_retry: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+pub struct ReporterOptions {
+    pub format: Format,
+    pub junit: Option<PathBuf>,
+    /// Draw a progress bar (a terminal, human format).
+    pub progress: bool,
+    /// Output was streamed, so there is none to repeat for failures.
+    pub captured: bool,
+}
+
+/// A test's final word, after any retries.
+#[derive(Clone, Debug)]
+pub struct FinalResult {
+    pub status: Status,
+    pub attempts: u32,
+    pub duration: Duration,
+    pub slot: usize,
+    pub output: Option<String>,
+    /// Passed, but only after failing: FLAKY.
+    pub flaky: bool,
+    /// Output of the failed attempts, for JUnit's rerun entries.
+    pub failed_attempts: Vec<(Duration, Option<String>)>,
+}
+
+/// What the run amounted to.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    pub timed_out: usize,
+    pub skipped: usize,
+    pub flaky: usize,
+    /// Not run, or stopped: Ctrl-C or --fail-fast.
+    pub cancelled: usize,
+    pub interrupted: bool,
+    pub wall: Duration,
+    pub results: HashMap<u32, FinalResult>,
+}
+
+impl Summary {
+    pub fn any_failed(&self) -> bool {
+        self.failed > 0 || self.timed_out > 0
+    }
+}
+
+/// Something that shows events: one implementation per output format.
+trait Sink {
+    fn event(&mut self, event: &Event, tests: &[TestCase], results: &HashMap<u32, FinalResult>);
+    fn finish(&mut self, summary: &Summary, tests: &[TestCase]);
+}
+
+/// Starts the reporter thread; the run sends events, then drops its sender
+/// and joins the handle for the summary.
+pub fn start(tests: Arc<Vec<TestCase>>, total: usize, options: ReporterOptions) -> (Sender<Event>, JoinHandle<Summary>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let handle = std::thread::Builder::new()
+        .name("partest-reporter".into())
+        .spawn(move || report(rx, tests, total, options))
+        .expect("spawning the reporter thread");
+    (tx, handle)
+}
+
+fn report(rx: Receiver<Event>, tests: Arc<Vec<TestCase>>, total: usize, options: ReporterOptions) -> Summary {
+    let start = Instant::now();
+    let mut sink: Box<dyn Sink> = match options.format {
+        Format::Human => Box::new(human::Human::new(total, options.progress, options.captured)),
+        Format::Json => Box::new(json::Json::new()),
+    };
+    let mut summary = Summary::default();
+    for event in rx {
+        match &event {
+            Event::TestFinished(f) => record(&mut summary.results, f),
+            Event::TestSkipped { test } => {
+                summary.results.insert(
+                    *test,
+                    FinalResult {
+                        status: Status::Skip,
+                        attempts: 0,
+                        duration: Duration::ZERO,
+                        slot: 0,
+                        output: None,
+                        flaky: false,
+                        failed_attempts: Vec::new(),
+                    },
+                );
+            }
+            Event::Interrupted => summary.interrupted = true,
+            _ => {}
+        }
+        sink.event(&event, &tests, &summary.results);
+    }
+    summary.wall = start.elapsed();
+    for r in summary.results.values() {
+        match r.status {
+            Status::Pass if r.flaky => summary.flaky += 1,
+            Status::Pass => summary.passed += 1,
+            Status::Fail => summary.failed += 1,
+            Status::Timeout => summary.timed_out += 1,
+            Status::Skip => summary.skipped += 1,
+            Status::Cancelled => summary.cancelled += 1,
+        }
+    }
+    // Tests that never got a result were not run (fail-fast, Ctrl-C, a setup error).
+    summary.cancelled += total.saturating_sub(summary.results.len());
+    if let Some(path) = &options.junit
+        && let Err(e) = junit::write(path, &tests, &summary)
+    {
+        sink.event(&Event::Warning(format!("cannot write JUnit report {}: {e}", path.display())), &tests, &summary.results);
+    }
+    sink.finish(&summary, &tests);
+    summary
+}
+
+fn record(results: &mut HashMap<u32, FinalResult>, f: &TestFinished) {
+    let entry = results.entry(f.test).or_insert_with(|| FinalResult {
+        status: f.status,
+        attempts: 0,
+        duration: Duration::ZERO,
+        slot: f.slot,
+        output: None,
+        flaky: false,
+        failed_attempts: Vec::new(),
+    });
+    if entry.attempts > 0 && entry.status.is_failure() {
+        entry.failed_attempts.push((entry.duration, entry.output.take()));
+    }
+    entry.flaky = f.status == Status::Pass && !entry.failed_attempts.is_empty();
+    entry.status = f.status;
+    entry.attempts = entry.attempts.max(f.attempt);
+    entry.duration = f.duration;
+    entry.slot = f.slot;
+    entry.output = f.output.clone();
+}
+
+/// `[   0.123s]`, nextest's fixed-width duration.
+pub fn fmt_duration(d: Duration) -> String {
+    format!("[{:>8.3}s]", d.as_secs_f64())
+}

@@ -1,0 +1,247 @@
+//! The command adapter end to end: concurrency, slots, serial phase, groups,
+//! failures, timeouts and Ctrl-C, asserted on what the tests themselves
+//! recorded (timestamps, workers, pids, files), not on log wording alone.
+
+use std::time::{Duration, Instant};
+
+use partest_e2e::*;
+
+const CONFIG: &str = "[command]\ntests = [\"t/**/*.sh\"]\nrun = \"sh {}\"\n";
+
+#[test]
+fn tests_run_concurrently_on_distinct_slots() {
+    let p = Project::new();
+    let log = p.log_dir();
+    p.file("partest.toml", CONFIG);
+    for i in 0..4 {
+        p.file(&format!("t/s{i}.sh"), &traced(&log, &format!("s{i}"), "sleep 0.4"));
+    }
+    let out = p.run(&["run", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let t = traces(&log);
+    assert_eq!(t.len(), 4);
+    let workers: std::collections::BTreeSet<&str> = t.iter().map(|t| t.worker.as_str()).collect();
+    assert_eq!(workers.into_iter().collect::<Vec<_>>(), ["gw0", "gw1"]);
+    let concurrent = t.iter().enumerate().any(|(i, a)| t[i + 1..].iter().any(|b| overlaps(a, b)));
+    assert!(concurrent, "no two tests overlapped: {t:?}");
+    // Never two tests at once on one slot.
+    for (i, a) in t.iter().enumerate() {
+        for b in &t[i + 1..] {
+            assert!(!(a.worker == b.worker && overlaps(a, b)), "{a:?} and {b:?} shared a slot");
+        }
+    }
+    assert!(stdout(&out).contains("4 passed, 0 failed"), "{}", both(&out));
+}
+
+#[test]
+fn every_test_sees_its_slot_environment() {
+    let p = Project::new();
+    let log = p.log_dir();
+    p.file("partest.toml", CONFIG);
+    for i in 0..3 {
+        let body = format!(
+            "env | grep -E '^(PARTEST_|PYTEST_XDIST|TEST_ENV_NUMBER|TMPDIR)' | sort > {}/env{i}.txt\ntouch \"$PARTEST_TEST_TMPDIR/mine\"\n[ -d \"$TMPDIR\" ]",
+            log.display()
+        );
+        p.file(&format!("t/e{i}.sh"), &body);
+    }
+    let out = p.run(&["run", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    for i in 0..3 {
+        let env = std::fs::read_to_string(log.join(format!("env{i}.txt"))).unwrap();
+        let get = |k: &str| {
+            env.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or_else(|| panic!("{k} missing in {env}"))
+        };
+        let worker = get("PARTEST_WORKER");
+        assert!(worker == "gw0" || worker == "gw1", "{env}");
+        assert_eq!(get("PYTEST_XDIST_WORKER"), worker);
+        assert_eq!(get("PARTEST_WORKER_INDEX"), &worker[2..]);
+        assert_eq!(get("PARTEST_WORKER_COUNT"), "2");
+        assert_eq!(get("PYTEST_XDIST_WORKER_COUNT"), "2");
+        assert_eq!(get("PARTEST_TEST_NAME"), format!("t/e{i}.sh"));
+        assert_eq!(get("PARTEST_ATTEMPT"), "1");
+        assert_eq!(get("TMPDIR"), get("PARTEST_TMPDIR"));
+        assert!(get("TMPDIR").ends_with(worker), "{env}");
+        assert!(get("PARTEST_TEST_TMPDIR").starts_with(get("TMPDIR")), "{env}");
+        assert_eq!(get("PARTEST_RUN_ID").len(), 8);
+        // The slot's temp dir is gone after the run: teardown ran.
+        assert!(!std::path::Path::new(get("TMPDIR")).exists(), "{env}");
+    }
+}
+
+#[test]
+fn serial_tests_run_alone_after_the_parallel_phase() {
+    let p = Project::new();
+    let log = p.log_dir();
+    p.file("partest.toml", &format!("{CONFIG}[serial]\nfilter = [\"t/serial/**\"]\n"));
+    for i in 0..4 {
+        p.file(&format!("t/p{i}.sh"), &traced(&log, &format!("p{i}"), "sleep 0.2"));
+    }
+    for i in 0..2 {
+        p.file(&format!("t/serial/s{i}.sh"), &traced(&log, &format!("serial{i}"), "sleep 0.2"));
+    }
+    let out = p.run(&["run", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let t = traces(&log);
+    assert_eq!(t.len(), 6);
+    for s in t.iter().filter(|t| t.name.starts_with("serial")) {
+        assert_eq!(s.worker, "gw0", "serial tests run on slot 0");
+        for other in t.iter().filter(|o| o.name != s.name) {
+            assert!(!overlaps(s, other), "serial {s:?} overlapped {other:?}");
+        }
+        let last_parallel = t.iter().filter(|t| t.name.starts_with('p')).map(|t| t.end).fold(0.0, f64::max);
+        assert!(s.start >= last_parallel, "serial test started before the parallel phase ended");
+    }
+    let list = p.run(&["list", "-n", "2"]);
+    let text = stdout(&list);
+    assert!(text.contains("parallel: 4 tests on 2 workers"), "{text}");
+    assert!(text.contains("serial: 2 tests"), "{text}");
+}
+
+#[test]
+fn a_groups_cap_is_never_exceeded() {
+    let p = Project::new();
+    let log = p.log_dir();
+    p.file(
+        "partest.toml",
+        &format!("{CONFIG}[groups.db]\nfilter = [\"t/db/**\"]\nmax-workers = 1\n"),
+    );
+    for i in 0..4 {
+        p.file(&format!("t/db/d{i}.sh"), &traced(&log, &format!("db{i}"), "sleep 0.25"));
+        p.file(&format!("t/free{i}.sh"), &traced(&log, &format!("free{i}"), "sleep 0.1"));
+    }
+    let out = p.run(&["run", "-n", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let t = traces(&log);
+    assert_eq!(t.len(), 8);
+    let db: Vec<&Trace> = t.iter().filter(|t| t.name.starts_with("db")).collect();
+    for (i, a) in db.iter().enumerate() {
+        for b in &db[i + 1..] {
+            assert!(!overlaps(a, b), "group cap 1 exceeded: {a:?} and {b:?}");
+        }
+    }
+    // The cap did not stall the pool: ungrouped tests ran beside the group.
+    let free_beside_db = t
+        .iter()
+        .filter(|t| t.name.starts_with("free"))
+        .any(|f| db.iter().any(|d| overlaps(f, d)));
+    assert!(free_beside_db, "no free test ran while a db test ran: {t:?}");
+}
+
+#[test]
+fn a_failing_test_exits_100_and_shows_its_output() {
+    let p = Project::new();
+    p.file("partest.toml", CONFIG);
+    p.file("t/ok.sh", "exit 0\n");
+    p.file("t/bad.sh", "echo 'expected 3, got 4' >&2\necho on-stdout\nexit 7\n");
+    let junit = p.path().join("out/junit.xml");
+    let out = p.run(&["run", "-n", "2", "--junit", junit.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(100), "{}", both(&out));
+    let text = stdout(&out);
+    assert!(text.contains("FAIL") && text.contains("t/bad.sh"), "{text}");
+    assert!(text.contains("expected 3, got 4") && text.contains("on-stdout"), "{text}");
+    assert!(text.contains("exit code 7"), "{text}");
+    assert!(text.contains("1 passed, 1 failed"), "{text}");
+    let xml = std::fs::read_to_string(&junit).expect("junit written");
+    assert!(xml.contains("t/bad.sh") && xml.contains("<failure"), "{xml}");
+    assert!(xml.contains("tests=\"2\""), "{xml}");
+}
+
+#[test]
+fn a_hanging_test_is_killed_at_the_timeout_with_its_process_group() {
+    let p = Project::new();
+    let log = p.log_dir();
+    p.file("partest.toml", CONFIG);
+    // The test starts a grandchild that would outlive a naive kill of the test alone.
+    p.file(
+        "t/hang.sh",
+        &format!("sleep 300 &\necho $! > {log}/child.pid\necho $$ > {log}/test.pid\nsleep 300\n", log = log.display()),
+    );
+    p.file("t/quick.sh", "exit 0\n");
+    let started = Instant::now();
+    let out = p.run(&["run", "-n", "2", "--timeout", "1"]);
+    assert!(started.elapsed() < Duration::from_secs(60), "partest did not stop the hung test");
+    assert_eq!(out.status.code(), Some(100), "{}", both(&out));
+    assert!(stdout(&out).contains("TIMEOUT"), "{}", both(&out));
+    for file in ["child.pid", "test.pid"] {
+        let pid: i32 = std::fs::read_to_string(log.join(file)).unwrap().trim().parse().unwrap();
+        assert!(!pid_alive(pid), "{file}: process {pid} outlived the timeout");
+    }
+}
+
+#[test]
+fn retries_mark_a_test_that_passes_later_as_flaky() {
+    let p = Project::new();
+    let log = p.log_dir();
+    p.file("partest.toml", CONFIG);
+    // Fails on its first attempt only, using the attempt number partest passes.
+    p.file("t/flaky.sh", &format!("echo $PARTEST_ATTEMPT >> {}/attempts\n[ \"$PARTEST_ATTEMPT\" -ge 2 ]\n", log.display()));
+    let out = p.run(&["run", "-n", "1", "--retries", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert_eq!(std::fs::read_to_string(log.join("attempts")).unwrap(), "1\n2\n");
+    let text = stdout(&out);
+    assert!(text.contains("RETRY") && text.contains("FLAKY"), "{text}");
+    assert!(text.contains("1 flaky"), "{text}");
+}
+
+#[test]
+fn fail_fast_stops_starting_tests() {
+    let p = Project::new();
+    let log = p.log_dir();
+    p.file("partest.toml", CONFIG);
+    p.file("t/a_bad.sh", "exit 1\n");
+    for i in 0..5 {
+        p.file(&format!("t/b{i}.sh"), &traced(&log, &format!("b{i}"), "sleep 0.1"));
+    }
+    let out = p.run(&["run", "-n", "1", "--fail-fast"]);
+    assert_eq!(out.status.code(), Some(100), "{}", both(&out));
+    assert!(traces(&log).len() < 5, "fail-fast still ran everything");
+    assert!(stdout(&out).contains("not run"), "{}", both(&out));
+}
+
+#[test]
+fn sigint_mid_run_tears_down_and_exits_130() {
+    let p = Project::new();
+    let log = p.log_dir();
+    p.file("partest.toml", CONFIG);
+    for i in 0..3 {
+        p.file(
+            &format!("t/long{i}.sh"),
+            &format!(
+                "echo $TMPDIR > {log}/tmp{i}\nsleep 300 &\necho $! > {log}/child{i}.pid\necho $$ > {log}/test{i}.pid\nwait\n",
+                log = log.display()
+            ),
+        );
+    }
+    let child = partest(p.path())
+        .args(["run", "-n", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(log.join("child0.pid").exists() || log.join("child1.pid").exists()) || count_pids(&log) < 2 {
+        assert!(Instant::now() < deadline, "tests never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: sending SIGINT to the partest process we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", both(&out));
+    assert!(stdout(&out).contains("Interrupted"), "{}", both(&out));
+    for entry in std::fs::read_dir(&log).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        if name.ends_with(".pid") {
+            let pid: i32 = text.trim().parse().unwrap();
+            assert!(!pid_alive(pid), "{name}: {pid} still running after SIGINT");
+        } else if name.starts_with("tmp") {
+            assert!(!std::path::Path::new(text.trim()).exists(), "slot dir {text} left behind");
+        }
+    }
+}
+
+fn count_pids(log: &std::path::Path) -> usize {
+    std::fs::read_dir(log).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("child")).count()
+}

@@ -1,0 +1,151 @@
+//! Helpers for the end-to-end tests: find (or build) the real binary, make
+//! fixture projects in temp dirs, run partest and read what it left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The workspace root (this crate lives in `tests/`).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"))
+}
+
+/// The partest binary of this workspace, built once per test process (a
+/// no-op when `cargo test --workspace` already built it).
+pub fn partest_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("PARTEST_BIN") {
+            return PathBuf::from(bin);
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "partest", "--bin", "partest"])
+            .current_dir(workspace())
+            .status()
+            .expect("running cargo build -p partest");
+        assert!(status.success(), "cargo build -p partest failed");
+        target_dir().join("debug").join("partest")
+    })
+}
+
+/// A command to run partest in `dir`, isolated from the caller's CI variables
+/// so that worker counts are what the test asks for.
+pub fn partest(dir: &Path) -> Command {
+    let mut cmd = Command::new(partest_bin());
+    cmd.current_dir(dir);
+    for var in ["CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "CIRCLECI"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// A fixture project in a temp dir: write files, then run partest in it.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        Project { dir: tempfile::Builder::new().prefix("partest-e2e-").tempdir().expect("temp dir") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, rel: &str, text: &str) -> &Project {
+        let path = self.dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("a file has a parent")).expect("mkdir");
+        std::fs::write(&path, text).expect("write fixture file");
+        self
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        partest(self.path()).args(args).output().expect("running partest")
+    }
+
+    /// A folder for tests to write their traces into.
+    pub fn log_dir(&self) -> PathBuf {
+        let dir = self.dir.path().join("log");
+        std::fs::create_dir_all(&dir).expect("mkdir log");
+        dir
+    }
+}
+
+impl Default for Project {
+    fn default() -> Self {
+        Project::new()
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Both streams, for assertion messages.
+pub fn both(o: &Output) -> String {
+    format!("--- stdout\n{}--- stderr\n{}", stdout(o), stderr(o))
+}
+
+/// What a test traced: one line `name start end worker` per file in `log`.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    pub name: String,
+    pub start: f64,
+    pub end: f64,
+    pub worker: String,
+    pub extra: Vec<String>,
+}
+
+pub fn traces(log: &Path) -> Vec<Trace> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(log).expect("read log dir") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read trace");
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() >= 4 {
+                out.push(Trace {
+                    name: f[0].to_string(),
+                    start: f[1].parse().expect("start"),
+                    end: f[2].parse().expect("end"),
+                    worker: f[3].to_string(),
+                    extra: f[4..].iter().map(|s| s.to_string()).collect(),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.start.total_cmp(&b.start));
+    out
+}
+
+pub fn overlaps(a: &Trace, b: &Trace) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+/// A shell test body that records `name start end $PARTEST_WORKER` into `log`
+/// around `body`.
+pub fn traced(log: &Path, name: &str, body: &str) -> String {
+    format!(
+        "#!/bin/sh\nstart=$(date +%s.%N)\n{body}\nend=$(date +%s.%N)\necho \"{name} $start $end $PARTEST_WORKER\" > {log}/{name}.trace\n",
+        log = log.display()
+    )
+}
+
+pub fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Whether a CI run requires every service-backed test to run.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
