@@ -140,9 +140,14 @@ pub fn traced(log: &Path, name: &str, body: &str) -> String {
     )
 }
 
+/// Whether a process still runs. A zombie does not: it is dead, waiting for
+/// a parent (here often a PID 1 that never reaps) to collect its status.
 pub fn pid_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks for existence.
-    unsafe { libc::kill(pid, 0) == 0 }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
 }
 
 /// Whether a CI run requires every service-backed test to run.

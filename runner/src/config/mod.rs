@@ -288,7 +288,7 @@ allow = { process = ["mc"] }
         assert_eq!(file.groups["integration"].max_workers, 2);
         assert_eq!(file.limits.memory_per_worker.0, 512 << 20);
         assert_eq!(file.plugins["minio"].path.as_deref(), Some(Path::new("tools/partest-minio.wasm")));
-        assert!(file.plugins["minio"].settings.contains_key("allow"));
+        assert_eq!(file.plugins["minio"].allow.process, ["mc"]);
         assert!(file.plugins["sqlite"].settings.contains_key("var"));
     }
 
