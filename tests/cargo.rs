@@ -12,7 +12,10 @@ fn fixture() -> PathBuf {
 fn run(args: &[&str], log: &std::path::Path, extra_env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = partest(&fixture());
     cmd.args(args)
-        .env("CARGO_TARGET_DIR", target_dir().join("fixtures/cargo-project"))
+        .env(
+            "CARGO_TARGET_DIR",
+            target_dir().join("fixtures/cargo-project"),
+        )
         .env("FIXTURE_LOG", log);
     for (k, v) in extra_env {
         cmd.env(k, v);
@@ -26,11 +29,21 @@ fn runs_each_test_in_its_own_process_and_skips_ignored_ones() {
     let out = run(&["run", "-n", "2"], log.path(), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     let text = stdout(&out);
-    for name in ["cargo-fixture tests::adds", "cargo-fixture::integration nested::three", "cargo-fixture::integration one"] {
+    for name in [
+        "cargo-fixture tests::adds",
+        "cargo-fixture::integration nested::three",
+        "cargo-fixture::integration one",
+    ] {
         assert!(text.contains(name), "{name} not reported:\n{text}");
     }
-    assert!(text.contains("SKIP") && text.contains("tests::ignored_slow"), "{text}");
-    assert!(!log.path().join("ignored_ran").exists(), "an ignored test ran");
+    assert!(
+        text.contains("SKIP") && text.contains("tests::ignored_slow"),
+        "{text}"
+    );
+    assert!(
+        !log.path().join("ignored_ran").exists(),
+        "an ignored test ran"
+    );
     assert!(text.contains("6 passed, 0 failed, 1 skipped"), "{text}");
     let t = traces(log.path());
     assert_eq!(t.len(), 3, "{t:?}");
@@ -41,15 +54,29 @@ fn runs_each_test_in_its_own_process_and_skips_ignored_ones() {
 #[test]
 fn run_ignored_runs_them_and_failures_exit_100() {
     let log = tempfile::tempdir().unwrap();
-    let out = run(&["run", "-n", "2", "--run-ignored", "ignored_slow"], log.path(), &[]);
+    let out = run(
+        &["run", "-n", "2", "--run-ignored", "ignored_slow"],
+        log.path(),
+        &[],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    assert!(log.path().join("ignored_ran").exists(), "--run-ignored did not run it: {}", both(&out));
+    assert!(
+        log.path().join("ignored_ran").exists(),
+        "--run-ignored did not run it: {}",
+        both(&out)
+    );
 
     let out = run(&["run", "-n", "2"], log.path(), &[("FIXTURE_FAIL", "1")]);
     assert_eq!(out.status.code(), Some(100), "{}", both(&out));
     let text = stdout(&out);
-    assert!(text.contains("FAIL") && text.contains("fails_on_request"), "{text}");
-    assert!(text.contains("asked to fail"), "the test's panic message is shown:\n{text}");
+    assert!(
+        text.contains("FAIL") && text.contains("fails_on_request"),
+        "{text}"
+    );
+    assert!(
+        text.contains("asked to fail"),
+        "the test's panic message is shown:\n{text}"
+    );
 }
 
 #[test]

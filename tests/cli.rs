@@ -10,18 +10,33 @@ fn config_errors_name_the_file_and_the_key_and_exit_2() {
     let out = p.run(&["run"]);
     assert_eq!(out.status.code(), Some(2), "{}", both(&out));
     let err = stderr(&out);
-    assert!(err.contains("partest.toml") && err.contains("workers") && err.contains("≥ 1"), "{err}");
+    assert!(
+        err.contains("partest.toml") && err.contains("workers") && err.contains("≥ 1"),
+        "{err}"
+    );
 
-    p.file("partest.toml", "[command]\ntests = [\"*.sh\"]\nrunn = \"sh {}\"\n");
+    p.file(
+        "partest.toml",
+        "[command]\ntests = [\"*.sh\"]\nrunn = \"sh {}\"\n",
+    );
     let out = p.run(&["list"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("runn") && stderr(&out).contains("line 3"), "{}", both(&out));
+    assert!(
+        stderr(&out).contains("runn") && stderr(&out).contains("line 3"),
+        "{}",
+        both(&out)
+    );
 }
 
 #[test]
 fn bad_flags_exit_2_without_a_panic() {
     let p = Project::new();
-    for args in [&["run", "-n", "zero"][..], &["run", "--timeout", "soon"], &["run", "--bogus"], &["frobnicate"]] {
+    for args in [
+        &["run", "-n", "zero"][..],
+        &["run", "--timeout", "soon"],
+        &["run", "--bogus"],
+        &["frobnicate"],
+    ] {
         let out = p.run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", both(&out));
         assert!(!stderr(&out).contains("panicked"), "{}", both(&out));
@@ -42,19 +57,36 @@ fn no_config_and_no_project_says_how_to_choose_an_adapter() {
 #[test]
 fn report_marks_the_binding_factor() {
     let p = Project::new();
-    p.file("partest.toml", "[command]\ntests = [\"t/*.sh\"]\n[limits]\nci-max-workers = 1\n");
+    p.file(
+        "partest.toml",
+        "[command]\ntests = [\"t/*.sh\"]\n[limits]\nci-max-workers = 1\n",
+    );
     p.file("t/a.sh", "true\n");
     p.file("t/b.sh", "true\n");
     p.file("t/c.sh", "true\n");
-    let out = partest(p.path()).env("CI", "true").args(["report"]).output().unwrap();
+    let out = partest(p.path())
+        .env("CI", "true")
+        .args(["report"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     let text = stdout(&out);
-    for factor in ["usable cores", "memory ÷ memory-per-worker", "CI cap", "container cap", "tests"] {
+    for factor in [
+        "usable cores",
+        "memory ÷ memory-per-worker",
+        "CI cap",
+        "container cap",
+        "tests",
+    ] {
         assert!(text.contains(factor), "{factor} missing:\n{text}");
     }
     assert!(text.contains("workers = 1  (bound by: CI cap)"), "{text}");
     let out = p.run(&["report", "--profile", "integration"]);
-    assert!(stdout(&out).contains("workers = 2 (profile integration)"), "{}", both(&out));
+    assert!(
+        stdout(&out).contains("workers = 2 (profile integration)"),
+        "{}",
+        both(&out)
+    );
 }
 
 #[test]
@@ -65,13 +97,29 @@ fn json_events_are_one_object_per_line() {
     p.file("t/b.sh", "false\n");
     let out = p.run(&["run", "-n", "2", "--message-format", "json"]);
     assert_eq!(out.status.code(), Some(100));
-    let events: Vec<serde_json::Value> =
-        stdout(&out).lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
-    let finished: Vec<&serde_json::Value> = events.iter().filter(|e| e["type"] == "test-finished").collect();
+    let events: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let finished: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["type"] == "test-finished")
+        .collect();
     assert_eq!(finished.len(), 2);
-    assert!(finished.iter().any(|e| e["test"] == "t/b.sh" && e["status"] == "fail"));
+    assert!(
+        finished
+            .iter()
+            .any(|e| e["test"] == "t/b.sh" && e["status"] == "fail")
+    );
     let last = events.last().unwrap();
-    assert_eq!((last["type"].as_str(), last["passed"].as_u64(), last["failed"].as_u64()), (Some("run-finished"), Some(1), Some(1)));
+    assert_eq!(
+        (
+            last["type"].as_str(),
+            last["passed"].as_u64(),
+            last["failed"].as_u64()
+        ),
+        (Some("run-finished"), Some(1), Some(1))
+    );
 }
 
 #[test]
@@ -87,10 +135,21 @@ fn history_orders_the_next_run_longest_first() {
     let text = stdout(&out);
     let long = text.find("t/z_long.sh").unwrap();
     let short = text.find("t/a_short.sh").unwrap();
-    assert!(long < short, "the long test should be listed first now:\n{text}");
+    assert!(
+        long < short,
+        "the long test should be listed first now:\n{text}"
+    );
     // A corrupt history is reported and ignored.
-    std::fs::write(p.path().join(".partest/history.db"), "garbage garbage garbage garbage garbage").unwrap();
+    std::fs::write(
+        p.path().join(".partest/history.db"),
+        "garbage garbage garbage garbage garbage",
+    )
+    .unwrap();
     let out = p.run(&["run", "-n", "1"]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    assert!(stdout(&out).contains("history") && stdout(&out).contains("unreadable"), "{}", both(&out));
+    assert!(
+        stdout(&out).contains("history") && stdout(&out).contains("unreadable"),
+        "{}",
+        both(&out)
+    );
 }

@@ -14,7 +14,10 @@ fn tests_run_concurrently_on_distinct_slots() {
     let log = p.log_dir();
     p.file("partest.toml", CONFIG);
     for i in 0..4 {
-        p.file(&format!("t/s{i}.sh"), &traced(&log, &format!("s{i}"), "sleep 0.4"));
+        p.file(
+            &format!("t/s{i}.sh"),
+            &traced(&log, &format!("s{i}"), "sleep 0.4"),
+        );
     }
     let out = p.run(&["run", "-n", "2"]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
@@ -22,15 +25,25 @@ fn tests_run_concurrently_on_distinct_slots() {
     assert_eq!(t.len(), 4);
     let workers: std::collections::BTreeSet<&str> = t.iter().map(|t| t.worker.as_str()).collect();
     assert_eq!(workers.into_iter().collect::<Vec<_>>(), ["gw0", "gw1"]);
-    let concurrent = t.iter().enumerate().any(|(i, a)| t[i + 1..].iter().any(|b| overlaps(a, b)));
+    let concurrent = t
+        .iter()
+        .enumerate()
+        .any(|(i, a)| t[i + 1..].iter().any(|b| overlaps(a, b)));
     assert!(concurrent, "no two tests overlapped: {t:?}");
     // Never two tests at once on one slot.
     for (i, a) in t.iter().enumerate() {
         for b in &t[i + 1..] {
-            assert!(!(a.worker == b.worker && overlaps(a, b)), "{a:?} and {b:?} shared a slot");
+            assert!(
+                !(a.worker == b.worker && overlaps(a, b)),
+                "{a:?} and {b:?} shared a slot"
+            );
         }
     }
-    assert!(stdout(&out).contains("4 passed, 0 failed"), "{}", both(&out));
+    assert!(
+        stdout(&out).contains("4 passed, 0 failed"),
+        "{}",
+        both(&out)
+    );
 }
 
 #[test]
@@ -50,7 +63,9 @@ fn every_test_sees_its_slot_environment() {
     for i in 0..3 {
         let env = std::fs::read_to_string(log.join(format!("env{i}.txt"))).unwrap();
         let get = |k: &str| {
-            env.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or_else(|| panic!("{k} missing in {env}"))
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("{k} missing in {env}"))
         };
         let worker = get("PARTEST_WORKER");
         assert!(worker == "gw0" || worker == "gw1", "{env}");
@@ -62,7 +77,10 @@ fn every_test_sees_its_slot_environment() {
         assert_eq!(get("PARTEST_ATTEMPT"), "1");
         assert_eq!(get("TMPDIR"), get("PARTEST_TMPDIR"));
         assert!(get("TMPDIR").ends_with(worker), "{env}");
-        assert!(get("PARTEST_TEST_TMPDIR").starts_with(get("TMPDIR")), "{env}");
+        assert!(
+            get("PARTEST_TEST_TMPDIR").starts_with(get("TMPDIR")),
+            "{env}"
+        );
         assert_eq!(get("PARTEST_RUN_ID").len(), 8);
         // The slot's temp dir is gone after the run: teardown ran.
         assert!(!std::path::Path::new(get("TMPDIR")).exists(), "{env}");
@@ -73,12 +91,21 @@ fn every_test_sees_its_slot_environment() {
 fn serial_tests_run_alone_after_the_parallel_phase() {
     let p = Project::new();
     let log = p.log_dir();
-    p.file("partest.toml", &format!("{CONFIG}[serial]\nfilter = [\"t/serial/**\"]\n"));
+    p.file(
+        "partest.toml",
+        &format!("{CONFIG}[serial]\nfilter = [\"t/serial/**\"]\n"),
+    );
     for i in 0..4 {
-        p.file(&format!("t/p{i}.sh"), &traced(&log, &format!("p{i}"), "sleep 0.2"));
+        p.file(
+            &format!("t/p{i}.sh"),
+            &traced(&log, &format!("p{i}"), "sleep 0.2"),
+        );
     }
     for i in 0..2 {
-        p.file(&format!("t/serial/s{i}.sh"), &traced(&log, &format!("serial{i}"), "sleep 0.2"));
+        p.file(
+            &format!("t/serial/s{i}.sh"),
+            &traced(&log, &format!("serial{i}"), "sleep 0.2"),
+        );
     }
     let out = p.run(&["run", "-n", "2"]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
@@ -89,8 +116,15 @@ fn serial_tests_run_alone_after_the_parallel_phase() {
         for other in t.iter().filter(|o| o.name != s.name) {
             assert!(!overlaps(s, other), "serial {s:?} overlapped {other:?}");
         }
-        let last_parallel = t.iter().filter(|t| t.name.starts_with('p')).map(|t| t.end).fold(0.0, f64::max);
-        assert!(s.start >= last_parallel, "serial test started before the parallel phase ended");
+        let last_parallel = t
+            .iter()
+            .filter(|t| t.name.starts_with('p'))
+            .map(|t| t.end)
+            .fold(0.0, f64::max);
+        assert!(
+            s.start >= last_parallel,
+            "serial test started before the parallel phase ended"
+        );
     }
     let list = p.run(&["list", "-n", "2"]);
     let text = stdout(&list);
@@ -107,8 +141,14 @@ fn a_groups_cap_is_never_exceeded() {
         &format!("{CONFIG}[groups.db]\nfilter = [\"t/db/**\"]\nmax-workers = 1\n"),
     );
     for i in 0..4 {
-        p.file(&format!("t/db/d{i}.sh"), &traced(&log, &format!("db{i}"), "sleep 0.25"));
-        p.file(&format!("t/free{i}.sh"), &traced(&log, &format!("free{i}"), "sleep 0.1"));
+        p.file(
+            &format!("t/db/d{i}.sh"),
+            &traced(&log, &format!("db{i}"), "sleep 0.25"),
+        );
+        p.file(
+            &format!("t/free{i}.sh"),
+            &traced(&log, &format!("free{i}"), "sleep 0.1"),
+        );
     }
     let out = p.run(&["run", "-n", "3"]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
@@ -125,7 +165,10 @@ fn a_groups_cap_is_never_exceeded() {
         .iter()
         .filter(|t| t.name.starts_with("free"))
         .any(|f| db.iter().any(|d| overlaps(f, d)));
-    assert!(free_beside_db, "no free test ran while a db test ran: {t:?}");
+    assert!(
+        free_beside_db,
+        "no free test ran while a db test ran: {t:?}"
+    );
 }
 
 #[test]
@@ -133,17 +176,26 @@ fn a_failing_test_exits_100_and_shows_its_output() {
     let p = Project::new();
     p.file("partest.toml", CONFIG);
     p.file("t/ok.sh", "exit 0\n");
-    p.file("t/bad.sh", "echo 'expected 3, got 4' >&2\necho on-stdout\nexit 7\n");
+    p.file(
+        "t/bad.sh",
+        "echo 'expected 3, got 4' >&2\necho on-stdout\nexit 7\n",
+    );
     let junit = p.path().join("out/junit.xml");
     let out = p.run(&["run", "-n", "2", "--junit", junit.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(100), "{}", both(&out));
     let text = stdout(&out);
     assert!(text.contains("FAIL") && text.contains("t/bad.sh"), "{text}");
-    assert!(text.contains("expected 3, got 4") && text.contains("on-stdout"), "{text}");
+    assert!(
+        text.contains("expected 3, got 4") && text.contains("on-stdout"),
+        "{text}"
+    );
     assert!(text.contains("exit code 7"), "{text}");
     assert!(text.contains("1 passed, 1 failed"), "{text}");
     let xml = std::fs::read_to_string(&junit).expect("junit written");
-    assert!(xml.contains("t/bad.sh") && xml.contains("<failure"), "{xml}");
+    assert!(
+        xml.contains("t/bad.sh") && xml.contains("<failure"),
+        "{xml}"
+    );
     assert!(xml.contains("tests=\"2\""), "{xml}");
 }
 
@@ -155,17 +207,30 @@ fn a_hanging_test_is_killed_at_the_timeout_with_its_process_group() {
     // The test starts a grandchild that would outlive a naive kill of the test alone.
     p.file(
         "t/hang.sh",
-        &format!("sleep 300 &\necho $! > {log}/child.pid\necho $$ > {log}/test.pid\nsleep 300\n", log = log.display()),
+        &format!(
+            "sleep 300 &\necho $! > {log}/child.pid\necho $$ > {log}/test.pid\nsleep 300\n",
+            log = log.display()
+        ),
     );
     p.file("t/quick.sh", "exit 0\n");
     let started = Instant::now();
     let out = p.run(&["run", "-n", "2", "--timeout", "1"]);
-    assert!(started.elapsed() < Duration::from_secs(60), "partest did not stop the hung test");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "partest did not stop the hung test"
+    );
     assert_eq!(out.status.code(), Some(100), "{}", both(&out));
     assert!(stdout(&out).contains("TIMEOUT"), "{}", both(&out));
     for file in ["child.pid", "test.pid"] {
-        let pid: i32 = std::fs::read_to_string(log.join(file)).unwrap().trim().parse().unwrap();
-        assert!(!pid_alive(pid), "{file}: process {pid} outlived the timeout");
+        let pid: i32 = std::fs::read_to_string(log.join(file))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            !pid_alive(pid),
+            "{file}: process {pid} outlived the timeout"
+        );
     }
 }
 
@@ -175,10 +240,19 @@ fn retries_mark_a_test_that_passes_later_as_flaky() {
     let log = p.log_dir();
     p.file("partest.toml", CONFIG);
     // Fails on its first attempt only, using the attempt number partest passes.
-    p.file("t/flaky.sh", &format!("echo $PARTEST_ATTEMPT >> {}/attempts\n[ \"$PARTEST_ATTEMPT\" -ge 2 ]\n", log.display()));
+    p.file(
+        "t/flaky.sh",
+        &format!(
+            "echo $PARTEST_ATTEMPT >> {}/attempts\n[ \"$PARTEST_ATTEMPT\" -ge 2 ]\n",
+            log.display()
+        ),
+    );
     let out = p.run(&["run", "-n", "1", "--retries", "2"]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    assert_eq!(std::fs::read_to_string(log.join("attempts")).unwrap(), "1\n2\n");
+    assert_eq!(
+        std::fs::read_to_string(log.join("attempts")).unwrap(),
+        "1\n2\n"
+    );
     let text = stdout(&out);
     assert!(text.contains("RETRY") && text.contains("FLAKY"), "{text}");
     assert!(text.contains("1 flaky"), "{text}");
@@ -191,7 +265,10 @@ fn fail_fast_stops_starting_tests() {
     p.file("partest.toml", CONFIG);
     p.file("t/a_bad.sh", "exit 1\n");
     for i in 0..5 {
-        p.file(&format!("t/b{i}.sh"), &traced(&log, &format!("b{i}"), "sleep 0.1"));
+        p.file(
+            &format!("t/b{i}.sh"),
+            &traced(&log, &format!("b{i}"), "sleep 0.1"),
+        );
     }
     let out = p.run(&["run", "-n", "1", "--fail-fast"]);
     assert_eq!(out.status.code(), Some(100), "{}", both(&out));
@@ -220,7 +297,9 @@ fn sigint_mid_run_tears_down_and_exits_130() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !(log.join("child0.pid").exists() || log.join("child1.pid").exists()) || count_pids(&log) < 2 {
+    while !(log.join("child0.pid").exists() || log.join("child1.pid").exists())
+        || count_pids(&log) < 2
+    {
         assert!(Instant::now() < deadline, "tests never started");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -237,11 +316,23 @@ fn sigint_mid_run_tears_down_and_exits_130() {
             let pid: i32 = text.trim().parse().unwrap();
             assert!(!pid_alive(pid), "{name}: {pid} still running after SIGINT");
         } else if name.starts_with("tmp") {
-            assert!(!std::path::Path::new(text.trim()).exists(), "slot dir {text} left behind");
+            assert!(
+                !std::path::Path::new(text.trim()).exists(),
+                "slot dir {text} left behind"
+            );
         }
     }
 }
 
 fn count_pids(log: &std::path::Path) -> usize {
-    std::fs::read_dir(log).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("child")).count()
+    std::fs::read_dir(log)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("child")
+        })
+        .count()
 }

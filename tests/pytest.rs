@@ -12,9 +12,15 @@ fn fixture() -> PathBuf {
 }
 
 fn have_pytest() -> bool {
-    let ok = Command::new("python3").args(["-c", "import pytest"]).status().is_ok_and(|s| s.success());
+    let ok = Command::new("python3")
+        .args(["-c", "import pytest"])
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
-        assert!(!in_ci(), "pytest is not installed, and CI must run the pytest tests (.ci/run installs it)");
+        assert!(
+            !in_ci(),
+            "pytest is not installed, and CI must run the pytest tests (.ci/run installs it)"
+        );
         eprintln!("skipping: pytest is not installed (python3 -m pip install pytest)");
     }
     ok
@@ -22,7 +28,9 @@ fn have_pytest() -> bool {
 
 fn run(args: &[&str], log: &std::path::Path, extra_env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = partest(&fixture());
-    cmd.args(args).env("FIXTURE_LOG", log).env("PYTHONDONTWRITEBYTECODE", "1");
+    cmd.args(args)
+        .env("FIXTURE_LOG", log)
+        .env("PYTHONDONTWRITEBYTECODE", "1");
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -39,8 +47,14 @@ fn batches_run_in_parallel_and_serial_markers_run_alone() {
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     let text = stdout(&out);
     assert!(text.contains("13 passed, 0 failed, 1 skipped"), "{text}");
-    assert!(text.contains("tests/test_math.py::TestStrings::test_upper"), "{text}");
-    assert!(text.contains("tests/test_math.py::test_square[3]"), "{text}");
+    assert!(
+        text.contains("tests/test_math.py::TestStrings::test_upper"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tests/test_math.py::test_square[3]"),
+        "{text}"
+    );
     let t = traces(log.path());
     assert_eq!(t.len(), 13, "{t:?}");
     let serial: Vec<&Trace> = t.iter().filter(|t| t.name.contains("alone")).collect();
@@ -68,7 +82,10 @@ fn a_failing_test_in_a_batch_is_reported_alone() {
     assert_eq!(out.status.code(), Some(100), "{}", both(&out));
     let text = stdout(&out);
     assert!(text.contains("12 passed, 1 failed, 1 skipped"), "{text}");
-    assert!(text.contains("FAIL") && text.contains("test_fails_on_request"), "{text}");
+    assert!(
+        text.contains("FAIL") && text.contains("test_fails_on_request"),
+        "{text}"
+    );
     assert!(text.contains("asked to fail"), "{text}");
 }
 
@@ -83,5 +100,9 @@ fn list_shows_serial_tests_from_markers() {
     let text = stdout(&out);
     assert!(text.contains("serial: 2 tests"), "{text}");
     let serial_part = &text[text.find("serial:").unwrap()..];
-    assert!(serial_part.contains("test_migration_alone") && serial_part.contains("test_global_state_alone"), "{text}");
+    assert!(
+        serial_part.contains("test_migration_alone")
+            && serial_part.contains("test_global_state_alone"),
+        "{text}"
+    );
 }

@@ -8,7 +8,11 @@ use crate::config::{Overrides, Seconds, WorkerCount};
 use crate::report::Format;
 
 #[derive(Parser, Debug)]
-#[command(name = "partest", version, about = "Runs a test suite in parallel, each worker with its own copy of every shared resource")]
+#[command(
+    name = "partest",
+    version,
+    about = "Runs a test suite in parallel, each worker with its own copy of every shared resource"
+)]
 pub struct Cli {
     /// Run as if partest was started in DIR.
     #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
@@ -109,7 +113,12 @@ impl SelectArgs {
         Overrides {
             workers: self.workers,
             profile: self.profile.clone(),
-            plugins: self.plugins.iter().filter(|p| !p.is_empty()).cloned().collect(),
+            plugins: self
+                .plugins
+                .iter()
+                .filter(|p| !p.is_empty())
+                .cloned()
+                .collect(),
             ..Overrides::default()
         }
     }

@@ -31,7 +31,10 @@ pub struct Record<'a> {
 impl History {
     /// Reads the history; on any problem returns an empty one and says why.
     pub fn load(path: &Path) -> (History, Option<String>) {
-        let mut history = History { path: Some(path.to_path_buf()), ..History::default() };
+        let mut history = History {
+            path: Some(path.to_path_buf()),
+            ..History::default()
+        };
         if !path.exists() {
             return (history, None);
         }
@@ -45,9 +48,15 @@ impl History {
                     e.sqlite_error_code(),
                     Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
                 );
-                let then = if history.corrupt { "; it will be replaced" } else { "" };
-                let warning =
-                    format!("history {} is unreadable ({e}); ordering this run without it{then}", path.display());
+                let then = if history.corrupt {
+                    "; it will be replaced"
+                } else {
+                    ""
+                };
+                let warning = format!(
+                    "history {} is unreadable ({e}); ordering this run without it{then}",
+                    path.display()
+                );
                 (history, Some(warning))
             }
         }
@@ -76,7 +85,9 @@ impl History {
         if self.corrupt {
             let _ = std::fs::remove_file(path);
         }
-        write(path, records).err().map(|e| format!("cannot update history {} ({e}); continuing", path.display()))
+        write(path, records)
+            .err()
+            .map(|e| format!("cannot update history {} ({e}); continuing", path.display()))
     }
 }
 
@@ -126,8 +137,15 @@ fn write<'a>(path: &Path, records: impl IntoIterator<Item = Record<'a>>) -> rusq
             if matches!(r.status, Status::Cancelled | Status::Skip) {
                 continue;
             }
-            let status = serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(str::to_string));
-            upsert.execute(params![r.name, r.duration.as_secs_f64(), status.unwrap_or_default(), WEIGHT_OF_NEWEST])?;
+            let status = serde_json::to_value(r.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string));
+            upsert.execute(params![
+                r.name,
+                r.duration.as_secs_f64(),
+                status.unwrap_or_default(),
+                WEIGHT_OF_NEWEST
+            ])?;
         }
     }
     tx.commit()
@@ -143,7 +161,11 @@ mod tests {
         let path = dir.path().join("history.db");
         let (h, warning) = History::load(&path);
         assert!(warning.is_none() && h.is_empty());
-        let rec = |secs: f64| Record { name: "t", duration: Duration::from_secs_f64(secs), status: Status::Pass };
+        let rec = |secs: f64| Record {
+            name: "t",
+            duration: Duration::from_secs_f64(secs),
+            status: Status::Pass,
+        };
         assert!(h.save([rec(2.0)]).is_none());
         assert!(h.save([rec(4.0)]).is_none());
         let (h, _) = History::load(&path);
@@ -154,12 +176,26 @@ mod tests {
     fn a_corrupt_file_is_reported_and_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("history.db");
-        std::fs::write(&path, b"this is not a database, just junk bytes ............").unwrap();
+        std::fs::write(
+            &path,
+            b"this is not a database, just junk bytes ............",
+        )
+        .unwrap();
         let (h, warning) = History::load(&path);
         assert!(h.is_empty());
         assert!(warning.unwrap().contains("unreadable"));
-        let rec = Record { name: "t", duration: Duration::from_secs(1), status: Status::Pass };
-        assert!(h.save([rec]).is_none(), "a corrupt file is replaced on save");
-        assert_eq!(History::load(&path).0.expected("t"), Some(Duration::from_secs(1)));
+        let rec = Record {
+            name: "t",
+            duration: Duration::from_secs(1),
+            status: Status::Pass,
+        };
+        assert!(
+            h.save([rec]).is_none(),
+            "a corrupt file is replaced on save"
+        );
+        assert_eq!(
+            History::load(&path).0.expected("t"),
+            Some(Duration::from_secs(1))
+        );
     }
 }

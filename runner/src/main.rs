@@ -11,7 +11,11 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             std::process::exit(code);
         }
@@ -27,14 +31,18 @@ fn main() {
 }
 
 fn run(cli: &Cli) -> Result<i32, Error> {
-    let cwd = std::env::current_dir().map_err(|e| Error::config(format!("cannot read the current directory: {e}")))?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| Error::config(format!("cannot read the current directory: {e}")))?;
     let dir = match &cli.directory {
         Some(d) if d.is_absolute() => d.clone(),
         Some(d) => cwd.join(d),
         None => cwd,
     };
     if !dir.is_dir() {
-        return Err(Error::config(format!("-C {}: no such directory", dir.display())));
+        return Err(Error::config(format!(
+            "-C {}: no such directory",
+            dir.display()
+        )));
     }
     let config = Config::load(&dir, cli.config.as_deref())?;
     match &cli.command {

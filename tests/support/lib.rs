@@ -7,11 +7,16 @@ use std::sync::OnceLock;
 
 /// The workspace root (this crate lives in `tests/`).
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
 }
 
 /// The partest binary of this workspace, built once per test process (a
@@ -51,7 +56,12 @@ pub struct Project {
 
 impl Project {
     pub fn new() -> Project {
-        Project { dir: tempfile::Builder::new().prefix("partest-e2e-").tempdir().expect("temp dir") }
+        Project {
+            dir: tempfile::Builder::new()
+                .prefix("partest-e2e-")
+                .tempdir()
+                .expect("temp dir"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -66,7 +76,10 @@ impl Project {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        partest(self.path()).args(args).output().expect("running partest")
+        partest(self.path())
+            .args(args)
+            .output()
+            .expect("running partest")
     }
 
     /// A folder for tests to write their traces into.
@@ -145,7 +158,9 @@ pub fn traced(log: &Path, name: &str, body: &str) -> String {
 pub fn pid_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name.
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
         Err(_) => false,
     }
 }

@@ -10,7 +10,9 @@ use crate::error::Result;
 
 pub fn list(config: &Config, args: &ListArgs) -> Result<String> {
     let settings = Settings::resolve(config, &args.select.overrides())?;
-    let options = DiscoverOptions { run_ignored: args.select.run_ignored };
+    let options = DiscoverOptions {
+        run_ignored: args.select.run_ignored,
+    };
     let p = prepare(config, &settings, &args.select.filters, &options)?;
     let plan = &p.plan;
     let name = |i: &u32| plan.tests[*i as usize].name.as_str();
@@ -34,7 +36,11 @@ pub fn list(config: &Config, args: &ListArgs) -> Result<String> {
         return Ok(out);
     }
     let parallel: usize = plan.parallel.iter().map(|u| u.tests.len()).sum();
-    let _ = writeln!(out, "parallel: {parallel} tests on {} workers", p.workers.workers);
+    let _ = writeln!(
+        out,
+        "parallel: {parallel} tests on {} workers",
+        p.workers.workers
+    );
     for unit in &plan.parallel {
         for i in &unit.tests {
             match group(unit.group) {
@@ -45,13 +51,21 @@ pub fn list(config: &Config, args: &ListArgs) -> Result<String> {
         }
     }
     if !plan.serial.is_empty() {
-        let _ = writeln!(out, "serial: {} tests, alone on gw0 after the parallel phase", plan.serial.len());
+        let _ = writeln!(
+            out,
+            "serial: {} tests, alone on gw0 after the parallel phase",
+            plan.serial.len()
+        );
         for unit in &plan.serial {
             let _ = writeln!(out, "  {}", name(&unit.tests[0]));
         }
     }
     if !plan.skipped.is_empty() {
-        let _ = writeln!(out, "skipped: {} ignored tests (--run-ignored runs them)", plan.skipped.len());
+        let _ = writeln!(
+            out,
+            "skipped: {} ignored tests (--run-ignored runs them)",
+            plan.skipped.len()
+        );
         for i in &plan.skipped {
             let _ = writeln!(out, "  {}", name(i));
         }

@@ -5,7 +5,6 @@ mod list;
 mod report;
 mod run;
 
-
 pub use list::list;
 pub use report::report;
 pub use run::run;
@@ -29,7 +28,12 @@ pub struct Prepared {
 
 /// Discovers, selects and plans. Plugins are loaded here (not set up) because
 /// their slot limits cap the worker count.
-pub fn prepare(config: &Config, settings: &Settings, names: &[String], options: &DiscoverOptions) -> Result<Prepared> {
+pub fn prepare(
+    config: &Config,
+    settings: &Settings,
+    names: &[String],
+    options: &DiscoverOptions,
+) -> Result<Prepared> {
     let lifecycle = Lifecycle::new(providers(config, settings)?);
     let mut adapter = adapter_for(config, options)?;
     let tests: Vec<TestCase> = select(adapter.discover()?, settings.filter.as_ref(), names);
@@ -51,7 +55,14 @@ pub fn prepare(config: &Config, settings: &Settings, names: &[String], options: 
         workers: workers.workers,
     };
     let plan = Plan::new(tests, &history, &rules);
-    Ok(Prepared { adapter, plan, workers, history, history_warning, lifecycle })
+    Ok(Prepared {
+        adapter,
+        plan,
+        workers,
+        history,
+        history_warning,
+        lifecycle,
+    })
 }
 
 /// The isolation providers of this run: temp dirs always, then the plugins.
@@ -65,4 +76,3 @@ fn providers(config: &Config, settings: &Settings) -> Result<Vec<Box<dyn Isolati
     }
     Ok(providers)
 }
-

@@ -9,7 +9,9 @@ use crate::error::Result;
 
 pub fn report(config: &Config, args: &ReportArgs) -> Result<String> {
     let settings = Settings::resolve(config, &args.select.overrides())?;
-    let options = DiscoverOptions { run_ignored: args.select.run_ignored };
+    let options = DiscoverOptions {
+        run_ignored: args.select.run_ignored,
+    };
     let p = prepare(config, &settings, &args.select.filters, &options)?;
     let profile = settings.profile.as_deref().unwrap_or("(none)");
     let mut out = format!(

@@ -23,9 +23,12 @@ use crate::report::{self, Event, ReporterOptions};
 
 /// Runs the tests; returns the exit code.
 pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
-    let interrupts = Interrupts::install().map_err(|e| Error::setup(format!("cannot install signal handlers: {e}")))?;
+    let interrupts = Interrupts::install()
+        .map_err(|e| Error::setup(format!("cannot install signal handlers: {e}")))?;
     let settings = Settings::resolve(config, &args.overrides())?;
-    let options = DiscoverOptions { run_ignored: args.select.run_ignored };
+    let options = DiscoverOptions {
+        run_ignored: args.select.run_ignored,
+    };
     let prepared = prepare(config, &settings, &args.select.filters, &options)?;
     if interrupts.is_set() {
         return Ok(exit::INTERRUPTED);
@@ -39,10 +42,16 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     let reporter_options = ReporterOptions {
         format,
         junit: settings.junit.clone(),
-        progress: format == report::Format::Human && std::io::stderr().is_terminal() && !args.no_capture,
+        progress: format == report::Format::Human
+            && std::io::stderr().is_terminal()
+            && !args.no_capture,
         captured: !args.no_capture,
     };
-    let (events, reporter) = report::start(tests, plan.runnable() + plan.skipped.len(), reporter_options);
+    let (events, reporter) = report::start(
+        tests,
+        plan.runnable() + plan.skipped.len(),
+        reporter_options,
+    );
     let _ = events.send(Event::RunStarted {
         run_id: run_id.clone(),
         workers,
@@ -64,7 +73,10 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
         root: config.root.clone(),
         state_dir: config.root.join(".partest"),
     };
-    let spawner = Spawner { interrupts: interrupts.clone(), kill_grace: settings.kill_grace };
+    let spawner = Spawner {
+        interrupts: interrupts.clone(),
+        kill_grace: settings.kill_grace,
+    };
     let setup = lifecycle
         .setup_run(&run_info)
         .map_err(|e| Error::setup(e.to_string()))
@@ -99,13 +111,19 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     let summary_failed = failure.is_some();
     let teardown_errors = teardown(lifecycle, summary_failed, &events);
     drop(events);
-    let summary = reporter.join().map_err(|_| Error::setup("the reporter thread panicked"))?;
+    let summary = reporter
+        .join()
+        .map_err(|_| Error::setup("the reporter thread panicked"))?;
 
-    let records = summary.results.iter().filter(|(_, r)| r.attempts > 0).map(|(i, r)| Record {
-        name: &plan.tests[*i as usize].name,
-        duration: r.duration,
-        status: r.status,
-    });
+    let records = summary
+        .results
+        .iter()
+        .filter(|(_, r)| r.attempts > 0)
+        .map(|(i, r)| Record {
+            name: &plan.tests[*i as usize].name,
+            duration: r.duration,
+            status: r.status,
+        });
     if let Some(warning) = prepared.history.save(records) {
         eprintln!("partest: warning: {warning}");
     }
@@ -117,9 +135,15 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
         return Err(e);
     }
     if teardown_errors > 0 {
-        return Err(Error::setup(format!("{teardown_errors} teardown step(s) failed; see the warnings above")));
+        return Err(Error::setup(format!(
+            "{teardown_errors} teardown step(s) failed; see the warnings above"
+        )));
     }
-    Ok(if summary.any_failed() { exit::TEST_FAILED } else { exit::OK })
+    Ok(if summary.any_failed() {
+        exit::TEST_FAILED
+    } else {
+        exit::OK
+    })
 }
 
 /// Tears everything down, reporting each failure; returns how many failed.
@@ -132,7 +156,12 @@ fn teardown(lifecycle: &Lifecycle, run_failed: bool, events: &Sender<Event>) -> 
 }
 
 /// `[setup] commands`, once, with the env the plugins returned from setup-run.
-fn run_setup_commands(config: &Config, env: &Env, events: &Sender<Event>, interrupts: &Interrupts) -> Result<()> {
+fn run_setup_commands(
+    config: &Config,
+    env: &Env,
+    events: &Sender<Event>,
+    interrupts: &Interrupts,
+) -> Result<()> {
     for command in &config.file.setup.commands {
         if interrupts.is_set() {
             return Ok(());
@@ -144,7 +173,9 @@ fn run_setup_commands(config: &Config, env: &Env, events: &Sender<Event>, interr
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| Error::setup(format!("[setup] command {command:?}: cannot start sh: {e}")))?;
+            .map_err(|e| {
+                Error::setup(format!("[setup] command {command:?}: cannot start sh: {e}"))
+            })?;
         if !output.status.success() {
             return Err(Error::setup(format!(
                 "[setup] command {command:?} in {} failed ({}):\n{}{}",
@@ -154,7 +185,10 @@ fn run_setup_commands(config: &Config, env: &Env, events: &Sender<Event>, interr
                 String::from_utf8_lossy(&output.stderr)
             )));
         }
-        let _ = events.send(Event::SetupCommand { command: command.clone(), duration: start.elapsed() });
+        let _ = events.send(Event::SetupCommand {
+            command: command.clone(),
+            duration: start.elapsed(),
+        });
     }
     Ok(())
 }
@@ -164,6 +198,10 @@ fn run_setup_commands(config: &Config, env: &Env, events: &Sender<Event>, interr
 fn new_run_id() -> String {
     let mut h = RandomState::new().build_hasher();
     h.write_u32(std::process::id());
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     format!("{:08x}", h.finish() as u32)
 }

@@ -77,22 +77,40 @@ impl Config {
     pub fn load(dir: &Path, explicit: Option<&Path>) -> Result<Config> {
         let path = match explicit {
             Some(p) => {
-                let p = if p.is_absolute() { p.to_path_buf() } else { dir.join(p) };
+                let p = if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    dir.join(p)
+                };
                 if !p.is_file() {
-                    return Err(Error::config(format!("config file {} does not exist", p.display())));
+                    return Err(Error::config(format!(
+                        "config file {} does not exist",
+                        p.display()
+                    )));
                 }
                 Some(p)
             }
             None => find_config(dir),
         };
         let Some(path) = path else {
-            return Ok(Config { root: dir.to_path_buf(), path: None, file: ConfigFile::default() });
+            return Ok(Config {
+                root: dir.to_path_buf(),
+                path: None,
+                file: ConfigFile::default(),
+            });
         };
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
         let file = parse(&text, &path)?;
-        let root = path.parent().map(Path::to_path_buf).unwrap_or_else(|| dir.to_path_buf());
-        Ok(Config { root, path: Some(path), file })
+        let root = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.to_path_buf());
+        Ok(Config {
+            root,
+            path: Some(path),
+            file,
+        })
     }
 
     /// How errors name this config: the file, or "the defaults" without one.
@@ -176,7 +194,9 @@ fn validate(file: &ConfigFile) -> std::result::Result<(), String> {
     };
     for (name, group) in &file.groups {
         if group.max_workers == 0 {
-            return Err(format!("[groups.{name}] max-workers = 0: a group must allow at least 1 worker"));
+            return Err(format!(
+                "[groups.{name}] max-workers = 0: a group must allow at least 1 worker"
+            ));
         }
         if group.filter.is_empty() {
             return Err(format!(
@@ -197,8 +217,12 @@ fn validate(file: &ConfigFile) -> std::result::Result<(), String> {
         if command.tests.is_empty() {
             return Err("[command] tests is empty: give globs of test files, e.g. tests = [\"tests/**/*.sh\"]".into());
         }
-        let words = shell_words::split(&command.run)
-            .map_err(|e| format!("[command] run = {:?} cannot be split into words: {e}", command.run))?;
+        let words = shell_words::split(&command.run).map_err(|e| {
+            format!(
+                "[command] run = {:?} cannot be split into words: {e}",
+                command.run
+            )
+        })?;
         if words.is_empty() {
             return Err("[command] run is empty: give a command such as \"bash {}\"".into());
         }
@@ -215,7 +239,9 @@ fn validate(file: &ConfigFile) -> std::result::Result<(), String> {
         }
     }
     if file.limits.memory_per_worker.0 == 0 {
-        return Err("[limits] memory-per-worker = 0: allowed: a size above zero, e.g. \"512MiB\"".into());
+        return Err(
+            "[limits] memory-per-worker = 0: allowed: a size above zero, e.g. \"512MiB\"".into(),
+        );
     }
     Ok(())
 }
@@ -247,7 +273,9 @@ mod tests {
     use super::*;
 
     fn err(text: &str) -> String {
-        parse(text, Path::new("/repo/partest.toml")).unwrap_err().to_string()
+        parse(text, Path::new("/repo/partest.toml"))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -287,7 +315,10 @@ allow = { process = ["mc"] }
         assert_eq!(file.run.adapter, Some(AdapterKind::Pytest));
         assert_eq!(file.groups["integration"].max_workers, 2);
         assert_eq!(file.limits.memory_per_worker.0, 512 << 20);
-        assert_eq!(file.plugins["minio"].path.as_deref(), Some(Path::new("tools/partest-minio.wasm")));
+        assert_eq!(
+            file.plugins["minio"].path.as_deref(),
+            Some(Path::new("tools/partest-minio.wasm"))
+        );
         assert_eq!(file.plugins["minio"].allow.process, ["mc"]);
         assert!(file.plugins["sqlite"].settings.contains_key("var"));
     }
@@ -312,25 +343,47 @@ allow = { process = ["mc"] }
         let e = err("[run]\nretries = \"many\"\n");
         assert!(e.contains("retries"), "{e}");
         let e = err("[run]\nworkers = 2\n[groups.db]\nfilter = [\"x/**\"]\nmax-workers = 3\n");
-        assert!(e.contains("[groups.db] max-workers = 3") && e.contains("1 to 2"), "{e}");
+        assert!(
+            e.contains("[groups.db] max-workers = 3") && e.contains("1 to 2"),
+            "{e}"
+        );
         let e = err("[serial]\nfilter = [\"tests/[oops\"]\n");
-        assert!(e.contains("not a valid glob") && e.contains("line 2"), "{e}");
+        assert!(
+            e.contains("not a valid glob") && e.contains("line 2"),
+            "{e}"
+        );
         let e = err("[limits]\nmemory-per-worker = \"lots\"\n");
-        assert!(e.contains("memory-per-worker") || e.contains("line 2"), "{e}");
+        assert!(
+            e.contains("memory-per-worker") || e.contains("line 2"),
+            "{e}"
+        );
         let e = err("[run]\nadapter = \"maven\"\n");
-        assert!(e.contains("pytest") && e.contains("cargo") && e.contains("command"), "{e}");
+        assert!(
+            e.contains("pytest") && e.contains("cargo") && e.contains("command"),
+            "{e}"
+        );
     }
 
     #[test]
     fn profiles_layer_over_builtins() {
         let file = parse("[profile.integration]\nretries = 2\n", Path::new("p.toml")).unwrap();
-        let config = Config { root: PathBuf::from("/r"), path: None, file };
+        let config = Config {
+            root: PathBuf::from("/r"),
+            path: None,
+            file,
+        };
         let integration = config.profile("integration").unwrap();
         assert_eq!(integration.workers.unwrap().to_string(), "2");
         assert_eq!(integration.retries, Some(2));
-        assert_eq!(config.profile("e2e").unwrap().workers.unwrap().to_string(), "1");
+        assert_eq!(
+            config.profile("e2e").unwrap().workers.unwrap().to_string(),
+            "1"
+        );
         let e = config.profile("nightly").unwrap_err().to_string();
-        assert!(e.contains("nightly") && e.contains("unit, integration, e2e"), "{e}");
+        assert!(
+            e.contains("nightly") && e.contains("unit, integration, e2e"),
+            "{e}"
+        );
     }
 
     #[test]

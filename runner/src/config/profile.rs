@@ -26,7 +26,10 @@ impl ProfileTable {
             "e2e" => WorkerCount::Fixed(1.try_into().expect("nonzero")),
             _ => return None,
         };
-        Some(ProfileTable { workers: Some(workers), ..ProfileTable::default() })
+        Some(ProfileTable {
+            workers: Some(workers),
+            ..ProfileTable::default()
+        })
     }
 
     /// A user's table overrides the built-in key by key.

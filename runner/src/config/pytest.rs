@@ -18,7 +18,11 @@ pub struct PytestTable {
 
 impl Default for PytestTable {
     fn default() -> Self {
-        PytestTable { python: default_python(), args: Vec::new(), max_batch: default_max_batch() }
+        PytestTable {
+            python: default_python(),
+            args: Vec::new(),
+            max_batch: default_max_batch(),
+        }
     }
 }
 

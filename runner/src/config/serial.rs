@@ -17,7 +17,10 @@ pub struct SerialTable {
 
 impl Default for SerialTable {
     fn default() -> Self {
-        SerialTable { markers: default_markers(), filter: Filter::default() }
+        SerialTable {
+            markers: default_markers(),
+            filter: Filter::default(),
+        }
     }
 }
 

@@ -47,14 +47,21 @@ impl Settings {
         let (workers, workers_source) = if let Some(w) = o.workers {
             (w, "-n on the command line".to_string())
         } else if let Some(w) = p.and_then(|p| p.workers) {
-            (w, format!("profile {}", o.profile.as_deref().unwrap_or_default()))
+            (
+                w,
+                format!("profile {}", o.profile.as_deref().unwrap_or_default()),
+            )
         } else if let Some(w) = run.workers {
             (w, format!("[run] workers in {}", config.origin()))
         } else {
             (WorkerCount::Auto, "default".to_string())
         };
         let mut plugins: Vec<String> = Vec::new();
-        let names = o.plugins.iter().chain(&run.plugins).chain(config.file.plugins.keys());
+        let names = o
+            .plugins
+            .iter()
+            .chain(&run.plugins)
+            .chain(config.file.plugins.keys());
         for name in names {
             if !plugins.contains(name) {
                 plugins.push(name.clone());
@@ -65,11 +72,26 @@ impl Settings {
             workers_source,
             profile: o.profile.clone(),
             filter: p.and_then(|p| p.filter.clone()),
-            retries: o.retries.or(p.and_then(|p| p.retries)).or(run.retries).unwrap_or(0),
-            timeout: o.timeout.or(p.and_then(|p| p.timeout).map(|s| s.0)).or(run.timeout.map(|s| s.0)),
+            retries: o
+                .retries
+                .or(p.and_then(|p| p.retries))
+                .or(run.retries)
+                .unwrap_or(0),
+            timeout: o
+                .timeout
+                .or(p.and_then(|p| p.timeout).map(|s| s.0))
+                .or(run.timeout.map(|s| s.0)),
             kill_grace: run.kill_grace.map_or(Duration::from_secs(2), |s| s.0),
-            fail_fast: o.fail_fast.or(p.and_then(|p| p.fail_fast)).or(run.fail_fast).unwrap_or(false),
-            junit: o.junit.clone().or_else(|| run.junit.clone()).map(|j| config.root.join(j)),
+            fail_fast: o
+                .fail_fast
+                .or(p.and_then(|p| p.fail_fast))
+                .or(run.fail_fast)
+                .unwrap_or(false),
+            junit: o
+                .junit
+                .clone()
+                .or_else(|| run.junit.clone())
+                .map(|j| config.root.join(j)),
             plugins,
         })
     }
@@ -81,29 +103,58 @@ mod tests {
     use std::path::Path;
 
     fn config(text: &str) -> Config {
-        Config { root: "/r".into(), path: None, file: super::super::parse(text, Path::new("p.toml")).unwrap() }
+        Config {
+            root: "/r".into(),
+            path: None,
+            file: super::super::parse(text, Path::new("p.toml")).unwrap(),
+        }
     }
 
     #[test]
     fn flags_beat_profiles_beat_the_file() {
-        let c = config("[run]\nworkers = 3\nretries = 1\n[profile.ci]\nretries = 2\nfail-fast = true\n");
+        let c = config(
+            "[run]\nworkers = 3\nretries = 1\n[profile.ci]\nretries = 2\nfail-fast = true\n",
+        );
         let s = Settings::resolve(&c, &Overrides::default()).unwrap();
-        assert_eq!((s.workers.to_string(), s.retries, s.fail_fast), ("3".into(), 1, false));
-        let o = Overrides { profile: Some("ci".into()), ..Default::default() };
+        assert_eq!(
+            (s.workers.to_string(), s.retries, s.fail_fast),
+            ("3".into(), 1, false)
+        );
+        let o = Overrides {
+            profile: Some("ci".into()),
+            ..Default::default()
+        };
         let s = Settings::resolve(&c, &o).unwrap();
         assert_eq!((s.retries, s.fail_fast), (2, true));
-        let o = Overrides { profile: Some("ci".into()), retries: Some(0), fail_fast: Some(false), ..Default::default() };
+        let o = Overrides {
+            profile: Some("ci".into()),
+            retries: Some(0),
+            fail_fast: Some(false),
+            ..Default::default()
+        };
         let s = Settings::resolve(&c, &o).unwrap();
         assert_eq!((s.retries, s.fail_fast), (0, false));
-        let o = Overrides { profile: Some("e2e".into()), ..Default::default() };
+        let o = Overrides {
+            profile: Some("e2e".into()),
+            ..Default::default()
+        };
         let s = Settings::resolve(&c, &o).unwrap();
-        assert_eq!((s.workers.to_string(), s.workers_source.as_str()), ("1".into(), "profile e2e"));
+        assert_eq!(
+            (s.workers.to_string(), s.workers_source.as_str()),
+            ("1".into(), "profile e2e")
+        );
     }
 
     #[test]
     fn plugins_merge_flags_and_tables_once_each() {
         let c = config("[run]\nplugins = [\"redis\"]\n[plugins.sqlite]\n[plugins.redis]\n");
-        let o = Overrides { plugins: vec!["redis".into()], ..Default::default() };
-        assert_eq!(Settings::resolve(&c, &o).unwrap().plugins, ["redis", "sqlite"]);
+        let o = Overrides {
+            plugins: vec!["redis".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            Settings::resolve(&c, &o).unwrap().plugins,
+            ["redis", "sqlite"]
+        );
     }
 }

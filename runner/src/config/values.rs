@@ -8,8 +8,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 /// `workers = "auto"` or a whole number ≥ 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -31,7 +31,9 @@ impl FromStr for WorkerCount {
             Ok(n) => NonZeroUsize::new(n)
                 .map(WorkerCount::Fixed)
                 .ok_or_else(|| "workers must be \"auto\" or a whole number ≥ 1, not 0".to_string()),
-            Err(_) => Err(format!("workers must be \"auto\" or a whole number ≥ 1, not {s:?}")),
+            Err(_) => Err(format!(
+                "workers must be \"auto\" or a whole number ≥ 1, not {s:?}"
+            )),
         }
     }
 }
@@ -59,7 +61,9 @@ impl<'de> Deserialize<'de> for WorkerCount {
                     .and_then(NonZeroUsize::new)
                     .map(WorkerCount::Fixed)
                     .ok_or_else(|| {
-                        E::custom(format!("workers must be \"auto\" or a whole number ≥ 1, not {n}"))
+                        E::custom(format!(
+                            "workers must be \"auto\" or a whole number ≥ 1, not {n}"
+                        ))
                     })
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<WorkerCount, E> {
@@ -79,7 +83,9 @@ impl FromStr for ByteSize {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
         let num: f64 = num
             .parse()
@@ -143,7 +149,8 @@ impl FromStr for Seconds {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let bad = || format!("{s:?} is not a duration; write seconds (30) or \"500ms\", \"30s\", \"2m\"");
+        let bad =
+            || format!("{s:?} is not a duration; write seconds (30) or \"500ms\", \"30s\", \"2m\"");
         let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
             (n, 0.001)
         } else if let Some(n) = t.strip_suffix('s') {
@@ -178,7 +185,9 @@ impl<'de> Deserialize<'de> for Seconds {
                 if n.is_finite() && n > 0.0 {
                     Ok(Seconds(Duration::from_secs_f64(n)))
                 } else {
-                    Err(E::custom(format!("a duration must be greater than zero, not {n}")))
+                    Err(E::custom(format!(
+                        "a duration must be greater than zero, not {n}"
+                    )))
                 }
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Seconds, E> {
@@ -203,11 +212,15 @@ impl Filter {
         let mut builder = GlobSetBuilder::new();
         for p in patterns {
             let p = p.as_ref();
-            let glob = Glob::new(p).map_err(|e| format!("{p:?} is not a valid glob: {}", e.kind()))?;
+            let glob =
+                Glob::new(p).map_err(|e| format!("{p:?} is not a valid glob: {}", e.kind()))?;
             builder.add(glob);
         }
         let set = builder.build().map_err(|e| e.to_string())?;
-        Ok(Filter { patterns: patterns.iter().map(|p| p.as_ref().to_string()).collect(), set })
+        Ok(Filter {
+            patterns: patterns.iter().map(|p| p.as_ref().to_string()).collect(),
+            set,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -222,7 +235,9 @@ impl Filter {
     /// (`tests/a.py` for `tests/a.py::test_x`), so that `tests/a.py` selects a file.
     pub fn matches(&self, name: &str) -> bool {
         self.set.is_match(name)
-            || name.split_once("::").is_some_and(|(file, _)| self.set.is_match(file))
+            || name
+                .split_once("::")
+                .is_some_and(|(file, _)| self.set.is_match(file))
     }
 }
 
@@ -251,14 +266,25 @@ mod tests {
         assert_eq!("512MiB".parse::<ByteSize>().unwrap().0, 512 << 20);
         assert_eq!("2GB".parse::<ByteSize>().unwrap().0, 2_000_000_000);
         assert_eq!("1.5GiB".parse::<ByteSize>().unwrap().0, 3 << 29);
-        assert!("12 parsecs".parse::<ByteSize>().unwrap_err().contains("unknown size unit"));
+        assert!(
+            "12 parsecs"
+                .parse::<ByteSize>()
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
     }
 
     #[test]
     fn durations_parse_with_units() {
-        assert_eq!("500ms".parse::<Seconds>().unwrap().0, Duration::from_millis(500));
+        assert_eq!(
+            "500ms".parse::<Seconds>().unwrap().0,
+            Duration::from_millis(500)
+        );
         assert_eq!("2m".parse::<Seconds>().unwrap().0, Duration::from_secs(120));
-        assert_eq!("1.5".parse::<Seconds>().unwrap().0, Duration::from_millis(1500));
+        assert_eq!(
+            "1.5".parse::<Seconds>().unwrap().0,
+            Duration::from_millis(1500)
+        );
         assert!("0s".parse::<Seconds>().is_err());
     }
 
@@ -277,6 +303,10 @@ mod tests {
         assert!(!f.matches("tests/unit/test_a.py::test_b"));
         let file = Filter::new(&["tests/a.py"]).unwrap();
         assert!(file.matches("tests/a.py::test_x"));
-        assert!(Filter::new(&["tests/[a"]).unwrap_err().contains("not a valid glob"));
+        assert!(
+            Filter::new(&["tests/[a"])
+                .unwrap_err()
+                .contains("not a valid glob")
+        );
     }
 }

@@ -67,13 +67,23 @@ impl CargoAdapter {
     fn build(&self) -> Result<Vec<TestBinary>> {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let output = Command::new(&cargo)
-            .args(["test", "--no-run", "--message-format", "json-render-diagnostics"])
+            .args([
+                "test",
+                "--no-run",
+                "--message-format",
+                "json-render-diagnostics",
+            ])
             .args(&self.build_args)
             .current_dir(&self.root)
             .stdin(Stdio::null())
             .stderr(Stdio::inherit())
             .output()
-            .map_err(|e| Error::setup(format!("cannot run `cargo test --no-run` in {}: {e}", self.root.display())))?;
+            .map_err(|e| {
+                Error::setup(format!(
+                    "cannot run `cargo test --no-run` in {}: {e}",
+                    self.root.display()
+                ))
+            })?;
         if !output.status.success() {
             return Err(Error::setup(format!(
                 "`cargo test --no-run` failed in {} ({}); its errors are above",
@@ -83,12 +93,18 @@ impl CargoAdapter {
         }
         let mut binaries = Vec::new();
         for line in output.stdout.split(|b| *b == b'\n') {
-            let Ok(artifact) = serde_json::from_slice::<Artifact>(line) else { continue };
+            let Ok(artifact) = serde_json::from_slice::<Artifact>(line) else {
+                continue;
+            };
             if artifact.reason != "compiler-artifact" || !artifact.profile.is_some_and(|p| p.test) {
                 continue;
             }
-            let (Some(path), Some(target)) = (artifact.executable, artifact.target) else { continue };
-            let package = package_name(&artifact.package_id).unwrap_or(&target.name).to_string();
+            let (Some(path), Some(target)) = (artifact.executable, artifact.target) else {
+                continue;
+            };
+            let package = package_name(&artifact.package_id)
+                .unwrap_or(&target.name)
+                .to_string();
             let id = binary_id(&package, &target);
             let cwd = artifact
                 .manifest_path
@@ -129,13 +145,18 @@ fn binary_id(package: &str, target: &Target) -> String {
 /// Names from `--list --format terse` (`path::name: test`); benchmarks are skipped.
 fn list_tests(binary: &TestBinary, ignored_only: bool) -> Result<Vec<String>> {
     let mut cmd = Command::new(&binary.path);
-    cmd.args(["--list", "--format", "terse"]).current_dir(&binary.cwd).stdin(Stdio::null());
+    cmd.args(["--list", "--format", "terse"])
+        .current_dir(&binary.cwd)
+        .stdin(Stdio::null());
     if ignored_only {
         cmd.arg("--ignored");
     }
-    let output = cmd
-        .output()
-        .map_err(|e| Error::setup(format!("cannot list tests of {}: {e}", binary.path.display())))?;
+    let output = cmd.output().map_err(|e| {
+        Error::setup(format!(
+            "cannot list tests of {}: {e}",
+            binary.path.display()
+        ))
+    })?;
     if !output.status.success() {
         return Err(Error::setup(format!(
             "listing the tests of {} failed ({}): {}",
@@ -178,8 +199,11 @@ impl Adapter for CargoAdapter {
     fn invocation(&self, tests: &[&TestCase], _scratch: &Path) -> Invocation {
         let test = tests[0];
         let binary = &self.binaries[test.binary as usize];
-        let mut args: Vec<OsString> =
-            vec!["--exact".into(), test.target.clone().into(), "--nocapture".into()];
+        let mut args: Vec<OsString> = vec![
+            "--exact".into(),
+            test.target.clone().into(),
+            "--nocapture".into(),
+        ];
         if self.run_ignored {
             args.push("--include-ignored".into());
         }
@@ -198,16 +222,31 @@ mod tests {
 
     #[test]
     fn package_names_from_every_id_format() {
-        assert_eq!(package_name("path+file:///w/fixture#0.1.0"), Some("fixture"));
-        assert_eq!(package_name("path+file:///w/crates/x#fixture@0.1.0"), Some("fixture"));
-        assert_eq!(package_name("fixture 0.1.0 (path+file:///w)"), Some("fixture"));
+        assert_eq!(
+            package_name("path+file:///w/fixture#0.1.0"),
+            Some("fixture")
+        );
+        assert_eq!(
+            package_name("path+file:///w/crates/x#fixture@0.1.0"),
+            Some("fixture")
+        );
+        assert_eq!(
+            package_name("fixture 0.1.0 (path+file:///w)"),
+            Some("fixture")
+        );
     }
 
     #[test]
     fn binary_ids_read_like_nextest() {
-        let t = |kind: &str, name: &str| Target { name: name.into(), kind: vec![kind.into()] };
+        let t = |kind: &str, name: &str| Target {
+            name: name.into(),
+            kind: vec![kind.into()],
+        };
         assert_eq!(binary_id("fx", &t("lib", "fx")), "fx");
-        assert_eq!(binary_id("fx", &t("test", "integration")), "fx::integration");
+        assert_eq!(
+            binary_id("fx", &t("test", "integration")),
+            "fx::integration"
+        );
         assert_eq!(binary_id("fx", &t("bin", "tool")), "fx::bin/tool");
     }
 }

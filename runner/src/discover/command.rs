@@ -19,7 +19,14 @@ pub struct CommandAdapter {
 }
 
 /// Folders no one keeps tests in that can be huge.
-const SKIPPED_DIRS: &[&str] = &[".git", ".partest", "target", "node_modules", "__pycache__", ".venv"];
+const SKIPPED_DIRS: &[&str] = &[
+    ".git",
+    ".partest",
+    "target",
+    "node_modules",
+    "__pycache__",
+    ".venv",
+];
 
 impl CommandAdapter {
     pub fn new(config: &Config) -> Result<CommandAdapter> {
@@ -31,7 +38,11 @@ impl CommandAdapter {
         })?;
         let template = shell_words::split(&table.run)
             .map_err(|e| Error::config(format!("{}: [command] run: {e}", config.origin())))?;
-        Ok(CommandAdapter { root: config.root.clone(), tests: table.tests.clone(), template })
+        Ok(CommandAdapter {
+            root: config.root.clone(),
+            tests: table.tests.clone(),
+            template,
+        })
     }
 }
 
@@ -42,15 +53,23 @@ impl Adapter for CommandAdapter {
 
     fn discover(&mut self) -> Result<Vec<TestCase>> {
         let mut found = Vec::new();
-        let walker = WalkDir::new(&self.root).follow_links(false).into_iter().filter_entry(|e| {
-            !(e.file_type().is_dir() && e.file_name().to_str().is_some_and(|n| SKIPPED_DIRS.contains(&n)))
-        });
+        let walker = WalkDir::new(&self.root)
+            .follow_links(false)
+            .into_iter()
+            .filter_entry(|e| {
+                !(e.file_type().is_dir()
+                    && e.file_name()
+                        .to_str()
+                        .is_some_and(|n| SKIPPED_DIRS.contains(&n)))
+            });
         for entry in walker {
             let entry = entry.map_err(|e| Error::setup(format!("listing test files: {e}")))?;
             if !entry.file_type().is_file() {
                 continue;
             }
-            let Ok(rel) = entry.path().strip_prefix(&self.root) else { continue };
+            let Ok(rel) = entry.path().strip_prefix(&self.root) else {
+                continue;
+            };
             let Some(rel) = rel.to_str() else { continue };
             if self.tests.matches(rel) {
                 found.push(TestCase::new(rel));
@@ -62,12 +81,20 @@ impl Adapter for CommandAdapter {
 
     fn invocation(&self, tests: &[&TestCase], _scratch: &Path) -> Invocation {
         let file = &tests[0].target;
-        let mut words = self.template.iter().map(|w| OsString::from(w.replace("{}", file)));
+        let mut words = self
+            .template
+            .iter()
+            .map(|w| OsString::from(w.replace("{}", file)));
         let program = words.next().unwrap_or_default();
         let mut args: Vec<OsString> = words.collect();
         if !self.template.iter().any(|w| w.contains("{}")) {
             args.push(file.into());
         }
-        Invocation { program, args, cwd: self.root.clone(), report_file: None }
+        Invocation {
+            program,
+            args,
+            cwd: self.root.clone(),
+            report_file: None,
+        }
     }
 }

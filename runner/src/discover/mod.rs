@@ -34,7 +34,13 @@ pub struct TestCase {
 impl TestCase {
     pub fn new(name: impl Into<String>) -> TestCase {
         let name = name.into();
-        TestCase { target: name.clone(), name, binary: 0, serial_marker: false, ignored: false }
+        TestCase {
+            target: name.clone(),
+            name,
+            binary: 0,
+            serial_marker: false,
+            ignored: false,
+        }
     }
 }
 
@@ -99,7 +105,11 @@ impl TestResult {
             ProcessEnd::TimedOut => Status::Timeout,
             ProcessEnd::Interrupted => Status::Cancelled,
         };
-        TestResult { status, duration: None, output: None }
+        TestResult {
+            status,
+            duration: None,
+            output: None,
+        }
     }
 }
 
@@ -120,7 +130,12 @@ pub trait Adapter: Send + Sync {
     fn invocation(&self, tests: &[&TestCase], scratch: &Path) -> Invocation;
 
     /// Each test's result, in the order of `tests`, from how the process ended.
-    fn results(&self, tests: &[&TestCase], end: ProcessEnd, invocation: &Invocation) -> Vec<TestResult> {
+    fn results(
+        &self,
+        tests: &[&TestCase],
+        end: ProcessEnd,
+        invocation: &Invocation,
+    ) -> Vec<TestResult> {
         let _ = invocation;
         tests.iter().map(|_| TestResult::from_end(end)).collect()
     }

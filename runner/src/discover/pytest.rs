@@ -39,7 +39,10 @@ impl PytestAdapter {
 
     fn pytest(&self) -> Command {
         let mut cmd = Command::new(&self.python);
-        cmd.args(["-m", "pytest"]).args(&self.args).current_dir(&self.root).stdin(Stdio::null());
+        cmd.args(["-m", "pytest"])
+            .args(&self.args)
+            .current_dir(&self.root)
+            .stdin(Stdio::null());
         cmd
     }
 
@@ -134,7 +137,11 @@ fn parse_junit(xml: &str) -> std::result::Result<HashMap<(String, String), CaseR
             let text = || {
                 let message = child.attribute("message").unwrap_or_default();
                 let body = child.text().unwrap_or_default();
-                Some(if body.contains(message) { body.to_string() } else { format!("{message}\n{body}") })
+                Some(if body.contains(message) {
+                    body.to_string()
+                } else {
+                    format!("{message}\n{body}")
+                })
             };
             match tag {
                 "failure" | "error" => {
@@ -149,9 +156,17 @@ fn parse_junit(xml: &str) -> std::result::Result<HashMap<(String, String), CaseR
             }
         }
         // A test whose teardown errors appears twice; the failure wins.
-        let entry = cases.entry(key).or_insert(CaseReport { status, time, detail: None });
+        let entry = cases.entry(key).or_insert(CaseReport {
+            status,
+            time,
+            detail: None,
+        });
         if status == Status::Fail || entry.status == Status::Pass {
-            *entry = CaseReport { status, time: time.or(entry.time), detail };
+            *entry = CaseReport {
+                status,
+                time: time.or(entry.time),
+                detail,
+            };
         }
     }
     Ok(cases)
@@ -167,15 +182,22 @@ impl Adapter for PytestAdapter {
         let expr = self.serial_markers.join(" or ");
         // Both collections at once: each pays the interpreter and import cost.
         let all = self.collect(None)?;
-        let serial = (!expr.is_empty()).then(|| self.collect(Some(&expr))).transpose()?;
+        let serial = (!expr.is_empty())
+            .then(|| self.collect(Some(&expr)))
+            .transpose()?;
         let wait = |child: std::process::Child| {
-            child.wait_with_output().map_err(|e| Error::setup(format!("pytest collection: {e}")))
+            child
+                .wait_with_output()
+                .map_err(|e| Error::setup(format!("pytest collection: {e}")))
         };
         let all = node_ids(&wait(all)?, "collection (--collect-only)")?;
         let serial: HashSet<String> = match serial {
-            Some(child) => node_ids(&wait(child)?, &format!("collection of serial tests (-m \"{expr}\")"))?
-                .into_iter()
-                .collect(),
+            Some(child) => node_ids(
+                &wait(child)?,
+                &format!("collection of serial tests (-m \"{expr}\")"),
+            )?
+            .into_iter()
+            .collect(),
             None => HashSet::new(),
         };
         Ok(all
@@ -196,7 +218,9 @@ impl Adapter for PytestAdapter {
         let report = scratch.join("partest-junit.xml");
         let mut args: Vec<OsString> = vec!["-m".into(), "pytest".into()];
         args.extend(self.args.iter().map(OsString::from));
-        args.extend(["-q", "-p", "no:cacheprovider", "-o", "junit_family=xunit1"].map(OsString::from));
+        args.extend(
+            ["-q", "-p", "no:cacheprovider", "-o", "junit_family=xunit1"].map(OsString::from),
+        );
         if self.disable_xdist {
             args.extend(["-n", "0"].map(OsString::from));
         }
@@ -204,14 +228,25 @@ impl Adapter for PytestAdapter {
         junit.push(&report);
         args.push(junit);
         args.extend(tests.iter().map(|t| OsString::from(&t.target)));
-        Invocation { program: self.python.clone().into(), args, cwd: self.root.clone(), report_file: Some(report) }
+        Invocation {
+            program: self.python.clone().into(),
+            args,
+            cwd: self.root.clone(),
+            report_file: Some(report),
+        }
     }
 
-    fn results(&self, tests: &[&TestCase], end: ProcessEnd, invocation: &Invocation) -> Vec<TestResult> {
-        let parsed = invocation
-            .report_file
-            .as_ref()
-            .map(|p| std::fs::read_to_string(p).map_err(|e| e.to_string()).and_then(|x| parse_junit(&x)));
+    fn results(
+        &self,
+        tests: &[&TestCase],
+        end: ProcessEnd,
+        invocation: &Invocation,
+    ) -> Vec<TestResult> {
+        let parsed = invocation.report_file.as_ref().map(|p| {
+            std::fs::read_to_string(p)
+                .map_err(|e| e.to_string())
+                .and_then(|x| parse_junit(&x))
+        });
         let mut reports = match parsed {
             Some(Ok(r)) => r,
             Some(Err(_)) | None => HashMap::new(),
@@ -219,7 +254,11 @@ impl Adapter for PytestAdapter {
         tests
             .iter()
             .map(|t| match reports.remove(&junit_key(&t.target)) {
-                Some(r) => TestResult { status: r.status, duration: r.time, output: r.detail },
+                Some(r) => TestResult {
+                    status: r.status,
+                    duration: r.time,
+                    output: r.detail,
+                },
                 // Not in the report: the batch crashed or was killed, so the
                 // test failed with it; the batch's own output tells why.
                 None => {
@@ -240,7 +279,10 @@ mod tests {
 
     #[test]
     fn junit_keys_follow_pytest_mangling() {
-        assert_eq!(junit_key("tests/test_a.py::test_x"), ("tests.test_a".into(), "test_x".into()));
+        assert_eq!(
+            junit_key("tests/test_a.py::test_x"),
+            ("tests.test_a".into(), "test_x".into())
+        );
         assert_eq!(
             junit_key("tests/test_a.py::TestK::test_y[a/b::c]"),
             ("tests.test_a.TestK".into(), "test_y[a/b::c]".into())
@@ -260,7 +302,13 @@ mod tests {
         assert_eq!(get("test_ok").status, Status::Pass);
         assert_eq!(get("test_ok").time, Some(Duration::from_millis(10)));
         assert_eq!(get("test_bad").status, Status::Fail);
-        assert!(get("test_bad").detail.as_ref().unwrap().contains("assert 1 == 2"));
+        assert!(
+            get("test_bad")
+                .detail
+                .as_ref()
+                .unwrap()
+                .contains("assert 1 == 2")
+        );
         assert_eq!(get("test_skip").status, Status::Skip);
         assert!(parse_junit("<testsuite").is_err());
     }

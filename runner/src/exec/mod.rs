@@ -27,7 +27,9 @@ pub struct Capture {
 
 impl Capture {
     pub fn new(dir: &std::path::Path) -> std::io::Result<Capture> {
-        Ok(Capture { file: tempfile::tempfile_in(dir)? })
+        Ok(Capture {
+            file: tempfile::tempfile_in(dir)?,
+        })
     }
 
     fn reset(&mut self) -> std::io::Result<()> {
@@ -76,7 +78,8 @@ impl Spawner {
             .process_group(0);
         if let Some(capture) = capture {
             capture.reset()?;
-            cmd.stdout(Stdio::from(capture.file.try_clone()?)).stderr(Stdio::from(capture.file.try_clone()?));
+            cmd.stdout(Stdio::from(capture.file.try_clone()?))
+                .stderr(Stdio::from(capture.file.try_clone()?));
         }
         if let Some(report) = &invocation.report_file {
             let _ = std::fs::remove_file(report);
@@ -91,7 +94,12 @@ impl Spawner {
         Ok(Finished { end, duration })
     }
 
-    fn wait(&self, child: &mut Child, start: Instant, timeout: Option<Duration>) -> std::io::Result<ProcessEnd> {
+    fn wait(
+        &self,
+        child: &mut Child,
+        start: Instant,
+        timeout: Option<Duration>,
+    ) -> std::io::Result<ProcessEnd> {
         let pidfd = pidfd_open(child.id());
         let deadline = timeout.map(|t| start + t);
         loop {
@@ -106,7 +114,8 @@ impl Spawner {
             }
             match &pidfd {
                 Some(fd) => {
-                    let ms = remaining.map_or(-1, |r| r.as_millis().clamp(1, i32::MAX as u128) as i32);
+                    let ms =
+                        remaining.map_or(-1, |r| r.as_millis().clamp(1, i32::MAX as u128) as i32);
                     if poll_readable(&[fd.as_raw_fd(), self.interrupts.fd()], ms)? == Some(0) {
                         return Ok(end_of(child.wait()?));
                     }
@@ -116,7 +125,9 @@ impl Spawner {
                     if let Some(status) = child.try_wait()? {
                         return Ok(end_of(status));
                     }
-                    let step = remaining.unwrap_or(Duration::MAX).min(Duration::from_millis(2));
+                    let step = remaining
+                        .unwrap_or(Duration::MAX)
+                        .min(Duration::from_millis(2));
                     poll_readable(&[self.interrupts.fd()], step.as_millis().max(1) as i32)?;
                 }
             }
@@ -177,7 +188,11 @@ fn pidfd_open(pid: u32) -> Option<OwnedFd> {
 /// Waits until one of `fds` is readable; returns its index, or None on timeout.
 fn poll_readable(fds: &[i32], timeout_ms: i32) -> std::io::Result<Option<usize>> {
     // At most two fds (the child, the interrupts): an array, no allocation per test.
-    let mut pfds = [libc::pollfd { fd: -1, events: libc::POLLIN, revents: 0 }; 2];
+    let mut pfds = [libc::pollfd {
+        fd: -1,
+        events: libc::POLLIN,
+        revents: 0,
+    }; 2];
     let count = fds.len().min(pfds.len());
     for (p, &fd) in pfds.iter_mut().zip(fds) {
         p.fd = fd;

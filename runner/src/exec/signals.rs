@@ -27,7 +27,11 @@ impl Interrupts {
         }
         // SAFETY: both fds were just created and are owned by nobody else.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        Ok(Arc::new(Interrupts { count: AtomicUsize::new(0), read, write }))
+        Ok(Arc::new(Interrupts {
+            count: AtomicUsize::new(0),
+            read,
+            write,
+        }))
     }
 
     /// Installs SIGINT/SIGTERM handlers that feed these interrupts.
@@ -35,11 +39,13 @@ impl Interrupts {
         let interrupts = Interrupts::new()?;
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         let handle = interrupts.clone();
-        std::thread::Builder::new().name("partest-signals".into()).spawn(move || {
-            for _ in signals.forever() {
-                handle.raise();
-            }
-        })?;
+        std::thread::Builder::new()
+            .name("partest-signals".into())
+            .spawn(move || {
+                for _ in signals.forever() {
+                    handle.raise();
+                }
+            })?;
         Ok(interrupts)
     }
 

@@ -169,42 +169,74 @@ mod tests {
             self.name
         }
         fn setup_run(&self, _: &RunInfo) -> IsoResult<Env> {
-            self.calls.lock().unwrap().push(format!("{}:setup_run", self.name));
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("{}:setup_run", self.name));
             Ok(vec![(format!("{}_RUN", self.name), "1".into())])
         }
         fn setup_slot(&self, slot: &Slot) -> IsoResult<Env> {
             if self.fail_slot == Some(slot.index) {
-                return Err(IsolationError { provider: self.name.into(), hook: "setup-slot", message: "boom".into() });
+                return Err(IsolationError {
+                    provider: self.name.into(),
+                    hook: "setup-slot",
+                    message: "boom".into(),
+                });
             }
-            self.calls.lock().unwrap().push(format!("{}:setup_slot:{}", self.name, slot.name));
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("{}:setup_slot:{}", self.name, slot.name));
             Ok(vec![("SLOT".into(), slot.name.clone())])
         }
         fn teardown_slot(&self, slot: &Slot, _: bool) -> IsoResult<()> {
-            self.calls.lock().unwrap().push(format!("{}:teardown_slot:{}", self.name, slot.name));
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("{}:teardown_slot:{}", self.name, slot.name));
             Ok(())
         }
         fn teardown_run(&self, _: bool) -> IsoResult<()> {
-            self.calls.lock().unwrap().push(format!("{}:teardown_run", self.name));
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("{}:teardown_run", self.name));
             Ok(())
         }
     }
 
     fn run_info() -> RunInfo {
-        RunInfo { run_id: "abc".into(), workers: 2, root: "/r".into(), state_dir: "/r/.partest".into() }
+        RunInfo {
+            run_id: "abc".into(),
+            workers: 2,
+            root: "/r".into(),
+            state_dir: "/r/.partest".into(),
+        }
     }
 
     #[test]
     fn teardown_undoes_only_what_was_set_up_in_reverse_order() {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let lc = Lifecycle::new(vec![
-            Box::new(Recorder { name: "a", calls: calls.clone(), fail_slot: None }),
-            Box::new(Recorder { name: "b", calls: calls.clone(), fail_slot: Some(1) }),
+            Box::new(Recorder {
+                name: "a",
+                calls: calls.clone(),
+                fail_slot: None,
+            }),
+            Box::new(Recorder {
+                name: "b",
+                calls: calls.clone(),
+                fail_slot: Some(1),
+            }),
         ]);
         lc.setup_run(&run_info()).unwrap();
         assert_eq!(lc.setup_slot(&Slot::new(0)).unwrap().len(), 2);
         assert!(lc.setup_slot(&Slot::new(1)).is_err());
         assert!(lc.teardown(false).is_empty());
-        assert!(lc.teardown(false).is_empty(), "a second teardown does nothing");
+        assert!(
+            lc.teardown(false).is_empty(),
+            "a second teardown does nothing"
+        );
         let calls = calls.lock().unwrap().clone();
         assert_eq!(
             calls,
@@ -227,7 +259,11 @@ mod tests {
     fn dropping_without_teardown_still_tears_down() {
         let calls = Arc::new(Mutex::new(Vec::new()));
         {
-            let lc = Lifecycle::new(vec![Box::new(Recorder { name: "a", calls: calls.clone(), fail_slot: None })]);
+            let lc = Lifecycle::new(vec![Box::new(Recorder {
+                name: "a",
+                calls: calls.clone(),
+                fail_slot: None,
+            })]);
             lc.setup_run(&run_info()).unwrap();
             lc.setup_slot(&Slot::new(0)).unwrap();
         }

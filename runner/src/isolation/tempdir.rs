@@ -15,7 +15,10 @@ pub struct TempDirs {
 impl TempDirs {
     /// `base`: where run directories go; the system temp dir when `None`.
     pub fn new(base: Option<PathBuf>) -> TempDirs {
-        TempDirs { base, run_dir: OnceLock::new() }
+        TempDirs {
+            base,
+            run_dir: OnceLock::new(),
+        }
     }
 
     /// The run's directory, once `setup_run` made it.
@@ -29,7 +32,11 @@ impl TempDirs {
     }
 
     fn err(&self, hook: &'static str, message: String) -> IsolationError {
-        IsolationError { provider: "tempdir".into(), hook, message }
+        IsolationError {
+            provider: "tempdir".into(),
+            hook,
+            message,
+        }
     }
 }
 
@@ -44,7 +51,10 @@ impl Isolation for TempDirs {
         std::fs::create_dir_all(&dir)
             .map_err(|e| self.err("setup-run", format!("cannot create {}: {e}", dir.display())))?;
         // The pid lets `partest clean` tell a crashed run's directory from a live one's.
-        let _ = std::fs::write(dir.join(".partest-run"), format!("{}\n", std::process::id()));
+        let _ = std::fs::write(
+            dir.join(".partest-run"),
+            format!("{}\n", std::process::id()),
+        );
         let _ = self.run_dir.set(dir);
         Ok(Vec::new())
     }
@@ -53,10 +63,17 @@ impl Isolation for TempDirs {
         let dir = self
             .slot_dir(slot)
             .ok_or_else(|| self.err("setup-slot", "setup-run did not run".into()))?;
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| self.err("setup-slot", format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            self.err(
+                "setup-slot",
+                format!("cannot create {}: {e}", dir.display()),
+            )
+        })?;
         let dir = dir.to_string_lossy().into_owned();
-        Ok(vec![("TMPDIR".into(), dir.clone()), ("PARTEST_TMPDIR".into(), dir)])
+        Ok(vec![
+            ("TMPDIR".into(), dir.clone()),
+            ("PARTEST_TMPDIR".into(), dir),
+        ])
     }
 
     fn teardown_slot(&self, slot: &Slot, _run_failed: bool) -> IsoResult<()> {

@@ -47,7 +47,11 @@ impl SystemFacts {
             Some(sys) => {
                 sys.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
                 sys.refresh_memory();
-                (sys.cpus().len(), sys.available_memory(), sys.cgroup_limits())
+                (
+                    sys.cpus().len(),
+                    sys.available_memory(),
+                    sys.cgroup_limits(),
+                )
             }
             None => (0, 0, None),
         };
@@ -94,9 +98,16 @@ pub fn cpu_quota(cgroup_root: &Path) -> Option<f64> {
     if let Some(max) = read("cpu.max") {
         let mut parts = max.split_whitespace();
         let (quota, period) = (parts.next()?, parts.next().unwrap_or("100000"));
-        return if quota == "max" { None } else { ratio(quota, period) };
+        return if quota == "max" {
+            None
+        } else {
+            ratio(quota, period)
+        };
     }
-    ratio(&read("cpu/cpu.cfs_quota_us")?, &read("cpu/cpu.cfs_period_us")?)
+    ratio(
+        &read("cpu/cpu.cfs_quota_us")?,
+        &read("cpu/cpu.cfs_period_us")?,
+    )
 }
 
 pub fn detect_ci(var: impl Fn(&str) -> Option<String>) -> Option<String> {
@@ -106,7 +117,10 @@ pub fn detect_ci(var: impl Fn(&str) -> Option<String>) -> Option<String> {
             return Some(format!("CI={v}"));
         }
     }
-    CI_VARS.iter().find(|k| var(k).is_some_and(|v| !v.is_empty())).map(|k| (*k).to_string())
+    CI_VARS
+        .iter()
+        .find(|k| var(k).is_some_and(|v| !v.is_empty()))
+        .map(|k| (*k).to_string())
 }
 
 pub fn detect_container(root: &Path, var: impl Fn(&str) -> Option<String>) -> Option<String> {
@@ -152,12 +166,23 @@ mod tests {
     #[test]
     fn ci_is_detected_from_its_variables() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
         };
         assert_eq!(detect_ci(env(&[])), None);
         assert_eq!(detect_ci(env(&[("CI", "false")])), None);
-        assert_eq!(detect_ci(env(&[("CI", "true")])).as_deref(), Some("CI=true"));
-        assert_eq!(detect_ci(env(&[("GITLAB_CI", "1")])).as_deref(), Some("GITLAB_CI"));
+        assert_eq!(
+            detect_ci(env(&[("CI", "true")])).as_deref(),
+            Some("CI=true")
+        );
+        assert_eq!(
+            detect_ci(env(&[("GITLAB_CI", "1")])).as_deref(),
+            Some("GITLAB_CI")
+        );
     }
 
     #[test]
@@ -166,14 +191,26 @@ mod tests {
         let none = |_: &str| None;
         assert_eq!(detect_container(root.path(), none), None);
         assert_eq!(
-            detect_container(root.path(), |k: &str| (k == "KUBERNETES_SERVICE_HOST").then(|| "10.0.0.1".into()))
-                .as_deref(),
+            detect_container(root.path(), |k: &str| (k == "KUBERNETES_SERVICE_HOST")
+                .then(|| "10.0.0.1".into()))
+            .as_deref(),
             Some("KUBERNETES_SERVICE_HOST")
         );
         std::fs::create_dir_all(root.path().join("proc/1")).unwrap();
-        std::fs::write(root.path().join("proc/1/cgroup"), "0::/kubepods/burstable/pod1\n").unwrap();
-        assert!(detect_container(root.path(), none).unwrap().contains("kubepods"));
+        std::fs::write(
+            root.path().join("proc/1/cgroup"),
+            "0::/kubepods/burstable/pod1\n",
+        )
+        .unwrap();
+        assert!(
+            detect_container(root.path(), none)
+                .unwrap()
+                .contains("kubepods")
+        );
         std::fs::write(root.path().join(".dockerenv"), "").unwrap();
-        assert_eq!(detect_container(root.path(), none).as_deref(), Some("/.dockerenv"));
+        assert_eq!(
+            detect_container(root.path(), none).as_deref(),
+            Some("/.dockerenv")
+        );
     }
 }

@@ -46,7 +46,11 @@ pub struct Plan {
 
 /// Keeps the tests that a profile's filter and the command line's name
 /// filters (substrings, as `cargo test` takes them) select.
-pub fn select(tests: Vec<TestCase>, profile_filter: Option<&Filter>, names: &[String]) -> Vec<TestCase> {
+pub fn select(
+    tests: Vec<TestCase>,
+    profile_filter: Option<&Filter>,
+    names: &[String],
+) -> Vec<TestCase> {
     tests
         .into_iter()
         .filter(|t| profile_filter.is_none_or(|f| f.matches(&t.name)))
@@ -68,10 +72,24 @@ impl Plan {
         let groups: Vec<(Group, &Filter)> = rules
             .groups
             .iter()
-            .map(|(name, g)| (Group { name: name.clone(), max: g.max_workers }, &g.filter))
+            .map(|(name, g)| {
+                (
+                    Group {
+                        name: name.clone(),
+                        max: g.max_workers,
+                    },
+                    &g.filter,
+                )
+            })
             .collect();
-        let group_of = |t: &TestCase| groups.iter().position(|(_, f)| f.matches(&t.name)).map(|i| i as u16);
-        let expected: Vec<Option<Duration>> = tests.iter().map(|t| history.expected(&t.name)).collect();
+        let group_of = |t: &TestCase| {
+            groups
+                .iter()
+                .position(|(_, f)| f.matches(&t.name))
+                .map(|i| i as u16)
+        };
+        let expected: Vec<Option<Duration>> =
+            tests.iter().map(|t| history.expected(&t.name)).collect();
 
         let mut order: Vec<u32> = (0..tests.len() as u32).collect();
         order.sort_by_key(|&i| match expected[i as usize] {
@@ -88,7 +106,11 @@ impl Plan {
             if t.ignored {
                 skipped.push(i);
             } else if t.serial_marker || rules.serial_filter.matches(&t.name) {
-                serial.push(Unit { tests: vec![i], group: None, attempt: 1 });
+                serial.push(Unit {
+                    tests: vec![i],
+                    group: None,
+                    attempt: 1,
+                });
             } else {
                 by_group.entry(group_of(t)).or_default().push(i);
             }
@@ -101,7 +123,15 @@ impl Plan {
             for tests in batches(&members, rules.max_batch, rules.workers, &estimate) {
                 let unknown = tests.iter().any(|&i| expected[i as usize].is_none());
                 let total: Duration = tests.iter().map(|&i| estimate(i)).sum();
-                parallel.push((unknown, total, Unit { tests, group, attempt: 1 }));
+                parallel.push((
+                    unknown,
+                    total,
+                    Unit {
+                        tests,
+                        group,
+                        attempt: 1,
+                    },
+                ));
             }
         }
         // Longest first; units with never-seen tests lead, as they may be long.
@@ -133,7 +163,12 @@ fn fallback_estimate(expected: &[Option<Duration>]) -> Duration {
 /// Cuts an ordered list into batches that shrink toward its end (guided
 /// self-scheduling): each takes about 1/(3·workers) of the time left, so the
 /// first batches amortise process start-up and the last ones keep the tail short.
-fn batches(ordered: &[u32], max_batch: usize, workers: usize, estimate: &dyn Fn(u32) -> Duration) -> Vec<Vec<u32>> {
+fn batches(
+    ordered: &[u32],
+    max_batch: usize,
+    workers: usize,
+    estimate: &dyn Fn(u32) -> Duration,
+) -> Vec<Vec<u32>> {
     if max_batch <= 1 {
         return ordered.iter().map(|&i| vec![i]).collect();
     }
@@ -180,12 +215,24 @@ mod tests {
         (dir, History::load(&path).0)
     }
 
-    fn rules<'a>(serial: &'a Filter, groups: &'a BTreeMap<String, GroupTable>, batch: usize) -> PlanRules<'a> {
-        PlanRules { serial_filter: serial, groups, max_batch: batch, workers: 2 }
+    fn rules<'a>(
+        serial: &'a Filter,
+        groups: &'a BTreeMap<String, GroupTable>,
+        batch: usize,
+    ) -> PlanRules<'a> {
+        PlanRules {
+            serial_filter: serial,
+            groups,
+            max_batch: batch,
+            workers: 2,
+        }
     }
 
     fn names(plan: &Plan, units: &[Unit]) -> Vec<String> {
-        units.iter().flat_map(|u| u.tests.iter().map(|&i| plan.tests[i as usize].name.clone())).collect()
+        units
+            .iter()
+            .flat_map(|u| u.tests.iter().map(|&i| plan.tests[i as usize].name.clone()))
+            .collect()
     }
 
     #[test]
@@ -193,8 +240,15 @@ mod tests {
         let (_d, h) = history(&[("short", 10), ("long", 900), ("mid", 200)]);
         let serial = Filter::default();
         let groups = BTreeMap::new();
-        let plan = Plan::new(cases(&["short", "new", "long", "mid"]), &h, &rules(&serial, &groups, 1));
-        assert_eq!(names(&plan, &plan.parallel), ["new", "long", "mid", "short"]);
+        let plan = Plan::new(
+            cases(&["short", "new", "long", "mid"]),
+            &h,
+            &rules(&serial, &groups, 1),
+        );
+        assert_eq!(
+            names(&plan, &plan.parallel),
+            ["new", "long", "mid", "short"]
+        );
     }
 
     #[test]
@@ -206,31 +260,58 @@ mod tests {
         let groups = BTreeMap::new();
         let plan = Plan::new(tests, &History::disabled(), &rules(&serial, &groups, 1));
         assert!(plan.parallel.is_empty());
-        assert_eq!(names(&plan, &plan.serial), ["tests/migrations/m1.sh", "tests/b.sh"]);
+        assert_eq!(
+            names(&plan, &plan.serial),
+            ["tests/migrations/m1.sh", "tests/b.sh"]
+        );
         assert_eq!(plan.skipped, [0]);
         assert_eq!(plan.runnable(), 2);
     }
 
     #[test]
     fn batches_shrink_toward_the_end_and_never_mix_groups() {
-        let names_owned: Vec<String> = (0..60).map(|i| format!("t/{}{i}.py::x", if i < 10 { "db_" } else { "" })).collect();
-        let tests: Vec<TestCase> = names_owned.iter().map(|n| TestCase::new(n.as_str())).collect();
+        let names_owned: Vec<String> = (0..60)
+            .map(|i| format!("t/{}{i}.py::x", if i < 10 { "db_" } else { "" }))
+            .collect();
+        let tests: Vec<TestCase> = names_owned
+            .iter()
+            .map(|n| TestCase::new(n.as_str()))
+            .collect();
         let serial = Filter::default();
         let mut groups = BTreeMap::new();
-        groups.insert("db".to_string(), GroupTable { filter: Filter::new(&["t/db_*"]).unwrap(), max_workers: 1 });
+        groups.insert(
+            "db".to_string(),
+            GroupTable {
+                filter: Filter::new(&["t/db_*"]).unwrap(),
+                max_workers: 1,
+            },
+        );
         let plan = Plan::new(tests, &History::disabled(), &rules(&serial, &groups, 16));
         let total: usize = plan.parallel.iter().map(|u| u.tests.len()).sum();
         assert_eq!(total, 60);
         for unit in &plan.parallel {
-            let in_db = unit.tests.iter().map(|&i| plan.tests[i as usize].name.starts_with("t/db_"));
+            let in_db = unit
+                .tests
+                .iter()
+                .map(|&i| plan.tests[i as usize].name.starts_with("t/db_"));
             let flags: Vec<bool> = in_db.collect();
             assert!(flags.iter().all(|f| *f == flags[0]), "a batch mixes groups");
             assert_eq!(unit.group.is_some(), flags[0]);
         }
-        let ungrouped: Vec<usize> =
-            plan.parallel.iter().filter(|u| u.group.is_none()).map(|u| u.tests.len()).collect();
-        assert!(ungrouped.windows(2).all(|w| w[0] >= w[1]), "sizes must shrink: {ungrouped:?}");
-        assert!(ungrouped[0] > 1 && *ungrouped.last().unwrap() == 1, "{ungrouped:?}");
+        let ungrouped: Vec<usize> = plan
+            .parallel
+            .iter()
+            .filter(|u| u.group.is_none())
+            .map(|u| u.tests.len())
+            .collect();
+        assert!(
+            ungrouped.windows(2).all(|w| w[0] >= w[1]),
+            "sizes must shrink: {ungrouped:?}"
+        );
+        assert!(
+            ungrouped[0] > 1 && *ungrouped.last().unwrap() == 1,
+            "{ungrouped:?}"
+        );
     }
 
     #[test]
@@ -238,7 +319,10 @@ mod tests {
         let tests = cases(&["tests/unit/a.sh", "tests/unit/b.sh", "tests/e2e/c.sh"]);
         let unit = Filter::new(&["tests/unit/**"]).unwrap();
         assert_eq!(select(tests.clone(), Some(&unit), &[]).len(), 2);
-        assert_eq!(select(tests.clone(), Some(&unit), &["b.sh".into()]).len(), 1);
+        assert_eq!(
+            select(tests.clone(), Some(&unit), &["b.sh".into()]).len(),
+            1
+        );
         assert_eq!(select(tests, None, &[]).len(), 3);
     }
 }

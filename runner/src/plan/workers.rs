@@ -54,14 +54,21 @@ pub fn plan_workers(inputs: &WorkerInputs, facts: &SystemFacts) -> WorkerPlan {
         }
         None => detail.push_str(", no cgroup CPU quota"),
     }
-    factors.push(Factor { name: "usable cores".into(), limit: machine(Some(cores)), detail });
+    factors.push(Factor {
+        name: "usable cores".into(),
+        limit: machine(Some(cores)),
+        detail,
+    });
 
     let per_worker = inputs.limits.memory_per_worker;
     let by_memory = ((facts.available_memory / per_worker.0.max(1)) as usize).max(1);
     factors.push(Factor {
         name: "memory ÷ memory-per-worker".into(),
         limit: machine(Some(by_memory)),
-        detail: format!("{} available ÷ {per_worker} ([limits] memory-per-worker)", ByteSize(facts.available_memory)),
+        detail: format!(
+            "{} available ÷ {per_worker} ([limits] memory-per-worker)",
+            ByteSize(facts.available_memory)
+        ),
     });
 
     factors.push(match &facts.ci {
@@ -70,7 +77,11 @@ pub fn plan_workers(inputs: &WorkerInputs, facts: &SystemFacts) -> WorkerPlan {
             limit: machine(Some(inputs.limits.ci_max_workers)),
             detail: format!("{ci} ([limits] ci-max-workers)"),
         },
-        None => Factor { name: "CI cap".into(), limit: None, detail: "not in CI".into() },
+        None => Factor {
+            name: "CI cap".into(),
+            limit: None,
+            detail: "not in CI".into(),
+        },
     });
     factors.push(match &facts.container {
         Some(why) => Factor {
@@ -78,11 +89,18 @@ pub fn plan_workers(inputs: &WorkerInputs, facts: &SystemFacts) -> WorkerPlan {
             limit: machine(Some(inputs.limits.container_max_workers)),
             detail: format!("{why} ([limits] container-max-workers)"),
         },
-        None => Factor { name: "container cap".into(), limit: None, detail: "not in a container".into() },
+        None => Factor {
+            name: "container cap".into(),
+            limit: None,
+            detail: "not in a container".into(),
+        },
     });
     if !auto {
         for f in &mut factors {
-            f.detail.push_str(&format!(" — not applied: workers = {} ({})", inputs.requested, inputs.source));
+            f.detail.push_str(&format!(
+                " — not applied: workers = {} ({})",
+                inputs.requested, inputs.source
+            ));
         }
     }
 
@@ -111,28 +129,55 @@ pub fn plan_workers(inputs: &WorkerInputs, facts: &SystemFacts) -> WorkerPlan {
         });
     }
 
-    let workers = factors.iter().filter_map(|f| f.limit).min().unwrap_or(1).max(1);
-    WorkerPlan { workers, requested: inputs.requested, source: inputs.source.clone(), factors }
+    let workers = factors
+        .iter()
+        .filter_map(|f| f.limit)
+        .min()
+        .unwrap_or(1)
+        .max(1);
+    WorkerPlan {
+        workers,
+        requested: inputs.requested,
+        source: inputs.source.clone(),
+        factors,
+    }
 }
 
 impl WorkerPlan {
     /// The factors whose limit equals the result: what bound it.
     pub fn binding(&self) -> impl Iterator<Item = &Factor> {
-        self.factors.iter().filter(move |f| f.limit == Some(self.workers))
+        self.factors
+            .iter()
+            .filter(move |f| f.limit == Some(self.workers))
     }
 
     /// The parallelization report, readable at a glance.
     pub fn render(&self) -> String {
-        let width = self.factors.iter().map(|f| f.name.chars().count()).max().unwrap_or(0).max(6);
+        let width = self
+            .factors
+            .iter()
+            .map(|f| f.name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(6);
         let mut out = String::new();
         let _ = writeln!(out, "  {:<width$}  {:>5}  why", "factor", "limit");
         for f in &self.factors {
             let limit = f.limit.map_or("-".to_string(), |n| n.to_string());
-            let mark = if f.limit == Some(self.workers) { "  ◀ binds" } else { "" };
+            let mark = if f.limit == Some(self.workers) {
+                "  ◀ binds"
+            } else {
+                ""
+            };
             let _ = writeln!(out, "  {:<width$}  {limit:>5}  {}{mark}", f.name, f.detail);
         }
         let bound: Vec<&str> = self.binding().map(|f| f.name.as_str()).collect();
-        let _ = writeln!(out, "\nworkers = {}  (bound by: {})", self.workers, bound.join(", "));
+        let _ = writeln!(
+            out,
+            "\nworkers = {}  (bound by: {})",
+            self.workers,
+            bound.join(", ")
+        );
         out
     }
 }
@@ -152,7 +197,12 @@ mod tests {
         }
     }
 
-    fn plan(requested: WorkerCount, facts: &SystemFacts, tests: usize, plugins: &[(String, usize)]) -> WorkerPlan {
+    fn plan(
+        requested: WorkerCount,
+        facts: &SystemFacts,
+        tests: usize,
+        plugins: &[(String, usize)],
+    ) -> WorkerPlan {
         let limits = LimitsTable::default();
         let inputs = WorkerInputs {
             requested,
@@ -170,7 +220,10 @@ mod tests {
 
     #[test]
     fn a_cpu_quota_beats_the_hosts_core_count() {
-        let f = SystemFacts { cpu_quota: Some(1.5), ..facts() };
+        let f = SystemFacts {
+            cpu_quota: Some(1.5),
+            ..facts()
+        };
         let p = plan(WorkerCount::Auto, &f, 1000, &[]);
         assert_eq!(p.workers, 2);
         assert_eq!(bound_by(&p), ["usable cores"]);
@@ -178,12 +231,21 @@ mod tests {
 
     #[test]
     fn memory_ci_and_container_caps_each_bind() {
-        let f = SystemFacts { available_memory: 3 << 29, ..facts() }; // 1.5 GiB / 512 MiB
+        let f = SystemFacts {
+            available_memory: 3 << 29,
+            ..facts()
+        }; // 1.5 GiB / 512 MiB
         assert_eq!(plan(WorkerCount::Auto, &f, 1000, &[]).workers, 3);
-        let f = SystemFacts { ci: Some("GITHUB_ACTIONS".into()), ..facts() };
+        let f = SystemFacts {
+            ci: Some("GITHUB_ACTIONS".into()),
+            ..facts()
+        };
         let p = plan(WorkerCount::Auto, &f, 1000, &[]);
         assert_eq!((p.workers, bound_by(&p)), (2, vec!["CI cap".to_string()]));
-        let f = SystemFacts { container: Some("/.dockerenv".into()), ..facts() };
+        let f = SystemFacts {
+            container: Some("/.dockerenv".into()),
+            ..facts()
+        };
         assert_eq!(plan(WorkerCount::Auto, &f, 1000, &[]).workers, 4);
     }
 
@@ -192,9 +254,15 @@ mod tests {
         let fixed = WorkerCount::Fixed(8.try_into().unwrap());
         assert_eq!(plan(fixed, &facts(), 3, &[]).workers, 3);
         let p = plan(fixed, &facts(), 100, &[("redis".into(), 5)]);
-        assert_eq!((p.workers, bound_by(&p)), (5, vec!["plugin redis".to_string()]));
+        assert_eq!(
+            (p.workers, bound_by(&p)),
+            (5, vec!["plugin redis".to_string()])
+        );
         // A fixed count ignores the machine's factors but still shows them.
-        let small = SystemFacts { logical_cpus: 1, ..facts() };
+        let small = SystemFacts {
+            logical_cpus: 1,
+            ..facts()
+        };
         let p = plan(fixed, &small, 100, &[]);
         assert_eq!(p.workers, 8);
         assert!(p.render().contains("not applied"));
@@ -202,9 +270,16 @@ mod tests {
 
     #[test]
     fn the_report_marks_the_binding_factor() {
-        let f = SystemFacts { logical_cpus: 2, ci: Some("CI=true".into()), ..facts() };
+        let f = SystemFacts {
+            logical_cpus: 2,
+            ci: Some("CI=true".into()),
+            ..facts()
+        };
         let text = plan(WorkerCount::Auto, &f, 50, &[]).render();
-        assert!(text.contains("workers = 2  (bound by: usable cores, CI cap)"), "{text}");
+        assert!(
+            text.contains("workers = 2  (bound by: usable cores, CI cap)"),
+            "{text}"
+        );
         assert_eq!(text.matches("◀ binds").count(), 2, "{text}");
     }
 }

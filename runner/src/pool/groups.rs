@@ -23,7 +23,9 @@ impl GroupLimits {
         let Some(g) = group else { return true };
         let g = g as usize;
         self.running[g]
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max[g]).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max[g]).then_some(n + 1)
+            })
             .is_ok()
     }
 
@@ -40,7 +42,10 @@ mod tests {
 
     #[test]
     fn a_full_group_refuses_until_someone_leaves() {
-        let limits = GroupLimits::new(&[Group { name: "db".into(), max: 2 }]);
+        let limits = GroupLimits::new(&[Group {
+            name: "db".into(),
+            max: 2,
+        }]);
         assert!(limits.try_enter(Some(0)));
         assert!(limits.try_enter(Some(0)));
         assert!(!limits.try_enter(Some(0)));

@@ -110,13 +110,17 @@ impl Pool<'_> {
             }
             slot0
         });
-        let mut outcome = shared.outcome.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut outcome = shared
+            .outcome
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
         let stopped = shared.stop.load(Ordering::Acquire) || self.spawner.interrupts.is_set();
-        if !stopped && !self.plan.serial.is_empty() {
-            if let Some(mut state) = slot0 {
-                let _ = self.events.send(Event::PhaseStarted { serial: true });
-                self.serial_phase(&mut state, &mut outcome);
-            }
+        if !stopped
+            && !self.plan.serial.is_empty()
+            && let Some(mut state) = slot0
+        {
+            let _ = self.events.send(Event::PhaseStarted { serial: true });
+            self.serial_phase(&mut state, &mut outcome);
         }
         outcome
     }
@@ -192,7 +196,8 @@ impl Pool<'_> {
     }
 
     fn serial_phase(&self, state: &mut SlotState, outcome: &mut PoolOutcome) {
-        let mut queue: std::collections::VecDeque<Unit> = self.plan.serial.iter().cloned().collect();
+        let mut queue: std::collections::VecDeque<Unit> =
+            self.plan.serial.iter().cloned().collect();
         while let Some(unit) = queue.pop_front() {
             if self.spawner.interrupts.is_set() {
                 break;
@@ -221,7 +226,10 @@ impl Pool<'_> {
 
     fn open_slot(&self, index: usize) -> Result<SlotState, SlotError> {
         let slot = Slot::new(index);
-        let provided = self.lifecycle.setup_slot(&slot).map_err(SlotError::Isolation)?;
+        let provided = self
+            .lifecycle
+            .setup_slot(&slot)
+            .map_err(SlotError::Isolation)?;
         let scratch = provided
             .iter()
             .find(|(k, _)| k == "PARTEST_TMPDIR")
@@ -236,35 +244,65 @@ impl Pool<'_> {
             // Drop-in for conftests written for pytest-xdist and parallel_tests.
             ("PYTEST_XDIST_WORKER".into(), slot.name.clone()),
             ("PYTEST_XDIST_WORKER_COUNT".into(), count),
-            ("TEST_ENV_NUMBER".into(), if index == 0 { String::new() } else { (index + 1).to_string() }),
+            (
+                "TEST_ENV_NUMBER".into(),
+                if index == 0 {
+                    String::new()
+                } else {
+                    (index + 1).to_string()
+                },
+            ),
         ];
         env.extend(provided);
         let capture = if self.options.capture {
             Some(Capture::new(&scratch).map_err(|e| {
-                SlotError::Io(format!("cannot create the output file of {} in {}: {e}", slot.name, scratch.display()))
+                SlotError::Io(format!(
+                    "cannot create the output file of {} in {}: {e}",
+                    slot.name,
+                    scratch.display()
+                ))
             })?)
         } else {
             None
         };
-        Ok(SlotState { slot, env, scratch, capture, ran_any: false })
+        Ok(SlotState {
+            slot,
+            env,
+            scratch,
+            capture,
+            ran_any: false,
+        })
     }
 
     /// Runs one unit on a slot and reports each of its tests.
     fn run_unit(&self, state: &mut SlotState, unit: &Unit) -> Result<UnitDone, SlotError> {
         if state.ran_any {
-            self.lifecycle.reset_slot(&state.slot).map_err(SlotError::Isolation)?;
+            self.lifecycle
+                .reset_slot(&state.slot)
+                .map_err(SlotError::Isolation)?;
         }
         state.ran_any = true;
-        let tests: Vec<&TestCase> = unit.tests.iter().map(|&i| &self.plan.tests[i as usize]).collect();
+        let tests: Vec<&TestCase> = unit
+            .tests
+            .iter()
+            .map(|&i| &self.plan.tests[i as usize])
+            .collect();
         let test_tmp = state.scratch.join("test");
         let _ = std::fs::create_dir(&test_tmp);
         let mut env = state.env.clone();
         env.push(("PARTEST_TEST_NAME".into(), tests[0].name.clone()));
         env.push(("PARTEST_ATTEMPT".into(), unit.attempt.to_string()));
-        env.push(("PARTEST_TEST_TMPDIR".into(), test_tmp.to_string_lossy().into_owned()));
+        env.push((
+            "PARTEST_TEST_TMPDIR".into(),
+            test_tmp.to_string_lossy().into_owned(),
+        ));
         let invocation = self.adapter.invocation(&tests, &state.scratch);
         for &test in &unit.tests {
-            let _ = self.events.send(Event::TestStarted { test, slot: state.slot.index, attempt: unit.attempt });
+            let _ = self.events.send(Event::TestStarted {
+                test,
+                slot: state.slot.index,
+                attempt: unit.attempt,
+            });
         }
         let timeout = self.options.timeout.map(|t| t * tests.len() as u32);
         let finished = self
@@ -285,21 +323,37 @@ impl Pool<'_> {
             (Some(capture), true) => Some(capture.read()),
             _ => None,
         };
-        let mut done = UnitDone { retries: Vec::new(), failed: false };
+        let mut done = UnitDone {
+            retries: Vec::new(),
+            failed: false,
+        };
         for (&test, result) in unit.tests.iter().zip(results) {
             let will_retry = result.status.is_failure() && unit.attempt <= self.options.retries;
             if will_retry {
-                done.retries.push(Unit { tests: vec![test], group: unit.group, attempt: unit.attempt + 1 });
+                done.retries.push(Unit {
+                    tests: vec![test],
+                    group: unit.group,
+                    attempt: unit.attempt + 1,
+                });
             } else if result.status.is_failure() {
                 done.failed = true;
             }
-            let output = result.status.is_failure().then(|| describe_failure(result.output, &unit_output, finished.end));
-            let duration = result.duration.unwrap_or(finished.duration / tests.len() as u32);
+            let output = result
+                .status
+                .is_failure()
+                .then(|| describe_failure(result.output, &unit_output, finished.end));
+            let duration = result
+                .duration
+                .unwrap_or(finished.duration / tests.len() as u32);
             let _ = self.events.send(Event::TestFinished(Box::new(TestFinished {
                 test,
                 slot: state.slot.index,
                 attempt: unit.attempt,
-                status: if finished.end == ProcessEnd::Interrupted { Status::Cancelled } else { result.status },
+                status: if finished.end == ProcessEnd::Interrupted {
+                    Status::Cancelled
+                } else {
+                    result.status
+                },
                 duration,
                 output,
                 will_retry: will_retry && finished.end != ProcessEnd::Interrupted,
@@ -352,10 +406,16 @@ fn remove_test_tmp(dir: &std::path::Path) {
 
 /// The crossbeam-deque recipe: own deque, then a batch from the injector,
 /// then a steal from another thread.
-fn find_unit(local: &Worker<Unit>, injector: &Injector<Unit>, stealers: &[Stealer<Unit>]) -> Option<Unit> {
+fn find_unit(
+    local: &Worker<Unit>,
+    injector: &Injector<Unit>,
+    stealers: &[Stealer<Unit>],
+) -> Option<Unit> {
     local.pop().or_else(|| {
         std::iter::repeat_with(|| {
-            injector.steal_batch_and_pop(local).or_else(|| stealers.iter().map(Stealer::steal).collect())
+            injector
+                .steal_batch_and_pop(local)
+                .or_else(|| stealers.iter().map(Stealer::steal).collect())
         })
         .find(|s| !s.is_retry())
         .and_then(Steal::success)

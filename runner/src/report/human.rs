@@ -17,10 +17,13 @@ pub struct Human {
 impl Human {
     pub fn new(total: usize, progress: bool, captured: bool) -> Human {
         let bar = progress.then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            let bar =
+                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar
         });
@@ -54,9 +57,20 @@ fn label(status: Status, flaky: bool, will_retry: bool) -> &'static str {
 
 impl Sink for Human {
     fn event(&mut self, event: &Event, tests: &[TestCase], results: &HashMap<u32, FinalResult>) {
-        let name = |i: u32| tests.get(i as usize).map(|t| t.name.as_str()).unwrap_or("?");
+        let name = |i: u32| {
+            tests
+                .get(i as usize)
+                .map(|t| t.name.as_str())
+                .unwrap_or("?")
+        };
         match event {
-            Event::RunStarted { run_id, workers, parallel, serial, skipped } => {
+            Event::RunStarted {
+                run_id,
+                workers,
+                parallel,
+                serial,
+                skipped,
+            } => {
                 let mut text = format!("Starting {parallel} tests on {workers} workers");
                 if *serial > 0 {
                     text.push_str(&format!(", then {serial} serial"));
@@ -110,16 +124,30 @@ impl Sink for Human {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        let name = |i: u32| tests.get(i as usize).map(|t| t.name.as_str()).unwrap_or("?");
-        let mut failures: Vec<(&u32, &FinalResult)> =
-            s.results.iter().filter(|(_, r)| r.status.is_failure() || r.status == Status::Cancelled).collect();
+        let name = |i: u32| {
+            tests
+                .get(i as usize)
+                .map(|t| t.name.as_str())
+                .unwrap_or("?")
+        };
+        let mut failures: Vec<(&u32, &FinalResult)> = s
+            .results
+            .iter()
+            .filter(|(_, r)| r.status.is_failure() || r.status == Status::Cancelled)
+            .collect();
         failures.sort_by_key(|(i, _)| **i);
         let mut out = String::new();
         for (i, r) in &failures {
             if r.status == Status::Cancelled {
                 continue;
             }
-            out.push_str(&format!("\n--- {} {} (gw{}, attempt {}) ---\n", label(r.status, false, false), name(**i), r.slot, r.attempts));
+            out.push_str(&format!(
+                "\n--- {} {} (gw{}, attempt {}) ---\n",
+                label(r.status, false, false),
+                name(**i),
+                r.slot,
+                r.attempts
+            ));
             match &r.output {
                 Some(text) if !text.trim().is_empty() => {
                     out.push_str(text.trim_end());
@@ -129,10 +157,16 @@ impl Sink for Human {
                 _ => out.push_str("(no output)\n"),
             }
         }
-        let stopped: Vec<&str> =
-            failures.iter().filter(|(_, r)| r.status == Status::Cancelled).map(|(i, _)| name(**i)).collect();
+        let stopped: Vec<&str> = failures
+            .iter()
+            .filter(|(_, r)| r.status == Status::Cancelled)
+            .map(|(i, _)| name(**i))
+            .collect();
         if !stopped.is_empty() {
-            out.push_str(&format!("\nInterrupted while running: {}\n", stopped.join(", ")));
+            out.push_str(&format!(
+                "\nInterrupted while running: {}\n",
+                stopped.join(", ")
+            ));
         }
         out.push_str(&format!(
             "\nSummary {} {} passed, {} failed, {} skipped, {} flaky",

@@ -14,7 +14,9 @@ pub struct Json {
 
 impl Json {
     pub fn new() -> Json {
-        Json { out: std::io::stdout() }
+        Json {
+            out: std::io::stdout(),
+        }
     }
 
     fn emit(&mut self, value: serde_json::Value) {
@@ -26,9 +28,20 @@ impl Json {
 
 impl Sink for Json {
     fn event(&mut self, event: &Event, tests: &[TestCase], _results: &HashMap<u32, FinalResult>) {
-        let name = |i: &u32| tests.get(*i as usize).map(|t| t.name.as_str()).unwrap_or("?");
+        let name = |i: &u32| {
+            tests
+                .get(*i as usize)
+                .map(|t| t.name.as_str())
+                .unwrap_or("?")
+        };
         let value = match event {
-            Event::RunStarted { run_id, workers, parallel, serial, skipped } => json!({
+            Event::RunStarted {
+                run_id,
+                workers,
+                parallel,
+                serial,
+                skipped,
+            } => json!({
                 "type": "run-started", "run_id": run_id, "workers": workers,
                 "parallel": parallel, "serial": serial, "skipped": skipped,
             }),
@@ -40,7 +53,11 @@ impl Sink for Json {
             Event::PhaseStarted { serial } => {
                 json!({"type": "phase-started", "phase": if *serial { "serial" } else { "parallel" }})
             }
-            Event::TestStarted { test, slot, attempt } => json!({
+            Event::TestStarted {
+                test,
+                slot,
+                attempt,
+            } => json!({
                 "type": "test-started", "test": name(test), "slot": format!("gw{slot}"), "attempt": attempt,
             }),
             Event::TestFinished(f) => json!({

@@ -13,7 +13,9 @@ pub fn write(path: &Path, tests: &[TestCase], summary: &Summary) -> std::io::Res
     let mut ordered: Vec<_> = summary.results.iter().collect();
     ordered.sort_by_key(|(i, _)| **i);
     for (&index, result) in ordered {
-        let Some(test) = tests.get(index as usize) else { continue };
+        let Some(test) = tests.get(index as usize) else {
+            continue;
+        };
         let mut status = match result.status {
             Status::Pass => TestCaseStatus::success(),
             Status::Skip | Status::Cancelled => TestCaseStatus::skipped(),
@@ -40,7 +42,8 @@ pub fn write(path: &Path, tests: &[TestCase], summary: &Summary) -> std::io::Res
         }
         let mut case = quick_junit::TestCase::new(test.name.as_str(), status);
         case.set_time(result.duration);
-        case.extra.insert("slot".into(), format!("gw{}", result.slot).into());
+        case.extra
+            .insert("slot".into(), format!("gw{}", result.slot).into());
         suite.add_test_case(case);
     }
     let mut report = Report::new("partest");
@@ -50,5 +53,7 @@ pub fn write(path: &Path, tests: &[TestCase], summary: &Summary) -> std::io::Res
         std::fs::create_dir_all(dir)?;
     }
     let file = std::fs::File::create(path)?;
-    report.serialize(std::io::BufWriter::new(file)).map_err(std::io::Error::other)
+    report
+        .serialize(std::io::BufWriter::new(file))
+        .map_err(std::io::Error::other)
 }

@@ -19,17 +19,36 @@ use crate::discover::{Status, TestCase};
 /// What happened, in the order it happened.
 #[derive(Debug)]
 pub enum Event {
-    RunStarted { run_id: String, workers: usize, parallel: usize, serial: usize, skipped: usize },
+    RunStarted {
+        run_id: String,
+        workers: usize,
+        parallel: usize,
+        serial: usize,
+        skipped: usize,
+    },
     Warning(String),
     /// A setup command ran (its output is shown when it fails).
-    SetupCommand { command: String, duration: Duration },
-    SlotReady { slot: usize },
-    TestStarted { test: u32, slot: usize, attempt: u32 },
+    SetupCommand {
+        command: String,
+        duration: Duration,
+    },
+    SlotReady {
+        slot: usize,
+    },
+    TestStarted {
+        test: u32,
+        slot: usize,
+        attempt: u32,
+    },
     TestFinished(Box<TestFinished>),
-    TestSkipped { test: u32 },
+    TestSkipped {
+        test: u32,
+    },
     /// Ctrl-C: these tests were stopped mid-run.
     Interrupted,
-    PhaseStarted { serial: bool },
+    PhaseStarted {
+        serial: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -103,7 +122,11 @@ trait Sink {
 
 /// Starts the reporter thread; the run sends events, then drops its sender
 /// and joins the handle for the summary.
-pub fn start(tests: Arc<Vec<TestCase>>, total: usize, options: ReporterOptions) -> (Sender<Event>, JoinHandle<Summary>) {
+pub fn start(
+    tests: Arc<Vec<TestCase>>,
+    total: usize,
+    options: ReporterOptions,
+) -> (Sender<Event>, JoinHandle<Summary>) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let handle = std::thread::Builder::new()
         .name("partest-reporter".into())
@@ -112,7 +135,12 @@ pub fn start(tests: Arc<Vec<TestCase>>, total: usize, options: ReporterOptions) 
     (tx, handle)
 }
 
-fn report(rx: Receiver<Event>, tests: Arc<Vec<TestCase>>, total: usize, options: ReporterOptions) -> Summary {
+fn report(
+    rx: Receiver<Event>,
+    tests: Arc<Vec<TestCase>>,
+    total: usize,
+    options: ReporterOptions,
+) -> Summary {
     let start = Instant::now();
     let mut sink: Box<dyn Sink> = match options.format {
         Format::Human => Box::new(human::Human::new(total, options.progress, options.captured)),
@@ -157,7 +185,11 @@ fn report(rx: Receiver<Event>, tests: Arc<Vec<TestCase>>, total: usize, options:
     if let Some(path) = &options.junit
         && let Err(e) = junit::write(path, &tests, &summary)
     {
-        sink.event(&Event::Warning(format!("cannot write JUnit report {}: {e}", path.display())), &tests, &summary.results);
+        sink.event(
+            &Event::Warning(format!("cannot write JUnit report {}: {e}", path.display())),
+            &tests,
+            &summary.results,
+        );
     }
     sink.finish(&summary, &tests);
     summary
@@ -174,7 +206,9 @@ fn record(results: &mut HashMap<u32, FinalResult>, f: &TestFinished) {
         failed_attempts: Vec::new(),
     });
     if entry.attempts > 0 && entry.status.is_failure() {
-        entry.failed_attempts.push((entry.duration, entry.output.take()));
+        entry
+            .failed_attempts
+            .push((entry.duration, entry.output.take()));
     }
     entry.flaky = f.status == Status::Pass && !entry.failed_attempts.is_empty();
     entry.status = f.status;
