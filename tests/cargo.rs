@@ -9,7 +9,28 @@ fn fixture() -> PathBuf {
     workspace().join("tests/fixtures/cargo-project")
 }
 
+fn fixture_target() -> PathBuf {
+    target_dir().join("fixtures/cargo-project")
+}
+
+/// Builds the fixture once, so the tests (run concurrently) never race to
+/// rebuild a binary another one is running.
+fn built() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let status =
+            std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                .args(["test", "--no-run", "--quiet"])
+                .current_dir(fixture())
+                .env("CARGO_TARGET_DIR", fixture_target())
+                .status()
+                .expect("building the cargo fixture");
+        assert!(status.success(), "the cargo fixture does not build");
+    });
+}
+
 fn run(args: &[&str], log: &std::path::Path, extra_env: &[(&str, &str)]) -> std::process::Output {
+    built();
     let mut cmd = partest(&fixture());
     cmd.args(args)
         .env(

@@ -29,10 +29,12 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     let options = DiscoverOptions {
         run_ignored: args.select.run_ignored,
     };
-    let prepared = prepare(config, &settings, &args.select.filters, &options)?;
+    let prepared = prepare(config, &settings, &args.select.filters, &options);
+    // Ctrl-C during discovery also kills cargo or pytest, which then "fail".
     if interrupts.is_set() {
         return Ok(exit::INTERRUPTED);
     }
+    let prepared = prepared?;
     let plan = &prepared.plan;
     let workers = prepared.workers.workers;
     let run_id = new_run_id();

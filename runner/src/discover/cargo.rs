@@ -28,6 +28,8 @@ struct TestBinary {
     path: PathBuf,
     /// The package's folder: cargo runs tests from there, and so do we.
     cwd: PathBuf,
+    /// What `cargo test` sets at run time and tests read with `std::env::var`.
+    env: Vec<(String, String)>,
 }
 
 /// The parts of cargo's `compiler-artifact` message that we read.
@@ -112,7 +114,18 @@ impl CargoAdapter {
                 .and_then(Path::parent)
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| self.root.clone());
-            binaries.push(TestBinary { id, path, cwd });
+            let env = vec![
+                (
+                    "CARGO_MANIFEST_DIR".to_string(),
+                    cwd.to_string_lossy().into_owned(),
+                ),
+                ("CARGO_PKG_NAME".to_string(), package.clone()),
+                (
+                    "CARGO_CRATE_NAME".to_string(),
+                    target.name.replace('-', "_"),
+                ),
+            ];
+            binaries.push(TestBinary { id, path, cwd, env });
         }
         binaries.sort_by(|a, b| a.id.cmp(&b.id));
         binaries.dedup_by(|a, b| a.path == b.path);
@@ -212,6 +225,7 @@ impl Adapter for CargoAdapter {
             args,
             cwd: binary.cwd.clone(),
             report_file: None,
+            env: binary.env.clone(),
         }
     }
 }

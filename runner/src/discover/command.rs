@@ -95,6 +95,7 @@ impl Adapter for CommandAdapter {
             args,
             cwd: self.root.clone(),
             report_file: None,
+            env: Vec::new(),
         }
     }
 }

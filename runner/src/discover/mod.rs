@@ -52,6 +52,8 @@ pub struct Invocation {
     pub cwd: PathBuf,
     /// A file the process writes its per-test results to (pytest's JUnit XML).
     pub report_file: Option<PathBuf>,
+    /// Variables the test's own runner would set (cargo's `CARGO_MANIFEST_DIR`).
+    pub env: Vec<(String, String)>,
 }
 
 /// How a test process ended.

@@ -233,6 +233,7 @@ impl Adapter for PytestAdapter {
             args,
             cwd: self.root.clone(),
             report_file: Some(report),
+            env: Vec::new(),
         }
     }
 

@@ -73,7 +73,7 @@ impl Spawner {
         let mut cmd = Command::new(&invocation.program);
         cmd.args(&invocation.args)
             .current_dir(&invocation.cwd)
-            .envs(env.iter().map(|(k, v)| (k, v)))
+            .envs(invocation.env.iter().chain(env).map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .process_group(0);
         if let Some(capture) = capture {
