@@ -13,3 +13,4 @@ pub mod isolation;
 pub mod plan;
 pub mod pool;
 pub mod report;
+pub mod runs;

@@ -38,6 +38,13 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     let plan = &prepared.plan;
     let workers = prepared.workers.workers;
     let run_id = new_run_id();
+    // Marks the run alive for `partest clean` and plugins' reclaim checks.
+    let _registration = crate::runs::register(&run_id).map_err(|e| {
+        Error::setup(format!(
+            "cannot record the run in {}: {e}",
+            crate::runs::runs_dir().display()
+        ))
+    })?;
 
     let tests = Arc::new(plan.tests.clone());
     let format = args.message_format.into();
