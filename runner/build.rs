@@ -17,7 +17,13 @@ fn main() {
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
 
     println!("cargo::rerun-if-env-changed=PARTEST_NO_GUESTS");
-    for p in ["plugins/Cargo.toml", "plugins/Cargo.lock", "plugin-sdk/Cargo.toml", "plugin-sdk/src", "wit"] {
+    for p in [
+        "plugins/Cargo.toml",
+        "plugins/Cargo.lock",
+        "plugin-sdk/Cargo.toml",
+        "plugin-sdk/src",
+        "wit",
+    ] {
         println!("cargo::rerun-if-changed={}", root.join(p).display());
     }
     let crates = guest_crates(&plugins);
@@ -27,7 +33,11 @@ fn main() {
     }
 
     // OUT_DIR is <target>/<profile>/build/partest-<hash>/out.
-    let target_dir = out_dir.ancestors().nth(4).map(Path::to_path_buf).unwrap_or_else(|| root.join("target"));
+    let target_dir = out_dir
+        .ancestors()
+        .nth(4)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| root.join("target"));
     let guest_target = target_dir.join("partest-guests");
     let wasm_dir = guest_target.join(TARGET).join("release");
 
@@ -43,7 +53,9 @@ fn main() {
         build_guests(&plugins, &guest_target);
     }
 
-    let mut src = String::from("/// Built-in plugins: (name, component bytes).\npub const BUILTINS: &[(&str, &[u8])] = &[\n");
+    let mut src = String::from(
+        "/// Built-in plugins: (name, component bytes).\npub const BUILTINS: &[(&str, &[u8])] = &[\n",
+    );
     if !skip {
         for c in &crates {
             let name = c.file_name().unwrap().to_string_lossy().into_owned();
@@ -51,7 +63,10 @@ fn main() {
                 continue;
             }
             let wasm = wasm_dir.join(format!("{}.wasm", name.replace('-', "_")));
-            src.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", wasm.display().to_string()));
+            src.push_str(&format!(
+                "    ({name:?}, include_bytes!({:?})),\n",
+                wasm.display().to_string()
+            ));
         }
     }
     src.push_str("];\n");
@@ -81,16 +96,26 @@ fn target_installed() -> bool {
         return false;
     };
     let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Path::new(&sysroot).join("lib/rustlib").join(TARGET).is_dir()
+    Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(TARGET)
+        .is_dir()
 }
 
 fn build_guests(plugins: &Path, guest_target: &Path) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--workspace", "--target", TARGET, "--target-dir"])
-        .arg(guest_target)
-        .arg("--manifest-path")
-        .arg(plugins.join("Cargo.toml"));
+    cmd.args([
+        "build",
+        "--release",
+        "--workspace",
+        "--target",
+        TARGET,
+        "--target-dir",
+    ])
+    .arg(guest_target)
+    .arg("--manifest-path")
+    .arg(plugins.join("Cargo.toml"));
     // The outer build's settings are for the host crate, not for the guests
     // (clippy's wrapper above all: `cargo clippy` must not lint them as host code).
     for var in [
@@ -107,7 +132,10 @@ fn build_guests(plugins: &Path, guest_target: &Path) {
     match cmd.status() {
         Ok(s) if s.success() => {}
         Ok(s) => {
-            println!("cargo::error=building the plugins in {} for {TARGET} failed ({s}); see the output above", plugins.display());
+            println!(
+                "cargo::error=building the plugins in {} for {TARGET} failed ({s}); see the output above",
+                plugins.display()
+            );
             std::process::exit(1);
         }
         Err(e) => {

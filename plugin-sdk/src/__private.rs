@@ -3,9 +3,9 @@
 use core::cell::RefCell;
 use core::marker::PhantomData;
 
+use crate::Plugin;
 use crate::bindings::exports::partest::plugin::plugin::Guest;
 use crate::bindings::partest::plugin::types::{Error, Info, RunInfo, Slot};
-use crate::Plugin;
 
 /// What `register!` knows of the plugin crate.
 pub trait Meta: 'static {

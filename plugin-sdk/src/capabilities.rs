@@ -4,7 +4,7 @@
 
 /// Messages for the user (a plugin has no stdout or stderr). Always granted.
 pub mod log {
-    use crate::bindings::partest::plugin::log::{log, Level};
+    use crate::bindings::partest::plugin::log::{Level, log};
 
     pub fn debug(msg: impl AsRef<str>) {
         log(Level::Debug, msg.as_ref());
@@ -22,8 +22,8 @@ pub mod log {
 
 /// Commands on the granted Redis server: `allow = { redis = "redis://..." }`.
 pub mod redis {
-    use crate::bindings::partest::plugin::redis as wit;
     use crate::Result;
+    use crate::bindings::partest::plugin::redis as wit;
 
     /// A Redis reply.
     #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,9 +72,9 @@ pub mod redis {
 
 /// SQL on the granted PostgreSQL server: `allow = { postgres = "postgres://..." }`.
 pub mod postgres {
-    pub use crate::bindings::partest::plugin::postgres::Rows;
-    use crate::bindings::partest::plugin::postgres as wit;
     use crate::Result;
+    use crate::bindings::partest::plugin::postgres as wit;
+    pub use crate::bindings::partest::plugin::postgres::Rows;
 
     /// The granted URL, with `database` in place of the granted database.
     pub fn url(database: Option<&str>) -> String {
@@ -100,9 +100,9 @@ pub mod postgres {
 
 /// SQLite files in the plugin's scratch directory (paths relative to it).
 pub mod sqlite {
-    pub use crate::bindings::partest::plugin::sqlite::Rows;
-    use crate::bindings::partest::plugin::sqlite as wit;
     use crate::Result;
+    use crate::bindings::partest::plugin::sqlite as wit;
+    pub use crate::bindings::partest::plugin::sqlite::Rows;
 
     pub fn execute(path: &str, sql: &str) -> Result<()> {
         wit::execute(path, sql)
@@ -122,14 +122,17 @@ pub mod sqlite {
 
 /// Programs the user granted: `allow = { process = ["docker"] }`. No shell.
 pub mod process {
-    pub use crate::bindings::partest::plugin::process::Output;
     use crate::bindings::partest::plugin::process as wit;
+    pub use crate::bindings::partest::plugin::process::Output;
     use crate::{Error, Result};
 
     /// Runs `program` with `args` and extra `env`; returns its output whatever its exit code.
     pub fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<Output> {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         wit::run(program, &args, &env)
     }
 

@@ -59,9 +59,9 @@ pub mod bindings {
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
-pub mod capabilities;
 #[doc(hidden)]
 pub mod __private;
+pub mod capabilities;
 
 pub use bindings::partest::plugin::types::{ConfigKey, Error, RunInfo, Slot};
 pub use capabilities::{log, postgres, process, redis, sqlite};
@@ -147,7 +147,9 @@ pub trait Plugin: Sized + 'static {
 /// keys `path`, `allow` and `limits`), deserialized with serde. A mismatch is
 /// a [`Error::BadConfig`] naming the key.
 pub fn config<T: serde::de::DeserializeOwned>() -> Result<T> {
-    __private::with_settings(|text| toml::from_str(text).map_err(|e| Error::bad_config(e.message())))
+    __private::with_settings(|text| {
+        toml::from_str(text).map_err(|e| Error::bad_config(e.message()))
+    })
 }
 
 /// Registers your [`Plugin`] type as the component's exports. Use it once.
@@ -162,7 +164,7 @@ macro_rules! register {
                 type Plugin = $plugin;
             }
             type __PartestAdapter = $crate::__private::Adapter<__PartestMeta>;
-            $crate::bindings::__export_plugin!(__PartestAdapter with_types_in $crate::bindings);
+    $crate::bindings::__export_plugin!(__PartestAdapter with_types_in $crate::bindings);
         };
     };
 }

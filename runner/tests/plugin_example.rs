@@ -17,7 +17,13 @@ fn the_custom_plugin_example_builds_and_runs() {
     let target_dir = guest_dir.ancestors().nth(3).unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
         .arg(example.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir)
@@ -31,22 +37,43 @@ fn the_custom_plugin_example_builds_and_runs() {
     let wasm = target_dir.join("wasm32-wasip2/release/partest_ports.wasm");
 
     let dir = tempfile::tempdir().unwrap();
-    let text = format!("[plugins.ports]\npath = {:?}\nstart = 41000\nend = 42000\nblock = 5\n", wasm.display().to_string());
+    let text = format!(
+        "[plugins.ports]\npath = {:?}\nstart = 41000\nend = 42000\nblock = 5\n",
+        wasm.display().to_string()
+    );
     let path = dir.path().join("partest.toml");
     std::fs::write(&path, &text).unwrap();
-    let config = Config { root: dir.path().into(), path: Some(path.clone()), file: config::parse(&text, &path).unwrap() };
+    let config = Config {
+        root: dir.path().into(),
+        path: Some(path.clone()),
+        file: config::parse(&text, &path).unwrap(),
+    };
     let state = dir.path().join(".partest");
     let host = PluginHost::new(dir.path(), &state).unwrap();
     let names = wasm::enabled_plugins(&config, &[]);
     assert_eq!(names, ["ports"]);
     let lc = Lifecycle::new(host.load_providers(&config, &names).unwrap());
-    let run = RunInfo { run_id: "r1".into(), workers: 2, root: dir.path().into(), state_dir: state.clone() };
+    let run = RunInfo {
+        run_id: "r1".into(),
+        workers: 2,
+        root: dir.path().into(),
+        state_dir: state.clone(),
+    };
     lc.setup_run(&run).unwrap();
     let env1 = lc.setup_slot(&Slot::new(1)).unwrap();
-    assert_eq!(env1, [("PARTEST_PORT_BASE".into(), "41005".into()), ("PARTEST_PORT_COUNT".into(), "5".into())]);
+    assert_eq!(
+        env1,
+        [
+            ("PARTEST_PORT_BASE".into(), "41005".into()),
+            ("PARTEST_PORT_COUNT".into(), "5".into())
+        ]
+    );
     assert!(lc.teardown(false).is_empty());
 
     let inspect = wasm::plugins_inspect(&config, &state, "ports").unwrap();
-    assert!(inspect.contains("log       granted") && inspect.contains("start"), "{inspect}");
+    assert!(
+        inspect.contains("log       granted") && inspect.contains("start"),
+        "{inspect}"
+    );
     assert!(!inspect.contains("process"), "{inspect}");
 }

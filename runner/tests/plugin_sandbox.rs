@@ -28,7 +28,11 @@ impl Project {
         let path = dir.path().join("partest.toml");
         std::fs::write(&path, &text).unwrap();
         let file = config::parse(&text, &path).unwrap();
-        let config = Config { root: dir.path().to_path_buf(), path: Some(path), file };
+        let config = Config {
+            root: dir.path().to_path_buf(),
+            path: Some(path),
+            file,
+        };
         Project { dir, config }
     }
 
@@ -45,13 +49,19 @@ impl Project {
     }
 
     fn run_info(&self) -> RunInfo {
-        RunInfo { run_id: "r1".into(), workers: 2, root: self.root().into(), state_dir: self.state() }
+        RunInfo {
+            run_id: "r1".into(),
+            workers: 2,
+            root: self.root().into(),
+            state_dir: self.state(),
+        }
     }
 
     /// The temp-dir provider first, then the plugins, as a run has them.
     fn lifecycle(&self, names: &[&str]) -> Lifecycle {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let mut providers: Vec<Box<dyn Isolation>> = vec![Box::new(TempDirs::new(Some(self.root().join("tmp"))))];
+        let mut providers: Vec<Box<dyn Isolation>> =
+            vec![Box::new(TempDirs::new(Some(self.root().join("tmp"))))];
         providers.extend(self.host().load_providers(&self.config, &names).unwrap());
         Lifecycle::new(providers)
     }
@@ -61,13 +71,22 @@ impl Project {
     }
 
     fn counter_summary(&self, slot: &str) -> String {
-        std::fs::read_to_string(self.state().join("plugins/counter").join(format!("calls-{slot}.txt"))).unwrap_or_default()
+        std::fs::read_to_string(
+            self.state()
+                .join("plugins/counter")
+                .join(format!("calls-{slot}.txt")),
+        )
+        .unwrap_or_default()
     }
 }
 
 fn guest(name: &str) -> String {
     let p = wasm::test_guest(name);
-    assert!(p.is_file(), "{} was not built (runner/build.rs builds plugins/)", p.display());
+    assert!(
+        p.is_file(),
+        "{} was not built (runner/build.rs builds plugins/)",
+        p.display()
+    );
     p.display().to_string().replace('\\', "/")
 }
 
@@ -79,19 +98,32 @@ fn hostile(mode: &str, limits: &str) -> Project {
 
 #[test]
 fn infinite_loop_in_setup_slot_is_stopped_and_the_rest_torn_down() {
-    let p = hostile("loop-in-setup-slot", "limits = { call-timeout = \"300ms\" }");
+    let p = hostile(
+        "loop-in-setup-slot",
+        "limits = { call-timeout = \"300ms\" }",
+    );
     let lc = p.lifecycle(&["counter", "hostile"]);
     lc.setup_run(&p.run_info()).unwrap();
     assert!(p.tmp_run_dir().is_dir());
     let start = Instant::now();
     let err = lc.setup_slot(&Slot::new(0)).unwrap_err();
-    assert!(start.elapsed() < Duration::from_secs(5), "the loop ran {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "the loop ran {:?}",
+        start.elapsed()
+    );
     assert_eq!(err.provider, "hostile");
     assert_eq!(err.hook, "setup-slot");
     assert!(err.message.contains("did not return within"), "{err}");
     assert!(lc.teardown(true).is_empty());
-    assert!(p.counter_summary("gw0").contains("teardown-slot:gw0"), "the counter's slot was torn down");
-    assert!(!p.tmp_run_dir().exists(), "the temp-dir provider was torn down");
+    assert!(
+        p.counter_summary("gw0").contains("teardown-slot:gw0"),
+        "the counter's slot was torn down"
+    );
+    assert!(
+        !p.tmp_run_dir().exists(),
+        "the temp-dir provider was torn down"
+    );
 }
 
 #[test]
@@ -102,7 +134,10 @@ fn a_1gib_allocation_hits_the_memory_cap() {
     assert_eq!((err.provider.as_str(), err.hook), ("hostile", "setup-run"));
     assert!(err.message.contains("memory limit of 256 MiB"), "{err}");
     assert!(lc.teardown(true).is_empty());
-    assert!(!p.tmp_run_dir().exists(), "the temp-dir provider was torn down");
+    assert!(
+        !p.tmp_run_dir().exists(),
+        "the temp-dir provider was torn down"
+    );
 }
 
 #[test]
@@ -129,7 +164,10 @@ fn a_trap_halfway_through_setup_run_fails_the_run_and_discards_the_instance() {
     let p2 = hostile("none", "");
     let lc2 = p2.lifecycle(&["hostile"]);
     lc2.setup_run(&p2.run_info()).unwrap();
-    assert_eq!(lc2.setup_slot(&Slot::new(0)).unwrap().last().unwrap().1, "gw0");
+    assert_eq!(
+        lc2.setup_slot(&Slot::new(0)).unwrap().last().unwrap().1,
+        "gw0"
+    );
 }
 
 #[test]
@@ -138,7 +176,10 @@ fn a_plugin_error_is_typed_and_named() {
     let lc = p.lifecycle(&["counter", "hostile"]);
     lc.setup_run(&p.run_info()).unwrap();
     let err = lc.setup_slot(&Slot::new(0)).unwrap_err();
-    assert_eq!(err.to_string(), "hostile failed in setup-slot: unavailable: the service is down");
+    assert_eq!(
+        err.to_string(),
+        "hostile failed in setup-slot: unavailable: the service is down"
+    );
     assert!(lc.teardown(true).is_empty());
     assert!(p.counter_summary("gw0").contains("teardown-slot:gw0"));
 }
@@ -152,19 +193,37 @@ fn an_ungranted_process_import_is_refused_at_load() {
     };
     assert!(matches!(err, Error::Config(_)), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("plugin runner") && msg.contains("`process` capability"), "{msg}");
-    assert!(msg.contains("[plugins.runner]") && msg.contains("allow = { process = ["), "{msg}");
+    assert!(
+        msg.contains("plugin runner") && msg.contains("`process` capability"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("[plugins.runner]") && msg.contains("allow = { process = ["),
+        "{msg}"
+    );
 }
 
 #[test]
 fn a_granted_process_runs_only_the_listed_programs() {
-    let p = Project::new("[plugins.runner]\npath = \"{process}\"\nallow = { process = [\"echo\"] }\n");
+    let p =
+        Project::new("[plugins.runner]\npath = \"{process}\"\nallow = { process = [\"echo\"] }\n");
     let lc = p.lifecycle(&["runner"]);
     let env = lc.setup_run(&p.run_info()).unwrap();
-    assert!(env.contains(&("ECHOED".into(), "hello from echo".into())), "{env:?}");
+    assert!(
+        env.contains(&("ECHOED".into(), "hello from echo".into())),
+        "{env:?}"
+    );
     let env = lc.setup_slot(&Slot::new(0)).unwrap();
-    let refused = env.iter().find(|(k, _)| k == "SH_REFUSED").map(|(_, v)| v.clone());
-    assert!(refused.as_deref().is_some_and(|m| m.contains("Refused") && m.contains("may not run")), "{env:?}");
+    let refused = env
+        .iter()
+        .find(|(k, _)| k == "SH_REFUSED")
+        .map(|(_, v)| v.clone());
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|m| m.contains("Refused") && m.contains("may not run")),
+        "{env:?}"
+    );
     assert!(lc.teardown(false).is_empty());
 }
 
@@ -186,11 +245,19 @@ fn slots_have_independent_instances() {
     let lc = p.lifecycle(&["counter"]);
     assert_eq!(lc.slot_limits(), [("counter".to_string(), 8)]);
     let run_env = lc.setup_run(&p.run_info()).unwrap();
-    assert!(run_env.iter().any(|(k, v)| k == "COUNTER_TEMPLATE" && Path::new(v).is_file()), "{run_env:?}");
+    assert!(
+        run_env
+            .iter()
+            .any(|(k, v)| k == "COUNTER_TEMPLATE" && Path::new(v).is_file()),
+        "{run_env:?}"
+    );
     for i in 0..2 {
         let env = lc.setup_slot(&Slot::new(i)).unwrap();
         // A fresh instance: it saw its own setup-slot and nothing else.
-        assert!(env.contains(&("COUNTER_CALLS".into(), "1".into())), "{env:?}");
+        assert!(
+            env.contains(&("COUNTER_CALLS".into(), "1".into())),
+            "{env:?}"
+        );
     }
     for _ in 0..3 {
         lc.reset_slot(&Slot::new(0)).unwrap();
@@ -199,8 +266,14 @@ fn slots_have_independent_instances() {
     assert!(lc.teardown(false).is_empty());
     let gw0 = p.counter_summary("gw0");
     let gw1 = p.counter_summary("gw1");
-    assert_eq!(gw0, "setup-slot:gw0\nreset-slot:gw0\nreset-slot:gw0\nreset-slot:gw0\nteardown-slot:gw0\nrows=4\n");
-    assert_eq!(gw1, "setup-slot:gw1\nreset-slot:gw1\nteardown-slot:gw1\nrows=2\n");
+    assert_eq!(
+        gw0,
+        "setup-slot:gw0\nreset-slot:gw0\nreset-slot:gw0\nreset-slot:gw0\nteardown-slot:gw0\nrows=4\n"
+    );
+    assert_eq!(
+        gw1,
+        "setup-slot:gw1\nreset-slot:gw1\nteardown-slot:gw1\nrows=2\n"
+    );
 }
 
 #[test]
@@ -208,9 +281,15 @@ fn bad_settings_and_unknown_plugins_are_config_errors() {
     let p = Project::new("[plugins.hostile]\npath = \"{hostile}\"\nmood = \"x\"\n");
     let err = p.host().load(&p.config, &["hostile".into()]).err().unwrap();
     assert!(matches!(err, Error::Config(_)), "{err}");
-    assert!(err.to_string().contains("[plugins.hostile]") && err.to_string().contains("mood"), "{err}");
+    assert!(
+        err.to_string().contains("[plugins.hostile]") && err.to_string().contains("mood"),
+        "{err}"
+    );
     let err = p.host().load(&p.config, &["nosuch".into()]).err().unwrap();
-    assert!(matches!(err, Error::Config(_)) && err.to_string().contains("unknown plugin \"nosuch\""), "{err}");
+    assert!(
+        matches!(err, Error::Config(_)) && err.to_string().contains("unknown plugin \"nosuch\""),
+        "{err}"
+    );
 }
 
 #[test]
@@ -219,9 +298,16 @@ fn list_and_inspect_show_capabilities_and_grants() {
         "[plugins.runner]\npath = \"{process}\"\n[plugins.counter]\npath = \"{counter}\"\n",
     );
     let list = wasm::plugins_list(&p.config, &p.state()).unwrap();
-    assert!(list.lines().any(|l| l.starts_with("counter") && l.contains(" 8 ")), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("counter") && l.contains(" 8 ")),
+        "{list}"
+    );
     let inspect = wasm::plugins_inspect(&p.config, &p.state(), "runner").unwrap();
     assert!(inspect.contains("process   NOT granted"), "{inspect}");
     let inspect = wasm::plugins_inspect(&p.config, &p.state(), "counter").unwrap();
-    assert!(inspect.contains("sqlite    granted") && inspect.contains("log       granted"), "{inspect}");
+    assert!(
+        inspect.contains("sqlite    granted") && inspect.contains("log       granted"),
+        "{inspect}"
+    );
 }

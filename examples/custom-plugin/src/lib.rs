@@ -11,7 +11,7 @@
 //! ```
 
 use partest_plugin_sdk::serde::Deserialize;
-use partest_plugin_sdk::{config, log, ConfigKey, Env, Error, Plugin, Result, RunInfo, Slot};
+use partest_plugin_sdk::{ConfigKey, Env, Error, Plugin, Result, RunInfo, Slot, config, log};
 
 #[derive(Deserialize)]
 #[serde(crate = "partest_plugin_sdk::serde", deny_unknown_fields)]
@@ -25,15 +25,22 @@ struct Settings {
 }
 
 mod defaults {
-    pub fn start() -> u32 { 20000 }
-    pub fn block() -> u32 { 10 }
-    pub fn end() -> u32 { 30000 }
+    pub fn start() -> u32 {
+        20000
+    }
+    pub fn block() -> u32 {
+        10
+    }
+    pub fn end() -> u32 {
+        30000
+    }
 }
 
 struct Ports(Settings);
 
 impl Plugin for Ports {
-    const SUMMARY: &'static str = "a block of TCP ports per slot (PARTEST_PORT_BASE, PARTEST_PORT_COUNT)";
+    const SUMMARY: &'static str =
+        "a block of TCP ports per slot (PARTEST_PORT_BASE, PARTEST_PORT_COUNT)";
 
     fn config_keys() -> Vec<ConfigKey> {
         let key = |name: &str, default: &str, description: &str| ConfigKey {
@@ -51,7 +58,9 @@ impl Plugin for Ports {
     fn configure() -> Result<Self> {
         let s: Settings = config()?;
         if s.block == 0 || s.start >= s.end || s.end > 65536 {
-            return Err(Error::bad_config("need block >= 1 and start < end <= 65536"));
+            return Err(Error::bad_config(
+                "need block >= 1 and start < end <= 65536",
+            ));
         }
         Ok(Ports(s))
     }
@@ -61,7 +70,9 @@ impl Plugin for Ports {
         if run.workers > fits {
             return Err(Error::bad_config(format!(
                 "{} workers need {} ports, but start..end holds {fits} blocks of {}",
-                run.workers, run.workers * self.0.block, self.0.block
+                run.workers,
+                run.workers * self.0.block,
+                self.0.block
             )));
         }
         Ok(Env::new())
@@ -69,7 +80,11 @@ impl Plugin for Ports {
 
     fn setup_slot(&mut self, _run: &RunInfo, slot: &Slot) -> Result<Env> {
         let base = self.0.start + slot.index * self.0.block;
-        log::debug(format!("{} gets ports {base}..{}", slot.name, base + self.0.block));
+        log::debug(format!(
+            "{} gets ports {base}..{}",
+            slot.name,
+            base + self.0.block
+        ));
         Ok(vec![
             ("PARTEST_PORT_BASE".into(), base.to_string()),
             ("PARTEST_PORT_COUNT".into(), self.0.block.to_string()),

@@ -2,7 +2,7 @@
 //! scratch dir (cloned from a template with the backup API), and writes a
 //! summary file at teardown, so tests can check that slots are independent.
 
-use partest_plugin_sdk::{log, sqlite, Env, Error, Plugin, Result, RunInfo, Slot};
+use partest_plugin_sdk::{Env, Error, Plugin, Result, RunInfo, Slot, log, sqlite};
 
 #[derive(Default)]
 struct Counter {
@@ -25,7 +25,10 @@ impl Plugin for Counter {
             "CREATE TABLE IF NOT EXISTS calls (hook TEXT NOT NULL); INSERT INTO calls VALUES ('template');",
         )?;
         log::info(format!("template ready for run {}", run.run_id));
-        Ok(vec![("COUNTER_TEMPLATE".into(), sqlite::host_path(&format!("template-{}.db", run.run_id))?)])
+        Ok(vec![(
+            "COUNTER_TEMPLATE".into(),
+            sqlite::host_path(&format!("template-{}.db", run.run_id))?,
+        )])
     }
 
     fn setup_slot(&mut self, run: &RunInfo, slot: &Slot) -> Result<Env> {
@@ -40,13 +43,23 @@ impl Plugin for Counter {
 
     fn reset_slot(&mut self, run: &RunInfo, slot: &Slot) -> Result<()> {
         self.calls.push(format!("reset-slot:{}", slot.name));
-        sqlite::execute(&format!("{}-{}.db", run.run_id, slot.name), "INSERT INTO calls VALUES ('reset')")
+        sqlite::execute(
+            &format!("{}-{}.db", run.run_id, slot.name),
+            "INSERT INTO calls VALUES ('reset')",
+        )
     }
 
     fn teardown_slot(&mut self, run: &RunInfo, slot: &Slot, _run_failed: bool) -> Result<()> {
         self.calls.push(format!("teardown-slot:{}", slot.name));
-        let rows = sqlite::query(&format!("{}-{}.db", run.run_id, slot.name), "SELECT count(*) FROM calls")?;
-        let in_db = rows.rows.first().and_then(|r| r.first().cloned().flatten()).unwrap_or_default();
+        let rows = sqlite::query(
+            &format!("{}-{}.db", run.run_id, slot.name),
+            "SELECT count(*) FROM calls",
+        )?;
+        let in_db = rows
+            .rows
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .unwrap_or_default();
         let summary = format!("{}\nrows={in_db}\n", self.calls.join("\n"));
         std::fs::write(format!("{}/calls-{}.txt", run.scratch, slot.name), summary)
             .map_err(|e| Error::failed(format!("cannot write the summary: {e}")))

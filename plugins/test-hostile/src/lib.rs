@@ -1,7 +1,7 @@
 //! A hostile guest for partest's sandbox tests; `mode` picks the attack.
 
 use partest_plugin_sdk::serde::Deserialize;
-use partest_plugin_sdk::{config, Env, Error, Plugin, Result, RunInfo, Slot};
+use partest_plugin_sdk::{Env, Error, Plugin, Result, RunInfo, Slot, config};
 
 #[derive(Deserialize)]
 #[serde(crate = "partest_plugin_sdk::serde", deny_unknown_fields)]
@@ -31,7 +31,10 @@ impl Plugin for Hostile {
             "alloc-1g" => {
                 let mut v: Vec<u8> = Vec::new();
                 v.resize(1 << 30, 1);
-                Ok(vec![("X".into(), v.iter().map(|&b| b as usize).sum::<usize>().to_string())])
+                Ok(vec![(
+                    "X".into(),
+                    v.iter().map(|&b| b as usize).sum::<usize>().to_string(),
+                )])
             }
             "huge-string" => Ok(vec![("HUGE".into(), "x".repeat(100 << 20))]),
             _ => Ok(Env::new()),

@@ -1,7 +1,7 @@
 //! Imports the `process` capability: partest must refuse to load it unless
 //! the user granted `allow = { process = [...] }`.
 
-use partest_plugin_sdk::{process, Env, Plugin, Result, RunInfo, Slot};
+use partest_plugin_sdk::{Env, Plugin, Result, RunInfo, Slot, process};
 
 struct UsesProcess;
 

@@ -69,10 +69,12 @@ impl PluginLimits {
     pub const DEFAULT_BOUNDARY: u64 = 16 << 20;
 
     pub fn call_timeout(&self) -> Duration {
-        self.call_timeout.map_or(Self::DEFAULT_CALL_TIMEOUT, |s| s.0)
+        self.call_timeout
+            .map_or(Self::DEFAULT_CALL_TIMEOUT, |s| s.0)
     }
     pub fn setup_run_timeout(&self) -> Duration {
-        self.setup_run_timeout.map_or(Self::DEFAULT_SETUP_RUN_TIMEOUT, |s| s.0)
+        self.setup_run_timeout
+            .map_or(Self::DEFAULT_SETUP_RUN_TIMEOUT, |s| s.0)
     }
     pub fn memory(&self) -> u64 {
         self.memory.map_or(Self::DEFAULT_MEMORY, |b| b.0)

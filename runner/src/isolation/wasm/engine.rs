@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
 use wasmtime::Engine;
+use wasmtime::component::Component;
 
 /// How often the epoch advances: the granularity of call time limits.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -37,17 +37,28 @@ impl Runtime {
         config.wasm_component_model(true);
         let engine = Engine::new(&config)?;
         start_ticker(&engine);
-        Ok(Runtime { engine, cache_dir, compiled: AtomicU64::new(0), hits: AtomicU64::new(0) })
+        Ok(Runtime {
+            engine,
+            cache_dir,
+            compiled: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+        })
     }
 
     pub fn stats(&self) -> CacheStats {
-        CacheStats { compiled: self.compiled.load(Ordering::Relaxed), cache_hits: self.hits.load(Ordering::Relaxed) }
+        CacheStats {
+            compiled: self.compiled.load(Ordering::Relaxed),
+            cache_hits: self.hits.load(Ordering::Relaxed),
+        }
     }
 
     /// The compiled component: from the cache when it has it, else compiled
     /// now and stored (atomically: a crashed write never leaves a torn file).
     pub fn component(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
-        let cached = self.cache_dir.as_ref().map(|d| d.join(format!("{}.cwasm", self.key(bytes))));
+        let cached = self
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.cwasm", self.key(bytes))));
         if let Some(path) = &cached
             && path.is_file()
         {
@@ -80,7 +91,11 @@ impl Runtime {
 fn store(path: &Path, component: &Component) -> wasmtime::Result<()> {
     let dir = path.parent().expect("cache files live in a dir");
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), path.file_name().unwrap().to_string_lossy()));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        path.file_name().unwrap().to_string_lossy()
+    ));
     std::fs::write(&tmp, component.serialize()?)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
@@ -102,15 +117,17 @@ impl Hasher for ShaHasher<'_> {
 /// Advances the engine's epoch every [`TICK`] until the engine is dropped.
 fn start_ticker(engine: &Engine) {
     let weak = engine.weak();
-    let _ = std::thread::Builder::new().name("partest-wasm-epoch".into()).spawn(move || {
-        loop {
-            std::thread::sleep(TICK);
-            match weak.upgrade() {
-                Some(e) => e.increment_epoch(),
-                None => break,
+    let _ = std::thread::Builder::new()
+        .name("partest-wasm-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(TICK);
+                match weak.upgrade() {
+                    Some(e) => e.increment_epoch(),
+                    None => break,
+                }
             }
-        }
-    });
+        });
 }
 
 /// Epoch ticks for a time limit (rounded up, plus the tick in progress).

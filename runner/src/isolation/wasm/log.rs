@@ -1,9 +1,9 @@
 //! `log`: the plugin's only voice. Always granted; messages go to the
 //! host's [`LogSink`](super::LogSink), cut at the boundary limit.
 
+use super::LogLevel;
 use super::bindings::v0_1_0::partest::plugin::log::{Host, Level};
 use super::state::HostState;
-use super::LogLevel;
 
 impl Host for HostState {
     fn log(&mut self, level: Level, message: String) {

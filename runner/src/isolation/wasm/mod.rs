@@ -34,9 +34,9 @@ use std::sync::Arc;
 use wasmtime::Store;
 use wasmtime::component::{HasSelf, Linker};
 
+use bindings::v0_1_0::PluginWorldPre;
 use bindings::v0_1_0::partest::plugin as caps;
 use bindings::v0_1_0::partest::plugin::types::Info;
-use bindings::v0_1_0::PluginWorldPre;
 use bindings::{PACKAGE, PLUGIN_EXPORT_V0_1_0};
 pub use engine::CacheStats;
 use engine::Runtime;
@@ -121,7 +121,12 @@ impl PluginHost {
     pub fn new(root: &Path, state_dir: &Path) -> Result<PluginHost> {
         let runtime = Runtime::new(Some(state_dir.join("cache").join("plugins")))
             .map_err(|e| Error::setup(format!("cannot start the WebAssembly engine: {e:#}")))?;
-        Ok(PluginHost { runtime, root: root.to_path_buf(), state_dir: state_dir.to_path_buf(), log: stderr_log_sink() })
+        Ok(PluginHost {
+            runtime,
+            root: root.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+            log: stderr_log_sink(),
+        })
     }
 
     /// Sends the plugins' log messages to `sink` instead of stderr.
@@ -136,8 +141,16 @@ impl PluginHost {
     }
 
     /// Loads `names` as providers for [`crate::isolation::Lifecycle`].
-    pub fn load_providers(&self, config: &Config, names: &[String]) -> Result<Vec<Box<dyn Isolation>>> {
-        Ok(self.load(config, names)?.into_iter().map(|p| Box::new(p) as Box<dyn Isolation>).collect())
+    pub fn load_providers(
+        &self,
+        config: &Config,
+        names: &[String],
+    ) -> Result<Vec<Box<dyn Isolation>>> {
+        Ok(self
+            .load(config, names)?
+            .into_iter()
+            .map(|p| Box::new(p) as Box<dyn Isolation>)
+            .collect())
     }
 
     /// Loads, links, describes and configures each plugin. Unknown names,
@@ -154,20 +167,39 @@ impl PluginHost {
         let component = self.compile(name, &source)?;
         self.check_imports(config, name, table, &source, &component)?;
         let grants = self.grants(name, table)?;
-        let linker = self.linker(Some(table)).map_err(|e| Error::setup(format!("plugin {name}: cannot link: {e:#}")))?;
+        let linker = self
+            .linker(Some(table))
+            .map_err(|e| Error::setup(format!("plugin {name}: cannot link: {e:#}")))?;
         let pre = linker
             .instantiate_pre(&component)
             .and_then(PluginWorldPre::new)
-            .map_err(|e| Error::setup(format!("plugin {name} ({}): cannot link its imports: {e:#}", source.label)))?;
+            .map_err(|e| {
+                Error::setup(format!(
+                    "plugin {name} ({}): cannot link its imports: {e:#}",
+                    source.label
+                ))
+            })?;
         let limits = Limits {
             call: table.limits.call_timeout(),
             setup_run: table.limits.setup_run_timeout(),
             memory: usize::try_from(table.limits.memory()).unwrap_or(usize::MAX),
             boundary: usize::try_from(table.limits.boundary()).unwrap_or(usize::MAX),
         };
-        WasmPlugin::start(name.to_string(), source.label, pre, grants, table.settings_toml(), limits).map_err(|e| {
+        WasmPlugin::start(
+            name.to_string(),
+            source.label,
+            pre,
+            grants,
+            table.settings_toml(),
+            limits,
+        )
+        .map_err(|e| {
             if plugin::is_bad_config(&e) {
-                Error::config(format!("[plugins.{name}] in {}: {}", config.origin(), e.message.trim_start_matches("configure: bad config: ")))
+                Error::config(format!(
+                    "[plugins.{name}] in {}: {}",
+                    config.origin(),
+                    e.message.trim_start_matches("configure: bad config: ")
+                ))
             } else {
                 Error::setup(e.to_string())
             }
@@ -176,19 +208,38 @@ impl PluginHost {
 
     fn source(&self, config: &Config, name: &str, table: &PluginTable) -> Result<Source> {
         if let Some(path) = &table.path {
-            let full = if path.is_absolute() { path.clone() } else { config.root.join(path) };
+            let full = if path.is_absolute() {
+                path.clone()
+            } else {
+                config.root.join(path)
+            };
             let bytes = std::fs::read(&full).map_err(|e| {
-                Error::config(format!("[plugins.{name}] path = {:?} in {}: cannot read {}: {e}", path.display(), config.origin(), full.display()))
+                Error::config(format!(
+                    "[plugins.{name}] path = {:?} in {}: cannot read {}: {e}",
+                    path.display(),
+                    config.origin(),
+                    full.display()
+                ))
             })?;
-            return Ok(Source { bytes, label: path.display().to_string() });
+            return Ok(Source {
+                bytes,
+                label: path.display().to_string(),
+            });
         }
         match builtin::BUILTINS.iter().find(|(n, _)| *n == name) {
-            Some((_, bytes)) => Ok(Source { bytes: bytes.to_vec(), label: "built-in".into() }),
+            Some((_, bytes)) => Ok(Source {
+                bytes: bytes.to_vec(),
+                label: "built-in".into(),
+            }),
             None => {
                 let builtins = builtin_names();
                 Err(Error::config(format!(
                     "unknown plugin {name:?}: it is not built in (built-ins: {}) and {} has no [plugins.{name}] path = \"....wasm\"",
-                    if builtins.is_empty() { "none".to_string() } else { builtins.join(", ") },
+                    if builtins.is_empty() {
+                        "none".to_string()
+                    } else {
+                        builtins.join(", ")
+                    },
                     config.origin()
                 )))
             }
@@ -249,8 +300,12 @@ impl PluginHost {
 
     fn grants(&self, name: &str, table: &PluginTable) -> Result<Arc<Grants>> {
         let scratch = self.state_dir.join("plugins").join(name);
-        std::fs::create_dir_all(&scratch)
-            .map_err(|e| Error::setup(format!("plugin {name}: cannot create its scratch dir {}: {e}", scratch.display())))?;
+        std::fs::create_dir_all(&scratch).map_err(|e| {
+            Error::setup(format!(
+                "plugin {name}: cannot create its scratch dir {}: {e}",
+                scratch.display()
+            ))
+        })?;
         Ok(Arc::new(Grants {
             plugin: name.to_string(),
             scratch,
@@ -295,21 +350,41 @@ impl PluginHost {
         let mut imports: Vec<String> = component
             .component_type()
             .imports(engine)
-            .filter_map(|(i, _)| capability_of(i).filter(|c| *c != "types").map(str::to_string))
+            .filter_map(|(i, _)| {
+                capability_of(i)
+                    .filter(|c| *c != "types")
+                    .map(str::to_string)
+            })
             .collect();
         imports.sort();
         imports.dedup();
-        let fail = |e: wasmtime::Error| Error::setup(format!("plugin {name} ({}): cannot describe it: {e:#}", source.label));
+        let fail = |e: wasmtime::Error| {
+            Error::setup(format!(
+                "plugin {name} ({}): cannot describe it: {e:#}",
+                source.label
+            ))
+        };
         let empty = PluginTable::default();
         let grants = self.grants(name, &empty)?;
-        let pre = self.linker(None).and_then(|l| l.instantiate_pre(&component)).and_then(PluginWorldPre::new).map_err(fail)?;
+        let pre = self
+            .linker(None)
+            .and_then(|l| l.instantiate_pre(&component))
+            .and_then(PluginWorldPre::new)
+            .map_err(fail)?;
         let mut store = Store::new(engine, HostState::new(grants, 64 << 20).map_err(fail)?);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(engine::ticks(std::time::Duration::from_secs(5)));
         let world = pre.instantiate(&mut store).map_err(fail)?;
-        let info = world.partest_plugin_plugin().call_describe(&mut store).map_err(fail)?;
-        Ok(Described { info, imports, source: source.label })
+        let info = world
+            .partest_plugin_plugin()
+            .call_describe(&mut store)
+            .map_err(fail)?;
+        Ok(Described {
+            info,
+            imports,
+            source: source.label,
+        })
     }
 }
 
@@ -334,8 +409,12 @@ fn grant_hint(cap: &str, table: &PluginTable) -> Option<String> {
         "redis" if table.allow.redis.is_some() => None,
         "redis" => Some("allow = { redis = \"redis://127.0.0.1:6379\" }".into()),
         "postgres" if table.allow.postgres.is_some() => None,
-        "postgres" => Some("allow = { postgres = \"postgres://user@127.0.0.1:5432/postgres\" }".into()),
-        other => Some(format!("nothing: this partest does not provide `{other}` (is the plugin built against a newer SDK?)")),
+        "postgres" => {
+            Some("allow = { postgres = \"postgres://user@127.0.0.1:5432/postgres\" }".into())
+        }
+        other => Some(format!(
+            "nothing: this partest does not provide `{other}` (is the plugin built against a newer SDK?)"
+        )),
     }
 }
 
@@ -351,7 +430,13 @@ pub fn plugins_list(config: &Config, state_dir: &Path) -> Result<String> {
     if names.is_empty() {
         return Ok("no plugins: none is built in and partest.toml configures none\n".into());
     }
-    let mut rows = vec![["NAME".to_string(), "VERSION".into(), "SOURCE".into(), "MAX SLOTS".into(), "SUMMARY".into()]];
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "VERSION".into(),
+        "SOURCE".into(),
+        "MAX SLOTS".into(),
+        "SUMMARY".into(),
+    ]];
     for name in &names {
         match host.describe(config, name) {
             Ok(d) => rows.push([
@@ -361,7 +446,13 @@ pub fn plugins_list(config: &Config, state_dir: &Path) -> Result<String> {
                 d.info.max_slots.map_or("-".into(), |n| n.to_string()),
                 d.info.summary.clone(),
             ]),
-            Err(e) => rows.push([name.clone(), "?".into(), "?".into(), "?".into(), format!("error: {e}")]),
+            Err(e) => rows.push([
+                name.clone(),
+                "?".into(),
+                "?".into(),
+                "?".into(),
+                format!("error: {e}"),
+            ]),
         }
     }
     Ok(table_text(&rows))
@@ -380,8 +471,20 @@ pub fn plugins_inspect(config: &Config, state_dir: &Path, name: &str) -> Result<
     if !d.info.summary.is_empty() {
         out.push_str(&format!("summary    {}\n", d.info.summary));
     }
-    out.push_str(&format!("max slots  {}\n", d.info.max_slots.map_or("no limit".into(), |n| n.to_string())));
-    out.push_str(&format!("resets     {}\n", if d.info.resets_between_tests { "between tests" } else { "no" }));
+    out.push_str(&format!(
+        "max slots  {}\n",
+        d.info
+            .max_slots
+            .map_or("no limit".into(), |n| n.to_string())
+    ));
+    out.push_str(&format!(
+        "resets     {}\n",
+        if d.info.resets_between_tests {
+            "between tests"
+        } else {
+            "no"
+        }
+    ));
     out.push_str("capabilities (imports):\n");
     if d.imports.is_empty() {
         out.push_str("  none\n");
@@ -401,18 +504,28 @@ pub fn plugins_inspect(config: &Config, state_dir: &Path, name: &str) -> Result<
     if !d.info.config_keys.is_empty() {
         out.push_str("config keys:\n");
         for k in &d.info.config_keys {
-            let default = k.default_value.as_deref().map_or("required".to_string(), |v| format!("default {v}"));
-            out.push_str(&format!("  {:<16} {:<20} {}\n", k.name, default, k.description));
+            let default = k
+                .default_value
+                .as_deref()
+                .map_or("required".to_string(), |v| format!("default {v}"));
+            out.push_str(&format!(
+                "  {:<16} {:<20} {}\n",
+                k.name, default, k.description
+            ));
         }
     }
     Ok(out)
 }
 
 fn table_text(rows: &[[String; 5]]) -> String {
-    let widths: Vec<usize> = (0..5).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for r in rows {
-        let line: Vec<String> = (0..5).map(|c| format!("{:<w$}", r[c], w = widths[c])).collect();
+        let line: Vec<String> = (0..5)
+            .map(|c| format!("{:<w$}", r[c], w = widths[c]))
+            .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
-use super::bindings::v0_1_0::partest::plugin::types::{Error as WitError, Info, RunInfo as WitRunInfo, Slot as WitSlot};
+use super::bindings::v0_1_0::partest::plugin::types::{
+    Error as WitError, Info, RunInfo as WitRunInfo, Slot as WitSlot,
+};
 use super::bindings::v0_1_0::{PluginWorld, PluginWorldPre};
 use super::engine::ticks;
 use super::state::{Grants, HostState, SCRATCH_GUEST};
@@ -93,7 +95,11 @@ impl WasmPlugin {
     }
 
     fn err(&self, hook: &'static str, message: String) -> IsolationError {
-        IsolationError { provider: self.name.clone(), hook, message }
+        IsolationError {
+            provider: self.name.clone(),
+            hook,
+            message,
+        }
     }
 
     /// A fresh instance, configured. `configure` failing is reported as the
@@ -107,12 +113,20 @@ impl WasmPlugin {
         store.epoch_deadline_trap();
         store.set_epoch_deadline(ticks(self.limits.call));
         store.data_mut().deadline = Instant::now() + self.limits.call;
-        let world = self.pre.instantiate(&mut store).map_err(|e| self.err(hook, self.trap_message(&e, self.limits.call)))?;
-        let configured = world.partest_plugin_plugin().call_configure(&mut store, &self.settings);
+        let world = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| self.err(hook, self.trap_message(&e, self.limits.call)))?;
+        let configured = world
+            .partest_plugin_plugin()
+            .call_configure(&mut store, &self.settings);
         match configured {
             Ok(Ok(())) => Ok(Live { store, world }),
             Ok(Err(e)) => Err(self.err(hook, format!("configure: {}", wit_message(&e)))),
-            Err(e) => Err(self.err(hook, format!("configure: {}", self.trap_message(&e, self.limits.call)))),
+            Err(e) => Err(self.err(
+                hook,
+                format!("configure: {}", self.trap_message(&e, self.limits.call)),
+            )),
         }
     }
 
@@ -146,11 +160,16 @@ impl WasmPlugin {
     fn trap_message(&self, e: &wasmtime::Error, limit: Duration) -> String {
         let chain = format!("{e:#}");
         let name = &self.name;
-        if matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
+        if matches!(
+            e.downcast_ref::<wasmtime::Trap>(),
+            Some(wasmtime::Trap::Interrupt)
+        ) {
             format!(
                 "did not return within {limit:?} and was stopped (raise it with [plugins.{name}] limits = {{ call-timeout = \"...\" }} or setup-run-timeout)"
             )
-        } else if chain.contains("forcing trap when growing memory") || chain.contains("memory growth failure") {
+        } else if chain.contains("forcing trap when growing memory")
+            || chain.contains("memory growth failure")
+        {
             format!(
                 "tried to use more than its memory limit of {} MiB and was stopped ([plugins.{name}] limits = {{ memory = \"...\" }})",
                 self.limits.memory >> 20
@@ -174,7 +193,9 @@ impl WasmPlugin {
     }
 
     fn run_info(&self, hook: &'static str) -> IsoResult<WitRunInfo> {
-        lock(&self.run_info).clone().ok_or_else(|| self.err(hook, "setup-run did not run".into()))
+        lock(&self.run_info)
+            .clone()
+            .ok_or_else(|| self.err(hook, "setup-run did not run".into()))
     }
 
     fn slot_cell(&self, index: usize) -> Cell {
@@ -187,7 +208,10 @@ impl WasmPlugin {
 }
 
 fn wit_slot(slot: &Slot) -> WitSlot {
-    WitSlot { index: slot.index as u32, name: slot.name.clone() }
+    WitSlot {
+        index: slot.index as u32,
+        name: slot.name.clone(),
+    }
 }
 
 fn wit_message(e: &WitError) -> String {
@@ -224,16 +248,20 @@ impl Isolation for WasmPlugin {
             scratch: SCRATCH_GUEST.to_string(),
         };
         *lock(&self.run_info) = Some(info.clone());
-        self.call(&self.run_cell, "setup-run", self.limits.setup_run, |w, s| {
-            w.partest_plugin_plugin().call_setup_run(s, &info)
-        })
+        self.call(
+            &self.run_cell,
+            "setup-run",
+            self.limits.setup_run,
+            |w, s| w.partest_plugin_plugin().call_setup_run(s, &info),
+        )
     }
 
     fn setup_slot(&self, slot: &Slot) -> IsoResult<Env> {
         let run = self.run_info("setup-slot")?;
         let cell = self.slot_cell(slot.index);
         self.call(&cell, "setup-slot", self.limits.call, |w, s| {
-            w.partest_plugin_plugin().call_setup_slot(s, &run, &wit_slot(slot))
+            w.partest_plugin_plugin()
+                .call_setup_slot(s, &run, &wit_slot(slot))
         })
     }
 
@@ -241,7 +269,8 @@ impl Isolation for WasmPlugin {
         let run = self.run_info("reset-slot")?;
         let cell = self.slot_cell(slot.index);
         self.call(&cell, "reset-slot", self.limits.call, |w, s| {
-            w.partest_plugin_plugin().call_reset_slot(s, &run, &wit_slot(slot))
+            w.partest_plugin_plugin()
+                .call_reset_slot(s, &run, &wit_slot(slot))
         })
     }
 
@@ -249,7 +278,8 @@ impl Isolation for WasmPlugin {
         let run = self.run_info("teardown-slot")?;
         let cell = self.slot_cell(slot.index);
         let r = self.call(&cell, "teardown-slot", self.limits.call, |w, s| {
-            w.partest_plugin_plugin().call_teardown_slot(s, &run, &wit_slot(slot), run_failed)
+            w.partest_plugin_plugin()
+                .call_teardown_slot(s, &run, &wit_slot(slot), run_failed)
         });
         *lock(&cell) = None;
         r
@@ -257,9 +287,15 @@ impl Isolation for WasmPlugin {
 
     fn teardown_run(&self, run_failed: bool) -> IsoResult<()> {
         let run = self.run_info("teardown-run")?;
-        let r = self.call(&self.run_cell, "teardown-run", self.limits.setup_run, |w, s| {
-            w.partest_plugin_plugin().call_teardown_run(s, &run, run_failed)
-        });
+        let r = self.call(
+            &self.run_cell,
+            "teardown-run",
+            self.limits.setup_run,
+            |w, s| {
+                w.partest_plugin_plugin()
+                    .call_teardown_run(s, &run, run_failed)
+            },
+        );
         *lock(&self.run_cell) = None;
         r
     }
@@ -268,7 +304,11 @@ impl Isolation for WasmPlugin {
 impl WasmPlugin {
     /// `partest clean`: the plugin removes what crashed runs left behind.
     pub fn sweep(&self) -> IsoResult<Vec<String>> {
-        let run = WitRunInfo { run_id: String::new(), workers: 0, scratch: SCRATCH_GUEST.to_string() };
+        let run = WitRunInfo {
+            run_id: String::new(),
+            workers: 0,
+            scratch: SCRATCH_GUEST.to_string(),
+        };
         self.call(&self.run_cell, "sweep", self.limits.setup_run, |w, s| {
             w.partest_plugin_plugin().call_sweep(s, &run)
         })

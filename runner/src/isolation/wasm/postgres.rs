@@ -12,18 +12,23 @@ use super::state::HostState;
 impl HostState {
     fn pg(&mut self, database: Option<String>) -> Result<&mut Client, Error> {
         let Some(url) = self.grants.postgres.clone() else {
-            return Err(Error::Refused("no PostgreSQL server was granted (allow.postgres)".into()));
+            return Err(Error::Refused(
+                "no PostgreSQL server was granted (allow.postgres)".into(),
+            ));
         };
         if !self.postgres.contains_key(&database) {
-            let mut config =
-                postgres::Config::from_str(&url).map_err(|e| Error::BadConfig(format!("allow.postgres = {url:?}: {e}")))?;
+            let mut config = postgres::Config::from_str(&url)
+                .map_err(|e| Error::BadConfig(format!("allow.postgres = {url:?}: {e}")))?;
             if let Some(db) = &database {
                 config.dbname(db);
             }
             config.connect_timeout(self.remaining());
-            let client = config
-                .connect(NoTls)
-                .map_err(|e| Error::Unavailable(format!("cannot connect to PostgreSQL at {}: {e}", redact(&url))))?;
+            let client = config.connect(NoTls).map_err(|e| {
+                Error::Unavailable(format!(
+                    "cannot connect to PostgreSQL at {}: {e}",
+                    redact(&url)
+                ))
+            })?;
             self.postgres.insert(database.clone(), client);
         }
         Ok(self.postgres.get_mut(&database).expect("just connected"))
@@ -79,15 +84,23 @@ impl Host for HostState {
 
     fn query(&mut self, database: Option<String>, sql: String) -> Result<Rows, Error> {
         let messages = self.pg(database)?.simple_query(&sql).map_err(pg_err)?;
-        let mut rows = Rows { columns: Vec::new(), rows: Vec::new() };
+        let mut rows = Rows {
+            columns: Vec::new(),
+            rows: Vec::new(),
+        };
         let mut size = 0;
         for m in messages {
             if let SimpleQueryMessage::Row(row) = m {
                 if rows.columns.is_empty() {
                     rows.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
                 }
-                let values: Vec<Option<String>> = (0..row.len()).map(|i| row.get(i).map(str::to_string)).collect();
-                size += values.iter().map(|v| v.as_ref().map_or(0, String::len)).sum::<usize>();
+                let values: Vec<Option<String>> = (0..row.len())
+                    .map(|i| row.get(i).map(str::to_string))
+                    .collect();
+                size += values
+                    .iter()
+                    .map(|v| v.as_ref().map_or(0, String::len))
+                    .sum::<usize>();
                 rows.rows.push(values);
             }
         }
@@ -102,7 +115,10 @@ mod tests {
 
     #[test]
     fn database_is_replaced_and_password_hidden() {
-        assert_eq!(with_database("postgres://u:p@h:5432/postgres?sslmode=disable", "t1"), "postgres://u:p@h:5432/t1?sslmode=disable");
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/postgres?sslmode=disable", "t1"),
+            "postgres://u:p@h:5432/t1?sslmode=disable"
+        );
         assert_eq!(with_database("postgres://h", "t1"), "postgres://h/t1");
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u@h/db");
     }

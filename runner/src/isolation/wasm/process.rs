@@ -10,8 +10,13 @@ use super::bindings::v0_1_0::partest::plugin::types::Error;
 use super::state::HostState;
 
 impl Host for HostState {
-    fn run(&mut self, program: String, args: Vec<String>, env: Vec<(String, String)>) -> Result<Output, Error> {
-        if !self.grants.process.iter().any(|p| *p == program) {
+    fn run(
+        &mut self,
+        program: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Result<Output, Error> {
+        if !self.grants.process.contains(&program) {
             return Err(Error::Refused(format!(
                 "plugin {} may not run {program:?}: grant it with [plugins.{}] allow = {{ process = [{program:?}] }} (granted: {:?})",
                 self.grants.plugin, self.grants.plugin, self.grants.process
@@ -38,8 +43,18 @@ impl Host for HostState {
                 buf
             })
         };
-        let out = read(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-        let err = read(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+        let out = read(
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        );
+        let err = read(
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        );
         let deadline = self.deadline;
         let status = loop {
             match child.try_wait() {
@@ -56,8 +71,14 @@ impl Host for HostState {
         let stdout = out.join().unwrap_or_default();
         let stderr = err.join().unwrap_or_default();
         match status {
-            Some(s) => Ok(Output { status: s.code(), stdout, stderr }),
-            None => Err(Error::Failed(format!("{program} did not finish within the plugin's call time limit; it was killed"))),
+            Some(s) => Ok(Output {
+                status: s.code(),
+                stdout,
+                stderr,
+            }),
+            None => Err(Error::Failed(format!(
+                "{program} did not finish within the plugin's call time limit; it was killed"
+            ))),
         }
     }
 }

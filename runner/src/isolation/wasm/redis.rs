@@ -9,20 +9,40 @@ use super::state::HostState;
 /// Commands a plugin may not send: they touch other servers, the server
 /// itself, or data partest did not create.
 const REFUSED: &[&str] = &[
-    "MIGRATE", "REPLICAOF", "SLAVEOF", "SHUTDOWN", "CONFIG", "DEBUG", "MODULE", "ACL", "FLUSHALL", "MONITOR",
-    "SYNC", "PSYNC", "CLUSTER", "FAILOVER", "SAVE", "BGSAVE", "BGREWRITEAOF",
+    "MIGRATE",
+    "REPLICAOF",
+    "SLAVEOF",
+    "SHUTDOWN",
+    "CONFIG",
+    "DEBUG",
+    "MODULE",
+    "ACL",
+    "FLUSHALL",
+    "MONITOR",
+    "SYNC",
+    "PSYNC",
+    "CLUSTER",
+    "FAILOVER",
+    "SAVE",
+    "BGSAVE",
+    "BGREWRITEAOF",
 ];
 
 impl HostState {
     fn redis_conn(&mut self) -> Result<&mut redis::Connection, Error> {
         let Some(url) = self.grants.redis.clone() else {
-            return Err(Error::Refused("no Redis server was granted (allow.redis)".into()));
+            return Err(Error::Refused(
+                "no Redis server was granted (allow.redis)".into(),
+            ));
         };
         if self.redis.is_none() {
-            let client = redis::Client::open(url.as_str()).map_err(|e| Error::BadConfig(format!("allow.redis = {url:?}: {e}")))?;
+            let client = redis::Client::open(url.as_str())
+                .map_err(|e| Error::BadConfig(format!("allow.redis = {url:?}: {e}")))?;
             let conn = client
                 .get_connection_with_timeout(self.remaining())
-                .map_err(|e| Error::Unavailable(format!("cannot connect to Redis at {url}: {e}")))?;
+                .map_err(|e| {
+                    Error::Unavailable(format!("cannot connect to Redis at {url}: {e}"))
+                })?;
             self.redis = Some(conn);
         }
         let remaining = self.remaining();
@@ -83,7 +103,9 @@ impl Host for HostState {
         };
         let name = String::from_utf8_lossy(name).to_ascii_uppercase();
         if REFUSED.contains(&name.as_str()) {
-            return Err(Error::Refused(format!("plugins may not send the Redis command {name}")));
+            return Err(Error::Refused(format!(
+                "plugins may not send the Redis command {name}"
+            )));
         }
         let mut cmd = redis::cmd(&name);
         for a in &args[1..] {

@@ -6,7 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::types::ValueRef;
-use rusqlite::{ffi, Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, ffi};
 
 use super::bindings::v0_1_0::partest::plugin::sqlite::{Host, Rows};
 use super::bindings::v0_1_0::partest::plugin::types::Error;
@@ -27,14 +27,18 @@ impl HostState {
     fn open_db(&self, path: &str) -> Result<Connection, Error> {
         let full = self.scratch_path(path)?;
         if let Some(parent) = full.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::Failed(format!("cannot create {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::Failed(format!("cannot create {}: {e}", parent.display())))?;
         }
         let conn = Connection::open_with_flags(
             &full,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| Error::Failed(format!("cannot open {path}: {e}")))?;
-        conn.busy_timeout(self.remaining()).map_err(|e| Error::Failed(e.to_string()))?;
+        conn.busy_timeout(self.remaining())
+            .map_err(|e| Error::Failed(e.to_string()))?;
         // ATTACH could reach any file on the host: not from inside a plugin.
         // SAFETY: the handle is live; sqlite3_limit only sets a number on it.
         unsafe { ffi::sqlite3_limit(conn.handle(), ffi::SQLITE_LIMIT_ATTACHED, 0) };
@@ -48,7 +52,9 @@ fn sql_err(path: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
 
 impl Host for HostState {
     fn execute(&mut self, path: String, sql: String) -> Result<(), Error> {
-        self.open_db(&path)?.execute_batch(&sql).map_err(sql_err(&path))
+        self.open_db(&path)?
+            .execute_batch(&sql)
+            .map_err(sql_err(&path))
     }
 
     fn query(&mut self, path: String, sql: String) -> Result<Rows, Error> {
@@ -66,7 +72,9 @@ impl Host for HostState {
                     ValueRef::Null => None,
                     ValueRef::Integer(i) => Some(i.to_string()),
                     ValueRef::Real(f) => Some(f.to_string()),
-                    ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Text(t) | ValueRef::Blob(t) => {
+                        Some(String::from_utf8_lossy(t).into_owned())
+                    }
                 };
                 size += v.as_ref().map_or(0, String::len);
                 values.push(v);
@@ -80,11 +88,14 @@ impl Host for HostState {
     fn backup(&mut self, source: String, target: String) -> Result<(), Error> {
         let src_path = self.scratch_path(&source)?;
         if !src_path.is_file() {
-            return Err(Error::Failed(format!("sqlite backup: {source} does not exist")));
+            return Err(Error::Failed(format!(
+                "sqlite backup: {source} does not exist"
+            )));
         }
         let src = self.open_db(&source)?;
         let dst = self.open_db(&target)?;
-        backup(&src, &dst, self.remaining()).map_err(|e| Error::Failed(format!("sqlite backup {source} -> {target}: {e}")))
+        backup(&src, &dst, self.remaining())
+            .map_err(|e| Error::Failed(format!("sqlite backup {source} -> {target}: {e}")))
     }
 
     fn host_path(&mut self, path: String) -> Result<String, Error> {
@@ -118,11 +129,19 @@ fn backup(src: &Connection, dst: &Connection, budget: Duration) -> Result<(), St
             }
         }
         ffi::sqlite3_backup_finish(b);
-        if rc == ffi::SQLITE_DONE { Ok(()) } else { Err(errmsg(dst)) }
+        if rc == ffi::SQLITE_DONE {
+            Ok(())
+        } else {
+            Err(errmsg(dst))
+        }
     }
 }
 
 fn errmsg(conn: &Connection) -> String {
     // SAFETY: the handle is live; sqlite3_errmsg returns a NUL-terminated string it owns.
-    unsafe { std::ffi::CStr::from_ptr(ffi::sqlite3_errmsg(conn.handle())).to_string_lossy().into_owned() }
+    unsafe {
+        std::ffi::CStr::from_ptr(ffi::sqlite3_errmsg(conn.handle()))
+            .to_string_lossy()
+            .into_owned()
+    }
 }

@@ -11,8 +11,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::v0_1_0::partest::plugin::types::Error as WitError;
 use super::LogSink;
+use super::bindings::v0_1_0::partest::plugin::types::Error as WitError;
 
 /// The guest path of the scratch directory.
 pub const SCRATCH_GUEST: &str = "/scratch";
@@ -47,7 +47,9 @@ impl HostState {
         let mut wasi = WasiCtxBuilder::new();
         // Nothing ambient: the builder starts with no env, no args, closed
         // stdin and discarded stdout/stderr; sockets are denied outright.
-        wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         wasi.preopened_dir(&grants.scratch, SCRATCH_GUEST, FsPerms::ReadWrite)?;
         Ok(HostState {
             wasi: wasi.build(),
@@ -88,6 +90,9 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
