@@ -1,5 +1,7 @@
 //! `postgres`: SQL on the one server granted by `allow.postgres`. The host
-//! holds the credentials and one connection per (instance, database).
+//! holds the credentials. The connection to the granted database is kept
+//! for the instance; one to a named database is closed after the call, so
+//! it never blocks `DROP DATABASE` or `CREATE DATABASE ... TEMPLATE` on it.
 
 use std::str::FromStr;
 
@@ -23,6 +25,11 @@ impl HostState {
                 config.dbname(db);
             }
             config.connect_timeout(self.remaining());
+            // A statement gets no more time than the plugin's call has left.
+            config.options(&format!(
+                "-c statement_timeout={}",
+                self.remaining().as_millis()
+            ));
             let client = config.connect(NoTls).map_err(|e| {
                 Error::Unavailable(format!(
                     "cannot connect to PostgreSQL at {}: {e}",
@@ -79,11 +86,25 @@ impl Host for HostState {
     }
 
     fn execute(&mut self, database: Option<String>, sql: String) -> Result<(), Error> {
-        self.pg(database)?.batch_execute(&sql).map_err(pg_err)
+        let r = self
+            .pg(database.clone())?
+            .batch_execute(&sql)
+            .map_err(pg_err);
+        if database.is_some() {
+            self.postgres.remove(&database);
+        }
+        r
     }
 
     fn query(&mut self, database: Option<String>, sql: String) -> Result<Rows, Error> {
-        let messages = self.pg(database)?.simple_query(&sql).map_err(pg_err)?;
+        let messages = self
+            .pg(database.clone())?
+            .simple_query(&sql)
+            .map_err(pg_err);
+        if database.is_some() {
+            self.postgres.remove(&database);
+        }
+        let messages = messages?;
         let mut rows = Rows {
             columns: Vec::new(),
             rows: Vec::new(),
