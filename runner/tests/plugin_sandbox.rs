@@ -311,3 +311,27 @@ fn list_and_inspect_show_capabilities_and_grants() {
         "{inspect}"
     );
 }
+
+#[test]
+fn no_ambient_authority_but_the_scratch_dir() {
+    let p = hostile("probe", "");
+    let lc = p.lifecycle(&["hostile"]);
+    lc.setup_run(&p.run_info()).unwrap();
+    let env = lc.setup_slot(&Slot::new(0)).unwrap();
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(get("NET"), Some("false"), "no sockets: {env:?}");
+    assert_eq!(get("ENV"), Some("0"), "no environment: {env:?}");
+    assert_eq!(
+        get("ETC"),
+        Some("false"),
+        "no files outside the scratch dir: {env:?}"
+    );
+    assert_eq!(
+        get("SCRATCH"),
+        Some("true"),
+        "the scratch dir is writable: {env:?}"
+    );
+    let written = p.state().join("plugins/hostile/probe.txt");
+    assert_eq!(std::fs::read_to_string(written).unwrap(), "gw0");
+    assert!(lc.teardown(false).is_empty());
+}

@@ -6,7 +6,7 @@ use partest_plugin_sdk::{Env, Error, Plugin, Result, RunInfo, Slot, config};
 #[derive(Deserialize)]
 #[serde(crate = "partest_plugin_sdk::serde", deny_unknown_fields)]
 struct Settings {
-    /// loop-in-setup-slot | alloc-1g | huge-string | trap-in-setup-run | fail-in-setup-slot | none
+    /// loop-in-setup-slot | alloc-1g | huge-string | trap-in-setup-run | fail-in-setup-slot | probe | none
     mode: String,
 }
 
@@ -50,6 +50,19 @@ impl Plugin for Hostile {
                 }
             }
             "fail-in-setup-slot" => Err(Error::unavailable("the service is down")),
+            "probe" => {
+                // What ambient authority is there? None is expected.
+                let net = std::net::TcpStream::connect("127.0.0.1:5432").is_ok();
+                let env = std::env::vars().count();
+                let etc = std::fs::read("/etc/passwd").is_ok();
+                let scratch = std::fs::write("/scratch/probe.txt", slot.name.as_bytes()).is_ok();
+                Ok(vec![
+                    ("NET".into(), net.to_string()),
+                    ("ENV".into(), env.to_string()),
+                    ("ETC".into(), etc.to_string()),
+                    ("SCRATCH".into(), scratch.to_string()),
+                ])
+            }
             _ => Ok(vec![("HOSTILE_SLOT".into(), slot.name.clone())]),
         }
     }
