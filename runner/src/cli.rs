@@ -32,6 +32,21 @@ pub enum Command {
     List(ListArgs),
     /// Show every factor behind the worker count, and which one bound it.
     Report(ReportArgs),
+    /// Built-in and configured isolation plugins.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginsCommand {
+    /// Name, version, origin (built in or a path) and slot limit of each plugin.
+    List,
+    /// A plugin's imports (the capabilities it asks for), which the config
+    /// grants, and its settings.
+    Inspect {
+        /// The plugin's name, as in `[plugins.NAME]` or `--plugins`.
+        name: String,
+    },
 }
 
 #[derive(Args, Debug, Clone, Default)]

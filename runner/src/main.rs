@@ -3,7 +3,7 @@
 
 use clap::Parser;
 
-use partest::cli::{Cli, Command};
+use partest::cli::{Cli, Command, PluginsCommand};
 use partest::config::Config;
 use partest::error::{Error, exit};
 
@@ -53,6 +53,14 @@ fn run(cli: &Cli) -> Result<i32, Error> {
         }
         Command::Report(args) => {
             print!("{}", partest::commands::report(&config, args)?);
+            Ok(exit::OK)
+        }
+        Command::Plugins(PluginsCommand::List) => {
+            print!("{}", partest::commands::plugins_list(&config)?);
+            Ok(exit::OK)
+        }
+        Command::Plugins(PluginsCommand::Inspect { name }) => {
+            print!("{}", partest::commands::plugins_inspect(&config, name)?);
             Ok(exit::OK)
         }
     }

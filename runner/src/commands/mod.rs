@@ -2,10 +2,12 @@
 //! config → discover → plan → (isolation → pool → report).
 
 mod list;
+mod plugins;
 mod report;
 mod run;
 
 pub use list::list;
+pub use plugins::{plugins_inspect, plugins_list};
 pub use report::report;
 pub use run::run;
 
@@ -13,6 +15,7 @@ use crate::config::{Config, Settings};
 use crate::discover::{Adapter, DiscoverOptions, TestCase, adapter_for};
 use crate::error::Result;
 use crate::history::History;
+use crate::isolation::wasm::PluginHost;
 use crate::isolation::{Isolation, Lifecycle, TempDirs};
 use crate::plan::{Plan, PlanRules, SystemFacts, WorkerInputs, WorkerPlan, plan_workers, select};
 
@@ -37,8 +40,7 @@ pub fn prepare(
     let lifecycle = Lifecycle::new(providers(config, settings)?);
     let mut adapter = adapter_for(config, options)?;
     let tests: Vec<TestCase> = select(adapter.discover()?, settings.filter.as_ref(), names);
-    let state_dir = config.root.join(".partest");
-    let (history, history_warning) = History::load(&state_dir.join("history.db"));
+    let (history, history_warning) = History::load(&config.state_dir().join("history.db"));
     let skipped = tests.iter().filter(|t| t.ignored).count();
     let inputs = WorkerInputs {
         requested: settings.workers,
@@ -65,14 +67,13 @@ pub fn prepare(
     })
 }
 
-/// The isolation providers of this run: temp dirs always, then the plugins.
+/// The isolation providers of this run: temp dirs always, then the plugins
+/// (loaded, linked and configured here; set up later by the lifecycle).
 fn providers(config: &Config, settings: &Settings) -> Result<Vec<Box<dyn Isolation>>> {
-    let providers: Vec<Box<dyn Isolation>> = vec![Box::new(TempDirs::new(None))];
-    if let Some(name) = settings.plugins.first() {
-        return Err(crate::error::Error::config(format!(
-            "unknown plugin {name:?} (from --plugins or {}); no isolation plugins are available in this build",
-            config.origin()
-        )));
+    let mut providers: Vec<Box<dyn Isolation>> = vec![Box::new(TempDirs::new(None))];
+    if !settings.plugins.is_empty() {
+        let host = PluginHost::new(&config.root, &config.state_dir())?;
+        providers.extend(host.load_providers(config, &settings.plugins)?);
     }
     Ok(providers)
 }

@@ -80,7 +80,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
         run_id: run_id.clone(),
         workers,
         root: config.root.clone(),
-        state_dir: config.root.join(".partest"),
+        state_dir: config.state_dir(),
     };
     let spawner = Spawner {
         interrupts: interrupts.clone(),

@@ -113,6 +113,11 @@ impl Config {
         })
     }
 
+    /// `<root>/.partest`: history, the plugin cache, plugins' scratch dirs.
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(".partest")
+    }
+
     /// How errors name this config: the file, or "the defaults" without one.
     pub fn origin(&self) -> String {
         match &self.path {
