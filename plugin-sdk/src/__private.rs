@@ -54,6 +54,10 @@ impl<M: Meta> Guest for Adapter<M> {
         Ok(())
     }
 
+    fn max_slots() -> Result<Option<u32>, Error> {
+        with_plugin(|p: &mut M::Plugin| p.max_slots())
+    }
+
     fn setup_run(run: RunInfo) -> Result<Vec<(String, String)>, Error> {
         with_plugin(|p: &mut M::Plugin| p.setup_run(&run))
     }

@@ -20,6 +20,27 @@ pub mod log {
     }
 }
 
+/// The machine-wide register of partest runs. Always granted.
+///
+/// Name what you create after [`crate::RunInfo::run_id`]; before reclaiming
+/// something another run made, ask [`runs::liveness`](liveness) and touch it
+/// only when that run is [`Liveness::Dead`]. `Unknown` (no record here: it
+/// ended cleanly, or runs on another machine) is not permission.
+pub mod runs {
+    use crate::bindings::partest::plugin::runs as wit;
+    pub use crate::bindings::partest::plugin::runs::Liveness;
+
+    /// Whether run `run_id` is alive, dead (crashed: reclaimable) or unknown.
+    pub fn liveness(run_id: &str) -> Liveness {
+        wit::liveness_of(run_id)
+    }
+
+    /// Whether what run `run_id` left behind may be reclaimed: it is dead.
+    pub fn is_dead(run_id: &str) -> bool {
+        liveness(run_id) == Liveness::Dead
+    }
+}
+
 /// Commands on the granted Redis server: `allow = { redis = "redis://..." }`.
 pub mod redis {
     use crate::Result;

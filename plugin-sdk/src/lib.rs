@@ -40,7 +40,8 @@
 //! names from [`RunInfo::run_id`] (which every hook receives) or keep files there.
 //! Capabilities ([`redis`], [`postgres`], [`sqlite`], [`process`]) are imported
 //! only if you call them, and the user must grant them in partest.toml;
-//! [`log`] is always granted.
+//! [`log`] and [`runs`] (is the run that made this resource still alive?)
+//! are always granted.
 
 extern crate self as partest_plugin_sdk;
 
@@ -64,7 +65,7 @@ pub mod __private;
 pub mod capabilities;
 
 pub use bindings::partest::plugin::types::{ConfigKey, Error, RunInfo, Slot};
-pub use capabilities::{log, postgres, process, redis, sqlite};
+pub use capabilities::{log, postgres, process, redis, runs, sqlite};
 /// Re-exported so a plugin needs no serde dependency of its own: use
 /// `#[derive(partest_plugin_sdk::serde::Deserialize)]` with
 /// `#[serde(crate = "partest_plugin_sdk::serde")]`.
@@ -100,7 +101,9 @@ impl Error {
 pub trait Plugin: Sized + 'static {
     /// One line for `partest plugins list`.
     const SUMMARY: &'static str = "";
-    /// The most slots the plugin can serve (Redis: 16 databases).
+    /// The most slots the plugin can serve whatever its settings (Redis: 16
+    /// databases), for `partest plugins list`. A run asks
+    /// [`Plugin::max_slots`] instead, which returns this by default.
     const MAX_SLOTS: Option<u32> = None;
     /// Whether [`Plugin::reset_slot`] must run between tests.
     const RESETS_BETWEEN_TESTS: bool = false;
@@ -113,6 +116,16 @@ pub trait Plugin: Sized + 'static {
     /// Makes the plugin from its settings; read them with [`config`].
     /// Called in every new instance before any other hook.
     fn configure() -> Result<Self>;
+
+    /// The most slots this configured plugin can serve (Redis: the size of
+    /// its database range; PostgreSQL: what the server allows); `None`: no
+    /// limit. Asked once, on the run-level instance right after
+    /// [`Plugin::configure`] and before the worker count is decided, so it
+    /// caps `-n auto` and shows in `partest report`. Capabilities may be
+    /// used; an error stops the run (exit 3, or 2 for [`Error::BadConfig`]).
+    fn max_slots(&self) -> Result<Option<u32>> {
+        Ok(Self::MAX_SLOTS)
+    }
 
     /// Once per run: make templates; the env goes to the setup commands.
     fn setup_run(&mut self, _run: &RunInfo) -> Result<Env> {

@@ -25,6 +25,7 @@ mod plugin;
 mod postgres;
 mod process;
 mod redis;
+mod runs;
 mod sqlite;
 mod state;
 
@@ -161,8 +162,8 @@ impl PluginHost {
     }
 
     fn load_one(&self, config: &Config, name: &str) -> Result<WasmPlugin> {
-        let default_table = PluginTable::default();
-        let table = config.file.plugins.get(name).unwrap_or(&default_table);
+        let table = effective_table(config, name)?;
+        let table = &table;
         let source = self.source(config, name, table)?;
         let component = self.compile(name, &source)?;
         self.check_imports(config, name, table, &source, &component)?;
@@ -198,7 +199,9 @@ impl PluginHost {
                 Error::config(format!(
                     "[plugins.{name}] in {}: {}",
                     config.origin(),
-                    e.message.trim_start_matches("configure: bad config: ")
+                    e.message
+                        .trim_start_matches("configure: ")
+                        .trim_start_matches("bad config: ")
                 ))
             } else {
                 Error::setup(e.to_string())
@@ -318,7 +321,7 @@ impl PluginHost {
         }))
     }
 
-    /// WASI, `types`, `log` and `sqlite` always; `process`, `redis` and
+    /// WASI, `types`, `log`, `runs` and `sqlite` always; `process`, `redis` and
     /// `postgres` only when `table` grants them (`None`: link everything,
     /// for describing a plugin whose grants are empty anyway).
     fn linker(&self, table: Option<&PluginTable>) -> wasmtime::Result<Linker<HostState>> {
@@ -326,6 +329,7 @@ impl PluginHost {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         caps::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         caps::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        caps::runs::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         caps::sqlite::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         if table.is_none_or(|t| !t.allow.process.is_empty()) {
             caps::process::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
@@ -339,11 +343,12 @@ impl PluginHost {
         Ok(linker)
     }
 
-    /// What `plugins list` and `inspect` show: describe() without configure,
-    /// the component's capability imports, and where it came from.
+    /// What `plugins list` and `inspect` show: describe(), then the slot
+    /// limit with the user's settings (configure, max-slots), the
+    /// component's capability imports, and where it came from.
     fn describe(&self, config: &Config, name: &str) -> Result<Described> {
-        let default_table = PluginTable::default();
-        let table = config.file.plugins.get(name).unwrap_or(&default_table);
+        let table = effective_table(config, name)?;
+        let table = &table;
         let source = self.source(config, name, table)?;
         let component = self.compile(name, &source)?;
         let engine = &self.runtime.engine;
@@ -364,8 +369,7 @@ impl PluginHost {
                 source.label
             ))
         };
-        let empty = PluginTable::default();
-        let grants = self.grants(name, &empty)?;
+        let grants = self.grants(name, table)?;
         let pre = self
             .linker(None)
             .and_then(|l| l.instantiate_pre(&component))
@@ -374,14 +378,24 @@ impl PluginHost {
         let mut store = Store::new(engine, HostState::new(grants, 64 << 20).map_err(fail)?);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(engine::ticks(std::time::Duration::from_secs(5)));
+        let budget = std::time::Duration::from_secs(5);
+        store.set_epoch_deadline(engine::ticks(budget));
+        store.data_mut().deadline = std::time::Instant::now() + budget;
         let world = pre.instantiate(&mut store).map_err(fail)?;
-        let info = world
-            .partest_plugin_plugin()
-            .call_describe(&mut store)
-            .map_err(fail)?;
+        let hooks = world.partest_plugin_plugin();
+        let info = hooks.call_describe(&mut store).map_err(fail)?;
+        let configured = match hooks.call_configure(&mut store, &table.settings_toml()) {
+            Ok(Ok(())) => match hooks.call_max_slots(&mut store) {
+                Ok(Ok(n)) => Ok(n),
+                Ok(Err(e)) => Err(format!("max-slots: {}", plugin::wit_message(&e))),
+                Err(e) => Err(format!("max-slots: {e:#}")),
+            },
+            Ok(Err(e)) => Err(format!("configure: {}", plugin::wit_message(&e))),
+            Err(e) => Err(format!("configure: {e:#}")),
+        };
         Ok(Described {
             info,
+            configured,
             imports,
             source: source.label,
         })
@@ -390,8 +404,63 @@ impl PluginHost {
 
 struct Described {
     info: Info,
+    /// `max-slots` after `configure` with the user's settings, or why not.
+    configured: std::result::Result<Option<u32>, String>,
     imports: Vec<String>,
     source: String,
+}
+
+/// Built-ins whose one server grant is their own `url` setting, so that a
+/// user writes the URL once: (plugin, capability, default URL). The plugin
+/// reads the same `url` (with the same default) and can reach nothing else.
+const URL_GRANTS: &[(&str, &str, &str)] = &[
+    ("redis", "redis", "redis://127.0.0.1:6379"),
+    (
+        "postgres",
+        "postgres",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    ),
+];
+
+/// `[plugins.NAME]` as the host applies it: for a built-in in
+/// [`URL_GRANTS`], `allow.<capability>` is its `url` setting (or the
+/// default). An explicit `allow` naming another server is an error: the
+/// plugin would be configured for one server and granted another.
+fn effective_table(config: &Config, name: &str) -> Result<PluginTable> {
+    let mut table = config.file.plugins.get(name).cloned().unwrap_or_default();
+    let builtin = table.path.is_none() && builtin_names().contains(&name);
+    let Some(&(_, cap, default)) = URL_GRANTS.iter().find(|(n, _, _)| *n == name) else {
+        return Ok(table);
+    };
+    if !builtin {
+        return Ok(table);
+    }
+    let url = match table.settings.get("url") {
+        None => None,
+        Some(toml::Value::String(u)) => Some(u.clone()),
+        Some(other) => {
+            return Err(Error::config(format!(
+                "[plugins.{name}] url in {}: expected a string like {default:?}, found {other}",
+                config.origin()
+            )));
+        }
+    };
+    let slot = match cap {
+        "redis" => &mut table.allow.redis,
+        _ => &mut table.allow.postgres,
+    };
+    match (slot.as_deref(), url) {
+        (None, url) => *slot = Some(url.unwrap_or_else(|| default.to_string())),
+        (Some(granted), Some(url)) if granted != url => {
+            return Err(Error::config(format!(
+                "[plugins.{name}] in {}: url = {url:?} but allow.{cap} = {granted:?}; \
+                 the built-in {name} plugin is granted its own url, so drop allow.{cap}",
+                config.origin()
+            )));
+        }
+        _ => {}
+    }
+    Ok(table)
 }
 
 /// `partest:plugin/redis@0.1.0` → `redis`.
@@ -403,7 +472,7 @@ fn capability_of(import: &str) -> Option<&str> {
 /// `None` when `cap` is granted by `table`, else the config line that grants it.
 fn grant_hint(cap: &str, table: &PluginTable) -> Option<String> {
     match cap {
-        "types" | "log" | "sqlite" => None,
+        "types" | "log" | "runs" | "sqlite" => None,
         "process" if !table.allow.process.is_empty() => None,
         "process" => Some("allow = { process = [\"program\", ...] }".into()),
         "redis" if table.allow.redis.is_some() => None,
@@ -443,7 +512,10 @@ pub fn plugins_list(config: &Config, state_dir: &Path) -> Result<String> {
                 name.clone(),
                 d.info.version.clone(),
                 d.source.clone(),
-                d.info.max_slots.map_or("-".into(), |n| n.to_string()),
+                d.configured
+                    .clone()
+                    .unwrap_or(d.info.max_slots)
+                    .map_or("-".into(), |n| n.to_string()),
                 d.info.summary.clone(),
             ]),
             Err(e) => rows.push([
@@ -462,8 +534,8 @@ pub fn plugins_list(config: &Config, state_dir: &Path) -> Result<String> {
 pub fn plugins_inspect(config: &Config, state_dir: &Path, name: &str) -> Result<String> {
     let host = PluginHost::new(&config.root, state_dir)?;
     let d = host.describe(config, name)?;
-    let default_table = PluginTable::default();
-    let table = config.file.plugins.get(name).unwrap_or(&default_table);
+    let table = effective_table(config, name)?;
+    let table = &table;
     let mut out = String::new();
     out.push_str(&format!("plugin     {name}\n"));
     out.push_str(&format!("version    {}\n", d.info.version));
@@ -471,12 +543,20 @@ pub fn plugins_inspect(config: &Config, state_dir: &Path, name: &str) -> Result<
     if !d.info.summary.is_empty() {
         out.push_str(&format!("summary    {}\n", d.info.summary));
     }
-    out.push_str(&format!(
-        "max slots  {}\n",
-        d.info
-            .max_slots
-            .map_or("no limit".into(), |n| n.to_string())
-    ));
+    let limit = |n: Option<u32>| n.map_or("no limit".to_string(), |n| n.to_string());
+    let max_slots = match &d.configured {
+        Ok(n) if *n == d.info.max_slots => limit(*n),
+        Ok(n) => format!(
+            "{} with these settings ({} without)",
+            limit(*n),
+            limit(d.info.max_slots)
+        ),
+        Err(e) => format!(
+            "{} (with these settings unknown: {e})",
+            limit(d.info.max_slots)
+        ),
+    };
+    out.push_str(&format!("max slots  {max_slots}\n"));
     out.push_str(&format!(
         "resets     {}\n",
         if d.info.resets_between_tests {
@@ -492,6 +572,7 @@ pub fn plugins_inspect(config: &Config, state_dir: &Path, name: &str) -> Result<
     for cap in &d.imports {
         let status = match (cap.as_str(), grant_hint(cap, table)) {
             ("log", _) => "granted (always)".to_string(),
+            ("runs", _) => "granted (always: is a run alive?)".to_string(),
             ("sqlite", _) => "granted (its scratch dir only)".to_string(),
             ("process", None) => format!("granted: {}", table.allow.process.join(", ")),
             ("redis", None) => format!("granted: {}", table.allow.redis.as_deref().unwrap_or("")),

@@ -38,6 +38,8 @@ pub struct WasmPlugin {
     name: String,
     source: String,
     info: Info,
+    /// What the configured plugin said it can serve (`max-slots`).
+    max_slots: Option<u32>,
     pre: PluginWorldPre<HostState>,
     grants: Arc<Grants>,
     settings: String,
@@ -70,6 +72,7 @@ impl WasmPlugin {
             name,
             source,
             info: placeholder,
+            max_slots: None,
             pre,
             grants,
             settings,
@@ -82,11 +85,21 @@ impl WasmPlugin {
         plugin.info = plugin.call(&cell, "describe", limits.call, |w, s| {
             w.partest_plugin_plugin().call_describe(s).map(Ok)
         })?;
+        // The instance is configured by now (the call above made it), so
+        // the plugin can size itself from its settings or its server.
+        plugin.max_slots = plugin.call(&cell, "max-slots", limits.call, |w, s| {
+            w.partest_plugin_plugin().call_max_slots(s)
+        })?;
         Ok(plugin)
     }
 
     pub fn info(&self) -> &Info {
         &self.info
+    }
+
+    /// The configured plugin's slot limit (`max-slots`, asked at load).
+    pub fn configured_max_slots(&self) -> Option<u32> {
+        self.max_slots
     }
 
     /// `built-in` or the component's path.
@@ -214,7 +227,7 @@ fn wit_slot(slot: &Slot) -> WitSlot {
     }
 }
 
-fn wit_message(e: &WitError) -> String {
+pub(super) fn wit_message(e: &WitError) -> String {
     match e {
         WitError::BadConfig(m) => format!("bad config: {m}"),
         WitError::Unavailable(m) => format!("unavailable: {m}"),
@@ -226,6 +239,7 @@ fn wit_message(e: &WitError) -> String {
 /// Whether a plugin error is the user's config (exit 2) rather than the environment.
 pub(super) fn is_bad_config(e: &IsolationError) -> bool {
     e.message.starts_with("configure: bad config:")
+        || (e.hook == "max-slots" && e.message.starts_with("bad config:"))
 }
 
 impl Isolation for WasmPlugin {
@@ -234,7 +248,7 @@ impl Isolation for WasmPlugin {
     }
 
     fn max_slots(&self) -> Option<usize> {
-        self.info.max_slots.map(|n| n as usize)
+        self.max_slots.map(|n| n as usize)
     }
 
     fn resets_between_tests(&self) -> bool {
