@@ -58,6 +58,11 @@ impl<M: Meta> Guest for Adapter<M> {
         with_plugin(|p: &mut M::Plugin| p.max_slots())
     }
 
+    fn resets_between_tests() -> bool {
+        with_plugin(|p: &mut M::Plugin| Ok(p.resets_between_tests()))
+            .unwrap_or(M::Plugin::RESETS_BETWEEN_TESTS)
+    }
+
     fn setup_run(run: RunInfo) -> Result<Vec<(String, String)>, Error> {
         with_plugin(|p: &mut M::Plugin| p.setup_run(&run))
     }

@@ -135,6 +135,12 @@ pub mod sqlite {
     pub fn backup(source: &str, target: &str) -> Result<()> {
         wit::backup(source, target)
     }
+    /// Copies a database the user granted outside the scratch dir
+    /// (`allow = { sqlite = ["db/template.db"] }`, spelled as granted) into
+    /// scratch file `target`; the source is opened read-only.
+    pub fn copy_granted(source: &str, target: &str) -> Result<()> {
+        wit::copy_granted(source, target)
+    }
     /// The absolute path on the host, for the env of tests.
     pub fn host_path(path: &str) -> Result<String> {
         wit::host_path(path)

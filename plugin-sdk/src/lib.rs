@@ -105,7 +105,8 @@ pub trait Plugin: Sized + 'static {
     /// databases), for `partest plugins list`. A run asks
     /// [`Plugin::max_slots`] instead, which returns this by default.
     const MAX_SLOTS: Option<u32> = None;
-    /// Whether [`Plugin::reset_slot`] must run between tests.
+    /// Whether [`Plugin::reset_slot`] must run between tests whatever the
+    /// settings. A run asks [`Plugin::resets_between_tests`] instead.
     const RESETS_BETWEEN_TESTS: bool = false;
 
     /// The keys of your table, for `partest plugins inspect`.
@@ -125,6 +126,13 @@ pub trait Plugin: Sized + 'static {
     /// used; an error stops the run (exit 3, or 2 for [`Error::BadConfig`]).
     fn max_slots(&self) -> Result<Option<u32>> {
         Ok(Self::MAX_SLOTS)
+    }
+
+    /// Whether [`Plugin::reset_slot`] must run between tests with these
+    /// settings (Redis: `flush-between-tests = true`). Asked once after
+    /// [`Plugin::configure`]; returns `RESETS_BETWEEN_TESTS` by default.
+    fn resets_between_tests(&self) -> bool {
+        Self::RESETS_BETWEEN_TESTS
     }
 
     /// Once per run: make templates; the env goes to the setup commands.

@@ -46,6 +46,10 @@ pub struct PluginAllow {
     pub redis: Option<String>,
     /// The one PostgreSQL server it may run SQL on.
     pub postgres: Option<String>,
+    /// SQLite databases outside its scratch dir it may copy from (read
+    /// only), relative to the project root.
+    #[serde(default)]
+    pub sqlite: Vec<String>,
 }
 
 /// `limits = { ... }`: each bounds one plugin call.

@@ -316,6 +316,7 @@ impl PluginHost {
             process: table.allow.process.clone(),
             redis: table.allow.redis.clone(),
             postgres: table.allow.postgres.clone(),
+            sqlite: table.allow.sqlite.clone(),
             boundary: usize::try_from(table.limits.boundary()).unwrap_or(usize::MAX),
             log: self.log.clone(),
         }))
@@ -386,7 +387,12 @@ impl PluginHost {
         let info = hooks.call_describe(&mut store).map_err(fail)?;
         let configured = match hooks.call_configure(&mut store, &table.settings_toml()) {
             Ok(Ok(())) => match hooks.call_max_slots(&mut store) {
-                Ok(Ok(n)) => Ok(n),
+                Ok(Ok(n)) => Ok((
+                    n,
+                    hooks
+                        .call_resets_between_tests(&mut store)
+                        .unwrap_or(info.resets_between_tests),
+                )),
                 Ok(Err(e)) => Err(format!("max-slots: {}", plugin::wit_message(&e))),
                 Err(e) => Err(format!("max-slots: {e:#}")),
             },
@@ -405,7 +411,9 @@ impl PluginHost {
 struct Described {
     info: Info,
     /// `max-slots` after `configure` with the user's settings, or why not.
-    configured: std::result::Result<Option<u32>, String>,
+    /// `max-slots` and `resets-between-tests` after `configure` with the
+    /// user's settings, or why they could not be asked.
+    configured: std::result::Result<(Option<u32>, bool), String>,
     imports: Vec<String>,
     source: String,
 }
@@ -413,6 +421,9 @@ struct Described {
 /// Built-ins whose one server grant is their own `url` setting, so that a
 /// user writes the URL once: (plugin, capability, default URL). The plugin
 /// reads the same `url` (with the same default) and can reach nothing else.
+/// The built-in sqlite plugin may copy from its own `template` setting.
+const TEMPLATE_GRANT: &str = "sqlite";
+
 const URL_GRANTS: &[(&str, &str, &str)] = &[
     ("redis", "redis", "redis://127.0.0.1:6379"),
     (
@@ -429,6 +440,13 @@ const URL_GRANTS: &[(&str, &str, &str)] = &[
 fn effective_table(config: &Config, name: &str) -> Result<PluginTable> {
     let mut table = config.file.plugins.get(name).cloned().unwrap_or_default();
     let builtin = table.path.is_none() && builtin_names().contains(&name);
+    if builtin
+        && name == TEMPLATE_GRANT
+        && let Some(toml::Value::String(template)) = table.settings.get("template")
+        && !table.allow.sqlite.contains(template)
+    {
+        table.allow.sqlite.push(template.clone());
+    }
     let Some(&(_, cap, default)) = URL_GRANTS.iter().find(|(n, _, _)| *n == name) else {
         return Ok(table);
     };
@@ -514,7 +532,7 @@ pub fn plugins_list(config: &Config, state_dir: &Path) -> Result<String> {
                 d.source.clone(),
                 d.configured
                     .clone()
-                    .unwrap_or(d.info.max_slots)
+                    .map_or(d.info.max_slots, |(n, _)| n)
                     .map_or("-".into(), |n| n.to_string()),
                 d.info.summary.clone(),
             ]),
@@ -545,8 +563,8 @@ pub fn plugins_inspect(config: &Config, state_dir: &Path, name: &str) -> Result<
     }
     let limit = |n: Option<u32>| n.map_or("no limit".to_string(), |n| n.to_string());
     let max_slots = match &d.configured {
-        Ok(n) if *n == d.info.max_slots => limit(*n),
-        Ok(n) => format!(
+        Ok((n, _)) if *n == d.info.max_slots => limit(*n),
+        Ok((n, _)) => format!(
             "{} with these settings ({} without)",
             limit(*n),
             limit(d.info.max_slots)
@@ -559,7 +577,10 @@ pub fn plugins_inspect(config: &Config, state_dir: &Path, name: &str) -> Result<
     out.push_str(&format!("max slots  {max_slots}\n"));
     out.push_str(&format!(
         "resets     {}\n",
-        if d.info.resets_between_tests {
+        if d.configured
+            .as_ref()
+            .map_or(d.info.resets_between_tests, |(_, r)| *r)
+        {
             "between tests"
         } else {
             "no"
@@ -573,7 +594,13 @@ pub fn plugins_inspect(config: &Config, state_dir: &Path, name: &str) -> Result<
         let status = match (cap.as_str(), grant_hint(cap, table)) {
             ("log", _) => "granted (always)".to_string(),
             ("runs", _) => "granted (always: is a run alive?)".to_string(),
-            ("sqlite", _) => "granted (its scratch dir only)".to_string(),
+            ("sqlite", _) if table.allow.sqlite.is_empty() => {
+                "granted (its scratch dir only)".to_string()
+            }
+            ("sqlite", _) => format!(
+                "granted (its scratch dir; copies from: {})",
+                table.allow.sqlite.join(", ")
+            ),
             ("process", None) => format!("granted: {}", table.allow.process.join(", ")),
             ("redis", None) => format!("granted: {}", table.allow.redis.as_deref().unwrap_or("")),
             ("postgres", None) => "granted".to_string(),

@@ -40,6 +40,8 @@ pub struct WasmPlugin {
     info: Info,
     /// What the configured plugin said it can serve (`max-slots`).
     max_slots: Option<u32>,
+    /// Whether the configured plugin resets between tests.
+    resets: bool,
     pre: PluginWorldPre<HostState>,
     grants: Arc<Grants>,
     settings: String,
@@ -73,6 +75,7 @@ impl WasmPlugin {
             source,
             info: placeholder,
             max_slots: None,
+            resets: false,
             pre,
             grants,
             settings,
@@ -89,6 +92,11 @@ impl WasmPlugin {
         // the plugin can size itself from its settings or its server.
         plugin.max_slots = plugin.call(&cell, "max-slots", limits.call, |w, s| {
             w.partest_plugin_plugin().call_max_slots(s)
+        })?;
+        plugin.resets = plugin.call(&cell, "resets-between-tests", limits.call, |w, s| {
+            w.partest_plugin_plugin()
+                .call_resets_between_tests(s)
+                .map(Ok)
         })?;
         Ok(plugin)
     }
@@ -252,7 +260,7 @@ impl Isolation for WasmPlugin {
     }
 
     fn resets_between_tests(&self) -> bool {
-        self.info.resets_between_tests
+        self.resets
     }
 
     fn setup_run(&self, run: &RunInfo) -> IsoResult<Env> {

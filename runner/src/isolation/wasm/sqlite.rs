@@ -98,6 +98,34 @@ impl Host for HostState {
             .map_err(|e| Error::Failed(format!("sqlite backup {source} -> {target}: {e}")))
     }
 
+    fn copy_granted(&mut self, source: String, target: String) -> Result<(), Error> {
+        if !self.grants.sqlite.contains(&source) {
+            return Err(Error::Refused(format!(
+                "sqlite {source:?} is outside the scratch directory and not granted \
+                 (allow = {{ sqlite = [{source:?}] }})"
+            )));
+        }
+        let full = self.grants.root.join(&source);
+        if !full.is_file() {
+            return Err(Error::BadConfig(format!(
+                "{source}: no such database file ({})",
+                full.display()
+            )));
+        }
+        let src = Connection::open_with_flags(
+            &full,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| Error::Failed(format!("cannot open {}: {e}", full.display())))?;
+        // SAFETY: as in open_db.
+        unsafe { ffi::sqlite3_limit(src.handle(), ffi::SQLITE_LIMIT_ATTACHED, 0) };
+        let _ = src.busy_timeout(self.remaining());
+        let dst = self.open_db(&target)?;
+        backup(&src, &dst, self.remaining()).map_err(|e| {
+            Error::Failed(format!("sqlite backup {} -> {target}: {e}", full.display()))
+        })
+    }
+
     fn host_path(&mut self, path: String) -> Result<String, Error> {
         Ok(self.scratch_path(&path)?.to_string_lossy().into_owned())
     }

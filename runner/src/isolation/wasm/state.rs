@@ -25,6 +25,8 @@ pub struct Grants {
     pub process: Vec<String>,
     pub redis: Option<String>,
     pub postgres: Option<String>,
+    /// SQLite files outside the scratch dir it may copy from, as granted.
+    pub sqlite: Vec<String>,
     /// Most bytes the host hands back in one capability reply.
     pub boundary: usize,
     pub log: LogSink,
