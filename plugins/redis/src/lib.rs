@@ -1,0 +1,527 @@
+//! The built-in `redis` plugin: each slot gets its own logical database
+//! (`REDIS_URL=redis://host:port/N`) and key prefix
+//! (`REDIS_KEY_PREFIX=partest:<run>:gw0:`), or, in prefix mode (one-database
+//! servers: Redis Cluster, managed services), the configured database and
+//! its own key prefix only.
+//!
+//! Safety: a database is used only if it is empty (then claimed with an
+//! owner key carrying the run id), or owned by a dead partest run (then
+//! reclaimed). A database holding any other key is never flushed: it is
+//! skipped with a warning naming it and its key count, and the slot fails
+//! only if no database in the range is free. Teardown flushes only the
+//! databases this run claimed (prefix mode: UNLINKs only the slot's keys).
+//!
+//! ```toml
+//! [plugins.redis]
+//! url = "redis://127.0.0.1:6379"   # the one server this plugin may reach
+//! databases = "1-15"               # database mode: the range slots use; max slots = its size
+//! mode = "database"                # or "prefix"
+//! flush-between-tests = false      # FLUSHDB (prefix mode: UNLINK prefix*) between tests
+//! ```
+
+use partest_plugin_sdk::redis::{self, Reply};
+use partest_plugin_sdk::serde::Deserialize;
+use partest_plugin_sdk::{ConfigKey, Env, Error, Plugin, Result, RunInfo, Slot, config, log, runs};
+
+#[derive(Deserialize)]
+#[serde(
+    crate = "partest_plugin_sdk::serde",
+    deny_unknown_fields,
+    rename_all = "kebab-case"
+)]
+struct Settings {
+    /// Read by the host as this plugin's grant; here only to be accepted.
+    #[allow(dead_code)]
+    url: Option<String>,
+    #[serde(default = "default_databases")]
+    databases: String,
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default = "default_var")]
+    var: String,
+    #[serde(default = "default_prefix_var")]
+    prefix_var: String,
+    #[serde(default)]
+    flush_between_tests: bool,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(crate = "partest_plugin_sdk::serde", rename_all = "kebab-case")]
+enum Mode {
+    #[default]
+    Database,
+    Prefix,
+}
+
+fn default_databases() -> String {
+    "1-15".into()
+}
+fn default_var() -> String {
+    "REDIS_URL".into()
+}
+fn default_prefix_var() -> String {
+    "REDIS_KEY_PREFIX".into()
+}
+
+/// The key that marks a database as claimed: `<run id>:<slot>`.
+const OWNER_KEY: &str = "partest:owner";
+
+/// Atomically: claim an empty database, or say who owns it, or how many
+/// foreign keys it holds. Returns [verdict, owner, key count].
+const CLAIM: &str = r"
+local n = redis.call('DBSIZE')
+if n == 0 then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return {'claimed', '', 0}
+end
+local t = redis.call('TYPE', KEYS[1])
+if (t.ok or t) == 'string' then
+  return {'owned', redis.call('GET', KEYS[1]), n}
+end
+return {'foreign', '', n}
+";
+
+/// Atomically: flush a database still owned by `ARGV[1]` (a dead run) and
+/// claim it for `ARGV[2]` (empty: leave it unclaimed).
+const RECLAIM: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('FLUSHDB')
+  if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2]) end
+  return 1
+end
+return 0
+";
+
+struct RedisPlugin {
+    s: Settings,
+    first: u32,
+    last: u32,
+    /// The database this slot instance claimed.
+    claimed: Option<u32>,
+}
+
+fn prefix(run: &RunInfo, slot: &str) -> String {
+    format!("partest:{}:{slot}:", run.run_id)
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..auth_end].rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let hidden = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".into()
+            };
+            format!("{scheme}://{hidden}@{host}{}", &rest[auth_end..])
+        }
+        None => url.to_string(),
+    }
+}
+
+/// `url` with database `db`: the path for redis[s]://, `db=` for unix sockets.
+fn with_db(url: &str, db: u32) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    if url.starts_with("unix:") || url.starts_with("redis+unix:") {
+        let mut params: Vec<String> = query
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty() && !p.starts_with("db="))
+            .map(str::to_string)
+            .collect();
+        params.push(format!("db={db}"));
+        return format!("{base}?{}", params.join("&"));
+    }
+    let (scheme, rest) = base.split_once("://").unwrap_or(("redis", base));
+    let host = rest.split('/').next().unwrap_or(rest);
+    let mut out = format!("{scheme}://{host}/{db}");
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+fn cmd(args: &[&str]) -> Result<Reply> {
+    redis::command(args)
+}
+
+/// One line for a server that is not there; the host's error otherwise.
+fn unreachable(e: Error) -> Error {
+    match e {
+        Error::Unavailable(m) => {
+            let url = redact(&redis::url());
+            let lower = m.to_ascii_lowercase();
+            if lower.contains("refused") {
+                Error::unavailable(format!(
+                    "cannot reach redis at {url}: connection refused — is redis-server running?"
+                ))
+            } else {
+                let cut = m.find(": ").map_or(m.as_str(), |i| &m[i + 2..]);
+                Error::unavailable(format!("cannot reach redis at {url}: {}", strip_url(cut)))
+            }
+        }
+        other => other,
+    }
+}
+
+/// The host's message may carry the URL (and so a password): drop it.
+fn strip_url(m: &str) -> String {
+    let url = redis::url();
+    if url.is_empty() {
+        m.to_string()
+    } else {
+        m.replace(&url, &redact(&url))
+    }
+}
+
+fn int(r: &Reply) -> i64 {
+    match r {
+        Reply::Int(i) => *i,
+        other => other.as_str().and_then(|s| s.parse().ok()).unwrap_or(0),
+    }
+}
+
+/// Every key of the selected database matching `pattern` (SCAN, not KEYS).
+fn scan_all(pattern: &str) -> Result<Vec<Vec<u8>>> {
+    let mut cursor = "0".to_string();
+    let mut found = Vec::new();
+    loop {
+        let Reply::Array(parts) = cmd(&["SCAN", &cursor, "MATCH", pattern, "COUNT", "1000"])?
+        else {
+            return Err(Error::failed("SCAN did not return an array"));
+        };
+        cursor = parts
+            .first()
+            .and_then(Reply::as_str)
+            .unwrap_or("0")
+            .to_string();
+        if let Some(Reply::Array(keys)) = parts.get(1) {
+            found.extend(keys.iter().filter_map(|k| match k {
+                Reply::Data(d) => Some(d.clone()),
+                _ => None,
+            }));
+        }
+        if cursor == "0" {
+            return Ok(found);
+        }
+    }
+}
+
+/// UNLINKs every key of the selected database matching `pattern`.
+fn unlink_matching(pattern: &str) -> Result<u64> {
+    let keys = scan_all(pattern)?;
+    let mut removed = 0;
+    for chunk in keys.chunks(500) {
+        let mut args: Vec<&[u8]> = vec![b"UNLINK"];
+        args.extend(chunk.iter().map(Vec::as_slice));
+        removed += int(&redis::command(&args)?) as u64;
+    }
+    Ok(removed)
+}
+
+impl RedisPlugin {
+    fn range(&self) -> impl Iterator<Item = u32> + '_ {
+        self.first..=self.last
+    }
+
+    /// Connects, names the connection and checks the server answers.
+    fn connect(&self, name: &str) -> Result<()> {
+        cmd(&["PING"]).map_err(unreachable)?;
+        cmd(&["CLIENT", "SETNAME", name]).map_err(unreachable)?;
+        Ok(())
+    }
+
+    /// Whether another partest connection that got there first sits on `db`
+    /// (a live slot whose tests may have flushed its owner key away).
+    fn busy(&self, db: u32, me: i64) -> Result<bool> {
+        let list = cmd(&["CLIENT", "LIST"])?;
+        let text = list.as_str().unwrap_or("");
+        Ok(text.lines().any(|line| {
+            let field = |k: &str| {
+                line.split(' ')
+                    .find_map(|f| f.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+            };
+            field("name").is_some_and(|n| n.starts_with("partest:"))
+                && field("db") == Some(&db.to_string())
+                && field("id")
+                    .and_then(|i| i.parse::<i64>().ok())
+                    .is_some_and(|id| id < me)
+        }))
+    }
+
+    /// Claims a database for `slot`: the first one from its own offset in
+    /// the range that is empty or owned by a dead run.
+    fn claim(&mut self, run: &RunInfo, slot: &Slot) -> Result<u32> {
+        let owner = format!("{}:{}", run.run_id, slot.name);
+        let me = int(&cmd(&["CLIENT", "ID"])?);
+        let size = self.last - self.first + 1;
+        let mut skipped = Vec::new();
+        for k in 0..size {
+            let db = self.first + (slot.index + k) % size;
+            if let Err(e) = cmd(&["SELECT", &db.to_string()]) {
+                return Err(Error::bad_config(format!(
+                    "databases = {:?}: the server refused database {db} ({}); lower the range",
+                    self.s.databases,
+                    match e {
+                        Error::Failed(m)
+                        | Error::Refused(m)
+                        | Error::Unavailable(m)
+                        | Error::BadConfig(m) => m,
+                    }
+                )));
+            }
+            if self.busy(db, me)? {
+                skipped.push(format!("db {db} is in use by another partest slot"));
+                continue;
+            }
+            let Reply::Array(v) = cmd(&["EVAL", CLAIM, "1", OWNER_KEY, &owner])? else {
+                return Err(Error::failed("the claim script did not return an array"));
+            };
+            let verdict = v.first().and_then(Reply::as_str).unwrap_or("");
+            let keys = v.get(2).map_or(0, int);
+            match verdict {
+                "claimed" => return Ok(db),
+                "owned" => {
+                    let by = v.get(1).and_then(Reply::as_str).unwrap_or("").to_string();
+                    let by_run = by.split(':').next().unwrap_or("");
+                    if runs::is_dead(by_run) {
+                        let r = cmd(&["EVAL", RECLAIM, "1", OWNER_KEY, &by, &owner])?;
+                        if int(&r) == 1 {
+                            log::info(format!(
+                                "reclaimed redis db {db} ({keys} keys) from dead run {by_run}"
+                            ));
+                            return Ok(db);
+                        }
+                    }
+                    skipped.push(format!("db {db} is owned by run {by_run} ({keys} keys)"));
+                }
+                _ => {
+                    log::warn(format!(
+                        "redis db {db} holds {keys} key(s) partest did not write: not touching it"
+                    ));
+                    skipped.push(format!("db {db} holds {keys} key(s) partest did not write"));
+                }
+            }
+        }
+        Err(Error::refused(format!(
+            "no free redis database for {} in {} at {}: {}; empty one of them or widen `databases`",
+            slot.name,
+            self.s.databases,
+            redact(&redis::url()),
+            skipped.join("; ")
+        )))
+    }
+}
+
+fn parse_range(text: &str) -> Option<(u32, u32)> {
+    let (a, b) = text.split_once('-').unwrap_or((text, text));
+    let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a <= b).then_some((a, b))
+}
+
+impl Plugin for RedisPlugin {
+    const SUMMARY: &'static str =
+        "a Redis database (REDIS_URL) and key prefix per slot; never touches foreign keys";
+    /// The most a Redis server has by default (databases 0-15).
+    const MAX_SLOTS: Option<u32> = Some(16);
+
+    fn config_keys() -> Vec<ConfigKey> {
+        let key = |name: &str, description: &str, default: Option<&str>| ConfigKey {
+            name: name.into(),
+            description: description.into(),
+            default_value: default.map(str::to_string),
+        };
+        vec![
+            key(
+                "url",
+                "the server (redis://, rediss://, user:password@); the only one the plugin may reach",
+                Some("\"redis://127.0.0.1:6379\""),
+            ),
+            key(
+                "databases",
+                "database mode: the range slots use (\"A-B\"); max slots = its size",
+                Some("\"1-15\""),
+            ),
+            key(
+                "mode",
+                "\"database\" (a database per slot) or \"prefix\" (shared database, key prefix only)",
+                Some("\"database\""),
+            ),
+            key(
+                "var",
+                "env var that gets the slot's URL",
+                Some("\"REDIS_URL\""),
+            ),
+            key(
+                "prefix-var",
+                "env var that gets the slot's key prefix",
+                Some("\"REDIS_KEY_PREFIX\""),
+            ),
+            key(
+                "flush-between-tests",
+                "empty the slot's database (prefix mode: its keys) between tests",
+                Some("false"),
+            ),
+        ]
+    }
+
+    fn configure() -> Result<Self> {
+        let s: Settings = config()?;
+        let Some((first, last)) = parse_range(&s.databases) else {
+            return Err(Error::bad_config(format!(
+                "databases = {:?}: expected a range like \"1-15\" (or one number)",
+                s.databases
+            )));
+        };
+        Ok(RedisPlugin {
+            s,
+            first,
+            last,
+            claimed: None,
+        })
+    }
+
+    fn max_slots(&self) -> Result<Option<u32>> {
+        Ok(match self.s.mode {
+            Mode::Database => Some(self.last - self.first + 1),
+            Mode::Prefix => None,
+        })
+    }
+
+    fn resets_between_tests(&self) -> bool {
+        self.s.flush_between_tests
+    }
+
+    fn setup_run(&mut self, run: &RunInfo) -> Result<Env> {
+        self.connect(&format!("partest:{}:run", run.run_id))?;
+        Ok(vec![
+            (self.s.var.clone(), redis::url()),
+            (self.s.prefix_var.clone(), prefix(run, "setup")),
+        ])
+    }
+
+    fn setup_slot(&mut self, run: &RunInfo, slot: &Slot) -> Result<Env> {
+        self.connect(&format!("partest:{}:{}", run.run_id, slot.name))?;
+        let url = match self.s.mode {
+            Mode::Prefix => redis::url(),
+            Mode::Database => {
+                // The claim is the last fallible step: a failed setup leaves nothing.
+                let db = self.claim(run, slot)?;
+                self.claimed = Some(db);
+                with_db(&redis::url(), db)
+            }
+        };
+        Ok(vec![
+            (self.s.var.clone(), url),
+            (self.s.prefix_var.clone(), prefix(run, &slot.name)),
+        ])
+    }
+
+    fn reset_slot(&mut self, run: &RunInfo, slot: &Slot) -> Result<()> {
+        match self.claimed {
+            Some(_) => {
+                cmd(&["FLUSHDB"])?;
+                cmd(&["SET", OWNER_KEY, &format!("{}:{}", run.run_id, slot.name)])?;
+            }
+            None => {
+                unlink_matching(&format!("{}*", prefix(run, &slot.name)))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn teardown_slot(&mut self, run: &RunInfo, slot: &Slot, _run_failed: bool) -> Result<()> {
+        match self.claimed.take() {
+            Some(db) => {
+                // This connection still has `db` selected; flush only that.
+                cmd(&["SELECT", &db.to_string()])?;
+                cmd(&["FLUSHDB"])?;
+            }
+            None if self.s.mode == Mode::Prefix => {
+                unlink_matching(&format!("{}*", prefix(run, &slot.name)))?;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// A safety net: what this run still owns (a slot whose instance was
+    /// lost) is flushed; in prefix mode, every key under the run's prefix.
+    fn teardown_run(&mut self, run: &RunInfo, _run_failed: bool) -> Result<()> {
+        match self.s.mode {
+            Mode::Prefix => {
+                unlink_matching(&format!("partest:{}:*", run.run_id))?;
+            }
+            Mode::Database => {
+                let mine = format!("{}:", run.run_id);
+                for db in self.range() {
+                    cmd(&["SELECT", &db.to_string()])?;
+                    if let Some(owner) = cmd(&["GET", OWNER_KEY])
+                        .ok()
+                        .and_then(|r| r.as_str().map(str::to_string))
+                        && owner.starts_with(&mine)
+                    {
+                        cmd(&["EVAL", RECLAIM, "1", OWNER_KEY, &owner, ""])?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `partest clean`: databases (prefix mode: keys) of dead runs.
+    fn sweep(&mut self, _run: &RunInfo, dry_run: bool) -> Result<Vec<String>> {
+        cmd(&["PING"]).map_err(unreachable)?;
+        let mut removed = Vec::new();
+        match self.s.mode {
+            Mode::Database => {
+                for db in self.range() {
+                    cmd(&["SELECT", &db.to_string()])?;
+                    let Some(owner) = cmd(&["GET", OWNER_KEY])
+                        .ok()
+                        .and_then(|r| r.as_str().map(str::to_string))
+                    else {
+                        continue;
+                    };
+                    let run_id = owner.split(':').next().unwrap_or("");
+                    if !runs::is_dead(run_id) {
+                        continue;
+                    }
+                    if dry_run || int(&cmd(&["EVAL", RECLAIM, "1", OWNER_KEY, &owner, ""])?) == 1 {
+                        removed.push(format!("redis db {db} of dead run {run_id}"));
+                    }
+                }
+            }
+            Mode::Prefix => {
+                let mut dead = std::collections::BTreeSet::new();
+                for key in scan_all("partest:*")? {
+                    let key = String::from_utf8_lossy(&key);
+                    if let Some(id) = key.split(':').nth(1)
+                        && runs::is_dead(id)
+                    {
+                        dead.insert(id.to_string());
+                    }
+                }
+                for id in dead {
+                    if dry_run {
+                        removed.push(format!("redis keys partest:{id}:* of dead run {id}"));
+                    } else {
+                        let n = unlink_matching(&format!("partest:{id}:*"))?;
+                        removed.push(format!("{n} redis key(s) of dead run {id}"));
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+partest_plugin_sdk::register!(RedisPlugin);
