@@ -92,6 +92,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
         .and_then(|env| run_setup_commands(config, &env, &events, &interrupts));
 
     let mut failure: Option<Error> = setup.err();
+    let mut tests_failed = false;
     if failure.is_none() && !interrupts.is_set() {
         let pool = Pool {
             plan,
@@ -109,6 +110,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
             },
         };
         let outcome = pool.run();
+        tests_failed = outcome.tests_failed;
         failure = outcome
             .isolation_error
             .map(|e| Error::setup(e.to_string()))
@@ -117,8 +119,8 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     if interrupts.is_set() {
         let _ = events.send(Event::Interrupted);
     }
-    let summary_failed = failure.is_some();
-    let teardown_errors = teardown(lifecycle, summary_failed, &events);
+    let run_failed = failure.is_some() || tests_failed;
+    let teardown_errors = teardown(lifecycle, run_failed, &events);
     drop(events);
     let summary = reporter
         .join()

@@ -37,6 +37,9 @@ pub struct PoolOutcome {
     pub isolation_error: Option<IsolationError>,
     /// Could not start a process (a missing program, say).
     pub spawn_error: Option<String>,
+    /// A test failed for good: plugins' teardown hears `run_failed`
+    /// (keep-on-failure).
+    pub tests_failed: bool,
 }
 
 pub struct Pool<'a> {
@@ -175,6 +178,10 @@ impl Pool<'_> {
             shared.groups.leave(unit.group);
             match result {
                 Ok(UnitDone { retries, failed }) => {
+                    if failed {
+                        let mut o = shared.outcome.lock().unwrap_or_else(|p| p.into_inner());
+                        o.tests_failed = true;
+                    }
                     for retry in retries {
                         shared.outstanding.fetch_add(1, Ordering::AcqRel);
                         shared.injector.push(retry);
@@ -204,6 +211,7 @@ impl Pool<'_> {
             }
             match self.run_unit(state, &unit) {
                 Ok(done) => {
+                    outcome.tests_failed |= done.failed;
                     // A retried serial test runs again at once, still alone.
                     for retry in done.retries.into_iter().rev() {
                         queue.push_front(retry);

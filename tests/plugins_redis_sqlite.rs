@@ -1,0 +1,447 @@
+//! The built-in redis and sqlite plugins on a real Redis (127.0.0.1:6379)
+//! and real SQLite files: distinct databases and files per slot, foreign
+//! data left alone, dead runs reclaimed, nothing left after a passing, a
+//! failing and an interrupted run, and a clean exit 3 when Redis is down.
+//!
+//! Each test uses its own Redis databases (cargo runs them in parallel);
+//! none touches 0, 13 (the example's shared one), 14 or 15.
+//! Without Redis they skip, except under CI=true, where they fail.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use partest_e2e::*;
+
+const REDIS: &str = "127.0.0.1:6379";
+
+/// Whether Redis is up; panics under CI when it is not.
+fn redis_up(test: &str) -> bool {
+    match TcpStream::connect_timeout(&REDIS.parse().unwrap(), Duration::from_secs(1)) {
+        Ok(_) => true,
+        Err(e) if in_ci() => panic!("{test}: CI=true but Redis at {REDIS} is unreachable: {e}"),
+        Err(e) => {
+            eprintln!(
+                "skipping {test}: no Redis at {REDIS} ({e}); start one with scripts/services.sh"
+            );
+            false
+        }
+    }
+}
+
+/// One RESP reply, as text (integers and statuses as their digits/words,
+/// nil as "", arrays joined by ',').
+fn read_reply(r: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let line = line.trim_end().to_string();
+    let (kind, rest) = line.split_at(1);
+    match kind {
+        "+" | ":" => rest.to_string(),
+        "-" => panic!("redis error: {rest}"),
+        "$" => {
+            let n: i64 = rest.parse().unwrap();
+            if n < 0 {
+                return String::new();
+            }
+            let mut buf = vec![0; n as usize + 2];
+            r.read_exact(&mut buf).unwrap();
+            String::from_utf8_lossy(&buf[..n as usize]).into_owned()
+        }
+        "*" => {
+            let n: i64 = rest.parse().unwrap();
+            (0..n.max(0))
+                .map(|_| read_reply(r))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+        _ => panic!("unexpected reply {line:?}"),
+    }
+}
+
+/// Runs one command on database `db` of the test Redis.
+fn redis(db: u32, args: &[&str]) -> String {
+    let stream = TcpStream::connect(REDIS).expect("connect to redis");
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    for cmd in [&["SELECT", &db.to_string()][..], args] {
+        let mut out = format!("*{}\r\n", cmd.len());
+        for a in cmd {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        w.write_all(out.as_bytes()).unwrap();
+    }
+    read_reply(&mut r);
+    read_reply(&mut r)
+}
+
+fn dbsize(db: u32) -> i64 {
+    redis(db, &["DBSIZE"]).parse().unwrap()
+}
+
+/// A project whose command tests record their slot's env and write to the
+/// slot's Redis database and SQLite file (with python3's redis package).
+fn project(databases: &str, test_count: usize, body: &str) -> Project {
+    let p = Project::new();
+    let log = p.log_dir();
+    p.file(
+        "partest.toml",
+        &format!(
+            "[command]\ntests = [\"t/*.sh\"]\nrun = \"sh {{}}\"\n\n[plugins.redis]\ndatabases = \"{databases}\"\n\n[plugins.sqlite]\n"
+        ),
+    );
+    for i in 0..test_count {
+        p.file(
+            &format!("t/t{i}.sh"),
+            &format!(
+                "echo \"$PARTEST_WORKER $REDIS_URL $PARTEST_SQLITE_PATH $REDIS_KEY_PREFIX $DATABASE_URL\" > {log}/t{i}.env\n\
+                 python3 - <<'EOF'\n\
+import os, redis, sqlite3\n\
+r = redis.Redis.from_url(os.environ['REDIS_URL'])\n\
+r.set(os.environ['REDIS_KEY_PREFIX'] + 't{i}', 1)\n\
+db = sqlite3.connect(os.environ['PARTEST_SQLITE_PATH'])\n\
+db.execute('CREATE TABLE IF NOT EXISTS t (n INTEGER)')\n\
+db.execute('INSERT INTO t VALUES ({i})')\n\
+db.commit()\n\
+EOF\n\
+                 {body}\n",
+                log = log.display()
+            ),
+        );
+    }
+    p
+}
+
+/// (worker, redis url, sqlite path, prefix, database url) per test.
+fn envs(p: &Project) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(p.path().join("log")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "env") {
+            let text = std::fs::read_to_string(path).unwrap();
+            out.push(text.split_whitespace().map(str::to_string).collect());
+        }
+    }
+    out
+}
+
+/// The slot files left in the sqlite plugin's scratch dir.
+fn slot_files(p: &Project) -> Vec<String> {
+    let dir = p.path().join(".partest/plugins/sqlite");
+    walk(&dir)
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
+    out
+}
+
+fn db_of(url: &str) -> u32 {
+    url.rsplit('/').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn slots_get_their_own_database_and_file_and_nothing_remains() {
+    if !redis_up("slots_get_their_own_database_and_file_and_nothing_remains") {
+        return;
+    }
+    let p = project("5-6", 4, "sleep 0.3");
+    let out = p.run(&["run", "--plugins", "redis,sqlite", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let envs = envs(&p);
+    assert_eq!(envs.len(), 4, "{envs:?}");
+    let mut by_worker = std::collections::BTreeMap::new();
+    for e in &envs {
+        let (worker, url, path, prefix, database_url) = (&e[0], &e[1], &e[2], &e[3], &e[4]);
+        assert!(url.starts_with("redis://127.0.0.1:6379/"), "{url}");
+        assert!([5, 6].contains(&db_of(url)), "{url}");
+        assert!(path.ends_with(&format!("/test_{worker}.db")), "{path}");
+        assert!(path.contains("/.partest/plugins/sqlite/"), "{path}");
+        assert_eq!(database_url, &format!("sqlite://{path}"));
+        assert!(
+            prefix.starts_with("partest:") && prefix.ends_with(&format!(":{worker}:")),
+            "{prefix}"
+        );
+        let prev = by_worker.insert(worker.clone(), (url.clone(), path.clone()));
+        assert!(
+            prev.is_none_or(|p| p == (url.clone(), path.clone())),
+            "a slot's env changed"
+        );
+    }
+    assert_eq!(by_worker.len(), 2, "both slots ran tests: {envs:?}");
+    let (a, b): (Vec<_>, Vec<_>) = by_worker.values().cloned().unzip();
+    assert_ne!(a[0], a[1], "the slots shared a Redis database");
+    assert_ne!(b[0], b[1], "the slots shared a SQLite file");
+    assert_eq!(
+        (dbsize(5), dbsize(6)),
+        (0, 0),
+        "teardown flushes the claimed databases"
+    );
+    assert_eq!(slot_files(&p), Vec::<String>::new(), "no slot file remains");
+}
+
+#[test]
+fn a_database_with_foreign_keys_is_skipped_and_keeps_them() {
+    if !redis_up("a_database_with_foreign_keys_is_skipped_and_keeps_them") {
+        return;
+    }
+    let keys = ["e2e-foreign:a", "e2e-foreign:b", "e2e-foreign:c"];
+    for k in keys {
+        redis(7, &["SET", k, "precious"]);
+    }
+    let p = project("7-8", 2, "true");
+    let out = p.run(&["run", "--plugins", "redis,sqlite", "-n", "1"]);
+    let kept: Vec<String> = keys.iter().map(|k| redis(7, &["GET", k])).collect();
+    let second = p.run(&["run", "--plugins", "redis,sqlite", "-n", "2"]);
+    let kept_after_refusal: Vec<String> = keys.iter().map(|k| redis(7, &["GET", k])).collect();
+    for k in keys {
+        redis(7, &["DEL", k]);
+    }
+
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert!(
+        stderr(&out).contains("redis db 7 holds 3 key(s) partest did not write"),
+        "{}",
+        both(&out)
+    );
+    for e in envs(&p) {
+        assert_eq!(db_of(&e[1]), 8, "{e:?}");
+    }
+    assert_eq!(kept, ["precious"; 3], "the foreign keys were touched");
+    // Two slots, one free database: the run stops before any test, exit 3,
+    // naming the database and its key count.
+    assert_eq!(second.status.code(), Some(3), "{}", both(&second));
+    assert!(
+        stderr(&second).contains("no free redis database")
+            && stderr(&second).contains("db 7 holds 3 key(s)"),
+        "{}",
+        both(&second)
+    );
+    assert_eq!(kept_after_refusal, ["precious"; 3]);
+    assert_eq!(dbsize(8), 0, "the claimed database was flushed");
+    assert_eq!(slot_files(&p), Vec::<String>::new());
+}
+
+#[test]
+fn a_database_owned_by_a_dead_run_is_reclaimed() {
+    if !redis_up("a_database_owned_by_a_dead_run_is_reclaimed") {
+        return;
+    }
+    let runs = tempfile::tempdir().unwrap();
+    // A run whose process is gone (pid beyond pid_max): dead.
+    std::fs::write(runs.path().join("e2edead1"), "4194303 5\n").unwrap();
+    redis(11, &["SET", "partest:owner", "e2edead1:gw0"]);
+    redis(11, &["SET", "partest:e2edead1:gw0:left", "over"]);
+    let p = project("11-11", 1, "true");
+    let out = partest(p.path())
+        .env("PARTEST_RUNS_DIR", runs.path())
+        .args(["run", "--plugins", "redis,sqlite", "-n", "1"])
+        .output()
+        .unwrap();
+    let left = dbsize(11);
+    redis(11, &["DEL", "partest:owner", "partest:e2edead1:gw0:left"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert_eq!(db_of(&envs(&p)[0][1]), 11);
+    assert_eq!(left, 0, "reclaimed, used and flushed");
+
+    // Owned by a live run (this test process): not touched, exit 3.
+    let me = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let start = me
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        runs.path().join("e2elive1"),
+        format!("{} {start}\n", std::process::id()),
+    )
+    .unwrap();
+    redis(11, &["SET", "partest:owner", "e2elive1:gw0"]);
+    let out = partest(p.path())
+        .env("PARTEST_RUNS_DIR", runs.path())
+        .args(["run", "--plugins", "redis", "-n", "1"])
+        .output()
+        .unwrap();
+    let owner = redis(11, &["GET", "partest:owner"]);
+    redis(11, &["DEL", "partest:owner"]);
+    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+    assert!(
+        stderr(&out).contains("owned by run e2elive1"),
+        "{}",
+        both(&out)
+    );
+    assert_eq!(owner, "e2elive1:gw0");
+}
+
+#[test]
+fn failed_and_interrupted_runs_leave_nothing_behind() {
+    if !redis_up("failed_and_interrupted_runs_leave_nothing_behind") {
+        return;
+    }
+    let p = project("9-10", 2, "exit 1");
+    let out = p.run(&["run", "--plugins", "redis,sqlite", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(100), "{}", both(&out));
+    assert_eq!(envs(&p).len(), 2, "{}", both(&out));
+    assert_eq!((dbsize(9), dbsize(10)), (0, 0));
+    assert_eq!(slot_files(&p), Vec::<String>::new());
+
+    // SIGINT while both slots are in a test that wrote its key and file.
+    let p = project("9-10", 2, "sleep 30");
+    let child = partest(p.path())
+        .args(["run", "--plugins", "redis,sqlite", "-n", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dbsize(9) + dbsize(10) < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the tests never wrote their keys"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        slot_files(&p).iter().filter(|f| f.ends_with(".db")).count(),
+        2
+    );
+    // SAFETY: sending SIGINT to the partest process we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", both(&out));
+    assert_eq!((dbsize(9), dbsize(10)), (0, 0), "{}", both(&out));
+    assert_eq!(slot_files(&p), Vec::<String>::new());
+}
+
+#[test]
+fn keep_on_failure_keeps_and_prints_the_slot_files() {
+    let p = Project::new();
+    p.file(
+        "partest.toml",
+        "[command]\ntests = [\"t/*.sh\"]\nrun = \"sh {}\"\n\n[plugins.sqlite]\nkeep-on-failure = true\nurl = \"file:{path}\"\nvar = \"DB\"\n",
+    );
+    p.file(
+        "t/a.sh",
+        "echo x > \"$PARTEST_SQLITE_PATH\"; case \"$DB\" in file:/*) exit 1;; esac\n",
+    );
+    let out = p.run(&["run", "--plugins", "sqlite", "-n", "1"]);
+    assert_eq!(out.status.code(), Some(100), "{}", both(&out));
+    let files = slot_files(&p);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(
+        stderr(&out).contains(&format!("kept gw0 for the failed run: {}", files[0])),
+        "{}",
+        both(&out)
+    );
+}
+
+#[test]
+fn a_template_database_is_cloned_into_every_slot() {
+    let p = Project::new();
+    let log = p.log_dir();
+    // A WAL-mode template with a row, written by the "migration".
+    let made = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3; db = sqlite3.connect('tmpl.db'); db.execute('PRAGMA journal_mode=WAL'); \
+             db.execute('CREATE TABLE m (v TEXT)'); db.execute(\"INSERT INTO m VALUES ('migrated')\"); db.commit()",
+        )
+        .current_dir(p.path())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    p.file(
+        "partest.toml",
+        "[command]\ntests = [\"t/*.sh\"]\nrun = \"sh {}\"\n\n[plugins.sqlite]\ntemplate = \"tmpl.db\"\n",
+    );
+    for i in 0..2 {
+        p.file(
+            &format!("t/t{i}.sh"),
+            &format!(
+                "python3 -c \"import os, sqlite3; print(sqlite3.connect(os.environ['PARTEST_SQLITE_PATH']).execute('SELECT v FROM m').fetchone()[0])\" > {}/t{i}.out\n\
+                 sleep 0.2\n",
+                log.display()
+            ),
+        );
+    }
+    let out = p.run(&["run", "--plugins", "sqlite", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    for i in 0..2 {
+        let got = std::fs::read_to_string(log.join(format!("t{i}.out"))).unwrap();
+        assert_eq!(got.trim(), "migrated");
+    }
+    assert!(p.path().join("tmpl.db").is_file(), "the template stays");
+    assert_eq!(slot_files(&p), Vec::<String>::new());
+
+    // The template is the only file outside the scratch dir it may read.
+    p.file("partest.toml", "[command]\ntests = [\"t/*.sh\"]\nrun = \"sh {}\"\n\n[plugins.sqlite]\ntemplate = \"missing.db\"\n");
+    let out = p.run(&["run", "--plugins", "sqlite"]);
+    assert_ne!(out.status.code(), Some(0), "{}", both(&out));
+    assert!(stderr(&out).contains("missing.db"), "{}", both(&out));
+}
+
+#[test]
+fn unreachable_redis_fails_cleanly_with_exit_3() {
+    let p = Project::new();
+    p.file(
+        "partest.toml",
+        "[command]\ntests = [\"t/*.sh\"]\nrun = \"sh {}\"\n\n[plugins.redis]\nurl = \"redis://127.0.0.1:1\"\n\n[plugins.sqlite]\n",
+    );
+    p.file("t/a.sh", "true\n");
+    let out = p.run(&["run", "--plugins", "sqlite,redis"]);
+    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+    assert!(
+        stderr(&out).contains(
+            "cannot reach redis at redis://127.0.0.1:1: connection refused — is redis-server running?"
+        ),
+        "{}",
+        both(&out)
+    );
+    assert!(
+        !stdout(&out).contains("PASS"),
+        "no test ran: {}",
+        both(&out)
+    );
+    assert_eq!(
+        slot_files(&p),
+        Vec::<String>::new(),
+        "sqlite's setup-run was undone"
+    );
+}
+
+#[test]
+fn the_redis_range_caps_the_workers_in_the_report() {
+    let p = Project::new();
+    p.file(
+        "partest.toml",
+        "[command]\ntests = [\"t/*.sh\"]\nrun = \"sh {}\"\n\n[plugins.redis]\ndatabases = \"3-3\"\n",
+    );
+    for i in 0..4 {
+        p.file(&format!("t/t{i}.sh"), "true\n");
+    }
+    let out = p.run(&["report"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.contains("plugin redis"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.contains(" 1 ") && line.contains("◀ binds"),
+        "{}",
+        both(&out)
+    );
+    assert!(stdout(&out).contains("workers = 1"), "{}", both(&out));
+}
