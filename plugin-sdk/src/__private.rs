@@ -83,7 +83,7 @@ impl<M: Meta> Guest for Adapter<M> {
         with_plugin(|p: &mut M::Plugin| p.teardown_run(&run, run_failed))
     }
 
-    fn sweep(run: RunInfo) -> Result<Vec<String>, Error> {
-        with_plugin(|p: &mut M::Plugin| p.sweep(&run))
+    fn sweep(run: RunInfo, dry_run: bool) -> Result<Vec<String>, Error> {
+        with_plugin(|p: &mut M::Plugin| p.sweep(&run, dry_run))
     }
 }

@@ -158,8 +158,11 @@ pub trait Plugin: Sized + 'static {
         Ok(())
     }
 
-    /// Remove what crashed runs left behind (`partest clean`); one line per thing removed.
-    fn sweep(&mut self, _run: &RunInfo) -> Result<Vec<String>> {
+    /// Remove what crashed runs left behind (`partest clean`): only what
+    /// carries your run-id marker, only for runs [`runs::is_dead`] says are
+    /// dead. One line per thing removed; with `dry_run`, remove nothing and
+    /// return one line per thing that would be removed.
+    fn sweep(&mut self, _run: &RunInfo, _dry_run: bool) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
 }

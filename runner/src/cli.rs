@@ -35,6 +35,25 @@ pub enum Command {
     /// Built-in and configured isolation plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Remove what crashed or killed runs left behind (databases, Redis
+    /// claims, containers, temp dirs); never what a live run uses.
+    Clean(CleanArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct CleanArgs {
+    /// Only list what would be removed.
+    #[arg(long, conflicts_with_all = ["yes", "force"])]
+    pub dry_run: bool,
+    /// Remove without asking.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Remove without asking (for CI scripts; the same as --yes).
+    #[arg(long)]
+    pub force: bool,
+    /// Also ask these plugins (beside every configured one), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub plugins: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -59,6 +59,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             print!("{}", partest::commands::plugins_list(&config)?);
             Ok(exit::OK)
         }
+        Command::Clean(args) => partest::commands::clean(&config, args),
         Command::Plugins(PluginsCommand::Inspect { name }) => {
             print!("{}", partest::commands::plugins_inspect(&config, name)?);
             Ok(exit::OK)

@@ -1,11 +1,13 @@
 //! The subcommands. Each reads top to bottom as the design's flow:
 //! config → discover → plan → (isolation → pool → report).
 
+mod clean;
 mod list;
 mod plugins;
 mod report;
 mod run;
 
+pub use clean::clean;
 pub use list::list;
 pub use plugins::{plugins_inspect, plugins_list};
 pub use report::report;

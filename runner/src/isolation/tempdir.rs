@@ -98,3 +98,95 @@ fn remove_tree(dir: &Path) -> Result<(), String> {
         Err(e) => Err(format!("cannot remove {}: {e}", dir.display())),
     }
 }
+
+/// One run directory a dead run left behind, found by [`TempDirs::sweep`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadRunDir {
+    pub run_id: String,
+    pub dir: PathBuf,
+    pub pid: Option<u32>,
+}
+
+impl TempDirs {
+    /// `partest clean`: run directories (`<base>/partest-<run id>`, holding
+    /// a `.partest-run` pid file) whose run is dead — its register record
+    /// says so, or it has none and its pid is gone. A live run's directory
+    /// and anything without the pid file are never listed.
+    pub fn sweep(base: Option<&Path>) -> Vec<DeadRunDir> {
+        let base = base.map_or_else(std::env::temp_dir, Path::to_path_buf);
+        let Ok(entries) = std::fs::read_dir(&base) else {
+            return Vec::new();
+        };
+        let mut dead = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(run_id) = name.strip_prefix("partest-") else {
+                continue;
+            };
+            if run_id.is_empty() || !run_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                continue;
+            }
+            let dir = entry.path();
+            let Ok(text) = std::fs::read_to_string(dir.join(".partest-run")) else {
+                continue;
+            };
+            let pid = text.trim().parse::<u32>().ok();
+            let is_dead = match crate::runs::liveness(run_id) {
+                crate::runs::Liveness::Dead => true,
+                crate::runs::Liveness::Alive => false,
+                crate::runs::Liveness::Unknown => pid.is_some_and(|p| !process_exists(p)),
+            };
+            if is_dead {
+                dead.push(DeadRunDir {
+                    run_id: run_id.to_string(),
+                    dir,
+                    pid,
+                });
+            }
+        }
+        dead.sort_by(|a, b| a.dir.cmp(&b.dir));
+        dead
+    }
+
+    /// Removes one directory found by [`TempDirs::sweep`].
+    pub fn remove_dead(found: &DeadRunDir) -> Result<(), String> {
+        remove_tree(&found.dir)
+    }
+}
+
+/// Whether a process runs (a zombie does not: it is only waiting to be reaped).
+fn process_exists(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_lists_only_dirs_of_dead_runs_with_a_pid_file() {
+        let base = tempfile::tempdir().unwrap();
+        let mk = |name: &str, pid: Option<u32>| {
+            let d = base.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            if let Some(pid) = pid {
+                std::fs::write(d.join(".partest-run"), format!("{pid}\n")).unwrap();
+            }
+        };
+        mk("partest-dead0001", Some(4_194_303));
+        mk("partest-live0001", Some(std::process::id()));
+        mk("partest-nopid001", None);
+        mk("other-dead0002", Some(4_194_303));
+        let found = TempDirs::sweep(Some(base.path()));
+        let names: Vec<&str> = found.iter().map(|f| f.run_id.as_str()).collect();
+        assert_eq!(names, ["dead0001"]);
+        TempDirs::remove_dead(&found[0]).unwrap();
+        assert!(!base.path().join("partest-dead0001").exists());
+        assert!(base.path().join("partest-live0001").exists());
+    }
+}

@@ -424,6 +424,9 @@ struct Described {
 /// The built-in sqlite plugin may copy from its own `template` setting.
 const TEMPLATE_GRANT: &str = "sqlite";
 
+/// The built-in docker plugin runs `docker` (and `docker-compose`) by default.
+const DOCKER: &str = "docker";
+
 const URL_GRANTS: &[(&str, &str, &str)] = &[
     ("redis", "redis", "redis://127.0.0.1:6379"),
     (
@@ -446,6 +449,16 @@ fn effective_table(config: &Config, name: &str) -> Result<PluginTable> {
         && !table.allow.sqlite.contains(template)
     {
         table.allow.sqlite.push(template.clone());
+    }
+    if builtin && name == DOCKER {
+        // Its whole job is running docker: granted without a second line,
+        // and given time for `compose up --wait` unless the user set a limit.
+        if table.allow.process.is_empty() {
+            table.allow.process = vec!["docker".into(), "docker-compose".into()];
+        }
+        let slow = crate::config::Seconds(std::time::Duration::from_secs(300));
+        table.limits.call_timeout.get_or_insert(slow);
+        table.limits.setup_run_timeout.get_or_insert(slow);
     }
     let Some(&(_, cap, default)) = URL_GRANTS.iter().find(|(n, _, _)| *n == name) else {
         return Ok(table);

@@ -324,15 +324,16 @@ impl Isolation for WasmPlugin {
 }
 
 impl WasmPlugin {
-    /// `partest clean`: the plugin removes what crashed runs left behind.
-    pub fn sweep(&self) -> IsoResult<Vec<String>> {
+    /// `partest clean`: the plugin removes what crashed runs left behind
+    /// (with `dry_run`, only lists it).
+    pub fn sweep(&self, dry_run: bool) -> IsoResult<Vec<String>> {
         let run = WitRunInfo {
             run_id: String::new(),
             workers: 0,
             scratch: SCRATCH_GUEST.to_string(),
         };
         self.call(&self.run_cell, "sweep", self.limits.setup_run, |w, s| {
-            w.partest_plugin_plugin().call_sweep(s, &run)
+            w.partest_plugin_plugin().call_sweep(s, &run, dry_run)
         })
     }
 }

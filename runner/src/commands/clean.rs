@@ -1,0 +1,141 @@
+//! `partest clean`: remove what crashed or killed runs left behind — temp
+//! directories, and whatever each configured plugin made (databases, Redis
+//! claims, containers). Only runs that are dead count (the register of runs
+//! says so; see [`crate::runs`]), and only what carries partest's run-id
+//! marker: a live run's resources and anything partest did not make are
+//! never touched.
+//!
+//! First everything is listed (each plugin's sweep in dry-run mode); then,
+//! after `--yes` (or `--force` in CI, or a "y" at the prompt on a terminal),
+//! removed. `--dry-run` only lists.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, IsTerminal, Write};
+
+use crate::cli::CleanArgs;
+use crate::config::Config;
+use crate::error::{Error, Result, exit};
+use crate::isolation::TempDirs;
+use crate::isolation::wasm::{self, PluginHost, WasmPlugin};
+
+/// Lists, confirms and removes; returns the exit code.
+pub fn clean(config: &Config, args: &CleanArgs) -> Result<i32> {
+    let plugins = load_plugins(config, args)?;
+    let mut failed = false;
+
+    // 1. List.
+    let dirs = TempDirs::sweep(None);
+    let mut found: Vec<(String, String)> = dirs
+        .iter()
+        .map(|d| {
+            let pid = d.pid.map_or("no pid".into(), |p| format!("pid {p} gone"));
+            (
+                "tempdir".to_string(),
+                format!("{} (run {}, {pid})", d.dir.display(), d.run_id),
+            )
+        })
+        .collect();
+    for p in &plugins {
+        match p.sweep(true) {
+            Ok(lines) => found.extend(lines.into_iter().map(|l| (p.info().name.clone(), l))),
+            Err(e) => {
+                failed = true;
+                eprintln!("partest: clean: {e}");
+            }
+        }
+    }
+    let width = found.iter().map(|(w, _)| w.len()).max().unwrap_or(0);
+    if found.is_empty() {
+        println!("partest clean: nothing left behind by dead runs");
+    } else {
+        println!(
+            "partest clean: {} thing(s) left behind by dead runs:",
+            found.len()
+        );
+        for (who, what) in &found {
+            println!("  {who:<width$}  {what}");
+        }
+    }
+    if args.dry_run || found.is_empty() {
+        if !args.dry_run && !failed {
+            forget_dead_runs(&[]);
+        }
+        return Ok(if failed { exit::SETUP } else { exit::OK });
+    }
+
+    // 2. Confirm.
+    if !(args.yes || args.force || confirm()?) {
+        println!("nothing removed (pass --yes, or --force in CI, to remove without asking)");
+        return Ok(exit::OK);
+    }
+
+    // 3. Remove.
+    for d in &dirs {
+        match TempDirs::remove_dead(d) {
+            Ok(()) => println!("  removed {}", d.dir.display()),
+            Err(e) => {
+                failed = true;
+                eprintln!("partest: clean: tempdir: {e}");
+            }
+        }
+    }
+    for p in &plugins {
+        match p.sweep(false) {
+            Ok(lines) => {
+                for l in lines {
+                    println!("  {:<width$}  {l}", p.info().name);
+                }
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("partest: clean: {e}");
+            }
+        }
+    }
+    if !failed {
+        let ids: Vec<String> = dirs.iter().map(|d| d.run_id.clone()).collect();
+        forget_dead_runs(&ids);
+    }
+    if failed {
+        return Err(Error::setup(
+            "some leftovers could not be removed; see the messages above",
+        ));
+    }
+    Ok(exit::OK)
+}
+
+/// The plugins `clean` asks: every configured one and those named with `--plugins`.
+fn load_plugins(config: &Config, args: &CleanArgs) -> Result<Vec<WasmPlugin>> {
+    let names = wasm::enabled_plugins(config, &args.plugins);
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let host = PluginHost::new(&config.root, &config.state_dir())?;
+    host.load(config, &names)
+}
+
+/// Drops the records of dead runs once every sweep succeeded, so the
+/// register does not grow. (A plugin not configured here cannot be asked;
+/// run `clean` with `--plugins` for one a run enabled on the command line.)
+fn forget_dead_runs(also: &[String]) {
+    let mut ids: BTreeSet<String> = crate::runs::dead_runs().into_iter().collect();
+    ids.extend(also.iter().cloned());
+    for id in ids {
+        crate::runs::forget(&id);
+    }
+}
+
+/// Asks on the terminal; without one, the answer is no.
+fn confirm() -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    print!("remove them? [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::config(format!("cannot read the answer: {e}")))?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}

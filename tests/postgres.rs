@@ -1,0 +1,393 @@
+//! The built-in postgres plugin against the real server on 127.0.0.1:5432
+//! (user postgres, trust auth), through `psql`: a database per slot cloned
+//! from a template migrated once, schema mode, teardown on success, failure
+//! and SIGINT, `partest clean` after kill -9, and the marker rule.
+//! Without a server (or psql) the tests skip with a note; with CI=true they fail.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use partest_e2e::*;
+
+const URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn psql(sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .args([URL, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .map_err(|e| format!("cannot run psql: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Whether the server answers; skips (or, in CI, fails) when it does not.
+fn server() -> bool {
+    match psql("SELECT 1") {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(
+                !in_ci(),
+                "CI=true but PostgreSQL at {URL} is not usable: {e}"
+            );
+            eprintln!(
+                "skipping: PostgreSQL at {URL} is not usable ({e}); run scripts/services.sh postgres"
+            );
+            false
+        }
+    }
+}
+
+fn databases(like: &str) -> Vec<String> {
+    psql(&format!(
+        "SELECT datname FROM pg_database WHERE datname LIKE '{like}' ORDER BY 1"
+    ))
+    .expect("list databases")
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// A project whose tests read their slot's database through psql: each
+/// adds its name to the migrated table and records the names it sees.
+fn project(tests: usize, body: &str, extra: &str) -> Project {
+    let p = Project::new();
+    let log = p.log_dir();
+    p.file(
+        "partest.toml",
+        &format!(
+            r#"[command]
+tests = ["tests/*.sh"]
+run = "sh {{}}"
+
+[setup]
+commands = ["psql \"$DATABASE_URL\" -XAtq -v ON_ERROR_STOP=1 -f migrate.sql && echo \"$PGDATABASE\" >> {log}/migrations"]
+
+[plugins.postgres]
+url = "{URL}"
+{extra}
+"#,
+            log = log.display()
+        ),
+    );
+    p.file(
+        "migrate.sql",
+        "CREATE TABLE items (id serial PRIMARY KEY, name text);\nINSERT INTO items (name) VALUES ('migrated');\n",
+    );
+    for i in 0..tests {
+        p.file(
+            &format!("tests/t{i}.sh"),
+            &format!(
+                r#"set -e
+db=$(psql "$DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 -c "INSERT INTO items (name) VALUES ('t{i}'); SELECT current_database() || ' ' || current_schema() || ' ' || (SELECT string_agg(name, ',' ORDER BY id) FROM items)")
+echo "t{i} $PARTEST_WORKER $db $PGDATABASE" > {log}/t{i}.seen
+{body}
+"#,
+                log = log.display()
+            ),
+        );
+    }
+    p
+}
+
+/// (test, worker, database, schema, names in the table, PGDATABASE) per test.
+fn seen(log: &Path) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = std::fs::read_dir(log)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "seen"))
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The migrated row (made once, before any slot) and rows of tests on the
+/// same slot only: nothing another slot wrote.
+fn assert_isolated(seen: &[Vec<String>], row: &[String]) {
+    let names: Vec<&str> = row[4].split(',').collect();
+    assert_eq!(
+        names[0], "migrated",
+        "the template's row was cloned: {row:?}"
+    );
+    assert!(names.contains(&row[0].as_str()), "{row:?}");
+    for name in &names[1..] {
+        let other = seen.iter().find(|r| r[0] == *name).expect("a test's row");
+        assert_eq!(
+            other[1], row[1],
+            "{name} ran on another slot but is in {row:?}"
+        );
+    }
+}
+
+fn run_id_of(db: &str) -> String {
+    db.split('_').nth(1).expect("partest_<run>_...").to_string()
+}
+
+#[test]
+fn each_slot_gets_its_own_clone_of_the_template_migrated_once_and_nothing_is_left() {
+    if !server() {
+        return;
+    }
+    let p = project(6, "sleep 0.3", "");
+    let out = p.run(&["run", "-n", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let migrations = std::fs::read_to_string(p.log_dir().join("migrations")).unwrap();
+    assert_eq!(migrations.lines().count(), 1, "migrated once: {migrations}");
+    let template = migrations.trim();
+    assert!(
+        template.starts_with("partest_") && template.ends_with("_template"),
+        "{template}"
+    );
+    let seen = seen(&p.log_dir());
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    let mut by_worker = std::collections::BTreeMap::new();
+    for row in &seen {
+        let (worker, db, rows, pgdatabase) = (&row[1], &row[2], &row[4], &row[5]);
+        assert_isolated(&seen, row);
+        let _ = rows;
+        assert_eq!(db, pgdatabase, "PGDATABASE matches DATABASE_URL");
+        assert_eq!(db, &format!("partest_{}_{worker}", run_id_of(template)));
+        by_worker.insert(worker.clone(), db.clone());
+    }
+    assert!(
+        by_worker.len() >= 2,
+        "more than one slot ran: {by_worker:?}"
+    );
+    let left = databases(&format!("partest\\_{}\\_%", run_id_of(template)));
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn a_failed_run_drops_its_databases_too() {
+    if !server() {
+        return;
+    }
+    let p = project(2, "exit 1", "");
+    let out = p.run(&["run", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(100), "{}", both(&out));
+    let seen = seen(&p.log_dir());
+    assert!(!seen.is_empty());
+    let left = databases(&format!("partest\\_{}\\_%", run_id_of(&seen[0][2])));
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn schema_mode_gives_each_slot_a_schema_cloned_from_the_migrated_one() {
+    if !server() {
+        return;
+    }
+    let p = project(4, "sleep 0.2", "mode = \"schema\"");
+    let out = p.run(&["run", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let seen = seen(&p.log_dir());
+    assert_eq!(seen.len(), 4);
+    let mut schemas = std::collections::BTreeSet::new();
+    for row in &seen {
+        assert_eq!(row[2], "postgres", "one database: {row:?}");
+        assert_eq!(row[3], format!("partest_{}_{}", run_id_of(&row[3]), row[1]));
+        assert_isolated(&seen, row);
+        schemas.insert(row[3].clone());
+    }
+    assert!(schemas.len() >= 2, "{schemas:?}");
+    let id = run_id_of(seen[0][3].as_str());
+    let left = psql(&format!(
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'partest\\_{id}\\_%'"
+    ))
+    .unwrap();
+    assert!(left.is_empty(), "left behind: {left}");
+}
+
+/// Starts a long run and waits until every slot's test has its database.
+/// The caller signals and waits for the child.
+#[allow(clippy::zombie_processes)]
+fn start_long_run(p: &Project, runs_dir: &Path, workers: usize) -> (std::process::Child, String) {
+    let child = partest(p.path())
+        .args(["run", "-n", &workers.to_string()])
+        .env("PARTEST_RUNS_DIR", runs_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = seen(&p.log_dir());
+        if seen.len() >= workers {
+            return (child, run_id_of(&seen[0][2]));
+        }
+        assert!(Instant::now() < deadline, "the tests did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sigint_mid_run_drops_every_database_of_the_run() {
+    if !server() {
+        return;
+    }
+    let runs = tempfile::tempdir().unwrap();
+    let p = project(2, "sleep 30", "");
+    let (mut child, id) = start_long_run(&p, runs.path(), 2);
+    assert_eq!(
+        databases(&format!("partest\\_{id}\\_%")).len(),
+        3,
+        "template + 2 slots"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let left = databases(&format!("partest\\_{id}\\_%"));
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn kill_9_then_partest_clean_leaves_nothing() {
+    if !server() {
+        return;
+    }
+    let runs = tempfile::tempdir().unwrap();
+    let p = project(2, "sleep 20", "");
+    let (mut child, id) = start_long_run(&p, runs.path(), 2);
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    assert_eq!(
+        databases(&format!("partest\\_{id}\\_%")).len(),
+        3,
+        "the crash left them"
+    );
+    let tmp = std::env::temp_dir().join(format!("partest-{id}"));
+    assert!(tmp.exists(), "the crash left its temp dir");
+
+    let dry = partest(p.path())
+        .args(["clean", "--dry-run"])
+        .env("PARTEST_RUNS_DIR", runs.path())
+        .output()
+        .unwrap();
+    assert_eq!(dry.status.code(), Some(0), "{}", both(&dry));
+    let text = stdout(&dry);
+    assert!(text.contains(&format!("partest_{id}_gw0")), "{text}");
+    assert!(text.contains(&format!("partest-{id}")), "{text}");
+    assert_eq!(
+        databases(&format!("partest\\_{id}\\_%")).len(),
+        3,
+        "dry run removes nothing"
+    );
+
+    let clean = partest(p.path())
+        .args(["clean", "--force"])
+        .env("PARTEST_RUNS_DIR", runs.path())
+        .output()
+        .unwrap();
+    assert_eq!(clean.status.code(), Some(0), "{}", both(&clean));
+    let left = databases(&format!("partest\\_{id}\\_%"));
+    assert!(left.is_empty(), "left behind: {left:?}\n{}", both(&clean));
+    assert!(!tmp.exists(), "temp dir removed");
+    assert!(!runs.path().join(&id).exists(), "the dead run is forgotten");
+}
+
+#[test]
+fn clean_never_drops_a_database_without_our_marker_nor_a_live_runs() {
+    if !server() {
+        return;
+    }
+    let runs = tempfile::tempdir().unwrap();
+    // A dead run (its pid cannot exist) and names like ours.
+    let dead = "dead0c1e";
+    std::fs::write(runs.path().join(dead), "4194303 5\n").unwrap();
+    let unmarked = format!("partest_{dead}_gw0");
+    let other_marker = format!("partest_{dead}_gw1");
+    let ours = format!("partest_{dead}_gw2");
+    for db in [&unmarked, &other_marker, &ours] {
+        let _ = psql(&format!("DROP DATABASE IF EXISTS {db}"));
+        psql(&format!("CREATE DATABASE {db}")).unwrap();
+    }
+    psql(&format!(
+        "COMMENT ON DATABASE {other_marker} IS 'made by hand'"
+    ))
+    .unwrap();
+    psql(&format!(
+        "COMMENT ON DATABASE {ours} IS 'partest run {dead}'"
+    ))
+    .unwrap();
+    // A live run's database: this test process stands in for the run.
+    let live = "a11ve0c1";
+    let me = std::process::id();
+    let start = std::fs::read_to_string(format!("/proc/{me}/stat")).unwrap();
+    let start = start
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_string();
+    std::fs::write(runs.path().join(live), format!("{me} {start}\n")).unwrap();
+    let live_db = format!("partest_{live}_gw0");
+    let _ = psql(&format!("DROP DATABASE IF EXISTS {live_db}"));
+    psql(&format!("CREATE DATABASE {live_db}")).unwrap();
+    psql(&format!(
+        "COMMENT ON DATABASE {live_db} IS 'partest run {live}'"
+    ))
+    .unwrap();
+
+    let p = Project::new();
+    p.file(
+        "partest.toml",
+        &format!("[command]\ntests = [\"*.sh\"]\n\n[plugins.postgres]\nurl = \"{URL}\"\n"),
+    );
+    let out = partest(p.path())
+        .args(["clean", "--force"])
+        .env("PARTEST_RUNS_DIR", runs.path())
+        .output()
+        .unwrap();
+    let left = databases(&format!("partest\\_{dead}\\_%"));
+    let live_left = databases(&format!("partest\\_{live}\\_%"));
+    for db in [&unmarked, &other_marker, &live_db] {
+        let _ = psql(&format!("DROP DATABASE IF EXISTS {db}"));
+    }
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert_eq!(
+        left,
+        [unmarked.clone(), other_marker.clone()],
+        "{}",
+        both(&out)
+    );
+    assert_eq!(live_left, std::slice::from_ref(&live_db), "a live run's database stays");
+    assert!(stdout(&out).contains(&ours), "{}", both(&out));
+}
+
+#[test]
+fn report_shows_the_slot_limit_the_server_allows() {
+    if !server() {
+        return;
+    }
+    let p = project(1, "true", "connections-per-worker = 4");
+    let out = p.run(&["report"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let max: i64 = psql("SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.contains("postgres"))
+        .unwrap_or_else(|| panic!("no postgres line: {text}"));
+    let n: i64 = line
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no number: {line}"));
+    assert!(
+        n >= 1 && n <= max / 5,
+        "{line} (max {max}, 5 connections a slot)"
+    );
+}
