@@ -191,7 +191,10 @@ fn an_ungranted_process_import_is_refused_at_load() {
         Err(e) => e,
         Ok(_) => panic!("a plugin importing `process` loaded without a grant"),
     };
-    assert!(matches!(err, Error::Config(_)), "{err}");
+    assert!(
+        matches!(err, Error::Setup(_)),
+        "exit 3, as for any hostile plugin: {err}"
+    );
     let msg = err.to_string();
     assert!(
         msg.contains("plugin runner") && msg.contains("`process` capability"),

@@ -280,8 +280,9 @@ impl PluginHost {
         for (import, _) in ty.imports(engine) {
             match capability_of(import) {
                 Some(cap) => {
+                    // Exit 3, like every other plugin that tries more than it may.
                     if let Some(grant) = grant_hint(cap, table) {
-                        return Err(Error::config(format!(
+                        return Err(Error::setup(format!(
                             "plugin {name} ({}) imports the `{cap}` capability, which is not granted; to allow it, \
                              add to [plugins.{name}] in {}: {grant}",
                             source.label,
