@@ -1,0 +1,1 @@
+CREATE TABLE visits (worker TEXT NOT NULL, test INTEGER NOT NULL);
