@@ -213,12 +213,8 @@ fn a_hanging_test_is_killed_at_the_timeout_with_its_process_group() {
         ),
     );
     p.file("t/quick.sh", "exit 0\n");
-    let started = Instant::now();
+    // Without the timeout this run would take 300 s and report a PASS.
     let out = p.run(&["run", "-n", "2", "--timeout", "1"]);
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "partest did not stop the hung test"
-    );
     assert_eq!(out.status.code(), Some(100), "{}", both(&out));
     assert!(stdout(&out).contains("TIMEOUT"), "{}", both(&out));
     for file in ["child.pid", "test.pid"] {
