@@ -63,6 +63,7 @@ pub use wit_bindgen as __wit_bindgen;
 #[doc(hidden)]
 pub mod __private;
 pub mod capabilities;
+pub mod redact;
 
 pub use bindings::partest::plugin::types::{ConfigKey, Error, RunInfo, Slot};
 pub use capabilities::{log, postgres, process, redis, runs, sqlite};

@@ -19,6 +19,7 @@
 //! flush-between-tests = false      # FLUSHDB (prefix mode: UNLINK prefix*) between tests
 //! ```
 
+use partest_plugin_sdk::redact::url as redact;
 use partest_plugin_sdk::redis::{self, Reply};
 use partest_plugin_sdk::serde::Deserialize;
 use partest_plugin_sdk::{ConfigKey, Env, Error, Plugin, Result, RunInfo, Slot, config, log, runs};
@@ -104,32 +105,16 @@ fn prefix(run: &RunInfo, slot: &str) -> String {
     format!("partest:{}:{slot}:", run.run_id)
 }
 
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..auth_end].rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let hidden = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                "***".into()
-            };
-            format!("{scheme}://{hidden}@{host}{}", &rest[auth_end..])
-        }
-        None => url.to_string(),
-    }
-}
-
-/// `url` with database `db`: the path for redis[s]://, `db=` for unix sockets.
+/// `url` with database `db`: the path for redis[s]://, `db=` for unix
+/// sockets; a query and a fragment (`#insecure`) are kept.
 fn with_db(url: &str, db: u32) -> String {
+    let (url, fragment) = url
+        .split_once('#')
+        .map_or((url, None), |(u, f)| (u, Some(f)));
     let (base, query) = url
         .split_once('?')
         .map_or((url, None), |(b, q)| (b, Some(q)));
-    if url.starts_with("unix:") || url.starts_with("redis+unix:") {
+    let mut out = if url.starts_with("unix:") || url.starts_with("redis+unix:") {
         let mut params: Vec<String> = query
             .unwrap_or("")
             .split('&')
@@ -137,14 +122,20 @@ fn with_db(url: &str, db: u32) -> String {
             .map(str::to_string)
             .collect();
         params.push(format!("db={db}"));
-        return format!("{base}?{}", params.join("&"));
-    }
-    let (scheme, rest) = base.split_once("://").unwrap_or(("redis", base));
-    let host = rest.split('/').next().unwrap_or(rest);
-    let mut out = format!("{scheme}://{host}/{db}");
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
+        format!("{base}?{}", params.join("&"))
+    } else {
+        let (scheme, rest) = base.split_once("://").unwrap_or(("redis", base));
+        let host = rest.split('/').next().unwrap_or(rest);
+        let mut out = format!("{scheme}://{host}/{db}");
+        if let Some(q) = query {
+            out.push('?');
+            out.push_str(q);
+        }
+        out
+    };
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
     }
     out
 }
@@ -174,11 +165,19 @@ fn unreachable(e: Error) -> Error {
 
 /// The host's message may carry the URL (and so a password): drop it.
 fn strip_url(m: &str) -> String {
-    let url = redis::url();
-    if url.is_empty() {
-        m.to_string()
-    } else {
-        m.replace(&url, &redact(&url))
+    partest_plugin_sdk::redact::text(m, &redis::url())
+}
+
+/// A server that wants a password the URL does not give: say where it goes.
+fn needs_auth(e: Error) -> Error {
+    match e {
+        Error::Failed(m) if m.contains("NOAUTH") => Error::refused(format!(
+            "redis at {} requires a password: give it in the url, as redis://:PASSWORD@host:port \
+             or redis://USER:PASSWORD@host:port ({})",
+            redact(&redis::url()),
+            strip_url(&m)
+        )),
+        other => other,
     }
 }
 
@@ -234,7 +233,7 @@ impl RedisPlugin {
 
     /// Connects, names the connection and checks the server answers.
     fn connect(&self, name: &str) -> Result<()> {
-        cmd(&["PING"]).map_err(unreachable)?;
+        cmd(&["PING"]).map_err(unreachable).map_err(needs_auth)?;
         cmd(&["CLIENT", "SETNAME", name]).map_err(unreachable)?;
         Ok(())
     }

@@ -24,6 +24,10 @@ mod log;
 mod plugin;
 mod postgres;
 mod process;
+/// The password-hiding helper plugins get as `partest_plugin_sdk::redact`:
+/// the same file, so host and plugin messages hide passwords alike.
+#[path = "../../../../plugin-sdk/src/redact.rs"]
+mod redact;
 mod redis;
 mod runs;
 mod sqlite;
@@ -485,9 +489,11 @@ fn effective_table(config: &Config, name: &str) -> Result<PluginTable> {
         (None, url) => *slot = Some(url.unwrap_or_else(|| default.to_string())),
         (Some(granted), Some(url)) if granted != url => {
             return Err(Error::config(format!(
-                "[plugins.{name}] in {}: url = {url:?} but allow.{cap} = {granted:?}; \
+                "[plugins.{name}] in {}: url = {:?} but allow.{cap} = {:?}; \
                  the built-in {name} plugin is granted its own url, so drop allow.{cap}",
-                config.origin()
+                config.origin(),
+                redact::url(&url),
+                redact::url(granted),
             )));
         }
         _ => {}
@@ -616,7 +622,10 @@ pub fn plugins_inspect(config: &Config, state_dir: &Path, name: &str) -> Result<
                 table.allow.sqlite.join(", ")
             ),
             ("process", None) => format!("granted: {}", table.allow.process.join(", ")),
-            ("redis", None) => format!("granted: {}", table.allow.redis.as_deref().unwrap_or("")),
+            ("redis", None) => format!(
+                "granted: {}",
+                redact::url(table.allow.redis.as_deref().unwrap_or(""))
+            ),
             ("postgres", None) => "granted".to_string(),
             (_, None) => "granted".to_string(),
             (_, Some(hint)) => format!("NOT granted: add to [plugins.{name}]: {hint}"),

@@ -4,6 +4,7 @@
 
 use super::bindings::v0_1_0::partest::plugin::redis::{Host, Node};
 use super::bindings::v0_1_0::partest::plugin::types::Error;
+use super::redact;
 use super::state::HostState;
 
 /// Commands a plugin may not send: they touch other servers, the server
@@ -36,13 +37,19 @@ impl HostState {
             ));
         };
         if self.redis.is_none() {
-            let client = redis::Client::open(url.as_str())
-                .map_err(|e| Error::BadConfig(format!("allow.redis = {url:?}: {e}")))?;
+            let shown = redact::url(&url);
+            let client = redis::Client::open(url.as_str()).map_err(|e| {
+                Error::BadConfig(format!(
+                    "allow.redis = {shown:?}: {}",
+                    redact::text(&e.to_string(), &url)
+                ))
+            })?;
+            if url.starts_with("rediss:") || url.starts_with("valkeys:") {
+                install_crypto_provider();
+            }
             let conn = client
                 .get_connection_with_timeout(self.remaining())
-                .map_err(|e| {
-                    Error::Unavailable(format!("cannot connect to Redis at {url}: {e}"))
-                })?;
+                .map_err(|e| connect_error(&url, &e))?;
             self.redis = Some(conn);
         }
         let remaining = self.remaining();
@@ -53,6 +60,46 @@ impl HostState {
     }
 }
 
+/// rustls's process-wide crypto provider: ring, the one partest builds in.
+/// Installed explicitly, so that another crate enabling a second provider
+/// cannot make `rediss://` panic on an ambiguous default.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err: one is installed already, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Why the granted server could not be reached, one line, without the password.
+fn connect_error(url: &str, e: &redis::RedisError) -> Error {
+    let shown = redact::url(url);
+    let detail = redact::text(&e.to_string(), url);
+    if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || detail.contains("WRONGPASS")
+        || detail.contains("NOAUTH")
+    {
+        return Error::Refused(format!(
+            "Redis at {shown} refused the credentials in the url: {detail}"
+        ));
+    }
+    let lower = detail.to_ascii_lowercase();
+    let hint = if url.starts_with("rediss:") && !url.contains('#') && lower.contains("certificate")
+    {
+        " (a self-signed server? trust its CA with SSL_CERT_FILE=ca.pem, or add #insecure to the url to skip verification)"
+    } else if url.starts_with("redis:")
+        && ["reset", "closed", "broken pipe", "end of file"]
+            .iter()
+            .any(|w| lower.contains(w))
+    {
+        " (a TLS-only server? use rediss://)"
+    } else {
+        ""
+    };
+    Error::Unavailable(format!(
+        "cannot connect to Redis at {shown}: {detail}{hint}"
+    ))
+}
 fn flatten(v: redis::Value, out: &mut Vec<Node>) {
     use redis::Value as V;
     match v {
@@ -113,10 +160,12 @@ impl Host for HostState {
         }
         let conn = self.redis_conn()?;
         let value: redis::Value = cmd.query(conn).map_err(|e| {
+            let url = self.grants.redis.as_deref().unwrap_or("");
+            let detail = redact::text(&e.to_string(), url);
             if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
-                Error::Unavailable(format!("Redis {name}: {e}"))
+                Error::Unavailable(format!("Redis {name}: {detail}"))
             } else {
-                Error::Failed(format!("Redis {name}: {e}"))
+                Error::Failed(format!("Redis {name}: {detail}"))
             }
         })?;
         let mut out = Vec::new();
