@@ -361,7 +361,11 @@ fn clean_never_drops_a_database_without_our_marker_nor_a_live_runs() {
         "{}",
         both(&out)
     );
-    assert_eq!(live_left, std::slice::from_ref(&live_db), "a live run's database stays");
+    assert_eq!(
+        live_left,
+        std::slice::from_ref(&live_db),
+        "a live run's database stays"
+    );
     assert!(stdout(&out).contains(&ours), "{}", both(&out));
 }
 
@@ -390,4 +394,40 @@ fn report_shows_the_slot_limit_the_server_allows() {
         n >= 1 && n <= max / 5,
         "{line} (max {max}, 5 connections a slot)"
     );
+}
+
+#[test]
+fn the_postgres_example_passes_with_migrations_run_once() {
+    if !server() {
+        return;
+    }
+    let deps = Command::new("python3")
+        .args(["-c", "import pytest, psycopg"])
+        .output();
+    if !deps.as_ref().is_ok_and(|o| o.status.success()) {
+        assert!(
+            !in_ci(),
+            "CI=true but pytest or psycopg is missing for examples/postgres"
+        );
+        eprintln!(
+            "skipping: python3 -m pip install pytest 'psycopg[binary]' to run examples/postgres"
+        );
+        return;
+    }
+    let dir = workspace().join("examples/postgres");
+    let out = partest(&dir)
+        .args(["run", "--plugins", "postgres", "-n", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let text = stdout(&out);
+    assert!(text.contains("19 passed, 0 failed"), "{text}");
+    assert_eq!(text.matches("SETUP").count(), 1, "migrated once: {text}");
+    let id = text
+        .split("[run ")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .expect("the run id");
+    let left = databases(&format!("partest\\_{id}\\_%"));
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
