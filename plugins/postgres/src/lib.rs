@@ -116,6 +116,12 @@ impl Postgres {
                  if tests open more connections than that)",
                 self.s.connections_per_worker
             ))
+        } else if text.contains("TLS handshake") || text.contains("TLS not supported") {
+            Error::unavailable(format!(
+                "{text}\npartest's own connection to PostgreSQL has no TLS yet: use sslmode=prefer (or \
+                 disable) in [plugins.postgres] url; with prefer, libpq clients in your tests still \
+                 encrypt when the server offers it"
+            ))
         } else {
             e
         }
@@ -156,11 +162,6 @@ impl Postgres {
         env
     }
 
-    /// The database schema mode works in: the one in the URL.
-    fn schema_db(&self) -> Option<&str> {
-        None
-    }
-
     fn create_database(&self, name: &str, template: Option<&str>, run_id: &str) -> Result<()> {
         let from = template.map_or(String::new(), |t| format!(" TEMPLATE {}", Self::ident(t)));
         self.execute(
@@ -199,7 +200,7 @@ impl Postgres {
             None => "partest\\_%".to_string(),
         };
         let rows = self.query(
-            self.schema_db(),
+            None,
             &format!(
                 "SELECT nspname, obj_description(oid, 'pg_namespace') FROM pg_namespace \
                  WHERE nspname LIKE {} ORDER BY nspname",
@@ -253,7 +254,7 @@ impl Postgres {
             return Ok(false);
         }
         self.execute(
-            self.schema_db(),
+            None,
             &format!("DROP SCHEMA IF EXISTS {} CASCADE", Self::ident(name)),
         )?;
         Ok(true)
@@ -385,14 +386,14 @@ impl Plugin for Postgres {
             }
             Mode::Schema => {
                 self.execute(
-                    self.schema_db(),
+                    None,
                     &format!(
                         "CREATE SCHEMA {0}; COMMENT ON SCHEMA {0} IS {1}",
                         Self::ident(&template),
                         postgres::literal(&marker(&run.run_id))
                     ),
                 )?;
-                Ok(self.env(postgres::url(self.schema_db()), Some(&template)))
+                Ok(self.env(postgres::url(None), Some(&template)))
             }
         }
     }
@@ -417,10 +418,10 @@ impl Plugin for Postgres {
             }
             Mode::Schema => {
                 self.execute(
-                    self.schema_db(),
+                    None,
                     &schema::clone_sql(&template, &name, &marker(&run.run_id)),
                 )?;
-                Ok(self.env(postgres::url(self.schema_db()), Some(&name)))
+                Ok(self.env(postgres::url(None), Some(&name)))
             }
         }
     }
