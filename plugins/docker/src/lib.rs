@@ -424,12 +424,12 @@ impl Plugin for Docker {
         vec![
             key(
                 "compose-file",
-                None,
+                Some("(unset)"),
                 "the compose file each slot starts as its own project",
             ),
             key(
                 "project",
-                None,
+                Some("(unset)"),
                 "prefix of the project names: <project>_partest_<run>_gwN",
             ),
             key(
@@ -439,7 +439,7 @@ impl Plugin for Docker {
             ),
             key(
                 "image",
-                None,
+                Some("(unset)"),
                 "without compose-file: the image of one container per slot",
             ),
             key(

@@ -312,7 +312,7 @@ impl Plugin for Postgres {
             ),
             key(
                 "template",
-                None,
+                Some("(unset)"),
                 "an existing database to clone instead of a fresh one (database mode)",
             ),
             key(

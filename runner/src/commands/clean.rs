@@ -72,7 +72,7 @@ pub fn clean(config: &Config, args: &CleanArgs) -> Result<i32> {
     // 3. Remove.
     for d in &dirs {
         match TempDirs::remove_dead(d) {
-            Ok(()) => println!("  removed {}", d.dir.display()),
+            Ok(()) => println!("  {:<width$}  removed {}", "tempdir", d.dir.display()),
             Err(e) => {
                 failed = true;
                 eprintln!("partest: clean: tempdir: {e}");
