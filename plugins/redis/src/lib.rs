@@ -13,7 +13,8 @@
 //!
 //! ```toml
 //! [plugins.redis]
-//! url = "redis://127.0.0.1:6379"   # the one server this plugin may reach
+//! url = "redis://127.0.0.1:6379"   # the one server this plugin may reach; also
+//!                                  # rediss://host:port[/#insecure], redis://user:pw@host
 //! databases = "1-15"               # database mode: the range slots use; max slots = its size
 //! mode = "database"                # or "prefix"
 //! flush-between-tests = false      # FLUSHDB (prefix mode: UNLINK prefix*) between tests
