@@ -638,7 +638,7 @@ pub fn plugins_inspect(config: &Config, state_dir: &Path, name: &str) -> Result<
             let default = k
                 .default_value
                 .as_deref()
-                .map_or("required".to_string(), |v| format!("default {v}"));
+                .map_or("no default".to_string(), |v| format!("default {v}"));
             out.push_str(&format!(
                 "  {:<16} {:<20} {}\n",
                 k.name, default, k.description
