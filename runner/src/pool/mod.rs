@@ -69,6 +69,8 @@ struct SlotState {
     env: Env,
     scratch: PathBuf,
     capture: Option<Capture>,
+    /// The slot's `PARTEST_TEST_TMPDIR`, while it exists and is as made.
+    test_tmp: Option<TestTmp>,
     ran_any: bool,
 }
 
@@ -278,6 +280,7 @@ impl Pool<'_> {
             env,
             scratch,
             capture,
+            test_tmp: None,
             ran_any: false,
         })
     }
@@ -296,7 +299,9 @@ impl Pool<'_> {
             .map(|&i| &self.plan.tests[i as usize])
             .collect();
         let test_tmp = state.scratch.join("test");
-        let _ = std::fs::create_dir(&test_tmp);
+        if state.test_tmp.is_none() {
+            state.test_tmp = TestTmp::create(&test_tmp);
+        }
         let mut env = state.env.clone();
         env.push(("PARTEST_TEST_NAME".into(), tests[0].name.clone()));
         env.push(("PARTEST_ATTEMPT".into(), unit.attempt.to_string()));
@@ -323,7 +328,11 @@ impl Pool<'_> {
                     tests[0].name
                 ))
             });
-        remove_test_tmp(&test_tmp);
+        // Removed after the test, unless it is still empty and as made.
+        match state.test_tmp.take() {
+            Some(made) if made.untouched(&test_tmp) => state.test_tmp = Some(made),
+            _ => remove_test_tmp(&test_tmp),
+        }
         let finished = finished?;
         let results = self.adapter.results(&tests, finished.end, &invocation);
         let any_failed = results.iter().any(|r| r.status.is_failure());
@@ -403,6 +412,38 @@ fn describe_failure(own: Option<String>, unit_output: &Option<String>, end: Proc
         text.push_str(&format!("[partest] {how}"));
     }
     text
+}
+
+/// A test's private temp dir (`PARTEST_TEST_TMPDIR`). Most tests never touch
+/// it, and an rmdir + mkdir pair per test is not free: on ext4 here it cost
+/// ~2 ms, more than starting a small test process. So an empty dir whose
+/// mode and owner are as we made them is kept for the slot's next test; any
+/// other is removed after its test, as before, and made anew.
+struct TestTmp {
+    /// Mode, owner and group right after creation.
+    made: (u32, u32, u32),
+}
+
+impl TestTmp {
+    fn create(dir: &std::path::Path) -> Option<TestTmp> {
+        let _ = std::fs::create_dir(dir);
+        Self::observe(dir)
+    }
+
+    /// How `dir` looks now (None if it is not a directory).
+    fn observe(dir: &std::path::Path) -> Option<TestTmp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(dir).ok().filter(|m| m.is_dir())?;
+        Some(TestTmp {
+            made: (m.mode(), m.uid(), m.gid()),
+        })
+    }
+
+    /// Still a directory, empty, with the mode and owner it was made with.
+    fn untouched(&self, dir: &std::path::Path) -> bool {
+        Self::observe(dir).is_some_and(|now| now.made == self.made)
+            && std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
+    }
 }
 
 /// A test's private temp dir goes after it; an empty one costs one rmdir.
