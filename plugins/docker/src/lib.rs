@@ -82,11 +82,21 @@ fn last_line(out: &process::Output) -> String {
     } else {
         text.into_owned()
     };
-    text.lines()
+    // docker and compose end with generic lines ("Run 'docker run --help'",
+    // "Encountered errors while bringing up the project"): the cause is the
+    // last line that names an error otherwise.
+    let generic = |l: &str| l.starts_with("Run '") || l.contains("Encountered errors while");
+    let lines: Vec<&str> = text
+        .lines()
         .map(str::trim)
-        .rfind(|l| !l.is_empty())
-        .unwrap_or("(no output)")
-        .to_string()
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines
+        .iter()
+        .rfind(|l| !generic(l) && l.to_ascii_lowercase().contains("error"))
+        .or_else(|| lines.iter().rfind(|l| !generic(l)))
+        .or(lines.last())
+        .map_or_else(|| "(no output)".to_string(), |l| l.to_string())
 }
 
 /// `docker ...`, with a missing program said in one line.

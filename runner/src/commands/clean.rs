@@ -20,8 +20,7 @@ use crate::isolation::wasm::{self, PluginHost, WasmPlugin};
 
 /// Lists, confirms and removes; returns the exit code.
 pub fn clean(config: &Config, args: &CleanArgs) -> Result<i32> {
-    let plugins = load_plugins(config, args)?;
-    let mut failed = false;
+    let (plugins, mut failed) = load_plugins(config, args)?;
 
     // 1. List.
     let dirs = TempDirs::sweep(None);
@@ -104,14 +103,28 @@ pub fn clean(config: &Config, args: &CleanArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-/// The plugins `clean` asks: every configured one and those named with `--plugins`.
-fn load_plugins(config: &Config, args: &CleanArgs) -> Result<Vec<WasmPlugin>> {
+/// The plugins `clean` asks: every configured one and those named with
+/// `--plugins`. One that cannot start (its server is down) is reported and
+/// skipped, so the others still clean; the flag says one was skipped.
+fn load_plugins(config: &Config, args: &CleanArgs) -> Result<(Vec<WasmPlugin>, bool)> {
     let names = wasm::enabled_plugins(config, &args.plugins);
     if names.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), false));
     }
     let host = PluginHost::new(&config.root, &config.state_dir())?;
-    host.load(config, &names)
+    let mut plugins = Vec::new();
+    let mut failed = false;
+    for name in names {
+        match host.load(config, std::slice::from_ref(&name)) {
+            Ok(loaded) => plugins.extend(loaded),
+            Err(e @ Error::Config(_)) => return Err(e),
+            Err(e) => {
+                failed = true;
+                eprintln!("partest: clean: skipping plugin {name}: {e}");
+            }
+        }
+    }
+    Ok((plugins, failed))
 }
 
 /// Drops the records of dead runs once every sweep succeeded, so the
