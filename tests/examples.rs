@@ -10,9 +10,15 @@ fn the_quickstart_example_passes_with_a_database_per_slot() {
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     let text = stdout(&out);
     assert!(text.contains("9 passed, 0 failed"), "{text}");
-    assert!(text.contains("SETUP"), "the template was migrated once: {text}");
+    assert!(
+        text.contains("SETUP"),
+        "the template was migrated once: {text}"
+    );
     // Teardown removed every slot database.
-    let left: Vec<_> = walk(&dir.join(".partest/plugins")).into_iter().filter(|p| p.ends_with(".db")).collect();
+    let left: Vec<_> = walk(&dir.join(".partest/plugins"))
+        .into_iter()
+        .filter(|p| p.ends_with(".db"))
+        .collect();
     assert!(left.is_empty(), "slot databases left behind: {left:?}");
 }
 

@@ -39,7 +39,10 @@ pub struct Slot {
 
 impl Slot {
     pub fn new(index: usize) -> Slot {
-        Slot { index, name: format!("gw{index}") }
+        Slot {
+            index,
+            name: format!("gw{index}"),
+        }
     }
 }
 
@@ -53,7 +56,11 @@ pub struct IsolationError {
 
 impl std::fmt::Display for IsolationError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} failed in {}: {}", self.provider, self.hook, self.message)
+        write!(
+            f,
+            "{} failed in {}: {}",
+            self.provider, self.hook, self.message
+        )
     }
 }
 
