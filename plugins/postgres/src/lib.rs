@@ -116,12 +116,6 @@ impl Postgres {
                  if tests open more connections than that)",
                 self.s.connections_per_worker
             ))
-        } else if text.contains("TLS handshake") || text.contains("TLS not supported") {
-            Error::unavailable(format!(
-                "{text}\npartest's own connection to PostgreSQL has no TLS yet: use sslmode=prefer (or \
-                 disable) in [plugins.postgres] url; with prefer, libpq clients in your tests still \
-                 encrypt when the server offers it"
-            ))
         } else {
             e
         }
@@ -157,6 +151,7 @@ impl Postgres {
             add("PGPASSWORD", parts.password);
             add("PGDATABASE", parts.dbname);
             add("PGSSLMODE", parts.sslmode);
+            add("PGSSLROOTCERT", parts.sslrootcert);
             add("PGOPTIONS", schema.map(|s| format!("-c search_path={s}")));
         }
         env

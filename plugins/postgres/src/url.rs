@@ -12,6 +12,7 @@ pub struct Parts {
     pub port: Option<String>,
     pub dbname: Option<String>,
     pub sslmode: Option<String>,
+    pub sslrootcert: Option<String>,
 }
 
 /// Parses `postgres[ql]://[user[:password]@][host][:port][/dbname][?k=v&...]`.
@@ -55,6 +56,7 @@ pub fn parse(url: &str) -> Parts {
             "password" => parts.password = Some(decode(v)),
             "dbname" => parts.dbname = non_empty(decode(v)),
             "sslmode" => parts.sslmode = non_empty(decode(v)),
+            "sslrootcert" => parts.sslrootcert = non_empty(decode(v)),
             _ => {}
         }
     }
@@ -100,13 +102,16 @@ mod tests {
 
     #[test]
     fn tcp_url_with_password_and_sslmode() {
-        let p = parse("postgres://app:s%40cret@db.example:6543/app_test?sslmode=require");
+        let p = parse(
+            "postgres://app:s%40cret@db.example:6543/app_test?sslmode=require&sslrootcert=%2Fca.pem",
+        );
         assert_eq!(p.user.as_deref(), Some("app"));
         assert_eq!(p.password.as_deref(), Some("s@cret"));
         assert_eq!(p.host.as_deref(), Some("db.example"));
         assert_eq!(p.port.as_deref(), Some("6543"));
         assert_eq!(p.dbname.as_deref(), Some("app_test"));
         assert_eq!(p.sslmode.as_deref(), Some("require"));
+        assert_eq!(p.sslrootcert.as_deref(), Some("/ca.pem"));
     }
 
     #[test]

@@ -32,6 +32,7 @@ mod redis;
 mod runs;
 mod sqlite;
 mod state;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

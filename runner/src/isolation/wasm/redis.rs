@@ -45,7 +45,7 @@ impl HostState {
                 ))
             })?;
             if url.starts_with("rediss:") || url.starts_with("valkeys:") {
-                install_crypto_provider();
+                super::tls::provider();
             }
             let conn = client
                 .get_connection_with_timeout(self.remaining())
@@ -58,17 +58,6 @@ impl HostState {
         let _ = conn.set_write_timeout(Some(remaining));
         Ok(conn)
     }
-}
-
-/// rustls's process-wide crypto provider: ring, the one partest builds in.
-/// Installed explicitly, so that another crate enabling a second provider
-/// cannot make `rediss://` panic on an ambiguous default.
-fn install_crypto_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // Err: one is installed already, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 /// Why the granted server could not be reached, one line, without the password.
