@@ -376,6 +376,7 @@ fn assert_exit_3(out: &Output, has: &[&str]) -> String {
         "the password leaked: {}",
         both(out)
     );
+    eprintln!("exit 3: {}", lines[0]);
     lines[0].to_string()
 }
 

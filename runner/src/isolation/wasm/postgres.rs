@@ -614,11 +614,78 @@ mod tests {
     use super::*;
 
     #[test]
-    fn database_is_replaced_and_password_hidden() {
+    fn database_is_replaced() {
         assert_eq!(
             with_database("postgres://u:p@h:5432/postgres?sslmode=disable", "t1"),
             "postgres://u:p@h:5432/t1?sslmode=disable"
         );
         assert_eq!(with_database("postgres://h", "t1"), "postgres://h/t1");
+    }
+
+    fn tls(url: &str) -> Result<Tls, String> {
+        let (rest, params) = split_tls(url)?;
+        let config = postgres::Config::from_str(&rest).map_err(|e| e.to_string())?;
+        params.resolve(&config)
+    }
+
+    #[test]
+    fn libpq_tls_parameters_are_split_off() {
+        let (rest, params) = split_tls(
+            "postgres://u:p@h/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x",
+        )
+        .unwrap();
+        assert_eq!(rest, "postgres://u:p@h/db?application_name=x");
+        assert_eq!(params.sslmode.as_deref(), Some("verify-full"));
+        assert_eq!(params.sslrootcert.as_deref(), Some("/etc/ca.pem"));
+        assert_eq!(split_tls("postgres://h/db").unwrap().0, "postgres://h/db");
+        assert!(split_tls("postgres://h/db?sslcert=c.pem").is_err());
+    }
+
+    #[test]
+    fn sslmode_is_resolved_as_libpq_does() {
+        let mode = |url: &str| tls(url).map(|t| t.mode);
+        assert_eq!(mode("postgres://h/db"), Ok(SslMode::Prefer));
+        assert_eq!(
+            mode("postgres://h/db?sslmode=disable"),
+            Ok(SslMode::Disable)
+        );
+        assert_eq!(mode("postgres://h/db?sslmode=allow"), Ok(SslMode::Allow));
+        assert_eq!(
+            tls("postgres://h/db?sslmode=require"),
+            Ok(Tls {
+                mode: SslMode::Require,
+                roots: None
+            })
+        );
+        assert_eq!(
+            tls("postgres://h/db?sslmode=verify-ca").map(|t| t.roots),
+            Ok(Some(Roots::Native))
+        );
+        // sslrootcert=system means verify-full, and nothing weaker.
+        assert_eq!(
+            tls("postgres://h/db?sslrootcert=system"),
+            Ok(Tls {
+                mode: SslMode::VerifyFull,
+                roots: Some(Roots::Native)
+            })
+        );
+        assert!(tls("postgres://h/db?sslrootcert=system&sslmode=require").is_err());
+        // A root file makes require check the chain (verify-ca).
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        let url = format!(
+            "postgres://h/db?sslmode=require&sslrootcert={}",
+            ca.path().display()
+        );
+        assert_eq!(
+            tls(&url).map(|t| t.roots),
+            Ok(Some(Roots::File(ca.path().to_path_buf())))
+        );
+        assert!(tls("postgres://h/db?sslmode=verify-full&sslrootcert=/nonexistent.pem").is_err());
+        assert!(tls("postgres://h/db?sslmode=bogus").is_err());
+        // Unix sockets never use TLS.
+        assert_eq!(
+            mode("postgres://u@/db?host=/tmp&port=5433&sslmode=require"),
+            Ok(SslMode::Disable)
+        );
     }
 }
