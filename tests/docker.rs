@@ -169,23 +169,6 @@ echo "t{i} $PARTEST_WORKER ${{PARTEST_CONTAINER:-$COMPOSE_PROJECT_NAME}} $port $
     p
 }
 
-fn seen(log: &Path) -> Vec<Vec<String>> {
-    let mut rows: Vec<Vec<String>> = std::fs::read_dir(log)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "seen"))
-        .map(|e| {
-            std::fs::read_to_string(e.path())
-                .unwrap()
-                .split_whitespace()
-                .map(str::to_string)
-                .collect()
-        })
-        .collect();
-    rows.sort();
-    rows
-}
-
 fn image_plugin(port_base: u32) -> String {
     format!(
         "image = \"{IMAGE}\"\ncommand = [\"sh\", \"-c\", {SERVE:?}]\nports = [8080]\nport-base = {port_base}\n"

@@ -93,24 +93,6 @@ echo "t{i} $PARTEST_WORKER $db $PGDATABASE" > {log}/t{i}.seen
     p
 }
 
-/// (test, worker, database, schema, names in the table, PGDATABASE) per test.
-fn seen(log: &Path) -> Vec<Vec<String>> {
-    let mut rows: Vec<Vec<String>> = std::fs::read_dir(log)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "seen"))
-        .map(|e| {
-            std::fs::read_to_string(e.path())
-                .unwrap()
-                .split_whitespace()
-                .map(str::to_string)
-                .collect()
-        })
-        .collect();
-    rows.sort();
-    rows
-}
-
 /// The migrated row (made once, before any slot) and rows of tests on the
 /// same slot only: nothing another slot wrote.
 fn assert_isolated(seen: &[Vec<String>], row: &[String]) {

@@ -46,7 +46,7 @@ fn batches_run_in_parallel_and_serial_markers_run_alone() {
     let out = run(&["run", "-n", "2"], log.path(), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     let text = stdout(&out);
-    assert!(text.contains("13 passed, 0 failed, 1 skipped"), "{text}");
+    assert!(text.contains("14 passed, 0 failed, 1 skipped"), "{text}");
     assert!(
         text.contains("tests/test_math.py::TestStrings::test_upper"),
         "{text}"
@@ -56,7 +56,7 @@ fn batches_run_in_parallel_and_serial_markers_run_alone() {
         "{text}"
     );
     let t = traces(log.path());
-    assert_eq!(t.len(), 13, "{t:?}");
+    assert_eq!(t.len(), 14, "{t:?}");
     let serial: Vec<&Trace> = t.iter().filter(|t| t.name.contains("alone")).collect();
     assert_eq!(serial.len(), 2);
     for s in &serial {
@@ -81,7 +81,7 @@ fn a_failing_test_in_a_batch_is_reported_alone() {
     let out = run(&["run", "-n", "2"], log.path(), &[("FIXTURE_FAIL", "1")]);
     assert_eq!(out.status.code(), Some(100), "{}", both(&out));
     let text = stdout(&out);
-    assert!(text.contains("12 passed, 1 failed, 1 skipped"), "{text}");
+    assert!(text.contains("13 passed, 1 failed, 1 skipped"), "{text}");
     assert!(
         text.contains("FAIL") && text.contains("test_fails_on_request"),
         "{text}"

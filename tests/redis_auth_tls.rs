@@ -17,8 +17,14 @@ use partest_e2e::*;
 
 /// Whether `program --version` runs; panics under CI when it does not.
 fn have(test: &str, program: &str) -> bool {
+    // The openssl CLI takes a subcommand, not a flag.
+    let version = if program == "openssl" {
+        "version"
+    } else {
+        "--version"
+    };
     match Command::new(program)
-        .arg("--version")
+        .arg(version)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()

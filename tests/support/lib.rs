@@ -169,3 +169,22 @@ pub fn pid_alive(pid: i32) -> bool {
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
+
+/// The rows tests wrote as `*.seen` files in `log`: one whitespace-split
+/// line each, sorted.
+pub fn seen(log: &Path) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = std::fs::read_dir(log)
+        .expect("read log dir")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "seen"))
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .expect("read a .seen file")
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        })
+        .collect();
+    rows.sort();
+    rows
+}

@@ -15,32 +15,74 @@ use crate::error::{Error, Result};
 
 pub struct PytestAdapter {
     root: PathBuf,
+    /// `.partest/`, where the xdist stand-in is written.
+    state_dir: PathBuf,
     python: String,
     args: Vec<String>,
     serial_markers: Vec<String>,
     max_batch: usize,
-    /// `-n 0` when pytest-xdist is installed, so an `addopts = -n auto` in the
-    /// project's ini does not fork workers inside our workers.
-    disable_xdist: bool,
+    /// `PYTHONPATH` with the folder of our xdist stand-in first.
+    python_path: String,
 }
+
+/// The module name of [`XDIST_COMPAT`] on `PYTHONPATH`.
+const XDIST_COMPAT_MODULE: &str = "partest_xdist_compat";
+/// A pytest plugin loaded into every pytest partest starts: xdist's options,
+/// `worker_id` and `config.workerinput`, per slot (see the file for why).
+const XDIST_COMPAT: &str = include_str!("pytest_xdist_compat.py");
+
+/// Arguments of every pytest call: xdist blocked (partest is the scheduler),
+/// its stand-in loaded, and no cache writes from parallel processes.
+const PYTEST_FLAGS: [&str; 6] = [
+    "-p",
+    "no:xdist",
+    "-p",
+    XDIST_COMPAT_MODULE,
+    "-p",
+    "no:cacheprovider",
+];
 
 impl PytestAdapter {
     pub fn new(config: &Config) -> PytestAdapter {
         let f = &config.file;
         PytestAdapter {
             root: config.root.clone(),
+            state_dir: config.state_dir(),
             python: f.pytest.python.clone(),
             args: f.pytest.args.clone(),
             serial_markers: f.serial.markers.clone(),
             max_batch: f.pytest.max_batch,
-            disable_xdist: false,
+            python_path: String::new(),
         }
+    }
+
+    /// Writes the xdist stand-in where `PYTHONPATH` will find it.
+    fn install_compat(&mut self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir)
+            .and_then(|()| {
+                std::fs::write(dir.join(format!("{XDIST_COMPAT_MODULE}.py")), XDIST_COMPAT)
+            })
+            .map_err(|e| {
+                Error::setup(format!(
+                    "cannot write partest's pytest plugin into {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        let mut path = dir.to_string_lossy().into_owned();
+        if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
+            path.push(':');
+            path.push_str(&existing.to_string_lossy());
+        }
+        self.python_path = path;
+        Ok(())
     }
 
     fn pytest(&self) -> Command {
         let mut cmd = Command::new(&self.python);
         cmd.args(["-m", "pytest"])
             .args(&self.args)
+            .args(PYTEST_FLAGS)
+            .env("PYTHONPATH", &self.python_path)
             .current_dir(&self.root)
             .stdin(Stdio::null());
         cmd
@@ -48,10 +90,7 @@ impl PytestAdapter {
 
     fn collect(&self, marker_expr: Option<&str>) -> Result<std::process::Child> {
         let mut cmd = self.pytest();
-        cmd.args(["--collect-only", "-q", "-p", "no:cacheprovider"]);
-        if self.disable_xdist {
-            cmd.args(["-n", "0"]);
-        }
+        cmd.args(["--collect-only", "-q"]);
         if let Some(expr) = marker_expr {
             cmd.args(["-m", expr]);
         }
@@ -62,16 +101,6 @@ impl PytestAdapter {
                 self.root.display()
             ))
         })
-    }
-
-    fn has_xdist(&self) -> bool {
-        Command::new(&self.python)
-            .args(["-c", "import importlib.util,sys; sys.exit(0 if importlib.util.find_spec('xdist') else 1)"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
     }
 }
 
@@ -178,7 +207,7 @@ impl Adapter for PytestAdapter {
     }
 
     fn discover(&mut self) -> Result<Vec<TestCase>> {
-        self.disable_xdist = self.has_xdist();
+        self.install_compat(&self.state_dir.join("pytest"))?;
         let expr = self.serial_markers.join(" or ");
         // Both collections at once: each pays the interpreter and import cost.
         let all = self.collect(None)?;
@@ -218,12 +247,8 @@ impl Adapter for PytestAdapter {
         let report = scratch.join("partest-junit.xml");
         let mut args: Vec<OsString> = vec!["-m".into(), "pytest".into()];
         args.extend(self.args.iter().map(OsString::from));
-        args.extend(
-            ["-q", "-p", "no:cacheprovider", "-o", "junit_family=xunit1"].map(OsString::from),
-        );
-        if self.disable_xdist {
-            args.extend(["-n", "0"].map(OsString::from));
-        }
+        args.extend(PYTEST_FLAGS.map(OsString::from));
+        args.extend(["-q", "-o", "junit_family=xunit1"].map(OsString::from));
         let mut junit = OsString::from("--junitxml=");
         junit.push(&report);
         args.push(junit);
@@ -233,7 +258,7 @@ impl Adapter for PytestAdapter {
             args,
             cwd: self.root.clone(),
             report_file: Some(report),
-            env: Vec::new(),
+            env: vec![("PYTHONPATH".to_string(), self.python_path.clone())],
         }
     }
 
