@@ -4,7 +4,8 @@
 //! scram-sha-256) and a unix socket with trust. A password in the url with
 //! sslmode=require, a wrong password (exit 3, one line, never shown), a unix
 //! socket url, and sslmode=verify-full against the CA in sslrootcert or
-//! SSL_CERT_FILE, and against a wrong CA (exit 3).
+//! SSL_CERT_FILE, and against a wrong CA (exit 3); prefer (the default) and
+//! allow end up on TLS there too.
 //!
 //! Without initdb/pg_ctl (or openssl, or root to run them as `postgres`)
 //! it skips with the reason, except under CI=true, where it fails.
@@ -400,6 +401,14 @@ fn tls_password_unix_socket_and_verified_urls_connect_like_libpq() {
         "0",
         "teardown dropped the run's databases"
     );
+
+    // No sslmode (prefer): TLS, since the server offers it. allow: plain
+    // first, then TLS when pg_hba.conf has no entry for plain (as libpq).
+    for (query, shown) in [("", "@127.0.0.1:"), ("?sslmode=allow", "sslmode=allow")] {
+        let p = project(&format!("{tcp}{query}"));
+        let out = run(&p, &[]);
+        assert_passed(&p, &out, "true", shown);
+    }
 
     // (b) A wrong password: exit 3, one line, the password nowhere.
     let wrong = "e2e-wrong-pw-91c2";
