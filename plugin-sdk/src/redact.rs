@@ -65,7 +65,9 @@ pub fn text(text: &str, server_url: &str) -> String {
     out
 }
 
-fn percent_decode(s: &str) -> String {
+/// Percent-decoding (`%2F` → `/`) as URLs need it; malformed escapes are
+/// kept as written.
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

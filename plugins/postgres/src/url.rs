@@ -2,6 +2,8 @@
 //! environment (PGHOST, PGPORT, ...), and the `options` query parameter
 //! that puts a schema first on the search path.
 
+use partest_plugin_sdk::redact::percent_decode;
+
 /// What the libpq environment variables are made from.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Parts {
@@ -32,8 +34,8 @@ pub fn parse(url: &str) -> Parts {
             Some((user, pw)) => (user, Some(pw)),
             None => (u, None),
         };
-        parts.user = non_empty(decode(user));
-        parts.password = password.map(decode);
+        parts.user = non_empty(percent_decode(user));
+        parts.password = password.map(percent_decode);
     }
     let (host, port) = if hostport.starts_with('[') {
         // [ipv6]:port
@@ -44,19 +46,19 @@ pub fn parse(url: &str) -> Parts {
     } else {
         hostport.rsplit_once(':').unwrap_or((hostport, ""))
     };
-    parts.host = non_empty(decode(host));
+    parts.host = non_empty(percent_decode(host));
     parts.port = non_empty(port.to_string());
-    parts.dbname = non_empty(decode(path));
+    parts.dbname = non_empty(percent_decode(path));
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
-            "host" => parts.host = non_empty(decode(v)),
-            "port" => parts.port = non_empty(decode(v)),
-            "user" => parts.user = non_empty(decode(v)),
-            "password" => parts.password = Some(decode(v)),
-            "dbname" => parts.dbname = non_empty(decode(v)),
-            "sslmode" => parts.sslmode = non_empty(decode(v)),
-            "sslrootcert" => parts.sslrootcert = non_empty(decode(v)),
+            "host" => parts.host = non_empty(percent_decode(v)),
+            "port" => parts.port = non_empty(percent_decode(v)),
+            "user" => parts.user = non_empty(percent_decode(v)),
+            "password" => parts.password = Some(percent_decode(v)),
+            "dbname" => parts.dbname = non_empty(percent_decode(v)),
+            "sslmode" => parts.sslmode = non_empty(percent_decode(v)),
+            "sslrootcert" => parts.sslrootcert = non_empty(percent_decode(v)),
             _ => {}
         }
     }
@@ -72,28 +74,6 @@ pub fn with_search_path(url: &str, schema: &str) -> String {
 
 fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
-}
-
-/// Percent-decoding (`%2F` → `/`); malformed escapes are kept as written.
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && bytes[i + 1].is_ascii_hexdigit()
-            && bytes[i + 2].is_ascii_hexdigit()
-        {
-            let hex = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
-            out.push(hex(bytes[i + 1]) * 16 + hex(bytes[i + 2]));
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -144,8 +144,8 @@ fn split_tls(url: &str) -> Result<(String, TlsParams), String> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
-            "sslmode" => params.sslmode = Some(decode(v)),
-            "sslrootcert" => params.sslrootcert = Some(decode(v)),
+            "sslmode" => params.sslmode = Some(redact::percent_decode(v)),
+            "sslrootcert" => params.sslrootcert = Some(redact::percent_decode(v)),
             "sslcert" | "sslkey" | "sslpassword" => {
                 return Err(format!(
                     "{k}: client certificates are not supported for partest's own connection \
@@ -508,29 +508,6 @@ fn connect_error(url: &str, tls: &Tls, e: &postgres::Error) -> Error {
     Error::Unavailable(format!(
         "cannot connect to PostgreSQL at {shown}: {detail}{hint}"
     ))
-}
-
-/// Percent-decoding (`%2F` → `/`); malformed escapes are kept as written.
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(Some(h)), Some(Some(l))) = (
-                bytes.get(i + 1).map(|b| hex(*b)),
-                bytes.get(i + 2).map(|b| hex(*b)),
-            )
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `url` with its database path replaced.
