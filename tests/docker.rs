@@ -6,9 +6,8 @@
 //! Without an engine the tests skip with a note; with CI=true they fail.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use partest_e2e::*;
 
@@ -266,26 +265,6 @@ fn compose_mode_gives_each_slot_its_own_project_and_removes_them() {
     assert!(networks_of(&id).is_empty(), "{:?}", networks_of(&id));
 }
 
-#[allow(clippy::zombie_processes)]
-fn start_long_run(p: &Project, runs: &Path, workers: usize) -> (std::process::Child, String) {
-    let child = partest(p.path())
-        .args(["run", "-n", &workers.to_string()])
-        .env("PARTEST_RUNS_DIR", runs)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let seen = seen(&p.log_dir());
-        if seen.len() >= workers {
-            return (child, seen[0][5].clone());
-        }
-        assert!(Instant::now() < deadline, "the tests did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn sigint_mid_run_removes_every_project() {
     if !engine() || !compose_available() {
@@ -298,7 +277,8 @@ fn sigint_mid_run_removes_every_project() {
         "partest.toml",
         &format!("[command]\ntests = [\"tests/*.sh\"]\nrun = \"bash {{}}\"\n\n[plugins.docker]\n{plugin}\n"),
     );
-    let (mut child, id) = start_long_run(&p, runs.path(), 2);
+    let (mut child, rows) = start_long_run(&p, runs.path(), 2);
+    let id = rows[0][5].clone();
     assert_eq!(
         containers_of(&id).len(),
         2,
@@ -327,7 +307,8 @@ fn kill_9_then_partest_clean_removes_containers_and_projects() {
             "partest.toml",
             &format!("[command]\ntests = [\"tests/*.sh\"]\nrun = \"bash {{}}\"\n\n[plugins.docker]\n{plugin}\n"),
         );
-        let (mut child, id) = start_long_run(&p, runs.path(), 2);
+        let (mut child, rows) = start_long_run(&p, runs.path(), 2);
+        let id = rows[0][5].clone();
         unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
         child.wait().unwrap();
         assert_eq!(containers_of(&id).len(), 2, "the crash left them");

@@ -4,9 +4,7 @@
 //! and SIGINT, `partest clean` after kill -9, and the marker rule.
 //! Without a server (or psql) the tests skip with a note; with CI=true they fail.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use partest_e2e::*;
 
@@ -189,28 +187,6 @@ fn schema_mode_gives_each_slot_a_schema_cloned_from_the_migrated_one() {
     assert!(left.is_empty(), "left behind: {left}");
 }
 
-/// Starts a long run and waits until every slot's test has its database.
-/// The caller signals and waits for the child.
-#[allow(clippy::zombie_processes)]
-fn start_long_run(p: &Project, runs_dir: &Path, workers: usize) -> (std::process::Child, String) {
-    let child = partest(p.path())
-        .args(["run", "-n", &workers.to_string()])
-        .env("PARTEST_RUNS_DIR", runs_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let seen = seen(&p.log_dir());
-        if seen.len() >= workers {
-            return (child, run_id_of(&seen[0][2]));
-        }
-        assert!(Instant::now() < deadline, "the tests did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn sigint_mid_run_drops_every_database_of_the_run() {
     if !server() {
@@ -218,7 +194,8 @@ fn sigint_mid_run_drops_every_database_of_the_run() {
     }
     let runs = tempfile::tempdir().unwrap();
     let p = project(2, "sleep 30", "");
-    let (mut child, id) = start_long_run(&p, runs.path(), 2);
+    let (mut child, rows) = start_long_run(&p, runs.path(), 2);
+    let id = run_id_of(&rows[0][2]);
     assert_eq!(
         databases(&format!("partest\\_{id}\\_%")).len(),
         3,
@@ -238,7 +215,8 @@ fn kill_9_then_partest_clean_leaves_nothing() {
     }
     let runs = tempfile::tempdir().unwrap();
     let p = project(2, "sleep 20", "");
-    let (mut child, id) = start_long_run(&p, runs.path(), 2);
+    let (mut child, rows) = start_long_run(&p, runs.path(), 2);
+    let id = run_id_of(&rows[0][2]);
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
     assert_eq!(

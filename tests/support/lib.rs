@@ -188,3 +188,33 @@ pub fn seen(log: &Path) -> Vec<Vec<String>> {
     rows.sort();
     rows
 }
+
+/// Starts `partest run -n WORKERS` in the background (its run register in
+/// `runs_dir`) and waits until every slot's test wrote its `.seen` row.
+/// Returns the child, to be signalled and waited for, and those rows.
+#[allow(clippy::zombie_processes)]
+pub fn start_long_run(
+    p: &Project,
+    runs_dir: &Path,
+    workers: usize,
+) -> (std::process::Child, Vec<Vec<String>>) {
+    let child = partest(p.path())
+        .args(["run", "-n", &workers.to_string()])
+        .env("PARTEST_RUNS_DIR", runs_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting partest");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let rows = seen(&p.log_dir());
+        if rows.len() >= workers {
+            return (child, rows);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tests did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
