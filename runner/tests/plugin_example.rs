@@ -50,7 +50,9 @@ fn the_custom_plugin_example_builds_and_runs() {
     };
     let state = dir.path().join(".partest");
     let host = PluginHost::new(dir.path(), &state).unwrap();
-    let names = wasm::enabled_plugins(&config, &[]);
+    let names = config::Settings::resolve(&config, &config::Overrides::default())
+        .unwrap()
+        .plugins;
     assert_eq!(names, ["ports"]);
     let lc = Lifecycle::new(host.load_providers(&config, &names).unwrap());
     let run = RunInfo {

@@ -13,10 +13,10 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 
 use crate::cli::CleanArgs;
-use crate::config::Config;
+use crate::config::{Config, Overrides, Settings};
 use crate::error::{Error, Result, exit};
 use crate::isolation::TempDirs;
-use crate::isolation::wasm::{self, PluginHost, WasmPlugin};
+use crate::isolation::wasm::{PluginHost, WasmPlugin};
 
 /// Lists, confirms and removes; returns the exit code.
 pub fn clean(config: &Config, args: &CleanArgs) -> Result<i32> {
@@ -107,7 +107,11 @@ pub fn clean(config: &Config, args: &CleanArgs) -> Result<i32> {
 /// `--plugins`. One that cannot start (its server is down) is reported and
 /// skipped, so the others still clean; the flag says one was skipped.
 fn load_plugins(config: &Config, args: &CleanArgs) -> Result<(Vec<WasmPlugin>, bool)> {
-    let names = wasm::enabled_plugins(config, &args.plugins);
+    let overrides = Overrides {
+        plugins: args.plugins.clone(),
+        ..Overrides::default()
+    };
+    let names = Settings::resolve(config, &overrides)?.plugins;
     if names.is_empty() {
         return Ok((Vec::new(), false));
     }

@@ -11,7 +11,7 @@
 //! Wiring (the run flow):
 //!
 //! ```ignore
-//! let names = wasm::enabled_plugins(&config, &cli_plugins);
+//! let names = Settings::resolve(&config, &overrides)?.plugins;
 //! let host = wasm::PluginHost::new(&config.root, &state_dir)?;
 //! let mut providers: Vec<Box<dyn Isolation>> = vec![Box::new(TempDirs::new(None))];
 //! providers.extend(host.load_providers(&config, &names)?);
@@ -88,23 +88,6 @@ pub fn builtin_names() -> Vec<&'static str> {
 #[doc(hidden)]
 pub fn test_guest(name: &str) -> PathBuf {
     Path::new(builtin::GUEST_DIR).join(format!("{}.wasm", name.replace('-', "_")))
-}
-
-/// The plugins a run uses: those named with `--plugins`, in that order,
-/// then every configured `[plugins.NAME]` table not named.
-pub fn enabled_plugins(config: &Config, cli: &[String]) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for n in cli.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
-        if !names.iter().any(|x| x == n) {
-            names.push(n.to_string());
-        }
-    }
-    for n in config.file.plugins.keys() {
-        if !names.contains(n) {
-            names.push(n.clone());
-        }
-    }
-    names
 }
 
 /// Loads plugins for one run.
