@@ -36,7 +36,7 @@ fn main() {
 
     let skip = std::env::var_os("PARTEST_NO_GUESTS").is_some() || crates.is_empty();
     if !skip {
-        if !target_installed() {
+        if !target_installed() && !add_target_with_rustup() {
             println!(
                 "cargo::error=the {TARGET} target is missing: run `rustup target add {TARGET}` \
                  (or set PARTEST_NO_GUESTS=1 to build partest without its built-in plugins)"
@@ -93,6 +93,24 @@ fn target_installed() -> bool {
         .join("lib/rustlib")
         .join(TARGET)
         .is_dir()
+}
+
+/// rustup installs a toolchain file's `targets` only when it installs the
+/// toolchain itself, so a machine that already had the toolchain lacks the
+/// target. Add it the way cargo-component does: through rustup, for the
+/// toolchain this build runs with, saying so in a warning.
+fn add_target_with_rustup() -> bool {
+    let rustup = std::env::var_os("RUSTUP").unwrap_or_else(|| "rustup".into());
+    let mut cmd = Command::new(rustup);
+    cmd.args(["target", "add", TARGET]);
+    if let Some(toolchain) = std::env::var_os("RUSTUP_TOOLCHAIN") {
+        cmd.arg("--toolchain").arg(toolchain);
+    }
+    let added = matches!(cmd.output(), Ok(out) if out.status.success()) && target_installed();
+    if added {
+        println!("cargo::warning=installed the {TARGET} target with `rustup target add {TARGET}` (partest's built-in plugins are built for it)");
+    }
+    added
 }
 
 fn build_guests(plugins: &Path, guest_target: &Path) {
