@@ -1,6 +1,7 @@
-//! The pytest adapter on a real fixture project: collection, serial markers,
-//! batches, per-test outcomes from JUnit. Needs pytest: CI installs it; on a
-//! laptop without it these tests say so and pass.
+//! The pytest adapter on real pytest: one long-lived worker per slot, tests
+//! addressed by index, serial markers from the items, whatever the user's
+//! pytest configuration says, and workers that crash or hang replaced. Needs
+//! pytest: CI installs it; on a laptop without it these tests say so and pass.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -38,7 +39,7 @@ fn run(args: &[&str], log: &std::path::Path, extra_env: &[(&str, &str)]) -> std:
 }
 
 #[test]
-fn batches_run_in_parallel_and_serial_markers_run_alone() {
+fn one_worker_per_slot_runs_in_parallel_and_serial_markers_run_alone() {
     if !have_pytest() {
         return;
     }
@@ -65,15 +66,16 @@ fn batches_run_in_parallel_and_serial_markers_run_alone() {
             assert!(!overlaps(s, other), "{s:?} overlapped {other:?}");
         }
     }
-    // Batches: fewer pytest processes than tests; both slots used.
-    let pids: std::collections::BTreeSet<&String> = t.iter().map(|t| &t.extra[0]).collect();
-    assert!(pids.len() < t.len(), "each test had its own process: {t:?}");
-    let workers: std::collections::BTreeSet<&str> = t.iter().map(|t| t.worker.as_str()).collect();
-    assert!(workers.contains("gw0") && workers.contains("gw1"), "{t:?}");
+    // One pytest process per slot for the whole run, serial phase included.
+    let pids: std::collections::BTreeSet<(&str, &String)> =
+        t.iter().map(|t| (t.worker.as_str(), &t.extra[0])).collect();
+    let workers: std::collections::BTreeSet<&str> = pids.iter().map(|(w, _)| *w).collect();
+    assert_eq!(workers.len(), 2, "both slots ran tests: {t:?}");
+    assert_eq!(pids.len(), 2, "one process per slot: {pids:?}");
 }
 
 #[test]
-fn a_failing_test_in_a_batch_is_reported_alone() {
+fn a_failing_test_is_reported_alone_with_pytests_text() {
     if !have_pytest() {
         return;
     }
@@ -105,4 +107,191 @@ fn list_shows_serial_tests_from_markers() {
             && serial_part.contains("test_global_state_alone"),
         "{text}"
     );
+}
+
+/// A project in a temp dir with `conftest.py` recording every test and every
+/// module-fixture setup (name, worker, pid) into `log/`.
+fn project(files: &[(&str, &str)]) -> Project {
+    let p = Project::new();
+    p.file(
+        "tests/conftest.py",
+        r#"
+import os, time, pytest
+
+LOG = os.environ["FIXTURE_LOG"]
+
+def _record(kind, name):
+    with open(os.path.join(LOG, f"{kind}-{os.getpid()}-{time.time_ns()}.seen"), "w") as f:
+        f.write(f"{kind} {name} {os.environ.get('PYTEST_XDIST_WORKER', '-')} {os.getpid()}\n")
+
+@pytest.fixture(autouse=True, scope="module")
+def module_setup(request):
+    _record("module", request.module.__name__)
+    yield
+
+@pytest.fixture(autouse=True)
+def each_test(request):
+    yield
+    _record("test", request.node.nodeid.replace(" ", "_"))
+"#,
+    );
+    for (path, text) in files {
+        p.file(path, text);
+    }
+    p.log_dir();
+    p
+}
+
+fn run_in(p: &Project, args: &[&str]) -> std::process::Output {
+    partest(p.path())
+        .args(args)
+        .env("FIXTURE_LOG", p.log_dir())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("running partest")
+}
+
+fn rows(p: &Project, kind: &str) -> Vec<Vec<String>> {
+    seen(&p.log_dir())
+        .into_iter()
+        .filter(|r| r[0] == kind)
+        .collect()
+}
+
+const MANY_TESTS: &str = r#"
+import pytest
+
+@pytest.mark.parametrize("n", range(12))
+def test_n(n):
+    assert n >= 0
+"#;
+
+#[test]
+fn verbose_addopts_and_strict_markers_do_not_touch_the_protocol() {
+    if !have_pytest() {
+        return;
+    }
+    let p = project(&[
+        (
+            "pytest.ini",
+            "[pytest]\naddopts = -v --tb=short -ra --strict-markers -p no:randomly\nstrict = true\nmarkers =\n    slow: slow tests\n",
+        ),
+        ("tests/test_a.py", MANY_TESTS),
+        (
+            "tests/test_b.py",
+            "import pytest\n\n@pytest.mark.slow\ndef test_slow():\n    pass\n\ndef test_plain():\n    pass\n",
+        ),
+    ]);
+    let out = run_in(&p, &["run", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert!(stdout(&out).contains("14 passed, 0 failed"), "{}", both(&out));
+    assert_eq!(rows(&p, "test").len(), 14);
+}
+
+#[test]
+fn ids_that_change_between_processes_run_by_index() {
+    if !have_pytest() {
+        return;
+    }
+    let p = project(&[(
+        "tests/test_time.py",
+        "import time, pytest\n\n@pytest.mark.parametrize('stamp', [time.time_ns(), time.time_ns() + 1])\ndef test_stamp(stamp):\n    assert stamp > 0\n\n@pytest.mark.parametrize('n', range(6))\ndef test_n(n):\n    pass\n",
+    )]);
+    let out = run_in(&p, &["run", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert!(stdout(&out).contains("8 passed, 0 failed"), "{}", both(&out));
+}
+
+#[test]
+fn module_fixtures_set_up_once_per_worker_and_module() {
+    if !have_pytest() {
+        return;
+    }
+    let files: Vec<(String, String)> = (0..4)
+        .map(|i| (format!("tests/test_m{i}.py"), MANY_TESTS.to_string()))
+        .collect();
+    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let p = project(&files);
+    let out = run_in(&p, &["run", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert_eq!(rows(&p, "test").len(), 48);
+    let setups = rows(&p, "module");
+    // Once per (module, worker process) at most: never once per test.
+    let distinct: std::collections::BTreeSet<(String, String)> = setups
+        .iter()
+        .map(|r| (r[1].clone(), r[3].clone()))
+        .collect();
+    assert_eq!(distinct.len(), setups.len(), "a module set up twice in one worker: {setups:?}");
+    assert!(setups.len() <= 8, "{setups:?}");
+}
+
+#[test]
+fn a_crashing_and_a_hanging_test_are_reported_and_their_workers_replaced() {
+    if !have_pytest() {
+        return;
+    }
+    let p = project(&[
+        (
+            "tests/test_bad.py",
+            "import os, signal, time\n\ndef test_segfault():\n    print('about to crash')\n    os.kill(os.getpid(), signal.SIGSEGV)\n\ndef test_hangs():\n    time.sleep(600)\n",
+        ),
+        ("tests/test_good.py", MANY_TESTS),
+    ]);
+    let out = run_in(&p, &["run", "-n", "2", "--timeout", "3"]);
+    assert_eq!(out.status.code(), Some(100), "{}", both(&out));
+    let text = stdout(&out);
+    assert!(text.contains("CRASH") && text.contains("test_segfault"), "{text}");
+    assert!(text.contains("TIMEOUT") && text.contains("test_hangs"), "{text}");
+    // The worker's output up to its death: pytest's faulthandler names the
+    // test's frame (what the test printed went down with pytest's capture).
+    assert!(text.contains("Segmentation fault") && text.contains("test_bad.py"), "{text}");
+    assert!(text.contains("signal 11"), "{text}");
+    // Every good test still ran and passed.
+    assert!(text.contains("12 passed, 2 failed"), "{text}");
+    assert_eq!(rows(&p, "test").len(), 12);
+    // The hanging test's process is gone (no pytest left sleeping).
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "test_bad.py"])
+        .output()
+        .map(|o| stdout(&o))
+        .unwrap_or_default();
+    let alive: Vec<i32> = left
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .filter(|pid| pid_alive(*pid))
+        .collect();
+    assert!(alive.is_empty(), "left running: {alive:?}");
+}
+
+#[test]
+fn a_collection_error_shows_pytests_text_and_exits_3() {
+    if !have_pytest() {
+        return;
+    }
+    let p = project(&[
+        ("tests/test_ok.py", MANY_TESTS),
+        ("tests/test_broken.py", "import not_a_module_anywhere\n\ndef test_x():\n    pass\n"),
+    ]);
+    let out = run_in(&p, &["run", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+    let text = both(&out);
+    assert!(text.contains("test_broken.py"), "{text}");
+    assert!(text.contains("not_a_module_anywhere"), "{text}");
+    assert!(rows(&p, "test").is_empty(), "nothing ran");
+}
+
+#[test]
+fn an_empty_selection_is_not_a_pass() {
+    if !have_pytest() {
+        return;
+    }
+    let p = project(&[("tests/test_ok.py", MANY_TESTS)]);
+    let out = run_in(&p, &["run", "-n", "2", "no_such_test"]);
+    assert_eq!(out.status.code(), Some(4), "{}", both(&out));
+    assert!(stderr(&out).contains("no tests to run"), "{}", both(&out));
+    let out = run_in(&p, &["run", "-n", "2", "no_such_test", "--no-tests=warn"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let empty = project(&[("tests/test_none.py", "x = 1\n")]);
+    let out = run_in(&empty, &["run", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(4), "{}", both(&out));
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{Overrides, Seconds, WorkerCount};
+use crate::config::{NoTests, Overrides, Seconds, WorkerCount};
 use crate::report::Format;
 
 #[derive(Parser, Debug)]
@@ -111,6 +111,12 @@ pub struct RunArgs {
     pub no_capture: bool,
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     pub message_format: MessageFormat,
+    /// A run that selects no test: fail (exit 4, the default), warn or pass.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub no_tests: Option<NoTests>,
+    /// pytest: replace at most N crashed or timed-out workers (default 4 per worker).
+    #[arg(long, value_name = "N")]
+    pub max_worker_restart: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -172,6 +178,8 @@ impl RunArgs {
             timeout: self.timeout.map(|s| s.0),
             fail_fast,
             junit: self.junit.clone(),
+            no_tests: self.no_tests,
+            max_worker_restart: self.max_worker_restart,
             ..self.select.overrides()
         }
     }

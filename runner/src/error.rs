@@ -9,6 +9,8 @@ pub mod exit {
     pub const TEST_FAILED: i32 = 100;
     pub const USAGE: i32 = 2;
     pub const SETUP: i32 = 3;
+    /// The run selected no test (nextest's code for it).
+    pub const NO_TESTS: i32 = 4;
     pub const INTERRUPTED: i32 = 130;
 }
 
@@ -19,6 +21,8 @@ pub enum Error {
     Config(String),
     /// Discovery, a plugin or a setup command failed: the environment is wrong.
     Setup(String),
+    /// The run selected no test (`--no-tests=fail`, the default).
+    NoTests(String),
 }
 
 impl Error {
@@ -34,6 +38,7 @@ impl Error {
         match self {
             Error::Config(_) => exit::USAGE,
             Error::Setup(_) => exit::SETUP,
+            Error::NoTests(_) => exit::NO_TESTS,
         }
     }
 }
@@ -41,7 +46,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Config(msg) | Error::Setup(msg) => f.write_str(msg),
+            Error::Config(msg) | Error::Setup(msg) | Error::NoTests(msg) => f.write_str(msg),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::prepare;
+use super::{discover, plan, workers};
 use crate::cli::{ListArgs, MessageFormat};
 use crate::config::{Config, Settings};
 use crate::discover::DiscoverOptions;
@@ -13,42 +13,41 @@ pub fn list(config: &Config, args: &ListArgs) -> Result<String> {
     let options = DiscoverOptions {
         run_ignored: args.select.run_ignored,
     };
-    let p = prepare(config, &settings, &args.select.filters, &options)?;
-    let plan = &p.plan;
+    // No plugin is loaded: listing needs no server.
+    let mut d = discover(config, &options, false)?;
+    let tests = d.tests.take().unwrap_or_default();
+    let plan = &plan(config, &settings, &args.select.filters, &d, tests);
+    let workers = workers(&settings, config, Some(plan), None);
     let name = |i: &u32| plan.tests[*i as usize].name.as_str();
-    let group = |g: Option<u16>| g.map(|g| plan.groups[g as usize].name.as_str());
+    let group = |i: &u32| plan.group_of[*i as usize].map(|g| plan.groups[g as usize].name.as_str());
     let mut out = String::new();
     if args.message_format == MessageFormat::Json {
-        let entry = |i: &u32, phase: &str, g: Option<u16>| {
-            serde_json::json!({"test": name(i), "phase": phase, "group": group(g)}).to_string()
+        let entry = |i: &u32, phase: &str| {
+            serde_json::json!({"test": name(i), "phase": phase, "group": group(i)}).to_string()
         };
-        for unit in &plan.parallel {
-            for i in &unit.tests {
-                let _ = writeln!(out, "{}", entry(i, "parallel", unit.group));
-            }
+        for i in plan.parallel.iter().flatten() {
+            let _ = writeln!(out, "{}", entry(i, "parallel"));
         }
-        for unit in &plan.serial {
-            let _ = writeln!(out, "{}", entry(&unit.tests[0], "serial", None));
+        for i in &plan.serial {
+            let _ = writeln!(out, "{}", entry(i, "serial"));
         }
         for i in &plan.skipped {
-            let _ = writeln!(out, "{}", entry(i, "skipped", None));
+            let _ = writeln!(out, "{}", entry(i, "skipped"));
         }
         return Ok(out);
     }
-    let parallel: usize = plan.parallel.iter().map(|u| u.tests.len()).sum();
     let _ = writeln!(
         out,
-        "parallel: {parallel} tests on {} workers",
-        p.workers.workers
+        "parallel: {} tests on {} workers",
+        plan.parallel_count(),
+        workers.workers
     );
-    for unit in &plan.parallel {
-        for i in &unit.tests {
-            match group(unit.group) {
-                Some(g) => writeln!(out, "  {}  [group {g}]", name(i)),
-                None => writeln!(out, "  {}", name(i)),
-            }
-            .ok();
+    for i in plan.parallel.iter().flatten() {
+        match group(i) {
+            Some(g) => writeln!(out, "  {}  [group {g}]", name(i)),
+            None => writeln!(out, "  {}", name(i)),
         }
+        .ok();
     }
     if !plan.serial.is_empty() {
         let _ = writeln!(
@@ -56,8 +55,8 @@ pub fn list(config: &Config, args: &ListArgs) -> Result<String> {
             "serial: {} tests, alone on gw0 after the parallel phase",
             plan.serial.len()
         );
-        for unit in &plan.serial {
-            let _ = writeln!(out, "  {}", name(&unit.tests[0]));
+        for i in &plan.serial {
+            let _ = writeln!(out, "  {}", name(i));
         }
     }
     if !plan.skipped.is_empty() {

@@ -21,61 +21,75 @@ use crate::isolation::wasm::PluginHost;
 use crate::isolation::{Isolation, Lifecycle, TempDirs};
 use crate::plan::{Plan, PlanRules, SystemFacts, WorkerInputs, WorkerPlan, plan_workers, select};
 
-/// Everything decided before the first process starts.
-pub struct Prepared {
+/// What discovery found, before anything is set up.
+pub struct Discovered {
     pub adapter: Box<dyn Adapter>,
-    pub plan: Plan,
-    pub workers: WorkerPlan,
+    /// None for `partest run` with pytest: its workers collect, each with
+    /// its slot's env set.
+    pub tests: Option<Vec<TestCase>>,
     pub history: History,
     pub history_warning: Option<String>,
-    pub lifecycle: Lifecycle,
 }
 
-/// Discovers, selects and plans. Plugins are loaded here (not set up) because
-/// their slot limits cap the worker count.
-pub fn prepare(
+/// Finds the tests. `in_workers`: leave it to pytest's workers where the
+/// adapter collects in them (`partest run`); `list` and `report` collect here.
+pub fn discover(config: &Config, options: &DiscoverOptions, in_workers: bool) -> Result<Discovered> {
+    let mut adapter = adapter_for(config, options)?;
+    let tests = if in_workers && adapter.pytest().is_some() {
+        None
+    } else {
+        Some(adapter.discover()?)
+    };
+    let (history, history_warning) = History::load(&config.state_dir().join("history.db"));
+    Ok(Discovered {
+        adapter,
+        tests,
+        history,
+        history_warning,
+    })
+}
+
+/// Selects (profile filter, name filters) and plans the discovered tests.
+pub fn plan(
     config: &Config,
     settings: &Settings,
     names: &[String],
-    options: &DiscoverOptions,
-) -> Result<Prepared> {
-    let lifecycle = Lifecycle::new(providers(config, settings)?);
-    let mut adapter = adapter_for(config, options)?;
-    let tests: Vec<TestCase> = select(adapter.discover()?, settings.filter.as_ref(), names);
-    let (history, history_warning) = History::load(&config.state_dir().join("history.db"));
-    let skipped = tests.iter().filter(|t| t.ignored).count();
+    d: &Discovered,
+    tests: Vec<TestCase>,
+) -> Plan {
+    let rules = PlanRules {
+        serial_filter: &config.file.serial.filter,
+        groups: &config.file.groups,
+        order: settings.order,
+        by_file: d.adapter.pytest().is_some(),
+    };
+    Plan::new(
+        select(tests, settings.filter.as_ref(), names),
+        &d.history,
+        &rules,
+    )
+}
+
+/// The worker count and every factor behind it.
+pub fn workers(settings: &Settings, config: &Config, plan: Option<&Plan>, lifecycle: Option<&Lifecycle>) -> WorkerPlan {
+    let slots = lifecycle.map(Lifecycle::slot_limits).unwrap_or_default();
     let inputs = WorkerInputs {
         requested: settings.workers,
         source: settings.workers_source.clone(),
         limits: &config.file.limits,
-        test_count: tests.len() - skipped,
-        plugin_slots: &lifecycle.slot_limits(),
+        test_count: plan.map(Plan::parallel_count),
+        plugin_slots: &slots,
     };
-    let workers = plan_workers(&inputs, &SystemFacts::detect());
-    let rules = PlanRules {
-        serial_filter: &config.file.serial.filter,
-        groups: &config.file.groups,
-        max_batch: adapter.max_batch(),
-        workers: workers.workers,
-    };
-    let plan = Plan::new(tests, &history, &rules);
-    Ok(Prepared {
-        adapter,
-        plan,
-        workers,
-        history,
-        history_warning,
-        lifecycle,
-    })
+    plan_workers(&inputs, &SystemFacts::detect())
 }
 
 /// The isolation providers of this run: temp dirs always, then the plugins
 /// (loaded, linked and configured here; set up later by the lifecycle).
-fn providers(config: &Config, settings: &Settings) -> Result<Vec<Box<dyn Isolation>>> {
+pub fn load_isolation(config: &Config, settings: &Settings) -> Result<Lifecycle> {
     let mut providers: Vec<Box<dyn Isolation>> = vec![Box::new(TempDirs::new(None))];
     if !settings.plugins.is_empty() {
         let host = PluginHost::new(&config.root, &config.state_dir())?;
         providers.extend(host.load_providers(config, &settings.plugins)?);
     }
-    Ok(providers)
+    Ok(Lifecycle::new(providers))
 }

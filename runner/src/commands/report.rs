@@ -1,7 +1,7 @@
 //! `partest report`: the parallelization report, every factor behind the
 //! worker count and the one that bound it.
 
-use super::prepare;
+use super::{discover, load_isolation, plan, workers};
 use crate::cli::ReportArgs;
 use crate::config::{Config, Settings};
 use crate::discover::DiscoverOptions;
@@ -12,21 +12,26 @@ pub fn report(config: &Config, args: &ReportArgs) -> Result<String> {
     let options = DiscoverOptions {
         run_ignored: args.select.run_ignored,
     };
-    let p = prepare(config, &settings, &args.select.filters, &options)?;
+    let mut d = discover(config, &options, false)?;
+    let tests = d.tests.take().unwrap_or_default();
+    let plan = plan(config, &settings, &args.select.filters, &d, tests);
+    // Plugins are loaded (not set up): their slot limits cap the count.
+    let lifecycle = load_isolation(config, &settings)?;
+    let workers = workers(&settings, config, Some(&plan), Some(&lifecycle));
     let profile = settings.profile.as_deref().unwrap_or("(none)");
     let mut out = format!(
         "partest report: profile {profile}, adapter {}, config {}\n\n",
-        p.adapter.kind().name(),
+        d.adapter.kind().name(),
         config.origin()
     );
-    out.push_str(&p.workers.render());
-    let parallel: usize = p.plan.parallel.iter().map(|u| u.tests.len()).sum();
+    out.push_str(&workers.render());
     out.push_str(&format!(
-        "tests: {parallel} parallel in {} units, {} serial, {} skipped; history knows {} tests\n",
-        p.plan.parallel.len(),
-        p.plan.serial.len(),
-        p.plan.skipped.len(),
-        p.history.len()
+        "tests: {} parallel in {} queues, {} serial, {} skipped; history knows {} tests\n",
+        plan.parallel_count(),
+        plan.parallel.len(),
+        plan.serial.len(),
+        plan.skipped.len(),
+        d.history.len()
     ));
     Ok(out)
 }

@@ -1,24 +1,26 @@
-//! `partest run`: the whole flow of one run. Teardown runs on every path out
-//! of it: success, test failure, setup or plugin failure, and Ctrl-C.
+//! `partest run`: the whole flow of one run, top to bottom: discover → plan
+//! → load plugins and set up → pool → teardown → report. Teardown runs on
+//! every path out of it: success, test failure, setup or plugin failure, and
+//! Ctrl-C.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::IsTerminal;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
-use super::prepare;
+use super::{Discovered, discover, load_isolation, plan, workers};
 use crate::cli::RunArgs;
-use crate::config::{Config, Settings};
-use crate::discover::DiscoverOptions;
+use crate::config::{Config, NoTests, Settings};
+use crate::discover::{DiscoverOptions, TestCase};
 use crate::error::{Error, Result, exit};
 use crate::exec::{Interrupts, Spawner};
 use crate::history::Record;
 use crate::isolation::{Env, Lifecycle, RunInfo};
-use crate::pool::{Pool, PoolOptions};
+use crate::plan::Plan;
+use crate::pool::{self, PoolContext, PoolOptions};
 use crate::report::{self, Event, ReporterOptions};
 
 /// Runs the tests; returns the exit code.
@@ -26,17 +28,36 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     let interrupts = Interrupts::install()
         .map_err(|e| Error::setup(format!("cannot install signal handlers: {e}")))?;
     let settings = Settings::resolve(config, &args.overrides())?;
+    let names = &args.select.filters;
     let options = DiscoverOptions {
         run_ignored: args.select.run_ignored,
     };
-    let prepared = prepare(config, &settings, &args.select.filters, &options);
-    // Ctrl-C during discovery also kills cargo or pytest, which then "fail".
+
+    // Discover and plan before anything is set up; pytest's workers collect
+    // later, each with its slot's env (settings that read DATABASE_URL at
+    // import see the slot's database).
+    let discovered = discover(config, &options, true);
+    // Ctrl-C during discovery also kills cargo, which then "fails".
     if interrupts.is_set() {
         return Ok(exit::INTERRUPTED);
     }
-    let prepared = prepared?;
-    let plan = &prepared.plan;
-    let workers = prepared.workers.workers;
+    let mut discovered = discovered?;
+    let early_plan = discovered
+        .tests
+        .take()
+        .map(|tests| plan(config, &settings, names, &discovered, tests));
+    if let Some(plan) = &early_plan
+        && let Err(e) = check_selection(plan, &settings, names)
+    {
+        if settings.no_tests == NoTests::Warn {
+            eprintln!("partest: warning: {e}");
+            return Ok(exit::OK);
+        }
+        return Err(e);
+    }
+
+    let lifecycle = load_isolation(config, &settings)?;
+    let workers = workers(&settings, config, early_plan.as_ref(), Some(&lifecycle)).workers;
     let run_id = new_run_id();
     // Marks the run alive for `partest clean` and plugins' reclaim checks.
     let _registration = crate::runs::register(&run_id).map_err(|e| {
@@ -46,36 +67,20 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
         ))
     })?;
 
-    let tests = Arc::new(plan.tests.clone());
     let format = args.message_format.into();
-    let reporter_options = ReporterOptions {
+    let (events, reporter) = report::start(ReporterOptions {
         format,
         junit: settings.junit.clone(),
         progress: format == report::Format::Human
             && std::io::stderr().is_terminal()
             && !args.no_capture,
         captured: !args.no_capture,
-    };
-    let (events, reporter) = report::start(
-        tests,
-        plan.runnable() + plan.skipped.len(),
-        reporter_options,
-    );
-    let _ = events.send(Event::RunStarted {
-        run_id: run_id.clone(),
-        workers,
-        parallel: plan.parallel.iter().map(|u| u.tests.len()).sum(),
-        serial: plan.serial.len(),
-        skipped: plan.skipped.len(),
-    });
-    if let Some(warning) = &prepared.history_warning {
+    })
+    .map_err(|e| Error::setup(format!("cannot start the reporter thread: {e}")))?;
+    if let Some(warning) = &discovered.history_warning {
         let _ = events.send(Event::Warning(warning.clone()));
     }
-    for &test in &plan.skipped {
-        let _ = events.send(Event::TestSkipped { test });
-    }
 
-    let lifecycle = &prepared.lifecycle;
     let run_info = RunInfo {
         run_id: run_id.clone(),
         workers,
@@ -93,52 +98,60 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
 
     let mut failure: Option<Error> = setup.err();
     let mut tests_failed = false;
+    let mut ran_plan = None;
     if failure.is_none() && !interrupts.is_set() {
-        let pool = Pool {
-            plan,
-            adapter: prepared.adapter.as_ref(),
-            lifecycle,
-            spawner: &spawner,
-            events: events.clone(),
-            options: PoolOptions {
+        let ctx = PoolContext::new(
+            discovered.adapter.as_ref(),
+            &lifecycle,
+            &spawner,
+            PoolOptions {
                 workers,
                 retries: settings.retries,
                 timeout: settings.timeout,
                 fail_fast: settings.fail_fast,
                 capture: !args.no_capture,
                 run_id: run_id.clone(),
+                max_worker_restart: settings.max_worker_restart.unwrap_or(4 * workers),
+                django_slot_db: postgres_template(config, &settings),
             },
-        };
-        let outcome = pool.run();
+        );
+        let mut early_plan = early_plan;
+        let outcome = pool::run(&ctx, &events, |collected: Option<Vec<TestCase>>| {
+            match (early_plan.take(), collected) {
+                (Some(plan), _) => Ok(plan),
+                (None, Some(tests)) => {
+                    let plan = plan(config, &settings, names, &discovered, tests);
+                    check_selection(&plan, &settings, names)?;
+                    Ok(plan)
+                }
+                (None, None) => Err(Error::setup("the adapter found no tests to plan")),
+            }
+        });
         tests_failed = outcome.tests_failed;
-        failure = outcome
-            .isolation_error
-            .map(|e| Error::setup(e.to_string()))
-            .or(outcome.spawn_error.map(Error::setup));
+        failure = outcome.error;
+        ran_plan = outcome.plan;
     }
     if interrupts.is_set() {
         let _ = events.send(Event::Interrupted);
     }
     let run_failed = failure.is_some() || tests_failed;
-    let teardown_errors = teardown(lifecycle, run_failed, &events);
+    let teardown_errors = teardown(&lifecycle, run_failed, &events);
+    if let Some(Error::NoTests(reason)) = &failure
+        && settings.no_tests != NoTests::Fail
+    {
+        if settings.no_tests == NoTests::Warn {
+            let _ = events.send(Event::Warning(reason.clone()));
+        }
+        failure = None;
+    }
     drop(events);
     let summary = reporter
         .join()
         .map_err(|_| Error::setup("the reporter thread panicked"))?;
 
-    let records = summary
-        .results
-        .iter()
-        .filter(|(_, r)| r.attempts > 0)
-        .map(|(i, r)| Record {
-            name: &plan.tests[*i as usize].name,
-            duration: r.duration,
-            status: r.status,
-        });
-    if let Some(warning) = prepared.history.save(records) {
-        eprintln!("partest: warning: {warning}");
+    if let Some(plan) = &ran_plan {
+        save_history(&discovered, plan, &summary);
     }
-
     if summary.interrupted || interrupts.is_set() {
         return Ok(exit::INTERRUPTED);
     }
@@ -155,6 +168,63 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     } else {
         exit::OK
     })
+}
+
+/// The postgres plugin clones a template that `[setup] commands` migrated:
+/// each slot's database is ready to test on as it is.
+fn postgres_template(config: &Config, settings: &Settings) -> bool {
+    let mode = config
+        .file
+        .plugins
+        .get("postgres")
+        .and_then(|t| t.settings.get("mode"))
+        .and_then(|m| m.as_str());
+    settings.plugins.iter().any(|p| p == "postgres")
+        && mode.is_none_or(|m| m == "database")
+        && !config.file.setup.commands.is_empty()
+}
+
+/// A run that selects no test is not a pass: it says why (nothing found, or
+/// everything filtered out) and, with `--no-tests=fail` (the default), exits 4.
+fn check_selection(plan: &Plan, settings: &Settings, names: &[String]) -> Result<()> {
+    if plan.runnable() > 0 || settings.no_tests == NoTests::Pass {
+        return Ok(());
+    }
+    let reason = if plan.tests.is_empty() && names.is_empty() && settings.filter.is_none() {
+        "no tests to run: the adapter found none".to_string()
+    } else if plan.tests.is_empty() {
+        let mut why = Vec::new();
+        if let Some(profile) = &settings.profile {
+            why.push(format!("profile {profile}'s filter"));
+        }
+        if !names.is_empty() {
+            why.push(format!("the name filters {names:?}"));
+        }
+        format!("no tests to run: none matches {}", why.join(" and "))
+    } else {
+        format!(
+            "no tests to run: all {} selected tests are ignored (--run-ignored runs them)",
+            plan.tests.len()
+        )
+    };
+    Err(Error::NoTests(format!(
+        "{reason} (--no-tests=warn or pass to allow an empty run)"
+    )))
+}
+
+fn save_history(discovered: &Discovered, plan: &Plan, summary: &report::Summary) {
+    let records = summary
+        .results
+        .iter()
+        .filter(|(_, r)| r.attempts > 0)
+        .map(|(i, r)| Record {
+            name: &plan.tests[*i as usize].name,
+            duration: r.duration,
+            status: r.status,
+        });
+    if let Some(warning) = discovered.history.save(records) {
+        eprintln!("partest: warning: {warning}");
+    }
 }
 
 /// Tears everything down, reporting each failure; returns how many failed.

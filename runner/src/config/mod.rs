@@ -26,7 +26,7 @@ pub use limits::LimitsTable;
 pub use plugins::PluginTable;
 pub use profile::ProfileTable;
 pub use pytest::PytestTable;
-pub use run::{AdapterKind, RunTable};
+pub use run::{AdapterKind, NoTests, Order, RunTable};
 pub use serial::SerialTable;
 pub use settings::{Overrides, Settings};
 pub use setup::SetupTable;
@@ -231,9 +231,6 @@ fn validate(file: &ConfigFile) -> std::result::Result<(), String> {
         if words.is_empty() {
             return Err("[command] run is empty: give a command such as \"bash {}\"".into());
         }
-    }
-    if file.pytest.max_batch == 0 {
-        return Err("[pytest] max-batch = 0: allowed: 1 or more".into());
     }
     for (what, value) in [
         ("ci-max-workers", file.limits.ci_max_workers),

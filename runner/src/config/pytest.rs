@@ -1,6 +1,10 @@
 //! `[pytest]`: how the pytest adapter calls Python.
 
+use std::time::Duration;
+
 use serde::Deserialize;
+
+use super::values::Seconds;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -8,12 +12,12 @@ pub struct PytestTable {
     /// The interpreter that has pytest installed (a virtualenv's python, say).
     #[serde(default = "default_python")]
     pub python: String,
-    /// Extra arguments given to every pytest call, collection included.
+    /// Extra arguments given to every pytest worker.
     #[serde(default)]
     pub args: Vec<String>,
-    /// Most tests in one pytest process; batches shrink toward the end of the queue.
-    #[serde(default = "default_max_batch")]
-    pub max_batch: usize,
+    /// How long a worker may take to start and collect.
+    #[serde(default = "default_collect_timeout")]
+    pub collect_timeout: Seconds,
 }
 
 impl Default for PytestTable {
@@ -21,7 +25,7 @@ impl Default for PytestTable {
         PytestTable {
             python: default_python(),
             args: Vec::new(),
-            max_batch: default_max_batch(),
+            collect_timeout: default_collect_timeout(),
         }
     }
 }
@@ -30,6 +34,6 @@ fn default_python() -> String {
     "python3".to_string()
 }
 
-fn default_max_batch() -> usize {
-    64
+fn default_collect_timeout() -> Seconds {
+    Seconds(Duration::from_secs(300))
 }

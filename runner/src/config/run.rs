@@ -40,4 +40,34 @@ pub struct RunTable {
     pub plugins: Vec<String>,
     /// Time a test group gets between SIGTERM and SIGKILL.
     pub kill_grace: Option<Seconds>,
+    /// The order tests are dealt in.
+    pub order: Option<Order>,
+    /// What a run that selects no test is.
+    pub no_tests: Option<NoTests>,
+    /// How many crashed or timed-out pytest workers are replaced in a run
+    /// (default: 4 per worker, as pytest-xdist).
+    pub max_worker_restart: Option<usize>,
+}
+
+/// `[run] order`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Longest first from history (never-seen tests first among equals).
+    #[default]
+    History,
+    /// Each file's tests in their declared order, files longest first: for
+    /// suites whose tests depend on their order within a file.
+    File,
+}
+
+/// `--no-tests` / `[run] no-tests`: a run that selects nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NoTests {
+    Pass,
+    Warn,
+    /// Exit 4, as nextest does.
+    #[default]
+    Fail,
 }

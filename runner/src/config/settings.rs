@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Config, Filter, WorkerCount};
+use super::{Config, Filter, NoTests, Order, WorkerCount};
 use crate::error::Result;
 
 /// What the command line may override; `None` leaves the file's value.
@@ -17,6 +17,8 @@ pub struct Overrides {
     pub timeout: Option<Duration>,
     pub fail_fast: Option<bool>,
     pub junit: Option<PathBuf>,
+    pub no_tests: Option<NoTests>,
+    pub max_worker_restart: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -34,6 +36,10 @@ pub struct Settings {
     pub junit: Option<PathBuf>,
     /// Enabled plugins: `--plugins`, `[run] plugins`, then `[plugins.*]` tables.
     pub plugins: Vec<String>,
+    pub order: Order,
+    pub no_tests: NoTests,
+    /// pytest workers replaced after a crash or timeout before the run gives up.
+    pub max_worker_restart: Option<usize>,
 }
 
 impl Settings {
@@ -93,6 +99,9 @@ impl Settings {
                 .or_else(|| run.junit.clone())
                 .map(|j| config.root.join(j)),
             plugins,
+            order: run.order.unwrap_or_default(),
+            no_tests: o.no_tests.or(run.no_tests).unwrap_or_default(),
+            max_worker_restart: o.max_worker_restart.or(run.max_worker_restart),
         })
     }
 }

@@ -203,14 +203,14 @@ impl Adapter for CargoAdapter {
                     binary: index as u32,
                     serial_marker: false,
                     ignored: is_ignored && !self.run_ignored,
+                    position: tests.len() as u32,
                 });
             }
         }
         Ok(tests)
     }
 
-    fn invocation(&self, tests: &[&TestCase], _scratch: &Path) -> Invocation {
-        let test = tests[0];
+    fn invocation(&self, test: &TestCase) -> Invocation {
         let binary = &self.binaries[test.binary as usize];
         let mut args: Vec<OsString> = vec![
             "--exact".into(),
@@ -224,7 +224,6 @@ impl Adapter for CargoAdapter {
             program: binary.path.clone().into(),
             args,
             cwd: binary.cwd.clone(),
-            report_file: None,
             env: binary.env.clone(),
         }
     }

@@ -2,7 +2,7 @@
 //! test, run by the `[command] run` template; exit 0 passes.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use walkdir::WalkDir;
 
@@ -79,8 +79,8 @@ impl Adapter for CommandAdapter {
         Ok(found)
     }
 
-    fn invocation(&self, tests: &[&TestCase], _scratch: &Path) -> Invocation {
-        let file = &tests[0].target;
+    fn invocation(&self, test: &TestCase) -> Invocation {
+        let file = &test.target;
         let mut words = self
             .template
             .iter()
@@ -94,7 +94,6 @@ impl Adapter for CommandAdapter {
             program,
             args,
             cwd: self.root.clone(),
-            report_file: None,
             env: Vec::new(),
         }
     }

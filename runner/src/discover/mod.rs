@@ -1,17 +1,17 @@
-//! Discovery: each adapter lists a project's tests and says how to run a
-//! unit of them (one test, or a batch for pytest) and how to read the result.
+//! Discovery: each adapter lists a project's tests and says how to run one.
+//! cargo and command run a process per test; pytest runs a long-lived worker
+//! per slot, which collects the tests itself (with the slot's env set).
 
 mod cargo;
 mod command;
-mod pytest;
+pub mod pytest;
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 pub use cargo::CargoAdapter;
 pub use command::CommandAdapter;
-pub use pytest::PytestAdapter;
+pub use pytest::{PytestAdapter, PytestWorker, TestReply, Wait};
 
 use crate::config::{AdapterKind, Config};
 use crate::error::Result;
@@ -29,6 +29,8 @@ pub struct TestCase {
     pub serial_marker: bool,
     /// `#[ignore]`d: listed, skipped unless `--run-ignored`.
     pub ignored: bool,
+    /// Its index in the adapter's own collection: what a pytest worker is sent.
+    pub position: u32,
 }
 
 impl TestCase {
@@ -40,6 +42,7 @@ impl TestCase {
             binary: 0,
             serial_marker: false,
             ignored: false,
+            position: 0,
         }
     }
 }
@@ -50,8 +53,6 @@ pub struct Invocation {
     pub program: OsString,
     pub args: Vec<OsString>,
     pub cwd: PathBuf,
-    /// A file the process writes its per-test results to (pytest's JUnit XML).
-    pub report_file: Option<PathBuf>,
     /// Variables the test's own runner would set (cargo's `CARGO_MANIFEST_DIR`).
     pub env: Vec<(String, String)>,
 }
@@ -79,39 +80,25 @@ pub enum Status {
     Fail,
     Skip,
     Timeout,
+    /// The process running it died (a pytest worker's segfault, say).
+    Crash,
     /// Stopped by Ctrl-C, or never started because of it or of --fail-fast.
     Cancelled,
 }
 
 impl Status {
-    pub fn is_failure(self) -> bool {
-        matches!(self, Status::Fail | Status::Timeout)
-    }
-}
-
-/// One test's outcome inside a unit's result.
-#[derive(Clone, Debug)]
-pub struct TestResult {
-    pub status: Status,
-    /// The test's own time when the runner reports it (JUnit), else the unit's.
-    pub duration: Option<Duration>,
-    /// What to show for this test, when it differs from the unit's output.
-    pub output: Option<String>,
-}
-
-impl TestResult {
-    pub fn from_end(end: ProcessEnd) -> TestResult {
-        let status = match end {
+    /// A process-per-test adapter's verdict: the exit status is the result.
+    pub fn from_end(end: ProcessEnd) -> Status {
+        match end {
             ProcessEnd::Exited(0) => Status::Pass,
             ProcessEnd::Exited(_) | ProcessEnd::Signalled(_) => Status::Fail,
             ProcessEnd::TimedOut => Status::Timeout,
             ProcessEnd::Interrupted => Status::Cancelled,
-        };
-        TestResult {
-            status,
-            duration: None,
-            output: None,
         }
+    }
+
+    pub fn is_failure(self) -> bool {
+        matches!(self, Status::Fail | Status::Timeout | Status::Crash)
     }
 }
 
@@ -122,24 +109,13 @@ pub trait Adapter: Send + Sync {
     /// Lists the tests (building them first if the adapter must).
     fn discover(&mut self) -> Result<Vec<TestCase>>;
 
-    /// The most tests one process may run; 1 means one process per test.
-    fn max_batch(&self) -> usize {
-        1
-    }
+    /// The process that runs one test (process-per-test adapters).
+    fn invocation(&self, test: &TestCase) -> Invocation;
 
-    /// The process for `tests` (one, or a batch); `scratch` is a folder of
-    /// the slot's where report files may go.
-    fn invocation(&self, tests: &[&TestCase], scratch: &Path) -> Invocation;
-
-    /// Each test's result, in the order of `tests`, from how the process ended.
-    fn results(
-        &self,
-        tests: &[&TestCase],
-        end: ProcessEnd,
-        invocation: &Invocation,
-    ) -> Vec<TestResult> {
-        let _ = invocation;
-        tests.iter().map(|_| TestResult::from_end(end)).collect()
+    /// pytest: each slot's long-lived worker collects and runs the tests, so
+    /// `partest run` does not call [`Adapter::discover`] up front.
+    fn pytest(&self) -> Option<&PytestAdapter> {
+        None
     }
 }
 
@@ -154,6 +130,6 @@ pub fn adapter_for(config: &Config, options: &DiscoverOptions) -> Result<Box<dyn
     Ok(match config.adapter()? {
         AdapterKind::Command => Box::new(CommandAdapter::new(config)?),
         AdapterKind::Cargo => Box::new(CargoAdapter::new(config, options)),
-        AdapterKind::Pytest => Box::new(PytestAdapter::new(config)),
+        AdapterKind::Pytest => Box::new(PytestAdapter::new(config)?),
     })
 }

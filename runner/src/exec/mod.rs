@@ -2,6 +2,7 @@
 //! captured to a per-slot file, a deadline, and a stop on Ctrl-C — all
 //! waited on with one `poll` on a pidfd, no thread per test or per pipe.
 
+mod env;
 mod signals;
 
 use std::fs::File;
@@ -12,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use env::slot_env;
 pub use signals::Interrupts;
 
 use crate::discover::{Invocation, ProcessEnd};
@@ -62,6 +64,14 @@ pub struct Finished {
 }
 
 impl Spawner {
+    /// For commands that handle no signals of their own (`partest list`).
+    pub fn without_signals() -> std::io::Result<Spawner> {
+        Ok(Spawner {
+            interrupts: Interrupts::new()?,
+            kill_grace: Duration::from_secs(2),
+        })
+    }
+
     /// Runs `invocation` to its end. `capture` None streams to our stdout/stderr.
     pub fn run(
         &self,
@@ -81,49 +91,52 @@ impl Spawner {
             cmd.stdout(Stdio::from(capture.file.try_clone()?))
                 .stderr(Stdio::from(capture.file.try_clone()?));
         }
-        if let Some(report) = &invocation.report_file {
-            let _ = std::fs::remove_file(report);
-        }
         let start = Instant::now();
         let mut child = cmd.spawn()?;
-        let end = self.wait(&mut child, start, timeout)?;
+        let stopped = self.wait(&mut child, start, timeout)?;
         let duration = start.elapsed();
         // Whatever the test left running in its group goes with it, so it
-        // cannot write into the next test's output or hold its ports.
+        // cannot write into the next test's output or hold its ports. The
+        // leader is not reaped yet, so its pid (the group's id) is not reused.
         kill_group(&child, libc::SIGKILL);
-        Ok(Finished { end, duration })
+        let status = child.wait()?;
+        Ok(Finished {
+            end: stopped.unwrap_or_else(|| end_of(status)),
+            duration,
+        })
     }
 
+    /// Waits until the leader exits (left unreaped) or is stopped: None when
+    /// it exited by itself, else why it was stopped.
     fn wait(
         &self,
         child: &mut Child,
         start: Instant,
         timeout: Option<Duration>,
-    ) -> std::io::Result<ProcessEnd> {
+    ) -> std::io::Result<Option<ProcessEnd>> {
         let pidfd = pidfd_open(child.id());
         let deadline = timeout.map(|t| start + t);
         loop {
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if remaining == Some(Duration::ZERO) {
                 self.terminate(child, pidfd.as_ref())?;
-                return Ok(ProcessEnd::TimedOut);
+                return Ok(Some(ProcessEnd::TimedOut));
             }
             if self.interrupts.is_set() {
                 self.terminate(child, pidfd.as_ref())?;
-                return Ok(ProcessEnd::Interrupted);
+                return Ok(Some(ProcessEnd::Interrupted));
             }
             match &pidfd {
                 Some(fd) => {
-                    let ms =
-                        remaining.map_or(-1, |r| r.as_millis().clamp(1, i32::MAX as u128) as i32);
+                    let ms = remaining.map_or(-1, poll_ms);
                     if poll_readable(&[fd.as_raw_fd(), self.interrupts.fd()], ms)? == Some(0) {
-                        return Ok(end_of(child.wait()?));
+                        return Ok(None);
                     }
                 }
                 // Kernels before 5.3 have no pidfd: fall back to polling.
                 None => {
-                    if let Some(status) = child.try_wait()? {
-                        return Ok(end_of(status));
+                    if exited_unreaped(child, None)? {
+                        return Ok(None);
                     }
                     let step = remaining
                         .unwrap_or(Duration::MAX)
@@ -134,12 +147,17 @@ impl Spawner {
         }
     }
 
-    /// TERM the group, give it the grace (cut short by a second Ctrl-C), then KILL.
-    fn terminate(&self, child: &mut Child, pidfd: Option<&OwnedFd>) -> std::io::Result<()> {
+    /// TERM the group, give it the grace (cut short by a second Ctrl-C), then
+    /// KILL. The leader is left for the caller to reap, after the KILL.
+    pub(crate) fn terminate(
+        &self,
+        child: &mut Child,
+        pidfd: Option<&OwnedFd>,
+    ) -> std::io::Result<()> {
         kill_group(child, libc::SIGTERM);
         let deadline = Instant::now() + self.kill_grace;
         loop {
-            if child.try_wait()?.is_some() {
+            if exited_unreaped(child, pidfd)? {
                 break;
             }
             let grace_end = if self.interrupts.count() >= 2 {
@@ -149,8 +167,6 @@ impl Spawner {
             };
             let left = grace_end.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                kill_group(child, libc::SIGKILL);
-                child.wait()?;
                 break;
             }
             let step = left.min(Duration::from_millis(50)).as_millis().max(1) as i32;
@@ -164,7 +180,35 @@ impl Spawner {
     }
 }
 
-fn end_of(status: std::process::ExitStatus) -> ProcessEnd {
+/// A poll timeout in milliseconds for what remains of a deadline.
+pub(crate) fn poll_ms(remaining: Duration) -> i32 {
+    remaining.as_millis().clamp(1, i32::MAX as u128) as i32
+}
+
+/// Whether the leader has exited, without reaping it (its pid, and so its
+/// group's id, stays reserved until the caller waits).
+pub(crate) fn exited_unreaped(child: &Child, pidfd: Option<&OwnedFd>) -> std::io::Result<bool> {
+    if let Some(fd) = pidfd {
+        return Ok(poll_readable(&[fd.as_raw_fd()], 0)?.is_some());
+    }
+    // SAFETY: waitid fills the zeroed siginfo we own; WNOWAIT leaves the child unreaped.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            child.id() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: si_pid is valid to read after a successful waitid.
+    Ok(unsafe { info.si_pid() } != 0)
+}
+
+pub(crate) fn end_of(status: std::process::ExitStatus) -> ProcessEnd {
     match (status.code(), status.signal()) {
         (Some(code), _) => ProcessEnd::Exited(code),
         (None, Some(sig)) => ProcessEnd::Signalled(sig),
@@ -173,12 +217,12 @@ fn end_of(status: std::process::ExitStatus) -> ProcessEnd {
 }
 
 /// Signals the test's whole process group (its pgid is its pid).
-fn kill_group(child: &Child, signal: i32) {
+pub(crate) fn kill_group(child: &Child, signal: i32) {
     // SAFETY: killpg has no memory effects; a group that is gone gives ESRCH.
     unsafe { libc::killpg(child.id() as libc::pid_t, signal) };
 }
 
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     // SAFETY: a non-negative return is a fresh fd that we now own.
@@ -186,13 +230,14 @@ fn pidfd_open(pid: u32) -> Option<OwnedFd> {
 }
 
 /// Waits until one of `fds` is readable; returns its index, or None on timeout.
-fn poll_readable(fds: &[i32], timeout_ms: i32) -> std::io::Result<Option<usize>> {
-    // At most two fds (the child, the interrupts): an array, no allocation per test.
+pub(crate) fn poll_readable(fds: &[i32], timeout_ms: i32) -> std::io::Result<Option<usize>> {
+    // At most three fds (a pipe, the interrupts, the child): an array, no
+    // allocation per test.
     let mut pfds = [libc::pollfd {
         fd: -1,
         events: libc::POLLIN,
         revents: 0,
-    }; 2];
+    }; 3];
     let count = fds.len().min(pfds.len());
     for (p, &fd) in pfds.iter_mut().zip(fds) {
         p.fd = fd;

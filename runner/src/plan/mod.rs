@@ -1,6 +1,5 @@
 //! Planning: which tests run (filters), in which phase (parallel or serial),
-//! with how many workers, in which order, and in which units (one test, or a
-//! pytest batch).
+//! with how many workers, and in which order.
 
 mod facts;
 mod workers;
@@ -11,21 +10,11 @@ use std::time::Duration;
 pub use facts::SystemFacts;
 pub use workers::{Factor, WorkerInputs, WorkerPlan, plan_workers};
 
-use crate::config::{Filter, GroupTable};
+use crate::config::{Filter, GroupTable, Order};
 use crate::discover::TestCase;
 use crate::history::History;
 
-/// What one process runs: a test, or a batch of them that share a group.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unit {
-    /// Indices into [`Plan::tests`].
-    pub tests: Vec<u32>,
-    pub group: Option<u16>,
-    /// 1 for the first run; a retry runs a failed test alone with attempt + 1.
-    pub attempt: u32,
-}
-
-/// A `[groups.NAME]`: at most `max` of its units at once.
+/// A `[groups.NAME]`: at most `max` of its tests at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Group {
     pub name: String,
@@ -35,13 +24,19 @@ pub struct Group {
 #[derive(Debug)]
 pub struct Plan {
     pub tests: Vec<TestCase>,
-    /// Dealt to the pool, longest first.
-    pub parallel: Vec<Unit>,
-    /// Run after the parallel phase, alone, on slot 0.
-    pub serial: Vec<Unit>,
+    /// The parallel phase's queues, in dealing order (longest first): one per
+    /// file when the adapter keeps a file's tests on one worker (pytest: a
+    /// module's fixtures then set up once per worker), else one per test.
+    pub parallel: Vec<Vec<u32>>,
+    /// Run after the parallel phase, alone, on slot 0, in this order.
+    pub serial: Vec<u32>,
     /// Listed but not run (`#[ignore]`d).
     pub skipped: Vec<u32>,
     pub groups: Vec<Group>,
+    /// Each test's group, by index into [`Plan::tests`].
+    pub group_of: Vec<Option<u16>>,
+    /// Each test's expected duration: history, else the mean of the known.
+    pub estimate: Vec<Duration>,
 }
 
 /// Keeps the tests that a profile's filter and the command line's name
@@ -62,9 +57,9 @@ pub fn select(
 pub struct PlanRules<'a> {
     pub serial_filter: &'a Filter,
     pub groups: &'a BTreeMap<String, GroupTable>,
-    /// 1: one process per test; more: batches (pytest).
-    pub max_batch: usize,
-    pub workers: usize,
+    pub order: Order,
+    /// Queue a file's tests together (pytest node ids: the file precedes `::`).
+    pub by_file: bool,
 }
 
 impl Plan {
@@ -82,82 +77,85 @@ impl Plan {
                 )
             })
             .collect();
-        let group_of = |t: &TestCase| {
-            groups
-                .iter()
-                .position(|(_, f)| f.matches(&t.name))
-                .map(|i| i as u16)
-        };
+        let group_of: Vec<Option<u16>> = tests
+            .iter()
+            .map(|t| {
+                groups
+                    .iter()
+                    .position(|(_, f)| f.matches(&t.name))
+                    .map(|i| i as u16)
+            })
+            .collect();
         let expected: Vec<Option<Duration>> =
             tests.iter().map(|t| history.expected(&t.name)).collect();
-
-        let mut order: Vec<u32> = (0..tests.len() as u32).collect();
-        order.sort_by_key(|&i| match expected[i as usize] {
-            None => (0, std::cmp::Reverse(Duration::ZERO)),
-            Some(d) => (1, std::cmp::Reverse(d)),
-        });
+        let fallback = fallback_estimate(&expected);
+        let estimate: Vec<Duration> = expected.iter().map(|e| e.unwrap_or(fallback)).collect();
 
         let mut skipped = Vec::new();
         let mut serial = Vec::new();
-        // Parallel tests, split by group: a batch never mixes groups.
-        let mut by_group: BTreeMap<Option<u16>, Vec<u32>> = BTreeMap::new();
-        for i in order {
-            let t = &tests[i as usize];
+        let mut parallel = Vec::new();
+        for (i, t) in tests.iter().enumerate() {
+            let i = i as u32;
             if t.ignored {
                 skipped.push(i);
             } else if t.serial_marker || rules.serial_filter.matches(&t.name) {
-                serial.push(Unit {
-                    tests: vec![i],
-                    group: None,
-                    attempt: 1,
-                });
+                serial.push(i);
             } else {
-                by_group.entry(group_of(t)).or_default().push(i);
+                parallel.push(i);
             }
         }
-
-        let fallback = fallback_estimate(&expected);
-        let estimate = |i: u32| expected[i as usize].unwrap_or(fallback);
-        let mut parallel: Vec<(bool, Duration, Unit)> = Vec::new();
-        for (group, members) in by_group {
-            // A pytest node id's file is what precedes its first `::`.
+        // Longest first; never-seen tests lead, as they may be long.
+        let longest_first = |i: &u32| {
+            let i = *i as usize;
+            (expected[i].is_some(), std::cmp::Reverse(estimate[i]))
+        };
+        if rules.order == Order::History {
+            serial.sort_by_key(longest_first);
+        }
+        let queues = if rules.by_file {
             let file_of = |i: u32| {
                 let name = tests[i as usize].name.as_str();
                 name.split_once("::").map_or(name, |(file, _)| file)
             };
-            for tests in batches(
-                &members,
-                rules.max_batch,
-                rules.workers,
-                &estimate,
-                &file_of,
-            ) {
-                let unknown = tests.iter().any(|&i| expected[i as usize].is_none());
-                let total: Duration = tests.iter().map(|&i| estimate(i)).sum();
-                parallel.push((
-                    unknown,
-                    total,
-                    Unit {
-                        tests,
-                        group,
-                        attempt: 1,
-                    },
-                ));
+            let mut files = group_by_file(&parallel, &file_of);
+            for file in &mut files {
+                if rules.order == Order::History {
+                    file.sort_by_key(longest_first);
+                }
             }
-        }
-        // Longest first; units with never-seen tests lead, as they may be long.
-        parallel.sort_by_key(|(unknown, total, _)| (!unknown, std::cmp::Reverse(*total)));
+            files
+        } else {
+            let mut tests = parallel;
+            tests.sort_by_key(longest_first);
+            tests.into_iter().map(|i| vec![i]).collect()
+        };
+        let mut queues: Vec<(bool, Duration, Vec<u32>)> = queues
+            .into_iter()
+            .map(|q| {
+                let unknown = q.iter().any(|&i| expected[i as usize].is_none());
+                let total = q.iter().map(|&i| estimate[i as usize]).sum();
+                (unknown, total, q)
+            })
+            .collect();
+        queues.sort_by_key(|(unknown, total, _)| (!unknown, std::cmp::Reverse(*total)));
         Plan {
             tests,
-            parallel: parallel.into_iter().map(|(_, _, u)| u).collect(),
+            parallel: queues.into_iter().map(|(_, _, q)| q).collect(),
             serial,
             skipped,
             groups: groups.into_iter().map(|(g, _)| g).collect(),
+            group_of,
+            estimate,
         }
     }
 
     pub fn runnable(&self) -> usize {
         self.tests.len() - self.skipped.len()
+    }
+
+    /// How many tests the parallel phase has.
+    pub fn parallel_count(&self) -> usize {
+        self.parallel.iter().map(Vec::len).sum()
     }
 }
 
@@ -171,69 +169,19 @@ fn fallback_estimate(expected: &[Option<Duration>]) -> Duration {
     }
 }
 
-/// A batch process pays the interpreter's and the test runner's start-up
-/// (pytest: 0.2–0.5 s) before its first test. A batch estimated shorter than
-/// this would spend more time starting than testing, so the shrinking stops
-/// here; the tail it leaves is at most one such batch.
-const MIN_BATCH_TIME: Duration = Duration::from_millis(400);
-
-/// Cuts an ordered list into batches that shrink toward its end (guided
-/// self-scheduling): each takes about 1/(3·workers) of the time left, so the
-/// first batches amortise process start-up and the last ones keep the tail
-/// short, but none is planned shorter than [`MIN_BATCH_TIME`].
-///
-/// Tests of one file stay together: a batch imports every module it touches,
-/// and a module's import cost (fixtures, app set-up) is paid once per batch
-/// that touches it. Files are taken in the order of their first (longest)
-/// test, and each file's tests longest first, so the long tests still lead.
-fn batches<'a>(
-    ordered: &[u32],
-    max_batch: usize,
-    workers: usize,
-    estimate: &dyn Fn(u32) -> Duration,
-    file_of: &dyn Fn(u32) -> &'a str,
-) -> Vec<Vec<u32>> {
-    if max_batch <= 1 {
-        return ordered.iter().map(|&i| vec![i]).collect();
-    }
-    let by_file = group_by_file(ordered, file_of);
-    let mut remaining: Duration = ordered.iter().map(|&i| estimate(i)).sum();
-    let shares = (3 * workers.max(1)) as u32;
-    let target = |remaining: Duration| (remaining / shares).max(MIN_BATCH_TIME);
-    let mut out = Vec::new();
-    let mut current = Vec::new();
-    let mut current_time = Duration::ZERO;
-    let mut goal = target(remaining);
-    for i in by_file {
-        current.push(i);
-        current_time += estimate(i);
-        if current.len() >= max_batch || current_time >= goal {
-            remaining = remaining.saturating_sub(current_time);
-            goal = target(remaining);
-            out.push(std::mem::take(&mut current));
-            current_time = Duration::ZERO;
-        }
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
-}
-
-/// `ordered` regrouped so each file's tests are adjacent: files in the order
-/// of their first appearance, tests within a file in their given order.
-fn group_by_file<'a>(ordered: &[u32], file_of: &dyn Fn(u32) -> &'a str) -> Vec<u32> {
-    let mut files: Vec<(&str, Vec<u32>)> = Vec::new();
+/// `tests` split by file: files in the order of their first appearance,
+/// tests within a file in their given order.
+fn group_by_file<'a>(tests: &[u32], file_of: &dyn Fn(u32) -> &'a str) -> Vec<Vec<u32>> {
+    let mut files: Vec<Vec<u32>> = Vec::new();
     let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for &i in ordered {
-        let file = file_of(i);
-        let slot = *index.entry(file).or_insert_with(|| {
-            files.push((file, Vec::new()));
+    for &i in tests {
+        let slot = *index.entry(file_of(i)).or_insert_with(|| {
+            files.push(Vec::new());
             files.len() - 1
         });
-        files[slot].1.push(i);
+        files[slot].push(i);
     }
-    files.into_iter().flat_map(|(_, tests)| tests).collect()
+    files
 }
 
 #[cfg(test)]
@@ -260,21 +208,26 @@ mod tests {
     fn rules<'a>(
         serial: &'a Filter,
         groups: &'a BTreeMap<String, GroupTable>,
-        batch: usize,
+        order: Order,
+        by_file: bool,
     ) -> PlanRules<'a> {
         PlanRules {
             serial_filter: serial,
             groups,
-            max_batch: batch,
-            workers: 2,
+            order,
+            by_file,
         }
     }
 
-    fn names(plan: &Plan, units: &[Unit]) -> Vec<String> {
-        units
+    fn names(plan: &Plan, tests: &[u32]) -> Vec<String> {
+        tests
             .iter()
-            .flat_map(|u| u.tests.iter().map(|&i| plan.tests[i as usize].name.clone()))
+            .map(|&i| plan.tests[i as usize].name.clone())
             .collect()
+    }
+
+    fn queues(plan: &Plan) -> Vec<Vec<String>> {
+        plan.parallel.iter().map(|q| names(plan, q)).collect()
     }
 
     #[test]
@@ -285,12 +238,9 @@ mod tests {
         let plan = Plan::new(
             cases(&["short", "new", "long", "mid"]),
             &h,
-            &rules(&serial, &groups, 1),
+            &rules(&serial, &groups, Order::History, false),
         );
-        assert_eq!(
-            names(&plan, &plan.parallel),
-            ["new", "long", "mid", "short"]
-        );
+        assert_eq!(queues(&plan), [["new"], ["long"], ["mid"], ["short"]]);
     }
 
     #[test]
@@ -300,7 +250,11 @@ mod tests {
         tests[0].ignored = true;
         let serial = Filter::new(&["tests/migrations/**"]).unwrap();
         let groups = BTreeMap::new();
-        let plan = Plan::new(tests, &History::disabled(), &rules(&serial, &groups, 1));
+        let plan = Plan::new(
+            tests,
+            &History::disabled(),
+            &rules(&serial, &groups, Order::History, false),
+        );
         assert!(plan.parallel.is_empty());
         assert_eq!(
             names(&plan, &plan.serial),
@@ -311,14 +265,32 @@ mod tests {
     }
 
     #[test]
-    fn batches_shrink_toward_the_end_and_never_mix_groups() {
-        let names_owned: Vec<String> = (0..60)
-            .map(|i| format!("t/{}{i}.py::x", if i < 10 { "db_" } else { "" }))
-            .collect();
-        let tests: Vec<TestCase> = names_owned
-            .iter()
-            .map(|n| TestCase::new(n.as_str()))
-            .collect();
+    fn files_stay_together_longest_file_first() {
+        let (_d, h) = history(&[
+            ("a.py::t1", 100),
+            ("a.py::t2", 300),
+            ("b.py::t1", 1000),
+            ("b.py::t2", 50),
+        ]);
+        let serial = Filter::default();
+        let groups = BTreeMap::new();
+        let tests = cases(&["a.py::t1", "b.py::t1", "a.py::t2", "b.py::t2"]);
+        let plan = Plan::new(tests.clone(), &h, &rules(&serial, &groups, Order::History, true));
+        assert_eq!(
+            queues(&plan),
+            [["b.py::t1", "b.py::t2"], ["a.py::t2", "a.py::t1"]]
+        );
+        // order = "file": declared order inside each file.
+        let plan = Plan::new(tests, &h, &rules(&serial, &groups, Order::File, true));
+        assert_eq!(
+            queues(&plan),
+            [["b.py::t1", "b.py::t2"], ["a.py::t1", "a.py::t2"]]
+        );
+    }
+
+    #[test]
+    fn each_test_knows_its_group() {
+        let tests = cases(&["t/db_1.py::x", "t/api.py::y"]);
         let serial = Filter::default();
         let mut groups = BTreeMap::new();
         groups.insert(
@@ -328,76 +300,13 @@ mod tests {
                 max_workers: 1,
             },
         );
-        let plan = Plan::new(tests, &History::disabled(), &rules(&serial, &groups, 16));
-        let total: usize = plan.parallel.iter().map(|u| u.tests.len()).sum();
-        assert_eq!(total, 60);
-        for unit in &plan.parallel {
-            let in_db = unit
-                .tests
-                .iter()
-                .map(|&i| plan.tests[i as usize].name.starts_with("t/db_"));
-            let flags: Vec<bool> = in_db.collect();
-            assert!(flags.iter().all(|f| *f == flags[0]), "a batch mixes groups");
-            assert_eq!(unit.group.is_some(), flags[0]);
-        }
-        let ungrouped: Vec<usize> = plan
-            .parallel
-            .iter()
-            .filter(|u| u.group.is_none())
-            .map(|u| u.tests.len())
-            .collect();
-        assert!(
-            ungrouped.windows(2).all(|w| w[0] >= w[1]),
-            "sizes must shrink: {ungrouped:?}"
+        let plan = Plan::new(
+            tests,
+            &History::disabled(),
+            &rules(&serial, &groups, Order::History, true),
         );
-        // 100 ms per unknown test: the last batches stop shrinking at MIN_BATCH_TIME.
-        let floor = (MIN_BATCH_TIME.as_millis() / 100) as usize;
-        assert!(
-            ungrouped[0] > floor && *ungrouped.last().unwrap() <= floor,
-            "{ungrouped:?}"
-        );
-    }
-
-    #[test]
-    fn batches_keep_a_files_tests_together_and_long_ones_first() {
-        // Interleaved files, as longest-first ordering across files leaves them.
-        let names: Vec<String> = (0..40)
-            .map(|i| format!("tests/test_{}.py::t{i}", i % 4))
-            .collect();
-        let pairs: Vec<(&str, u64)> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_str(), if i == 0 { 3000 } else { 200 }))
-            .collect();
-        let (_d, h) = history(&pairs);
-        let serial = Filter::default();
-        let groups = BTreeMap::new();
-        let tests = names.iter().map(|n| TestCase::new(n.as_str())).collect();
-        let plan = Plan::new(tests, &h, &rules(&serial, &groups, 64));
-        let file = |i: u32| {
-            plan.tests[i as usize]
-                .name
-                .split("::")
-                .next()
-                .unwrap()
-                .to_string()
-        };
-        // Files are only cut at batch boundaries: the (batch, file) pairs are
-        // fewer than batches + files, where mixing them would give ~4 per batch.
-        let touched: usize = plan
-            .parallel
-            .iter()
-            .map(|u| {
-                let files: std::collections::HashSet<String> =
-                    u.tests.iter().map(|&i| file(i)).collect();
-                files.len()
-            })
-            .sum();
-        assert!(touched < plan.parallel.len() + 4, "{:?}", plan.parallel);
-        assert_eq!(
-            plan.tests[plan.parallel[0].tests[0] as usize].name,
-            names[0]
-        );
+        assert_eq!(plan.group_of, [Some(0), None]);
+        assert_eq!(plan.groups[0].name, "db");
     }
 
     #[test]

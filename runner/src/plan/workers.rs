@@ -30,7 +30,8 @@ pub struct WorkerInputs<'a> {
     pub requested: WorkerCount,
     pub source: String,
     pub limits: &'a LimitsTable,
-    pub test_count: usize,
+    /// None: not known before the workers start (pytest collects in them).
+    pub test_count: Option<usize>,
     /// (plugin name, most slots it can serve).
     pub plugin_slots: &'a [(String, usize)],
 }
@@ -116,10 +117,17 @@ pub fn plan_workers(inputs: &WorkerInputs, facts: &SystemFacts) -> WorkerPlan {
             detail: format!("workers = auto ({})", inputs.source),
         },
     });
-    factors.push(Factor {
-        name: "tests".into(),
-        limit: Some(inputs.test_count.max(1)),
-        detail: format!("{} to run (no more slots than tests)", inputs.test_count),
+    factors.push(match inputs.test_count {
+        Some(count) => Factor {
+            name: "tests".into(),
+            limit: Some(count.max(1)),
+            detail: format!("{count} to run (no more slots than tests)"),
+        },
+        None => Factor {
+            name: "tests".into(),
+            limit: None,
+            detail: "counted when the workers have collected (pytest)".into(),
+        },
     });
     for (plugin, slots) in inputs.plugin_slots {
         factors.push(Factor {
@@ -208,7 +216,7 @@ mod tests {
             requested,
             source: "test".into(),
             limits: &limits,
-            test_count: tests,
+            test_count: Some(tests),
             plugin_slots: plugins,
         };
         plan_workers(&inputs, facts)

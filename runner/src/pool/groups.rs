@@ -1,37 +1,35 @@
-//! `[groups.*] max-workers` as counting semaphores that never block: a
-//! worker that cannot enter a group puts the unit back and takes another.
-
-use std::sync::atomic::{AtomicUsize, Ordering};
+//! `[groups.*] max-workers`: how many of each group's tests are running (or
+//! promised to a slot as its next test). Owned by the coordinator alone.
 
 use crate::plan::Group;
 
 pub struct GroupLimits {
-    running: Vec<AtomicUsize>,
+    running: Vec<usize>,
     max: Vec<usize>,
 }
 
 impl GroupLimits {
     pub fn new(groups: &[Group]) -> GroupLimits {
         GroupLimits {
-            running: groups.iter().map(|_| AtomicUsize::new(0)).collect(),
+            running: vec![0; groups.len()],
             max: groups.iter().map(|g| g.max).collect(),
         }
     }
 
-    /// Takes a place in `group` if one is free.
-    pub fn try_enter(&self, group: Option<u16>) -> bool {
-        let Some(g) = group else { return true };
-        let g = g as usize;
-        self.running[g]
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max[g]).then_some(n + 1)
-            })
-            .is_ok()
+    /// Whether `group` has a free place.
+    pub fn has_room(&self, group: Option<u16>) -> bool {
+        group.is_none_or(|g| self.running[g as usize] < self.max[g as usize])
     }
 
-    pub fn leave(&self, group: Option<u16>) {
+    pub fn enter(&mut self, group: Option<u16>) {
         if let Some(g) = group {
-            self.running[g as usize].fetch_sub(1, Ordering::AcqRel);
+            self.running[g as usize] += 1;
+        }
+    }
+
+    pub fn leave(&mut self, group: Option<u16>) {
+        if let Some(g) = group {
+            self.running[g as usize] -= 1;
         }
     }
 }
@@ -41,16 +39,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_full_group_refuses_until_someone_leaves() {
-        let limits = GroupLimits::new(&[Group {
+    fn a_full_group_has_no_room_until_someone_leaves() {
+        let mut limits = GroupLimits::new(&[Group {
             name: "db".into(),
             max: 2,
         }]);
-        assert!(limits.try_enter(Some(0)));
-        assert!(limits.try_enter(Some(0)));
-        assert!(!limits.try_enter(Some(0)));
-        assert!(limits.try_enter(None));
+        limits.enter(Some(0));
+        assert!(limits.has_room(Some(0)));
+        limits.enter(Some(0));
+        assert!(!limits.has_room(Some(0)));
+        assert!(limits.has_room(None));
         limits.leave(Some(0));
-        assert!(limits.try_enter(Some(0)));
+        assert!(limits.has_room(Some(0)));
     }
 }

@@ -1,23 +1,31 @@
-//! The scheduler: N threads, each owning one slot (`gw{i}`) for the run.
-//! Units are dealt longest-first into per-thread deques; an idle thread takes
-//! from the global injector (where retries go), then steals from the others.
-//! No lock on the per-test path: deques, atomics and one channel send.
+//! The scheduler, shaped as nextest's dispatcher: one coordinator (the
+//! calling thread) owns the run state — the queue, the groups, retries,
+//! fail-fast, the serial phase and the events — and one thread per slot runs
+//! the tests it is sent and answers over a channel. The coordinator sleeps on
+//! that channel: no lock, no polling, and a slot that fails or panics is an
+//! answer too, so the run never hangs on it.
 
 mod groups;
+mod queue;
+mod slot;
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
-use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use crossbeam_channel::{Receiver, Sender};
 
 use groups::GroupLimits;
+use queue::{Attempt, Queue};
+use slot::{Assignment, Command, Done, Report, SlotError, Work};
 
-use crate::discover::{Adapter, ProcessEnd, Status, TestCase};
-use crate::exec::{Capture, Spawner};
-use crate::isolation::{Env, IsolationError, Lifecycle, Slot};
-use crate::plan::{Plan, Unit};
+use crate::discover::pytest::check_same_collection;
+use crate::discover::{Adapter, Status, TestCase};
+use crate::error::Error;
+use crate::exec::Spawner;
+use crate::isolation::Lifecycle;
+use crate::plan::Plan;
 use crate::report::{Event, TestFinished};
 
 pub struct PoolOptions {
@@ -28,445 +36,417 @@ pub struct PoolOptions {
     /// false: `--no-capture`, output streams to the terminal.
     pub capture: bool,
     pub run_id: String,
+    /// pytest workers that may be replaced after a crash or timeout.
+    pub max_worker_restart: usize,
+    /// pytest-django uses each slot's database as it is (a migrated clone
+    /// from the postgres plugin's template) instead of making its own.
+    pub django_slot_db: bool,
+}
+
+/// What the slot threads share for the run.
+pub struct PoolContext<'a> {
+    pub adapter: &'a dyn Adapter,
+    pub lifecycle: &'a Lifecycle,
+    pub spawner: &'a Spawner,
+    pub options: PoolOptions,
+    restarts_left: AtomicUsize,
+    restarts_total: usize,
+}
+
+impl<'a> PoolContext<'a> {
+    pub fn new(
+        adapter: &'a dyn Adapter,
+        lifecycle: &'a Lifecycle,
+        spawner: &'a Spawner,
+        options: PoolOptions,
+    ) -> PoolContext<'a> {
+        PoolContext {
+            adapter,
+            lifecycle,
+            spawner,
+            restarts_left: slot::restart_budget(options.max_worker_restart),
+            restarts_total: options.max_worker_restart,
+            options,
+        }
+    }
 }
 
 /// How the pool's work ended, beyond the per-test events.
 #[derive(Debug, Default)]
 pub struct PoolOutcome {
-    /// A provider failed to set up or reset a slot: the run fails with exit 3.
-    pub isolation_error: Option<IsolationError>,
-    /// Could not start a process (a missing program, say).
-    pub spawn_error: Option<String>,
+    /// The plan the tests ran by (None when the slots never got ready).
+    pub plan: Option<Arc<Plan>>,
+    /// Why the run could not go on: a slot's setup, a worker, a plan.
+    pub error: Option<Error>,
     /// A test failed for good: plugins' teardown hears `run_failed`
     /// (keep-on-failure).
     pub tests_failed: bool,
 }
 
-pub struct Pool<'a> {
-    pub plan: &'a Plan,
-    pub adapter: &'a dyn Adapter,
-    pub lifecycle: &'a Lifecycle,
-    pub spawner: &'a Spawner,
-    pub events: Sender<Event>,
-    pub options: PoolOptions,
-}
-
-/// Shared by the pool threads for the parallel phase.
-struct Shared {
-    injector: Injector<Unit>,
-    stealers: Vec<Stealer<Unit>>,
-    groups: GroupLimits,
-    /// Units queued or running; the phase ends when it reaches zero.
-    outstanding: AtomicUsize,
-    /// --fail-fast tripped, or a slot failed: take no more units.
-    stop: AtomicBool,
-    outcome: std::sync::Mutex<PoolOutcome>,
-}
-
-/// What one slot's thread holds for the run.
-struct SlotState {
-    slot: Slot,
-    env: Env,
-    scratch: PathBuf,
-    capture: Option<Capture>,
-    /// The slot's `PARTEST_TEST_TMPDIR`, while it exists and is as made.
-    test_tmp: Option<TestTmp>,
-    ran_any: bool,
-}
-
-impl Pool<'_> {
-    /// Runs the parallel phase, then the serial one on slot 0. Slots stay set
-    /// up; the caller tears them down through the lifecycle on every path.
-    pub fn run(&self) -> PoolOutcome {
-        let workers = self.options.workers.max(1);
-        let locals: Vec<Worker<Unit>> = (0..workers).map(|_| Worker::new_fifo()).collect();
-        // Dealt round-robin in plan order: each deque is itself longest-first.
-        for (n, unit) in self.plan.parallel.iter().enumerate() {
-            locals[n % workers].push(unit.clone());
-        }
-        let shared = Shared {
-            injector: Injector::new(),
-            stealers: locals.iter().map(Worker::stealer).collect(),
-            groups: GroupLimits::new(&self.plan.groups),
-            outstanding: AtomicUsize::new(self.plan.parallel.len()),
-            stop: AtomicBool::new(false),
-            outcome: Default::default(),
-        };
-        let _ = self.events.send(Event::PhaseStarted { serial: false });
-        let slot0 = std::thread::scope(|scope| {
-            let handles: Vec<_> = locals
-                .into_iter()
-                .enumerate()
-                .map(|(index, local)| {
-                    let shared = &shared;
-                    std::thread::Builder::new()
-                        .name(format!("partest-gw{index}"))
-                        .spawn_scoped(scope, move || self.worker(index, local, shared))
-                        .expect("spawning a pool thread")
-                })
-                .collect();
-            let mut slot0 = None;
-            for (index, handle) in handles.into_iter().enumerate() {
-                if let Ok(state) = handle.join()
-                    && index == 0
-                {
-                    slot0 = state;
-                }
+/// Starts every slot, waits until all are set up (pytest workers: collected),
+/// asks `make_plan` for the plan (given the workers' collection, for pytest),
+/// runs the parallel phase and then the serial one on slot 0, and stops the
+/// slots' workers. Slots stay set up: the caller tears them down through the
+/// lifecycle on every path.
+pub fn run(
+    ctx: &PoolContext,
+    events: &Sender<Event>,
+    make_plan: impl FnOnce(Option<Vec<TestCase>>) -> Result<Plan, Error>,
+) -> PoolOutcome {
+    let workers = ctx.options.workers.max(1);
+    let (report_tx, reports) = crossbeam_channel::unbounded();
+    std::thread::scope(|scope| {
+        let mut seats = Vec::with_capacity(workers);
+        for index in 0..workers {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let report_tx = report_tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("partest-gw{index}"))
+                .spawn_scoped(scope, move || {
+                    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        slot::run_slot(ctx, index, rx, report_tx.clone())
+                    }));
+                    if let Err(panic) = panicked {
+                        let message = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        let _ = report_tx.send(Report::Failed {
+                            slot: index,
+                            error: SlotError::Panicked(message),
+                        });
+                    }
+                });
+            if let Err(e) = spawned {
+                return PoolOutcome {
+                    error: Some(Error::setup(format!("cannot start a pool thread: {e}"))),
+                    ..PoolOutcome::default()
+                };
             }
-            slot0
-        });
-        let mut outcome = shared
-            .outcome
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner());
-        let stopped = shared.stop.load(Ordering::Acquire) || self.spawner.interrupts.is_set();
-        if !stopped
-            && !self.plan.serial.is_empty()
-            && let Some(mut state) = slot0
-        {
-            let _ = self.events.send(Event::PhaseStarted { serial: true });
-            self.serial_phase(&mut state, &mut outcome);
+            seats.push(Seat {
+                commands: tx,
+                running: None,
+                next: None,
+                alive: true,
+            });
+        }
+        drop(report_tx);
+        let mut outcome = PoolOutcome::default();
+        match ready(ctx, &reports, &mut seats, events).and_then(make_plan) {
+            Ok(plan) => {
+                let plan = Arc::new(plan);
+                outcome.plan = Some(plan.clone());
+                let mut coordinator = Coordinator {
+                    ctx,
+                    queue: Queue::new(&plan, workers),
+                    groups: GroupLimits::new(&plan.groups),
+                    plan: &plan,
+                    seats: &mut seats,
+                    events,
+                    reports: &reports,
+                    stop: false,
+                    lookahead: ctx.adapter.pytest().is_some(),
+                    outcome: &mut outcome,
+                };
+                coordinator.run();
+            }
+            Err(e) => {
+                outcome.error.get_or_insert(e);
+            }
+        }
+        for seat in &seats {
+            let _ = seat.commands.send(Command::Finish);
         }
         outcome
-    }
+    })
+}
 
-    fn fail(&self, shared: &Shared, f: impl FnOnce(&mut PoolOutcome)) {
-        shared.stop.store(true, Ordering::Release);
-        let mut outcome = shared.outcome.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut outcome);
-    }
+/// One slot, as the coordinator sees it.
+struct Seat {
+    commands: Sender<Command>,
+    running: Option<Attempt>,
+    /// Promised to this slot as its next test (pytest's `nextitem`).
+    next: Option<Attempt>,
+    /// It has not failed: it takes work.
+    alive: bool,
+}
 
-    /// One pool thread: set its slot up, then run units until none is left.
-    fn worker(&self, index: usize, local: Worker<Unit>, shared: &Shared) -> Option<SlotState> {
-        let mut state = match self.open_slot(index) {
-            Ok(state) => state,
-            Err(SlotError::Isolation(e)) => {
-                self.fail(shared, |o| {
-                    o.isolation_error.get_or_insert(e);
-                });
-                return None;
+/// Waits until every slot is set up; for pytest, the workers' collections
+/// must agree, and the first one's tests are returned.
+fn ready(
+    ctx: &PoolContext,
+    reports: &Receiver<Report>,
+    seats: &mut [Seat],
+    events: &Sender<Event>,
+) -> Result<Option<Vec<TestCase>>, Error> {
+    let mut collections = vec![None; seats.len()];
+    let mut answered = 0;
+    let mut error = None;
+    while answered < seats.len() {
+        let Ok(report) = reports.recv() else { break };
+        answered += 1;
+        match report {
+            Report::Ready { slot, collection } => {
+                let _ = events.send(Event::SlotReady { slot });
+                collections[slot] = collection;
             }
-            Err(SlotError::Io(e)) => {
-                self.fail(shared, |o| {
-                    o.spawn_error.get_or_insert(e);
-                });
-                return None;
+            Report::Failed { slot, error: e } => {
+                seats[slot].alive = false;
+                error.get_or_insert(slot_error(slot, e));
             }
-        };
-        let _ = self.events.send(Event::SlotReady { slot: index });
-        let mut idle_rounds = 0u32;
-        loop {
-            if shared.stop.load(Ordering::Acquire) || self.spawner.interrupts.is_set() {
-                break;
-            }
-            let Some(unit) = find_unit(&local, &shared.injector, &shared.stealers) else {
-                if shared.outstanding.load(Ordering::Acquire) == 0 {
-                    break;
-                }
-                // Others are still running units that may be retried: wait a little.
-                idle_rounds += 1;
-                std::thread::sleep(Duration::from_micros(500 * u64::from(idle_rounds.min(8))));
-                continue;
-            };
-            if !shared.groups.try_enter(unit.group) {
-                // Its group is full: put it back and look for other work.
-                shared.injector.push(unit);
-                idle_rounds += 1;
-                std::thread::sleep(Duration::from_micros(200 * u64::from(idle_rounds.min(10))));
-                continue;
-            }
-            idle_rounds = 0;
-            let result = self.run_unit(&mut state, &unit);
-            shared.groups.leave(unit.group);
-            match result {
-                Ok(UnitDone { retries, failed }) => {
-                    if failed {
-                        let mut o = shared.outcome.lock().unwrap_or_else(|p| p.into_inner());
-                        o.tests_failed = true;
-                    }
-                    for retry in retries {
-                        shared.outstanding.fetch_add(1, Ordering::AcqRel);
-                        shared.injector.push(retry);
-                    }
-                    if failed && self.options.fail_fast {
-                        shared.stop.store(true, Ordering::Release);
-                    }
-                }
-                Err(SlotError::Isolation(e)) => self.fail(shared, |o| {
-                    o.isolation_error.get_or_insert(e);
-                }),
-                Err(SlotError::Io(e)) => self.fail(shared, |o| {
-                    o.spawn_error.get_or_insert(e);
-                }),
-            }
-            shared.outstanding.fetch_sub(1, Ordering::AcqRel);
+            Report::Done(_) => {}
         }
-        Some(state)
+    }
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let Some(pytest) = ctx.adapter.pytest() else {
+        return Ok(None);
+    };
+    let mut collections = collections.into_iter().enumerate();
+    let Some((_, Some(first))) = collections.next() else {
+        return Err(Error::setup("slot gw0 reported no collection"));
+    };
+    for (slot, other) in collections {
+        if let Some(other) = other {
+            check_same_collection(&first, &other, &format!("gw{slot}"))?;
+        }
+    }
+    pytest.tests(&first).map(Some)
+}
+
+fn slot_error(slot: usize, error: SlotError) -> Error {
+    match error {
+        SlotError::Isolation(e) => Error::setup(e.to_string()),
+        SlotError::Exec(e) => Error::setup(e),
+        SlotError::Panicked(message) => Error::setup(format!(
+            "partest's thread for slot gw{slot} panicked: {message} (a bug in partest: please report it)"
+        )),
+    }
+}
+
+struct Coordinator<'a, 'b> {
+    ctx: &'a PoolContext<'a>,
+    plan: &'b Plan,
+    queue: Queue<'b>,
+    groups: GroupLimits,
+    seats: &'b mut [Seat],
+    events: &'b Sender<Event>,
+    reports: &'b Receiver<Report>,
+    /// fail-fast tripped, or a slot failed: start nothing more.
+    stop: bool,
+    /// Promise each slot its next test (pytest workers keep fixtures the
+    /// next test shares).
+    lookahead: bool,
+    outcome: &'b mut PoolOutcome,
+}
+
+impl Coordinator<'_, '_> {
+    fn run(&mut self) {
+        let plan = self.plan;
+        let _ = self.events.send(Event::Planned {
+            tests: Arc::new(plan.tests.clone()),
+            total: plan.runnable() + plan.skipped.len(),
+        });
+        let _ = self.events.send(Event::RunStarted {
+            run_id: self.ctx.options.run_id.clone(),
+            workers: self.seats.len(),
+            parallel: plan.parallel_count(),
+            serial: plan.serial.len(),
+            skipped: plan.skipped.len(),
+        });
+        for &test in &plan.skipped {
+            let _ = self.events.send(Event::TestSkipped { test });
+        }
+        let _ = self.events.send(Event::PhaseStarted { serial: false });
+        self.parallel_phase();
+        if !self.halted() && !plan.serial.is_empty() && self.seats[0].alive {
+            let _ = self.events.send(Event::PhaseStarted { serial: true });
+            self.serial_phase();
+        }
     }
 
-    fn serial_phase(&self, state: &mut SlotState, outcome: &mut PoolOutcome) {
-        let mut queue: std::collections::VecDeque<Unit> =
-            self.plan.serial.iter().cloned().collect();
-        while let Some(unit) = queue.pop_front() {
-            if self.spawner.interrupts.is_set() {
+    fn halted(&self) -> bool {
+        self.stop || self.ctx.spawner.interrupts.is_set()
+    }
+
+    fn parallel_phase(&mut self) {
+        for slot in 0..self.seats.len() {
+            self.assign(slot);
+        }
+        while self.seats.iter().any(|s| s.running.is_some()) {
+            let Ok(report) = self.reports.recv() else {
+                // Every slot thread is gone: what they ran is lost.
+                self.fail(Error::setup("every slot thread ended unexpectedly"));
+                return;
+            };
+            match report {
+                Report::Done(done) => {
+                    if let Some(retry) = self.finished(&done) {
+                        self.queue.retry(retry);
+                    }
+                    // A slot came free, and perhaps a group place or a retry:
+                    // every idle slot may now have work.
+                    for slot in 0..self.seats.len() {
+                        self.assign(slot);
+                    }
+                }
+                Report::Failed { slot, error } => {
+                    self.seats[slot].alive = false;
+                    if let Some(a) = self.seats[slot].running.take() {
+                        self.groups.leave(self.group(a.test));
+                    }
+                    self.fail(slot_error(slot, error));
+                }
+                Report::Ready { .. } => {}
+            }
+        }
+    }
+
+    fn serial_phase(&mut self) {
+        let mut list: VecDeque<Attempt> = self
+            .plan
+            .serial
+            .iter()
+            .map(|&test| Attempt { test, attempt: 1 })
+            .collect();
+        while let Some(current) = list.pop_front() {
+            if self.halted() {
                 break;
             }
-            match self.run_unit(state, &unit) {
-                Ok(done) => {
-                    outcome.tests_failed |= done.failed;
-                    // A retried serial test runs again at once, still alone.
-                    for retry in done.retries.into_iter().rev() {
-                        queue.push_front(retry);
-                    }
-                    if done.failed && self.options.fail_fast {
+            self.send(0, current, list.front().copied());
+            loop {
+                match self.reports.recv() {
+                    Ok(Report::Done(done)) => {
+                        if let Some(retry) = self.finished(&done) {
+                            // A retried serial test runs again at once, still alone.
+                            list.push_front(retry);
+                        }
                         break;
                     }
-                }
-                Err(SlotError::Isolation(e)) => {
-                    outcome.isolation_error.get_or_insert(e);
-                    break;
-                }
-                Err(SlotError::Io(e)) => {
-                    outcome.spawn_error.get_or_insert(e);
-                    break;
+                    Ok(Report::Failed { slot, error }) => {
+                        self.seats[slot].alive = false;
+                        self.fail(slot_error(slot, error));
+                        return;
+                    }
+                    Ok(Report::Ready { .. }) => {}
+                    Err(_) => {
+                        self.fail(Error::setup("slot gw0's thread ended unexpectedly"));
+                        return;
+                    }
                 }
             }
         }
     }
 
-    fn open_slot(&self, index: usize) -> Result<SlotState, SlotError> {
-        let slot = Slot::new(index);
-        let provided = self
-            .lifecycle
-            .setup_slot(&slot)
-            .map_err(SlotError::Isolation)?;
-        let scratch = provided
-            .iter()
-            .find(|(k, _)| k == "PARTEST_TMPDIR")
-            .map(|(_, v)| PathBuf::from(v))
-            .unwrap_or_else(std::env::temp_dir);
-        let count = self.options.workers.to_string();
-        let mut env: Env = vec![
-            ("PARTEST_WORKER".into(), slot.name.clone()),
-            ("PARTEST_WORKER_INDEX".into(), index.to_string()),
-            ("PARTEST_WORKER_COUNT".into(), count.clone()),
-            ("PARTEST_RUN_ID".into(), self.options.run_id.clone()),
-            // Drop-in for conftests written for pytest-xdist and parallel_tests.
-            ("PYTEST_XDIST_WORKER".into(), slot.name.clone()),
-            ("PYTEST_XDIST_WORKER_COUNT".into(), count),
-            (
-                "TEST_ENV_NUMBER".into(),
-                if index == 0 {
-                    String::new()
-                } else {
-                    (index + 1).to_string()
-                },
-            ),
-        ];
-        env.extend(provided);
-        let capture = if self.options.capture {
-            Some(Capture::new(&scratch).map_err(|e| {
-                SlotError::Io(format!(
-                    "cannot create the output file of {} in {}: {e}",
-                    slot.name,
-                    scratch.display()
-                ))
-            })?)
+    fn group(&self, test: u32) -> Option<u16> {
+        self.plan.group_of[test as usize]
+    }
+
+    /// Gives an idle slot its next test, and promises it the one after.
+    fn assign(&mut self, slot: usize) {
+        let seat = &self.seats[slot];
+        if self.halted() || !seat.alive || seat.running.is_some() {
+            return;
+        }
+        let current = match self.seats[slot].next.take() {
+            Some(promised) => promised,
+            None => match self.queue.take(slot, &self.groups) {
+                Some(a) => {
+                    self.groups.enter(self.group(a.test));
+                    a
+                }
+                None => return,
+            },
+        };
+        let next = if self.lookahead {
+            self.queue.take(slot, &self.groups).inspect(|a| {
+                self.groups.enter(self.plan.group_of[a.test as usize]);
+            })
         } else {
             None
         };
-        Ok(SlotState {
+        self.seats[slot].next = next;
+        self.send(slot, current, next);
+    }
+
+    fn send(&mut self, slot: usize, current: Attempt, next: Option<Attempt>) {
+        let test = &self.plan.tests[current.test as usize];
+        let work = match self.ctx.adapter.pytest() {
+            Some(_) => Work::Pytest {
+                position: test.position,
+                next: next.map(|n| self.plan.tests[n.test as usize].position),
+            },
+            None => Work::Process(self.ctx.adapter.invocation(test)),
+        };
+        let assignment = Assignment {
+            test: current.test,
+            attempt: current.attempt,
+            name: test.name.clone(),
+            work,
+        };
+        let _ = self.events.send(Event::TestStarted {
+            test: current.test,
             slot,
-            env,
-            scratch,
-            capture,
-            test_tmp: None,
-            ran_any: false,
-        })
+            attempt: current.attempt,
+        });
+        self.seats[slot].running = Some(current);
+        if self.seats[slot].commands.send(Command::Run(assignment)).is_err() {
+            self.seats[slot].running = None;
+            self.seats[slot].alive = false;
+            self.fail(Error::setup(format!("slot gw{slot}'s thread is gone")));
+        }
     }
 
-    /// Runs one unit on a slot and reports each of its tests.
-    fn run_unit(&self, state: &mut SlotState, unit: &Unit) -> Result<UnitDone, SlotError> {
-        if state.ran_any {
-            self.lifecycle
-                .reset_slot(&state.slot)
-                .map_err(SlotError::Isolation)?;
-        }
-        state.ran_any = true;
-        let tests: Vec<&TestCase> = unit
-            .tests
-            .iter()
-            .map(|&i| &self.plan.tests[i as usize])
-            .collect();
-        let test_tmp = state.scratch.join("test");
-        if state.test_tmp.is_none() {
-            state.test_tmp = TestTmp::create(&test_tmp);
-        }
-        let mut env = state.env.clone();
-        env.push(("PARTEST_TEST_NAME".into(), tests[0].name.clone()));
-        env.push(("PARTEST_ATTEMPT".into(), unit.attempt.to_string()));
-        env.push((
-            "PARTEST_TEST_TMPDIR".into(),
-            test_tmp.to_string_lossy().into_owned(),
-        ));
-        let invocation = self.adapter.invocation(&tests, &state.scratch);
-        for &test in &unit.tests {
-            let _ = self.events.send(Event::TestStarted {
-                test,
-                slot: state.slot.index,
-                attempt: unit.attempt,
-            });
-        }
-        let timeout = self.options.timeout.map(|t| t * tests.len() as u32);
-        let finished = self
-            .spawner
-            .run(&invocation, &env, state.capture.as_mut(), timeout)
-            .map_err(|e| {
-                SlotError::Io(format!(
-                    "cannot run {} (for {}): {e}",
-                    invocation.program.to_string_lossy(),
-                    tests[0].name
-                ))
-            });
-        // Removed after the test, unless it is still empty and as made.
-        match state.test_tmp.take() {
-            Some(made) if made.untouched(&test_tmp) => state.test_tmp = Some(made),
-            _ => remove_test_tmp(&test_tmp),
-        }
-        let finished = finished?;
-        let results = self.adapter.results(&tests, finished.end, &invocation);
-        let any_failed = results.iter().any(|r| r.status.is_failure());
-        let unit_output = match (&mut state.capture, any_failed) {
-            (Some(capture), true) => Some(capture.read()),
-            _ => None,
+    /// Records a finished test; returns its retry, if it gets one.
+    fn finished(&mut self, done: &Done) -> Option<Attempt> {
+        let seat = &mut self.seats[done.slot];
+        seat.running = None;
+        self.groups.leave(self.plan.group_of[done.test as usize]);
+        let interrupted = self.ctx.spawner.interrupts.is_set();
+        let status = if interrupted && done.status.is_failure() {
+            Status::Cancelled
+        } else {
+            done.status
         };
-        let mut done = UnitDone {
-            retries: Vec::new(),
-            failed: false,
-        };
-        for (&test, result) in unit.tests.iter().zip(results) {
-            let will_retry = result.status.is_failure() && unit.attempt <= self.options.retries;
-            if will_retry {
-                done.retries.push(Unit {
-                    tests: vec![test],
-                    group: unit.group,
-                    attempt: unit.attempt + 1,
-                });
-            } else if result.status.is_failure() {
-                done.failed = true;
+        let will_retry = status.is_failure() && done.attempt <= self.ctx.options.retries;
+        if status.is_failure() && !will_retry {
+            self.outcome.tests_failed = true;
+            if self.ctx.options.fail_fast {
+                self.halt();
             }
-            let output = result
-                .status
-                .is_failure()
-                .then(|| describe_failure(result.output, &unit_output, finished.end));
-            let duration = result
-                .duration
-                .unwrap_or(finished.duration / tests.len() as u32);
-            let _ = self.events.send(Event::TestFinished(Box::new(TestFinished {
-                test,
-                slot: state.slot.index,
-                attempt: unit.attempt,
-                status: if finished.end == ProcessEnd::Interrupted {
-                    Status::Cancelled
-                } else {
-                    result.status
-                },
-                duration,
-                output,
-                will_retry: will_retry && finished.end != ProcessEnd::Interrupted,
-            })));
         }
-        if finished.end == ProcessEnd::Interrupted {
-            done.retries.clear();
+        if done.stop {
+            self.halt();
         }
-        Ok(done)
-    }
-}
-
-struct UnitDone {
-    retries: Vec<Unit>,
-    /// A test failed for good (no retry left).
-    failed: bool,
-}
-
-enum SlotError {
-    Isolation(IsolationError),
-    Io(String),
-}
-
-/// The text shown for a failed test: the runner's own report of it (pytest's
-/// traceback) or the process output, and how the process ended.
-fn describe_failure(own: Option<String>, unit_output: &Option<String>, end: ProcessEnd) -> String {
-    let mut text = own.or_else(|| unit_output.clone()).unwrap_or_default();
-    let how = match end {
-        ProcessEnd::Exited(0) => None,
-        ProcessEnd::Exited(code) => Some(format!("exit code {code}")),
-        ProcessEnd::Signalled(sig) => Some(format!("killed by signal {sig}")),
-        ProcessEnd::TimedOut => Some("timed out: its process group was killed".to_string()),
-        ProcessEnd::Interrupted => Some("interrupted".to_string()),
-    };
-    if let Some(how) = how {
-        if !text.is_empty() && !text.ends_with('\n') {
-            text.push('\n');
-        }
-        text.push_str(&format!("[partest] {how}"));
-    }
-    text
-}
-
-/// A test's private temp dir (`PARTEST_TEST_TMPDIR`). Most tests never touch
-/// it, and an rmdir + mkdir pair per test is not free: on ext4 here it cost
-/// ~2 ms, more than starting a small test process. So an empty dir whose
-/// mode and owner are as we made them is kept for the slot's next test; any
-/// other is removed after its test, as before, and made anew.
-struct TestTmp {
-    /// Mode, owner and group right after creation.
-    made: (u32, u32, u32),
-}
-
-impl TestTmp {
-    fn create(dir: &std::path::Path) -> Option<TestTmp> {
-        let _ = std::fs::create_dir(dir);
-        Self::observe(dir)
-    }
-
-    /// How `dir` looks now (None if it is not a directory).
-    fn observe(dir: &std::path::Path) -> Option<TestTmp> {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::symlink_metadata(dir).ok().filter(|m| m.is_dir())?;
-        Some(TestTmp {
-            made: (m.mode(), m.uid(), m.gid()),
+        let _ = self.events.send(Event::TestFinished(Box::new(TestFinished {
+            test: done.test,
+            slot: done.slot,
+            attempt: done.attempt,
+            status,
+            duration: done.duration,
+            output: done.output.clone(),
+            will_retry,
+        })));
+        will_retry.then_some(Attempt {
+            test: done.test,
+            attempt: done.attempt + 1,
         })
     }
 
-    /// Still a directory, empty, with the mode and owner it was made with.
-    fn untouched(&self, dir: &std::path::Path) -> bool {
-        Self::observe(dir).is_some_and(|now| now.made == self.made)
-            && std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
+    /// Start nothing more; promised tests are let go (reported as not run).
+    fn halt(&mut self) {
+        self.stop = true;
+        for seat in self.seats.iter_mut() {
+            if let Some(next) = seat.next.take() {
+                self.groups.leave(self.plan.group_of[next.test as usize]);
+            }
+        }
     }
-}
 
-/// A test's private temp dir goes after it; an empty one costs one rmdir.
-fn remove_test_tmp(dir: &std::path::Path) {
-    if std::fs::remove_dir(dir).is_err() {
-        let _ = std::fs::remove_dir_all(dir);
+    fn fail(&mut self, error: Error) {
+        self.outcome.error.get_or_insert(error);
+        self.halt();
     }
-}
-
-/// The crossbeam-deque recipe: own deque, then a batch from the injector,
-/// then a steal from another thread.
-fn find_unit(
-    local: &Worker<Unit>,
-    injector: &Injector<Unit>,
-    stealers: &[Stealer<Unit>],
-) -> Option<Unit> {
-    local.pop().or_else(|| {
-        std::iter::repeat_with(|| {
-            injector
-                .steal_batch_and_pop(local)
-                .or_else(|| stealers.iter().map(Stealer::steal).collect())
-        })
-        .find(|s| !s.is_retry())
-        .and_then(Steal::success)
-    })
 }

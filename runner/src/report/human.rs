@@ -15,10 +15,9 @@ pub struct Human {
 }
 
 impl Human {
-    pub fn new(total: usize, progress: bool, captured: bool) -> Human {
+    pub fn new(progress: bool, captured: bool) -> Human {
         let bar = progress.then(|| {
-            let bar =
-                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
                     "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
@@ -51,6 +50,7 @@ fn label(status: Status, flaky: bool, will_retry: bool) -> &'static str {
         Status::Fail => "FAIL",
         Status::Skip => "SKIP",
         Status::Timeout => "TIMEOUT",
+        Status::Crash => "CRASH",
         Status::Cancelled => "CANCEL",
     }
 }
@@ -64,6 +64,11 @@ impl Sink for Human {
                 .unwrap_or("?")
         };
         match event {
+            Event::Planned { total, .. } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_length(*total as u64);
+                }
+            }
             Event::RunStarted {
                 run_id,
                 workers,
@@ -71,7 +76,11 @@ impl Sink for Human {
                 serial,
                 skipped,
             } => {
-                let mut text = format!("Starting {parallel} tests on {workers} workers");
+                let mut text = format!(
+                    "Starting {parallel} {} on {workers} {}",
+                    plural(*parallel, "test", "tests"),
+                    plural(*workers, "worker", "workers")
+                );
                 if *serial > 0 {
                     text.push_str(&format!(", then {serial} serial"));
                 }
@@ -172,12 +181,15 @@ impl Sink for Human {
             "\nSummary {} {} passed, {} failed, {} skipped, {} flaky",
             fmt_duration(s.wall),
             s.passed,
-            s.failed + s.timed_out,
+            s.failed + s.timed_out + s.crashed,
             s.skipped,
             s.flaky
         ));
         if s.timed_out > 0 {
             out.push_str(&format!(" ({} timed out)", s.timed_out));
+        }
+        if s.crashed > 0 {
+            out.push_str(&format!(" ({} crashed)", s.crashed));
         }
         if s.cancelled > 0 {
             out.push_str(&format!(", {} not run", s.cancelled));
@@ -196,4 +208,8 @@ impl Sink for Human {
         let _ = stdout.write_all(out.as_bytes());
         let _ = stdout.flush();
     }
+}
+
+fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
 }

@@ -35,6 +35,7 @@ impl Sink for Json {
                 .unwrap_or("?")
         };
         let value = match event {
+            Event::Planned { total, .. } => json!({"type": "planned", "tests": total}),
             Event::RunStarted {
                 run_id,
                 workers,
@@ -73,7 +74,7 @@ impl Sink for Json {
 
     fn finish(&mut self, s: &Summary, _tests: &[TestCase]) {
         self.emit(json!({
-            "type": "run-finished", "passed": s.passed, "failed": s.failed, "timed_out": s.timed_out,
+            "type": "run-finished", "passed": s.passed, "failed": s.failed, "timed_out": s.timed_out, "crashed": s.crashed,
             "skipped": s.skipped, "flaky": s.flaky, "cancelled": s.cancelled,
             "interrupted": s.interrupted, "wall_secs": s.wall.as_secs_f64(),
         }));

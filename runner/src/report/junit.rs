@@ -25,6 +25,11 @@ pub fn write(path: &Path, tests: &[TestCase], summary: &Summary) -> std::io::Res
                 s.set_message("timed out");
                 s
             }
+            Status::Crash => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+                s.set_message("the process running the test died");
+                s
+            }
         };
         if result.status.is_failure() {
             if let Some(output) = &result.output {

@@ -19,6 +19,13 @@ use crate::discover::{Status, TestCase};
 /// What happened, in the order it happened.
 #[derive(Debug)]
 pub enum Event {
+    /// The tests are known (for pytest, once the workers collected): events
+    /// after this name tests by their index in `tests`.
+    Planned {
+        tests: Arc<Vec<TestCase>>,
+        /// Tests to report, skipped ones included.
+        total: usize,
+    },
     RunStarted {
         run_id: String,
         workers: usize,
@@ -99,6 +106,8 @@ pub struct Summary {
     pub passed: usize,
     pub failed: usize,
     pub timed_out: usize,
+    /// The process running the test died under it (a pytest worker).
+    pub crashed: usize,
     pub skipped: usize,
     pub flaky: usize,
     /// Not run, or stopped: Ctrl-C or --fail-fast.
@@ -110,7 +119,12 @@ pub struct Summary {
 
 impl Summary {
     pub fn any_failed(&self) -> bool {
-        self.failed > 0 || self.timed_out > 0
+        self.failed > 0 || self.timed_out > 0 || self.crashed > 0
+    }
+
+    /// How many tests ran to an outcome (not skipped, not cancelled).
+    pub fn ran(&self) -> usize {
+        self.passed + self.flaky + self.failed + self.timed_out + self.crashed
     }
 }
 
@@ -120,35 +134,35 @@ trait Sink {
     fn finish(&mut self, summary: &Summary, tests: &[TestCase]);
 }
 
-/// Starts the reporter thread; the run sends events, then drops its sender
-/// and joins the handle for the summary.
-pub fn start(
-    tests: Arc<Vec<TestCase>>,
-    total: usize,
-    options: ReporterOptions,
-) -> (Sender<Event>, JoinHandle<Summary>) {
+/// Starts the reporter thread; the run sends events ([`Event::Planned`]
+/// first among those about tests), then drops its sender and joins the
+/// handle for the summary.
+pub fn start(options: ReporterOptions) -> std::io::Result<(Sender<Event>, JoinHandle<Summary>)> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let handle = std::thread::Builder::new()
         .name("partest-reporter".into())
-        .spawn(move || report(rx, tests, total, options))
-        .expect("spawning the reporter thread");
-    (tx, handle)
+        .spawn(move || report(rx, options))?;
+    Ok((tx, handle))
 }
 
-fn report(
-    rx: Receiver<Event>,
-    tests: Arc<Vec<TestCase>>,
-    total: usize,
-    options: ReporterOptions,
-) -> Summary {
+fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
     let start = Instant::now();
     let mut sink: Box<dyn Sink> = match options.format {
-        Format::Human => Box::new(human::Human::new(total, options.progress, options.captured)),
+        Format::Human => Box::new(human::Human::new(options.progress, options.captured)),
         Format::Json => Box::new(json::Json::new()),
     };
+    let mut tests: Arc<Vec<TestCase>> = Arc::default();
+    let mut total = 0;
     let mut summary = Summary::default();
     for event in rx {
         match &event {
+            Event::Planned {
+                tests: planned,
+                total: count,
+            } => {
+                tests = planned.clone();
+                total = *count;
+            }
             Event::TestFinished(f) => record(&mut summary.results, f),
             Event::TestSkipped { test } => {
                 summary.results.insert(
@@ -176,6 +190,7 @@ fn report(
             Status::Pass => summary.passed += 1,
             Status::Fail => summary.failed += 1,
             Status::Timeout => summary.timed_out += 1,
+            Status::Crash => summary.crashed += 1,
             Status::Skip => summary.skipped += 1,
             Status::Cancelled => summary.cancelled += 1,
         }

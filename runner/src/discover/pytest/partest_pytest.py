@@ -1,0 +1,191 @@
+"""partest's pytest plugin: one long-lived pytest worker per partest slot.
+
+partest starts one pytest process per slot with this plugin loaded
+(`-p partest_pytest`) and pytest-xdist blocked (`-p no:xdist`, partest is the
+scheduler). The worker collects once, tells partest what it collected, then
+runs the tests partest sends it, addressed by their index in the collection,
+as an xdist worker does.
+
+The protocol runs over two pipes whose fds are in `PARTEST_PYTEST_FDS`
+("read,write"), never over stdout or stderr, which tests write to:
+
+- worker -> partest, one JSON object a line:
+  `{"t": "collected", "ids": [...], "markers": [[...], ...], "errors": [...]}`
+  then one `{"t": "result", "i": N, ...}` per test it was told to run;
+- partest -> worker, one command a line: `run I NEXT ATTEMPT` runs test I
+  with test NEXT (-1: none) as pytest's `nextitem`, so module and class
+  fixtures that the next test shares live on; `stop` ends the worker.
+
+Without `PARTEST_PYTEST_FDS` the plugin only keeps conftests written for
+xdist working (below). It also does so inside partest:
+
+- xdist's command-line options are accepted and ignored, so `addopts` that
+  name them (`-n auto`) still parse;
+- `config.workerinput` is set as on an xdist worker, so code that reads it
+  (pytest-django's per-worker database suffix, `xdist.get_xdist_worker_id`)
+  sees the slot;
+- the `worker_id` and `testrun_uid` fixtures return the slot and the run id.
+"""
+
+import json
+import os
+import time
+
+import pytest
+
+_IGNORED = (
+    (("-n", "--numprocesses"), {}),
+    (("--maxprocesses",), {}),
+    (("--max-worker-restart",), {}),
+    (("--dist",), {}),
+    (("--loadgroup",), {"action": "store_true"}),
+    (("--tx",), {"action": "append"}),
+    (("--px",), {"action": "append"}),
+    (("--rsyncdir",), {"action": "append"}),
+    (("--rsyncignore",), {"action": "append"}),
+    (("--boxed",), {"action": "store_true"}),
+)
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("partest", "pytest-xdist options, accepted and ignored under partest")
+    for names, kwargs in _IGNORED:
+        dest = "partest_ignored_" + names[-1].lstrip("-").replace("-", "_")
+        try:
+            # _addoption: xdist's own way to register the lowercase -n.
+            group._addoption(*names, dest=dest, default=None, help="ignored: partest schedules the tests", **kwargs)
+        except ValueError:
+            pass  # another plugin owns the name
+
+
+def _worker():
+    return os.environ.get("PYTEST_XDIST_WORKER")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    worker = _worker()
+    if worker and not hasattr(config, "workerinput"):
+        config.workerinput = {
+            "workerid": worker,
+            "workercount": int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")),
+            "testrunuid": os.environ.get("PARTEST_RUN_ID", ""),
+            "mainargv": [],
+        }
+    fds = os.environ.get("PARTEST_PYTEST_FDS")
+    if fds:
+        config.pluginmanager.register(_Worker(config, fds), "partest-worker")
+    # Registered last, so its fixture overrides pytest-django's own (a
+    # conftest's django_db_setup still overrides both).
+    if os.environ.get("PARTEST_PYTEST_DJANGO_DB") == "slot" and config.pluginmanager.hasplugin("django"):
+        config.pluginmanager.register(_DjangoSlotDatabase(), "partest-django")
+
+
+@pytest.fixture(scope="session")
+def worker_id():
+    return _worker() or "master"
+
+
+@pytest.fixture(scope="session")
+def testrun_uid():
+    return os.environ.get("PARTEST_RUN_ID", "")
+
+
+class _DjangoSlotDatabase:
+    """pytest-django on partest's postgres plugin in template mode.
+
+    The slot's database (DATABASE_URL, read by the settings at import) is
+    already a clone of the template that `[setup] commands` migrated once, made
+    for this slot alone and dropped after the run. So it is the test database
+    as it stands: pytest-django neither creates nor migrates one per worker.
+    """
+
+    @pytest.fixture(scope="session")
+    def django_db_setup(self):
+        yield
+
+
+class _Worker:
+    """The worker side of the protocol, registered only under partest."""
+
+    def __init__(self, config, fds):
+        read_fd, write_fd = (int(fd) for fd in fds.split(","))
+        self.config = config
+        self.commands = os.fdopen(read_fd, "rb", buffering=65536)
+        self.out = write_fd
+        self.collect_errors = []
+        self.reports = []
+        self.collect_only = os.environ.get("PARTEST_PYTEST_COLLECT_ONLY") == "1"
+
+    def send(self, message):
+        data = (json.dumps(message) + "\n").encode()
+        while data:
+            data = data[os.write(self.out, data):]
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.collect_errors.append({"id": report.nodeid, "text": str(report.longrepr)})
+
+    def pytest_runtest_logreport(self, report):
+        self.reports.append(report)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session):
+        items = session.items
+        self.send(
+            {
+                "t": "collected",
+                "ids": [item.nodeid for item in items],
+                "markers": [sorted({m.name for m in item.iter_markers()}) for item in items],
+                "errors": self.collect_errors,
+            }
+        )
+        if self.collect_errors or self.collect_only:
+            return True
+        for line in self.commands:
+            words = line.split()
+            if not words or words[0] != b"run":
+                break
+            index, nxt = int(words[1]), int(words[2])
+            os.environ["PARTEST_ATTEMPT"] = words[3].decode()
+            self.run(session, items[index], items[nxt] if nxt >= 0 else None, index)
+        return True
+
+    def run(self, session, item, nextitem, index):
+        self.reports = []
+        os.environ["PARTEST_TEST_NAME"] = item.nodeid
+        start = time.perf_counter()
+        item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+        duration = time.perf_counter() - start
+        message = _outcome(self.reports)
+        message.update(t="result", i=index, duration=duration)
+        # `-x` / `--maxfail`: pytest asks to stop; partest decides (fail-fast),
+        # and this worker stays usable for whatever partest sends next.
+        if session.shouldfail or session.shouldstop:
+            message["stop"] = True
+            session.shouldfail = session.shouldstop = False
+        self.send(message)
+
+
+def _outcome(reports):
+    """One test's outcome from its setup, call and teardown reports."""
+    failed = [r for r in reports if r.failed]
+    skipped = [r for r in reports if r.skipped]
+    call = next((r for r in reports if r.when == "call"), None)
+    if failed:
+        first = failed[0]
+        # A failing call is a failure; a failing setup or teardown an error.
+        call_failed = any(r.when == "call" for r in failed)
+        outcome, when = ("failed", "call") if call_failed else ("error", first.when)
+        text = [r.longreprtext if r is first else f"---- error in {r.when} ----\n{r.longreprtext}" for r in failed]
+        text.extend(f"---- {title} ----\n{content}" for title, content in first.sections)
+        return {"outcome": outcome, "when": when, "text": "\n".join(text)}
+    if call is not None and hasattr(call, "wasxfail"):
+        return {"outcome": "xfailed" if call.skipped else "xpassed", "when": "call", "text": call.wasxfail}
+    if skipped:
+        first = skipped[0]
+        if hasattr(first, "wasxfail"):
+            return {"outcome": "xfailed", "when": first.when, "text": first.wasxfail}
+        reason = first.longrepr[2] if isinstance(first.longrepr, tuple) else str(first.longrepr)
+        return {"outcome": "skipped", "when": first.when, "text": reason}
+    return {"outcome": "passed", "when": "call"}

@@ -1,0 +1,332 @@
+//! One long-lived pytest process: started with a slot's env and partest's
+//! pytest plugin, it collects once, then runs the tests it is sent by index
+//! and answers each over its own pipe (never stdout or stderr, which tests
+//! write to). The wire format is in `partest_pytest.py`.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::discover::ProcessEnd;
+use crate::exec::{self, Spawner};
+
+/// What a worker collected: node ids and each item's marker names, in
+/// pytest's order (the index is the address partest sends).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Collection {
+    pub ids: Vec<String>,
+    pub markers: Vec<Vec<String>>,
+    #[serde(default)]
+    pub errors: Vec<CollectError>,
+}
+
+/// One collection error, with pytest's own text.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CollectError {
+    pub id: String,
+    pub text: String,
+}
+
+/// A worker's answer for one test.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TestReply {
+    #[serde(rename = "i")]
+    pub index: u32,
+    /// passed, failed, error, skipped, xfailed or xpassed.
+    pub outcome: String,
+    /// setup, call or teardown: where an error happened.
+    pub when: String,
+    pub duration: f64,
+    /// The failure text (pytest's report and captured output), a skip reason.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// pytest asked to stop (`-x`, `--maxfail`).
+    #[serde(default)]
+    pub stop: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "t", rename_all = "lowercase")]
+enum Message {
+    Collected(Collection),
+    Result(TestReply),
+}
+
+/// How waiting on a worker ended.
+#[derive(Debug)]
+pub enum Wait<T> {
+    Got(T),
+    /// The worker ended (crashed, or exited early); its group was killed.
+    Ended(ProcessEnd),
+    TimedOut,
+    Interrupted,
+}
+
+pub struct PytestWorker {
+    child: Child,
+    pidfd: Option<OwnedFd>,
+    commands: File,
+    replies: LineReader,
+    /// The leader exited and was reaped: nothing more to signal or wait for.
+    reaped: bool,
+}
+
+impl PytestWorker {
+    /// Starts `cmd` (python -m pytest …) in its own process group with the
+    /// two protocol pipes. Its stdout and stderr are whatever `cmd` says.
+    pub fn start(mut cmd: Command) -> std::io::Result<PytestWorker> {
+        let (cmd_read, cmd_write) = pipe()?;
+        let (reply_read, reply_write) = pipe()?;
+        let child_fds = [cmd_read.as_raw_fd(), reply_write.as_raw_fd()];
+        cmd.env(
+            "PARTEST_PYTEST_FDS",
+            format!("{},{}", child_fds[0], child_fds[1]),
+        )
+        .stdin(Stdio::null())
+        .process_group(0);
+        // SAFETY: only fcntl, which is async-signal-safe, runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                for fd in child_fds {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
+        // Our copies of the child's ends go, so its death reads as EOF.
+        drop((cmd_read, reply_write));
+        set_nonblocking(&reply_read)?;
+        Ok(PytestWorker {
+            pidfd: exec::pidfd_open(child.id()),
+            child,
+            commands: File::from(cmd_write),
+            replies: LineReader::new(reply_read),
+            reaped: false,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the collection.
+    pub fn collection(
+        &mut self,
+        spawner: &Spawner,
+        timeout: Option<Duration>,
+    ) -> std::io::Result<Wait<Collection>> {
+        Ok(match self.message(spawner, timeout)? {
+            Wait::Got(Message::Collected(c)) => Wait::Got(c),
+            Wait::Got(Message::Result(_)) => Wait::Ended(self.kill(spawner)?),
+            Wait::Ended(e) => Wait::Ended(e),
+            Wait::TimedOut => Wait::TimedOut,
+            Wait::Interrupted => Wait::Interrupted,
+        })
+    }
+
+    /// Runs test `index`, with `next` as pytest's `nextitem`, and waits for
+    /// its result. On a timeout or an interrupt the worker is terminated.
+    pub fn run(
+        &mut self,
+        index: u32,
+        next: Option<u32>,
+        attempt: u32,
+        spawner: &Spawner,
+        timeout: Option<Duration>,
+    ) -> std::io::Result<Wait<TestReply>> {
+        let next = next.map_or(-1, i64::from);
+        if writeln!(self.commands, "run {index} {next} {attempt}").is_err() {
+            // The worker is gone: its end says why.
+            return Ok(Wait::Ended(self.kill(spawner)?));
+        }
+        Ok(match self.message(spawner, timeout)? {
+            Wait::Got(Message::Result(r)) if r.index == index => Wait::Got(r),
+            Wait::Got(_) => Wait::Ended(self.kill(spawner)?),
+            Wait::Ended(e) => Wait::Ended(e),
+            Wait::TimedOut => Wait::TimedOut,
+            Wait::Interrupted => Wait::Interrupted,
+        })
+    }
+
+    /// Asks the worker to finish (session fixtures tear down) and waits for
+    /// it, up to `timeout`; then its group is killed whatever remains.
+    pub fn stop(mut self, spawner: &Spawner, timeout: Option<Duration>) -> std::io::Result<()> {
+        let _ = writeln!(self.commands, "stop");
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if remaining == Some(Duration::ZERO) || spawner.interrupts.is_set() {
+                break;
+            }
+            if self.exited()? {
+                break;
+            }
+            let ms = remaining.map_or(-1, exec::poll_ms);
+            match &self.pidfd {
+                Some(fd) => {
+                    exec::poll_readable(&[fd.as_raw_fd(), spawner.interrupts.fd()], ms)?;
+                }
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        self.kill(spawner).map(drop)
+    }
+
+    /// Terminates the worker's group (TERM, grace, KILL) and reaps it.
+    pub fn kill(&mut self, spawner: &Spawner) -> std::io::Result<ProcessEnd> {
+        if self.reaped {
+            return Ok(ProcessEnd::Exited(-1));
+        }
+        spawner.terminate(&mut self.child, self.pidfd.as_ref())?;
+        self.reaped = true;
+        Ok(exec::end_of(self.child.wait()?))
+    }
+
+    fn exited(&self) -> std::io::Result<bool> {
+        exec::exited_unreaped(&self.child, self.pidfd.as_ref())
+    }
+
+    /// The next message, or why none came.
+    fn message(
+        &mut self,
+        spawner: &Spawner,
+        timeout: Option<Duration>,
+    ) -> std::io::Result<Wait<Message>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(line) = self.replies.line()? {
+                return parse(&line).map(Wait::Got);
+            }
+            if self.replies.eof || self.exited()? {
+                // It may have written its last words just before it went.
+                if let Some(line) = self.replies.line()? {
+                    return parse(&line).map(Wait::Got);
+                }
+                // Dead leader: kill the group before reaping so a reused
+                // pid is never signalled.
+                exec::kill_group(&self.child, libc::SIGKILL);
+                self.reaped = true;
+                return Ok(Wait::Ended(exec::end_of(self.child.wait()?)));
+            }
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if remaining == Some(Duration::ZERO) {
+                self.kill(spawner)?;
+                return Ok(Wait::TimedOut);
+            }
+            if spawner.interrupts.is_set() {
+                self.kill(spawner)?;
+                return Ok(Wait::Interrupted);
+            }
+            let ms = remaining.map_or(-1, exec::poll_ms);
+            let reply = self.replies.fd.as_raw_fd();
+            match &self.pidfd {
+                Some(fd) => exec::poll_readable(
+                    &[reply, spawner.interrupts.fd(), fd.as_raw_fd()],
+                    ms,
+                )?,
+                None => exec::poll_readable(&[reply, spawner.interrupts.fd()], ms.clamp(0, 5))?,
+            };
+        }
+    }
+}
+
+impl Drop for PytestWorker {
+    fn drop(&mut self) {
+        if !self.reaped {
+            exec::kill_group(&self.child, libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn parse(line: &[u8]) -> std::io::Result<Message> {
+    serde_json::from_slice(line).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the pytest worker sent an unreadable message ({e}): {}",
+                String::from_utf8_lossy(&line[..line.len().min(200)])
+            ),
+        )
+    })
+}
+
+/// Lines from a non-blocking pipe, without a read per byte.
+struct LineReader {
+    fd: OwnedFd,
+    pending: Vec<u8>,
+    eof: bool,
+}
+
+impl LineReader {
+    fn new(fd: OwnedFd) -> LineReader {
+        LineReader {
+            fd,
+            pending: Vec::with_capacity(64 * 1024),
+            eof: false,
+        }
+    }
+
+    /// A complete line if one is buffered or readable now (without its newline).
+    fn line(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.pending.drain(..=end).collect();
+                line.pop();
+                return Ok(Some(line));
+            }
+            if self.eof {
+                return Ok(None);
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            // SAFETY: reading into a valid buffer of the given length.
+            let n = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    chunk.as_mut_ptr().cast(),
+                    chunk.len(),
+                )
+            };
+            match n {
+                0 => self.eof = true,
+                n if n > 0 => self.pending.extend_from_slice(&chunk[..n as usize]),
+                _ => {
+                    let err = std::io::Error::last_os_error();
+                    match err.kind() {
+                        std::io::ErrorKind::WouldBlock => return Ok(None),
+                        std::io::ErrorKind::Interrupted => {}
+                        _ => return Err(err),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array we own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on an fd we own.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

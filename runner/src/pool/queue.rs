@@ -1,0 +1,194 @@
+//! What the parallel phase has left to run, and which slot takes what next.
+//!
+//! The plan's queues come longest first. A slot keeps taking from the queue
+//! it claimed (for pytest, one file: the module's fixtures set up once on
+//! that worker); when that is empty it claims the next unclaimed queue; when
+//! none is left it steals from the back of the queue with the most expected
+//! time left, so the tail stays short. Retries come before everything.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::groups::GroupLimits;
+use crate::plan::Plan;
+
+/// A test to run, and which attempt this is (1 for the first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub test: u32,
+    pub attempt: u32,
+}
+
+pub struct Queue<'a> {
+    plan: &'a Plan,
+    queues: Vec<VecDeque<u32>>,
+    /// Expected time left in each queue.
+    left: Vec<Duration>,
+    claimed: Vec<bool>,
+    /// Queues before this index are claimed or empty.
+    cursor: usize,
+    /// The queue each slot works through.
+    slot_queue: Vec<Option<usize>>,
+    retries: VecDeque<Attempt>,
+    /// Tests not yet handed out (retries included).
+    pending: usize,
+}
+
+impl<'a> Queue<'a> {
+    pub fn new(plan: &'a Plan, slots: usize) -> Queue<'a> {
+        let queues: Vec<VecDeque<u32>> = plan
+            .parallel
+            .iter()
+            .map(|q| q.iter().copied().collect())
+            .collect();
+        let left = queues
+            .iter()
+            .map(|q| q.iter().map(|&t| plan.estimate[t as usize]).sum())
+            .collect();
+        Queue {
+            plan,
+            claimed: vec![false; queues.len()],
+            pending: plan.parallel_count(),
+            queues,
+            left,
+            cursor: 0,
+            slot_queue: vec![None; slots],
+            retries: VecDeque::new(),
+        }
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.pending == 0
+    }
+
+    pub fn retry(&mut self, attempt: Attempt) {
+        self.pending += 1;
+        self.retries.push_back(attempt);
+    }
+
+    /// The next test for `slot` whose group has room, if any.
+    pub fn take(&mut self, slot: usize, groups: &GroupLimits) -> Option<Attempt> {
+        if self.pending == 0 {
+            return None;
+        }
+        let room = |t: &u32| groups.has_room(self.plan.group_of[*t as usize]);
+        if let Some(i) = self.retries.iter().position(|a| room(&a.test)) {
+            self.pending -= 1;
+            return self.retries.remove(i);
+        }
+        let first = |t: u32| Attempt {
+            test: t,
+            attempt: 1,
+        };
+        if let Some(q) = self.slot_queue[slot]
+            && let Some(t) = self.take_from(q, false, groups)
+        {
+            return Some(first(t));
+        }
+        while self.cursor < self.queues.len()
+            && (self.claimed[self.cursor] || self.queues[self.cursor].is_empty())
+        {
+            self.cursor += 1;
+        }
+        for q in self.cursor..self.queues.len() {
+            if self.claimed[q] || self.queues[q].is_empty() {
+                continue;
+            }
+            if let Some(t) = self.take_from(q, false, groups) {
+                self.claimed[q] = true;
+                self.slot_queue[slot] = Some(q);
+                return Some(first(t));
+            }
+        }
+        // Everything is claimed: steal from the longest remaining queue.
+        let mut by_left: Vec<usize> = (0..self.queues.len())
+            .filter(|&q| !self.queues[q].is_empty())
+            .collect();
+        by_left.sort_by_key(|&q| std::cmp::Reverse(self.left[q]));
+        by_left
+            .into_iter()
+            .find_map(|q| self.take_from(q, true, groups))
+            .map(first)
+    }
+
+    /// The first test of queue `q` (from its back when stealing) whose group has room.
+    fn take_from(&mut self, q: usize, from_back: bool, groups: &GroupLimits) -> Option<u32> {
+        let queue = &self.queues[q];
+        let room = |t: &u32| groups.has_room(self.plan.group_of[*t as usize]);
+        let at = if from_back {
+            queue.iter().rposition(room)
+        } else {
+            queue.iter().position(room)
+        }?;
+        let t = self.queues[q].remove(at)?;
+        self.left[q] = self.left[q].saturating_sub(self.plan.estimate[t as usize]);
+        self.pending -= 1;
+        Some(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discover::TestCase;
+    use crate::plan::Group;
+
+    fn plan(queues: Vec<Vec<u32>>, group_of: Vec<Option<u16>>, groups: Vec<Group>) -> Plan {
+        let n = group_of.len();
+        Plan {
+            tests: (0..n).map(|i| TestCase::new(format!("t{i}"))).collect(),
+            parallel: queues,
+            serial: Vec::new(),
+            skipped: Vec::new(),
+            groups,
+            group_of,
+            estimate: vec![Duration::from_millis(10); n],
+        }
+    }
+
+    #[test]
+    fn a_slot_keeps_its_queue_then_claims_then_steals() {
+        let plan = plan(vec![vec![0, 1, 2], vec![3, 4]], vec![None; 5], vec![]);
+        let groups = GroupLimits::new(&plan.groups);
+        let mut queue = Queue::new(&plan, 2);
+        let take = |q: &mut Queue, slot| q.take(slot, &groups).map(|a| a.test);
+        assert_eq!(take(&mut queue, 0), Some(0));
+        assert_eq!(take(&mut queue, 1), Some(3));
+        assert_eq!(take(&mut queue, 1), Some(4));
+        // Slot 1's queue is done and none is unclaimed: it steals from the back.
+        assert_eq!(take(&mut queue, 1), Some(2));
+        assert_eq!(take(&mut queue, 0), Some(1));
+        assert_eq!(take(&mut queue, 0), None);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn retries_first_and_full_groups_skipped() {
+        let groups_def = vec![Group {
+            name: "db".into(),
+            max: 1,
+        }];
+        let plan = plan(vec![vec![0], vec![1]], vec![Some(0), None], groups_def);
+        let mut groups = GroupLimits::new(&plan.groups);
+        groups.enter(Some(0));
+        let mut queue = Queue::new(&plan, 1);
+        assert_eq!(queue.take(0, &groups).map(|a| a.test), Some(1));
+        assert_eq!(queue.take(0, &groups), None);
+        assert!(!queue.is_empty());
+        groups.leave(Some(0));
+        queue.retry(Attempt {
+            test: 1,
+            attempt: 2,
+        });
+        assert_eq!(
+            queue.take(0, &groups),
+            Some(Attempt {
+                test: 1,
+                attempt: 2
+            })
+        );
+        assert_eq!(queue.take(0, &groups).map(|a| a.test), Some(0));
+        assert!(queue.is_empty());
+    }
+}

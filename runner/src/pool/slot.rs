@@ -1,0 +1,483 @@
+//! One slot's thread: sets its slot up, starts what runs its tests (a
+//! process per test, or a long-lived pytest worker), then runs the tests the
+//! coordinator sends and answers each over the coordinator's channel.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::PoolContext;
+use crate::discover::pytest::{Collection, check_same_collection};
+use crate::discover::{Invocation, ProcessEnd, PytestWorker, Status, TestReply, Wait};
+use crate::exec::Capture;
+use crate::isolation::{Env, IsolationError, Slot};
+
+/// What the coordinator sends a slot.
+pub enum Command {
+    Run(Assignment),
+    /// No more work: stop the worker, leave the slot set up for teardown.
+    Finish,
+}
+
+pub struct Assignment {
+    pub test: u32,
+    pub attempt: u32,
+    pub name: String,
+    pub work: Work,
+}
+
+pub enum Work {
+    Process(Invocation),
+    /// A test of the worker's collection, and the one it will be sent next
+    /// (pytest's `nextitem`: fixtures they share live on).
+    Pytest { position: u32, next: Option<u32> },
+}
+
+/// What a slot tells the coordinator.
+pub enum Report {
+    Ready {
+        slot: usize,
+        collection: Option<Collection>,
+    },
+    Done(Box<Done>),
+    /// The slot cannot go on; the run fails with this.
+    Failed { slot: usize, error: SlotError },
+}
+
+pub struct Done {
+    pub slot: usize,
+    pub test: u32,
+    pub attempt: u32,
+    pub status: Status,
+    pub duration: Duration,
+    pub output: Option<String>,
+    /// The test runner asked to stop the run (pytest's `-x`).
+    pub stop: bool,
+}
+
+#[derive(Debug)]
+pub enum SlotError {
+    Isolation(IsolationError),
+    /// Starting or talking to a process failed, or a pytest worker could not collect.
+    Exec(String),
+    Panicked(String),
+}
+
+/// The slot thread's body: set up, report ready, serve commands.
+pub fn run_slot(ctx: &PoolContext, index: usize, commands: Receiver<Command>, reports: Sender<Report>) {
+    let mut executor = match Executor::open(ctx, index) {
+        Ok(executor) => executor,
+        Err(error) => {
+            let _ = reports.send(Report::Failed { slot: index, error });
+            return;
+        }
+    };
+    let _ = reports.send(Report::Ready {
+        slot: index,
+        collection: executor.collection(),
+    });
+    for command in commands {
+        let Command::Run(assignment) = command else {
+            break;
+        };
+        match executor.run(ctx, &assignment) {
+            Ok(done) => {
+                let _ = reports.send(Report::Done(Box::new(done)));
+            }
+            Err(error) => {
+                let _ = reports.send(Report::Failed { slot: index, error });
+                break;
+            }
+        }
+    }
+    executor.finish(ctx);
+}
+
+struct Executor {
+    slot: Slot,
+    env: Env,
+    scratch: PathBuf,
+    ran_any: bool,
+    kind: ExecutorKind,
+}
+
+enum ExecutorKind {
+    Process {
+        capture: Option<Capture>,
+        /// The slot's `PARTEST_TEST_TMPDIR`, while it exists and is as made.
+        test_tmp: Option<TestTmp>,
+    },
+    Pytest(PytestSlot),
+}
+
+/// A slot's pytest worker, and what it takes to replace it.
+struct PytestSlot {
+    worker: Option<PytestWorker>,
+    /// The worker's stdout and stderr (None: `--no-capture`, inherited).
+    log: Option<(File, PathBuf)>,
+    collection: Collection,
+}
+
+impl Executor {
+    fn open(ctx: &PoolContext, index: usize) -> Result<Executor, SlotError> {
+        let slot = Slot::new(index);
+        let provided = ctx
+            .lifecycle
+            .setup_slot(&slot)
+            .map_err(SlotError::Isolation)?;
+        let scratch = provided
+            .iter()
+            .find(|(k, _)| k == "PARTEST_TMPDIR")
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(std::env::temp_dir);
+        let env = crate::exec::slot_env(&slot, ctx.options.workers, &ctx.options.run_id, provided);
+        let exec_err = |what: &str, e: std::io::Error| {
+            SlotError::Exec(format!("cannot {what} for {} in {}: {e}", slot.name, scratch.display()))
+        };
+        let kind = match ctx.adapter.pytest() {
+            Some(_) => {
+                let log = if ctx.options.capture {
+                    let path = scratch.join("pytest-worker.log");
+                    let file = File::options()
+                        .create(true)
+                        .append(true)
+                        .read(true)
+                        .open(&path)
+                        .map_err(|e| exec_err("create the pytest worker's log", e))?;
+                    Some((file, path))
+                } else {
+                    None
+                };
+                let mut slot_pytest = PytestSlot {
+                    worker: None,
+                    log,
+                    collection: Collection::default(),
+                };
+                slot_pytest.collection = slot_pytest.start(ctx, &slot, &env)?;
+                ExecutorKind::Pytest(slot_pytest)
+            }
+            None => ExecutorKind::Process {
+                capture: if ctx.options.capture {
+                    Some(Capture::new(&scratch).map_err(|e| exec_err("create the output file", e))?)
+                } else {
+                    None
+                },
+                test_tmp: None,
+            },
+        };
+        Ok(Executor {
+            slot,
+            env,
+            scratch,
+            ran_any: false,
+            kind,
+        })
+    }
+
+    fn collection(&self) -> Option<Collection> {
+        match &self.kind {
+            ExecutorKind::Pytest(p) => Some(p.collection.clone()),
+            ExecutorKind::Process { .. } => None,
+        }
+    }
+
+    fn run(&mut self, ctx: &PoolContext, a: &Assignment) -> Result<Done, SlotError> {
+        if self.ran_any {
+            ctx.lifecycle
+                .reset_slot(&self.slot)
+                .map_err(SlotError::Isolation)?;
+        }
+        self.ran_any = true;
+        let slot = self.slot.index;
+        let (status, duration, output, stop) = match (&mut self.kind, &a.work) {
+            (ExecutorKind::Process { capture, test_tmp }, Work::Process(invocation)) => {
+                let dir = self.scratch.join("test");
+                if test_tmp.is_none() {
+                    *test_tmp = TestTmp::create(&dir);
+                }
+                let mut env = self.env.clone();
+                env.push(("PARTEST_TEST_NAME".into(), a.name.clone()));
+                env.push(("PARTEST_ATTEMPT".into(), a.attempt.to_string()));
+                env.push(("PARTEST_TEST_TMPDIR".into(), dir.to_string_lossy().into_owned()));
+                let finished = ctx
+                    .spawner
+                    .run(invocation, &env, capture.as_mut(), ctx.options.timeout);
+                // Removed after the test, unless it is still empty and as made.
+                match test_tmp.take() {
+                    Some(made) if made.untouched(&dir) => *test_tmp = Some(made),
+                    _ => remove_test_tmp(&dir),
+                }
+                let finished = finished.map_err(|e| {
+                    SlotError::Exec(format!(
+                        "cannot run {} (for {}): {e}",
+                        invocation.program.to_string_lossy(),
+                        a.name
+                    ))
+                })?;
+                let status = Status::from_end(finished.end);
+                let output = (status.is_failure()).then(|| {
+                    let text = capture.as_mut().map(Capture::read).unwrap_or_default();
+                    with_end(text, finished.end)
+                });
+                (status, finished.duration, output, false)
+            }
+            (ExecutorKind::Pytest(p), Work::Pytest { position, next }) => {
+                let (status, duration, output, stop) =
+                    p.run(ctx, &self.slot, &self.env, (*position, *next), a.attempt)?;
+                (status, duration, output, stop)
+            }
+            _ => {
+                return Err(SlotError::Exec(format!(
+                    "{}: work of the wrong kind for this adapter",
+                    self.slot.name
+                )));
+            }
+        };
+        Ok(Done {
+            slot,
+            test: a.test,
+            attempt: a.attempt,
+            status,
+            duration,
+            output,
+            stop,
+        })
+    }
+
+    fn finish(self, ctx: &PoolContext) {
+        if let ExecutorKind::Pytest(mut p) = self.kind
+            && let Some(worker) = p.worker.take()
+        {
+            // Session fixtures tear down now; a stuck teardown gets the
+            // test timeout, then the group is killed.
+            let _ = worker.stop(ctx.spawner, ctx.options.timeout);
+        }
+    }
+}
+
+impl PytestSlot {
+    /// Starts a worker and waits for its collection.
+    fn start(&mut self, ctx: &PoolContext, slot: &Slot, env: &Env) -> Result<Collection, SlotError> {
+        let pytest = ctx.adapter.pytest().expect("a pytest slot has the pytest adapter");
+        let mut cmd = pytest.worker_command(!ctx.options.capture);
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        if ctx.options.django_slot_db {
+            cmd.env("PARTEST_PYTEST_DJANGO_DB", "slot");
+        }
+        let mut worker = pytest
+            .start_worker(cmd, self.log.as_ref().map(|(f, _)| f))
+            .map_err(|e| SlotError::Exec(e.to_string()))?;
+        let waited = worker
+            .collection(ctx.spawner, Some(pytest.collect_timeout))
+            .map_err(|e| SlotError::Exec(format!("{}: {e}", slot.name)))?;
+        let log_path = self.log.as_ref().map(|(_, p)| p.clone()).unwrap_or_default();
+        let collection = match waited {
+            Wait::Got(c) => c,
+            Wait::Ended(end) => {
+                return Err(SlotError::Exec(
+                    pytest.early_exit(&format!("ended ({})", describe_end(end)), &log_path).to_string(),
+                ));
+            }
+            Wait::TimedOut => {
+                return Err(SlotError::Exec(
+                    pytest
+                        .early_exit(
+                            &format!(
+                                "did not finish collecting within [pytest] collect-timeout ({:?})",
+                                pytest.collect_timeout
+                            ),
+                            &log_path,
+                        )
+                        .to_string(),
+                ));
+            }
+            Wait::Interrupted => return Err(SlotError::Exec("interrupted".into())),
+        };
+        self.worker = Some(worker);
+        Ok(collection)
+    }
+
+    fn run(
+        &mut self,
+        ctx: &PoolContext,
+        slot: &Slot,
+        env: &Env,
+        (position, next): (u32, Option<u32>),
+        attempt: u32,
+    ) -> Result<(Status, Duration, Option<String>, bool), SlotError> {
+        if self.worker.is_none() {
+            self.replace(ctx, slot, env)?;
+        }
+        let log_start = self.log_len();
+        let started = std::time::Instant::now();
+        let worker = self.worker.as_mut().expect("a worker was just started");
+        let waited = worker
+            .run(position, next, attempt, ctx.spawner, ctx.options.timeout)
+            .map_err(|e| SlotError::Exec(format!("{}: {e}", slot.name)))?;
+        let elapsed = started.elapsed();
+        Ok(match waited {
+            Wait::Got(reply) => {
+                let (status, output) = outcome(&reply);
+                let duration = Duration::try_from_secs_f64(reply.duration).unwrap_or(elapsed);
+                (status, duration, output, reply.stop)
+            }
+            Wait::Ended(end) => {
+                self.worker = None;
+                let text = format!(
+                    "{}[partest] the pytest worker running this test died ({}); a new one takes the slot",
+                    self.log_since(log_start),
+                    describe_end(end)
+                );
+                (Status::Crash, elapsed, Some(text), false)
+            }
+            Wait::TimedOut => {
+                self.worker = None;
+                let text = format!(
+                    "{}[partest] timed out after {:?}: the worker's process group was killed; a new one takes the slot",
+                    self.log_since(log_start),
+                    ctx.options.timeout.unwrap_or_default()
+                );
+                (Status::Timeout, elapsed, Some(text), false)
+            }
+            Wait::Interrupted => {
+                self.worker = None;
+                (Status::Cancelled, elapsed, None, false)
+            }
+        })
+    }
+
+    /// A fresh worker for one that crashed or timed out, within the budget.
+    fn replace(&mut self, ctx: &PoolContext, slot: &Slot, env: &Env) -> Result<(), SlotError> {
+        let budget = ctx.restarts_left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            n.checked_sub(1)
+        });
+        if budget.is_err() {
+            return Err(SlotError::Exec(format!(
+                "pytest workers crashed or timed out {} times: no more replacements (--max-worker-restart)",
+                ctx.restarts_total
+            )));
+        }
+        let collection = self.start(ctx, slot, env)?;
+        check_same_collection(&self.collection, &collection, &slot.name)
+            .map_err(|e| SlotError::Exec(e.to_string()))
+    }
+
+    fn log_len(&self) -> u64 {
+        self.log
+            .as_ref()
+            .and_then(|(f, _)| f.metadata().ok())
+            .map_or(0, |m| m.len())
+    }
+
+    /// What the worker printed since `start` (at most the last 64 KiB).
+    fn log_since(&self, start: u64) -> String {
+        use std::io::{Read, Seek, SeekFrom};
+        let Some((file, _)) = &self.log else {
+            return String::new();
+        };
+        let Ok(mut file) = file.try_clone() else {
+            return String::new();
+        };
+        let end = self.log_len();
+        let from = start.max(end.saturating_sub(64 * 1024));
+        let mut bytes = Vec::new();
+        if file.seek(SeekFrom::Start(from)).is_ok() {
+            let _ = file.take(end - from).read_to_end(&mut bytes);
+        }
+        let mut text = String::from_utf8_lossy(&bytes).into_owned();
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text
+    }
+}
+
+/// A pytest outcome as partest's status, with the text to show.
+fn outcome(reply: &TestReply) -> (Status, Option<String>) {
+    let text = reply.text.clone();
+    match reply.outcome.as_str() {
+        "passed" | "xpassed" => (Status::Pass, None),
+        "skipped" | "xfailed" => (Status::Skip, text),
+        "error" => (
+            Status::Fail,
+            Some(format!(
+                "[partest] error in {}\n{}",
+                reply.when,
+                text.unwrap_or_default()
+            )),
+        ),
+        _ => (Status::Fail, text),
+    }
+}
+
+fn describe_end(end: ProcessEnd) -> String {
+    match end {
+        ProcessEnd::Exited(code) => format!("exit code {code}"),
+        ProcessEnd::Signalled(sig) => format!("killed by signal {sig}"),
+        ProcessEnd::TimedOut => "timed out".into(),
+        ProcessEnd::Interrupted => "interrupted".into(),
+    }
+}
+
+/// The process output, then how the process ended when that is news.
+fn with_end(mut text: String, end: ProcessEnd) -> String {
+    if end == ProcessEnd::Exited(0) {
+        return text;
+    }
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let how = match end {
+        ProcessEnd::TimedOut => "timed out: its process group was killed".to_string(),
+        other => describe_end(other),
+    };
+    text.push_str(&format!("[partest] {how}"));
+    text
+}
+
+/// Shared by the slots: how many pytest workers may still be replaced.
+pub fn restart_budget(n: usize) -> AtomicUsize {
+    AtomicUsize::new(n)
+}
+
+/// A test's private temp dir (`PARTEST_TEST_TMPDIR`). Most tests never touch
+/// it, and an rmdir + mkdir pair per test is not free: on ext4 here it cost
+/// ~2 ms, more than starting a small test process. So an empty dir whose
+/// mode and owner are as we made them is kept for the slot's next test; any
+/// other is removed after its test, as before, and made anew.
+struct TestTmp {
+    /// Mode, owner and group right after creation.
+    made: (u32, u32, u32),
+}
+
+impl TestTmp {
+    fn create(dir: &std::path::Path) -> Option<TestTmp> {
+        let _ = std::fs::create_dir(dir);
+        Self::observe(dir)
+    }
+
+    /// How `dir` looks now (None if it is not a directory).
+    fn observe(dir: &std::path::Path) -> Option<TestTmp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(dir).ok().filter(|m| m.is_dir())?;
+        Some(TestTmp {
+            made: (m.mode(), m.uid(), m.gid()),
+        })
+    }
+
+    /// Still a directory, empty, with the mode and owner it was made with.
+    fn untouched(&self, dir: &std::path::Path) -> bool {
+        Self::observe(dir).is_some_and(|now| now.made == self.made)
+            && std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
+    }
+}
+
+/// A test's private temp dir goes after it; an empty one costs one rmdir.
+fn remove_test_tmp(dir: &std::path::Path) {
+    if std::fs::remove_dir(dir).is_err() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
