@@ -108,7 +108,9 @@ fn add_target_with_rustup() -> bool {
     }
     let added = matches!(cmd.output(), Ok(out) if out.status.success()) && target_installed();
     if added {
-        println!("cargo::warning=installed the {TARGET} target with `rustup target add {TARGET}` (partest's built-in plugins are built for it)");
+        println!(
+            "cargo::warning=installed the {TARGET} target with `rustup target add {TARGET}` (partest's built-in plugins are built for it)"
+        );
     }
     added
 }

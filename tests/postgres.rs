@@ -391,3 +391,39 @@ fn the_postgres_example_passes_with_migrations_run_once() {
     let left = databases(&format!("partest\\_{id}\\_%"));
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn the_django_example_uses_each_slots_clone_without_glue() {
+    if !server() {
+        return;
+    }
+    let deps = Command::new("python3")
+        .args(["-c", "import pytest, pytest_django, django, psycopg"])
+        .output();
+    if !deps.as_ref().is_ok_and(|o| o.status.success()) {
+        assert!(
+            !in_ci(),
+            "CI=true but django, pytest-django or psycopg is missing for examples/django"
+        );
+        eprintln!("skipping: python3 -m pip install django pytest-django 'psycopg[binary]'");
+        return;
+    }
+    let dir = workspace().join("examples/django");
+    let out = partest(&dir).args(["run", "-n", "2"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let text = stdout(&out);
+    // 13 tests, one of which checks that the test database is the slot's
+    // clone (not a test_* database pytest-django made) and is migrated.
+    assert!(text.contains("13 passed, 0 failed"), "{text}");
+    assert_eq!(text.matches("SETUP").count(), 1, "migrated once: {text}");
+    let id = text
+        .split("[run ")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .expect("the run id");
+    assert!(databases(&format!("%{id}%")).is_empty(), "left behind");
+    assert!(
+        databases("test_partest%").is_empty(),
+        "pytest-django made its own"
+    );
+}

@@ -184,7 +184,11 @@ fn verbose_addopts_and_strict_markers_do_not_touch_the_protocol() {
     ]);
     let out = run_in(&p, &["run", "-n", "2"]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    assert!(stdout(&out).contains("14 passed, 0 failed"), "{}", both(&out));
+    assert!(
+        stdout(&out).contains("14 passed, 0 failed"),
+        "{}",
+        both(&out)
+    );
     assert_eq!(rows(&p, "test").len(), 14);
 }
 
@@ -199,7 +203,11 @@ fn ids_that_change_between_processes_run_by_index() {
     )]);
     let out = run_in(&p, &["run", "-n", "2"]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    assert!(stdout(&out).contains("8 passed, 0 failed"), "{}", both(&out));
+    assert!(
+        stdout(&out).contains("8 passed, 0 failed"),
+        "{}",
+        both(&out)
+    );
 }
 
 #[test]
@@ -210,7 +218,10 @@ fn module_fixtures_set_up_once_per_worker_and_module() {
     let files: Vec<(String, String)> = (0..4)
         .map(|i| (format!("tests/test_m{i}.py"), MANY_TESTS.to_string()))
         .collect();
-    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let p = project(&files);
     let out = run_in(&p, &["run", "-n", "2"]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
@@ -221,7 +232,11 @@ fn module_fixtures_set_up_once_per_worker_and_module() {
         .iter()
         .map(|r| (r[1].clone(), r[3].clone()))
         .collect();
-    assert_eq!(distinct.len(), setups.len(), "a module set up twice in one worker: {setups:?}");
+    assert_eq!(
+        distinct.len(),
+        setups.len(),
+        "a module set up twice in one worker: {setups:?}"
+    );
     assert!(setups.len() <= 8, "{setups:?}");
 }
 
@@ -240,11 +255,20 @@ fn a_crashing_and_a_hanging_test_are_reported_and_their_workers_replaced() {
     let out = run_in(&p, &["run", "-n", "2", "--timeout", "3"]);
     assert_eq!(out.status.code(), Some(100), "{}", both(&out));
     let text = stdout(&out);
-    assert!(text.contains("CRASH") && text.contains("test_segfault"), "{text}");
-    assert!(text.contains("TIMEOUT") && text.contains("test_hangs"), "{text}");
+    assert!(
+        text.contains("CRASH") && text.contains("test_segfault"),
+        "{text}"
+    );
+    assert!(
+        text.contains("TIMEOUT") && text.contains("test_hangs"),
+        "{text}"
+    );
     // The worker's output up to its death: pytest's faulthandler names the
     // test's frame (what the test printed went down with pytest's capture).
-    assert!(text.contains("Segmentation fault") && text.contains("test_bad.py"), "{text}");
+    assert!(
+        text.contains("Segmentation fault") && text.contains("test_bad.py"),
+        "{text}"
+    );
     assert!(text.contains("signal 11"), "{text}");
     // Every good test still ran and passed.
     assert!(text.contains("12 passed, 2 failed"), "{text}");
@@ -270,7 +294,10 @@ fn a_collection_error_shows_pytests_text_and_exits_3() {
     }
     let p = project(&[
         ("tests/test_ok.py", MANY_TESTS),
-        ("tests/test_broken.py", "import not_a_module_anywhere\n\ndef test_x():\n    pass\n"),
+        (
+            "tests/test_broken.py",
+            "import not_a_module_anywhere\n\ndef test_x():\n    pass\n",
+        ),
     ]);
     let out = run_in(&p, &["run", "-n", "2"]);
     assert_eq!(out.status.code(), Some(3), "{}", both(&out));
@@ -294,4 +321,77 @@ fn an_empty_selection_is_not_a_pass() {
     let empty = project(&[("tests/test_none.py", "x = 1\n")]);
     let out = run_in(&empty, &["run", "-n", "2"]);
     assert_eq!(out.status.code(), Some(4), "{}", both(&out));
+}
+
+#[test]
+fn sigint_and_sigterm_stop_the_workers_tear_down_and_exit_130() {
+    if !have_pytest() {
+        return;
+    }
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let p = project(&[(
+            "tests/test_long.py",
+            r#"
+import os, subprocess, time, pytest
+
+@pytest.mark.parametrize("n", range(4))
+def test_long(n, tmp_path):
+    log = os.environ["FIXTURE_LOG"]
+    child = subprocess.Popen(["sleep", "300"])
+    with open(os.path.join(log, f"pids-{os.getpid()}-{n}.txt"), "w") as f:
+        f.write(f"{os.getpid()} {child.pid} {os.environ['TMPDIR']}\n")
+    time.sleep(300)
+"#,
+        )]);
+        let log = p.log_dir();
+        let child = partest(p.path())
+            .args(["run", "-n", "2"])
+            .env("FIXTURE_LOG", &log)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting partest");
+        let started = |log: &std::path::Path| {
+            std::fs::read_dir(log)
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.file_name().to_string_lossy().starts_with("pids-"))
+                        .count()
+                })
+                .unwrap_or(0)
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while started(&log) < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the tests never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // SAFETY: signalling the partest process this test spawned.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().expect("waiting for partest");
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "signal {signal}: {}",
+            both(&out)
+        );
+        for entry in std::fs::read_dir(&log).unwrap().flatten() {
+            if !entry.file_name().to_string_lossy().starts_with("pids-") {
+                continue;
+            }
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            let fields: Vec<&str> = text.split_whitespace().collect();
+            for pid in &fields[..2] {
+                let pid: i32 = pid.parse().unwrap();
+                assert!(!pid_alive(pid), "signal {signal}: {pid} still running");
+            }
+            assert!(
+                !std::path::Path::new(fields[2]).exists(),
+                "signal {signal}: the slot's temp dir {} was left",
+                fields[2]
+            );
+        }
+    }
 }

@@ -112,8 +112,11 @@ fn read(path: &Path) -> rusqlite::Result<HashMap<String, Duration>> {
     let mut map = HashMap::new();
     for row in rows {
         let (name, secs) = row?;
-        if secs.is_finite() && secs >= 0.0 {
-            map.insert(name, Duration::from_secs_f64(secs));
+        // A value no run could have written (NaN, negative, centuries) is ignored.
+        if let Ok(d) = Duration::try_from_secs_f64(secs)
+            && d < Duration::from_secs(365 * 24 * 3600)
+        {
+            map.insert(name, d);
         }
     }
     Ok(map)
@@ -197,5 +200,29 @@ mod tests {
             History::load(&path).0.expected("t"),
             Some(Duration::from_secs(1))
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+        /// Whatever a history file holds (huge, negative, NaN means; junk
+        /// bytes), loading it gives durations a deadline can be built on.
+        #[test]
+        fn any_stored_value_loads_without_panic(mean in proptest::num::f64::ANY, junk in proptest::collection::vec(0u8..=255, 0..64)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("history.db");
+            let (h, _) = History::load(&path);
+            let rec = Record { name: "t", duration: Duration::from_secs(1), status: Status::Pass };
+            proptest::prop_assert!(h.save([rec]).is_none());
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            // NaN is refused by the NOT NULL column; the rest is stored as is.
+            let _ = conn.execute("UPDATE tests SET mean_secs = ?1", [mean]);
+            drop(conn);
+            if let Some(d) = History::load(&path).0.expected("t") {
+                proptest::prop_assert!(std::time::Instant::now().checked_add(d).is_some());
+            }
+            let junk_path = dir.path().join("junk.db");
+            std::fs::write(&junk_path, &junk).unwrap();
+            let _ = History::load(&junk_path);
+        }
     }
 }

@@ -4,9 +4,15 @@
 //! before they touch anything ("never a run still alive").
 //!
 //! One file per run, `<dir>/<run_id>`, holding the pid and the process's
-//! start time (so a recycled pid is not mistaken for the run). It is removed
-//! when the run ends normally; a crashed run leaves it behind, dead.
+//! start time (so a recycled pid is not mistaken for the run), then the
+//! plugins the run enabled (so `clean` knows whom to ask). It is removed when
+//! the run ends normally; a crashed run leaves it behind, dead, until a
+//! `partest clean` has swept every one of its plugins.
+//!
+//! The register is per user: `$XDG_RUNTIME_DIR/partest/runs`, else
+//! `<temp dir>/partest-runs-<uid>`; `PARTEST_RUNS_DIR` moves it (tests do).
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// Whether a run is still going.
@@ -19,11 +25,17 @@ pub enum Liveness {
     Unknown,
 }
 
-/// Where run records live; `PARTEST_RUNS_DIR` moves it (tests do).
+/// Where run records live.
 pub fn runs_dir() -> PathBuf {
-    std::env::var_os("PARTEST_RUNS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/partest-runs"))
+    if let Some(dir) = std::env::var_os("PARTEST_RUNS_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("partest").join("runs");
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    std::env::temp_dir().join(format!("partest-runs-{uid}"))
 }
 
 /// This run's record; removed on drop (every normal exit path).
@@ -37,14 +49,39 @@ impl Drop for Registration {
     }
 }
 
-pub fn register(run_id: &str) -> std::io::Result<Registration> {
+/// Records this run, with the plugins it enabled.
+pub fn register(run_id: &str, plugins: &[String]) -> std::io::Result<Registration> {
     let dir = runs_dir();
-    std::fs::create_dir_all(&dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
     let pid = std::process::id();
     let start = process_start(pid).unwrap_or(0);
     let path = dir.join(run_id);
-    std::fs::write(&path, format!("{pid} {start}\n"))?;
+    std::fs::write(&path, format!("{pid} {start}\n{}\n", plugins.join(",")))?;
     Ok(Registration { path })
+}
+
+/// The plugins a recorded run enabled (empty for an unknown run).
+pub fn plugins_of(run_id: &str) -> Vec<String> {
+    if !valid_id(run_id) {
+        return Vec::new();
+    }
+    std::fs::read_to_string(runs_dir().join(run_id))
+        .ok()
+        .and_then(|text| text.lines().nth(1).map(str::to_string))
+        .map(|line| {
+            line.split(',')
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn valid_id(run_id: &str) -> bool {
+    !run_id.is_empty() && run_id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 pub fn liveness(run_id: &str) -> Liveness {
@@ -52,7 +89,7 @@ pub fn liveness(run_id: &str) -> Liveness {
 }
 
 fn liveness_in(dir: &Path, run_id: &str) -> Liveness {
-    if run_id.is_empty() || !run_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if !valid_id(run_id) {
         return Liveness::Unknown;
     }
     let Ok(text) = std::fs::read_to_string(dir.join(run_id)) else {

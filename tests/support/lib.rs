@@ -42,7 +42,10 @@ pub fn partest_bin() -> &'static Path {
 /// so that worker counts are what the test asks for.
 pub fn partest(dir: &Path) -> Command {
     let mut cmd = Command::new(partest_bin());
-    cmd.current_dir(dir);
+    // A register of the tests' own, not the user's (a test that needs a
+    // private one sets PARTEST_RUNS_DIR again, which wins).
+    cmd.current_dir(dir)
+        .env("PARTEST_RUNS_DIR", target_dir().join("partest-e2e-runs"));
     for var in ["CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "CIRCLECI"] {
         cmd.env_remove(var);
     }

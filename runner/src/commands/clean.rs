@@ -107,8 +107,16 @@ pub fn clean(config: &Config, args: &CleanArgs) -> Result<i32> {
 /// `--plugins`. One that cannot start (its server is down) is reported and
 /// skipped, so the others still clean; the flag says one was skipped.
 fn load_plugins(config: &Config, args: &CleanArgs) -> Result<(Vec<WasmPlugin>, bool)> {
+    // Configured plugins, those named now, and those dead runs enabled
+    // (on the command line, say): each is asked for what it left.
+    let mut named = args.plugins.clone();
+    let mut recorded = Vec::new();
+    for id in crate::runs::dead_runs() {
+        recorded.extend(crate::runs::plugins_of(&id));
+    }
+    named.extend(recorded.iter().cloned());
     let overrides = Overrides {
-        plugins: args.plugins.clone(),
+        plugins: named,
         ..Overrides::default()
     };
     let names = Settings::resolve(config, &overrides)?.plugins;
@@ -121,7 +129,15 @@ fn load_plugins(config: &Config, args: &CleanArgs) -> Result<(Vec<WasmPlugin>, b
     for name in names {
         match host.load(config, std::slice::from_ref(&name)) {
             Ok(loaded) => plugins.extend(loaded),
-            Err(e @ Error::Config(_)) => return Err(e),
+            // A name from a dead run's record that this project cannot load
+            // (another project's custom plugin): say so, keep the record.
+            Err(e @ Error::Config(_))
+                if !recorded.contains(&name)
+                    || args.plugins.contains(&name)
+                    || config.file.plugins.contains_key(&name) =>
+            {
+                return Err(e);
+            }
             Err(e) => {
                 failed = true;
                 eprintln!("partest: clean: skipping plugin {name}: {e}");
@@ -131,9 +147,9 @@ fn load_plugins(config: &Config, args: &CleanArgs) -> Result<(Vec<WasmPlugin>, b
     Ok((plugins, failed))
 }
 
-/// Drops the records of dead runs once every sweep succeeded, so the
-/// register does not grow. (A plugin not configured here cannot be asked;
-/// run `clean` with `--plugins` for one a run enabled on the command line.)
+/// Drops the records of dead runs once every sweep succeeded (each dead
+/// run's own plugins were loaded from its record), so the register does not
+/// grow and no run is forgotten before its leftovers are gone.
 fn forget_dead_runs(also: &[String]) {
     let mut ids: BTreeSet<String> = crate::runs::dead_runs().into_iter().collect();
     ids.extend(also.iter().cloned());

@@ -33,7 +33,11 @@ pub struct Discovered {
 
 /// Finds the tests. `in_workers`: leave it to pytest's workers where the
 /// adapter collects in them (`partest run`); `list` and `report` collect here.
-pub fn discover(config: &Config, options: &DiscoverOptions, in_workers: bool) -> Result<Discovered> {
+pub fn discover(
+    config: &Config,
+    options: &DiscoverOptions,
+    in_workers: bool,
+) -> Result<Discovered> {
     let mut adapter = adapter_for(config, options)?;
     let tests = if in_workers && adapter.pytest().is_some() {
         None
@@ -71,7 +75,12 @@ pub fn plan(
 }
 
 /// The worker count and every factor behind it.
-pub fn workers(settings: &Settings, config: &Config, plan: Option<&Plan>, lifecycle: Option<&Lifecycle>) -> WorkerPlan {
+pub fn workers(
+    settings: &Settings,
+    config: &Config,
+    plan: Option<&Plan>,
+    lifecycle: Option<&Lifecycle>,
+) -> WorkerPlan {
     let slots = lifecycle.map(Lifecycle::slot_limits).unwrap_or_default();
     let inputs = WorkerInputs {
         requested: settings.workers,

@@ -60,7 +60,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     let workers = workers(&settings, config, early_plan.as_ref(), Some(&lifecycle)).workers;
     let run_id = new_run_id();
     // Marks the run alive for `partest clean` and plugins' reclaim checks.
-    let _registration = crate::runs::register(&run_id).map_err(|e| {
+    let _registration = crate::runs::register(&run_id, &settings.plugins).map_err(|e| {
         Error::setup(format!(
             "cannot record the run in {}: {e}",
             crate::runs::runs_dir().display()

@@ -397,4 +397,22 @@ allow = { process = ["mc"] }
         std::fs::write(dir.path().join("conftest.py"), "").unwrap();
         assert_eq!(detect_adapter(dir.path()), Some(AdapterKind::Pytest));
     }
+
+    proptest::proptest! {
+        /// Any text, and TOML built from the real table and key names with
+        /// random values, is a config or an error naming what is wrong.
+        #[test]
+        fn the_loader_never_panics(
+            text in ".{0,200}",
+            table in "(run|pytest|cargo|command|serial|setup|limits|groups.g|profile.p|plugins.sqlite)",
+            key in "(workers|timeout|retries|adapter|tests|run|filter|max-workers|memory-per-worker|ci-max-workers|order|no-tests|collect-timeout|args|python|kill-grace|commands)",
+            value in "(0|1|-1|1e20|\"1e20\"|\"auto\"|\"x\"|\"5ms\"|\\[\\]|\\[\"a\"\\]|true|\\{\\})",
+        ) {
+            let _ = parse(&text, Path::new("/repo/partest.toml"));
+            let toml = format!("[{table}]\n{key} = {value}\n");
+            if let Err(e) = parse(&toml, Path::new("/repo/partest.toml")) {
+                proptest::prop_assert!(e.to_string().contains("partest.toml"), "{e}");
+            }
+        }
+    }
 }

@@ -140,6 +140,9 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// The longest duration partest takes (a year).
+const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
 /// A duration written as seconds (`30`, `1.5`) or with a unit (`"500ms"`, `"30s"`, `"2m"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Seconds(pub Duration);
@@ -166,7 +169,12 @@ impl FromStr for Seconds {
         if !(v.is_finite() && v > 0.0) {
             return Err(format!("duration {s:?} must be greater than zero"));
         }
-        Ok(Seconds(Duration::from_secs_f64(v * scale)))
+        // Deadlines are computed as now + duration: bound it well below overflow.
+        let secs = v * scale;
+        if secs > MAX_SECONDS {
+            return Err(format!("duration {s:?} is too long: at most 365 days"));
+        }
+        Ok(Seconds(Duration::from_secs_f64(secs)))
     }
 }
 
@@ -308,5 +316,19 @@ mod tests {
                 .unwrap_err()
                 .contains("not a valid glob")
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn duration_and_size_parsers_never_panic(text in ".{0,32}", v in proptest::num::f64::ANY, unit in "(|ms|s|m|h|KiB|MiB|GB|x)") {
+            let _ = text.parse::<Seconds>();
+            let _ = text.parse::<ByteSize>();
+            let _ = text.parse::<WorkerCount>();
+            let number = format!("{v}{unit}");
+            if let Ok(d) = number.parse::<Seconds>() {
+                proptest::prop_assert!(d.0.as_secs_f64() <= MAX_SECONDS);
+            }
+            let _ = number.parse::<ByteSize>();
+        }
     }
 }

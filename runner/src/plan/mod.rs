@@ -275,7 +275,11 @@ mod tests {
         let serial = Filter::default();
         let groups = BTreeMap::new();
         let tests = cases(&["a.py::t1", "b.py::t1", "a.py::t2", "b.py::t2"]);
-        let plan = Plan::new(tests.clone(), &h, &rules(&serial, &groups, Order::History, true));
+        let plan = Plan::new(
+            tests.clone(),
+            &h,
+            &rules(&serial, &groups, Order::History, true),
+        );
         assert_eq!(
             queues(&plan),
             [["b.py::t1", "b.py::t2"], ["a.py::t2", "a.py::t1"]]

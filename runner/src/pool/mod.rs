@@ -392,7 +392,11 @@ impl Coordinator<'_, '_> {
             attempt: current.attempt,
         });
         self.seats[slot].running = Some(current);
-        if self.seats[slot].commands.send(Command::Run(assignment)).is_err() {
+        if self.seats[slot]
+            .commands
+            .send(Command::Run(assignment))
+            .is_err()
+        {
             self.seats[slot].running = None;
             self.seats[slot].alive = false;
             self.fail(Error::setup(format!("slot gw{slot}'s thread is gone")));

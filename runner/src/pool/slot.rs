@@ -33,7 +33,10 @@ pub enum Work {
     Process(Invocation),
     /// A test of the worker's collection, and the one it will be sent next
     /// (pytest's `nextitem`: fixtures they share live on).
-    Pytest { position: u32, next: Option<u32> },
+    Pytest {
+        position: u32,
+        next: Option<u32>,
+    },
 }
 
 /// What a slot tells the coordinator.
@@ -44,7 +47,10 @@ pub enum Report {
     },
     Done(Box<Done>),
     /// The slot cannot go on; the run fails with this.
-    Failed { slot: usize, error: SlotError },
+    Failed {
+        slot: usize,
+        error: SlotError,
+    },
 }
 
 pub struct Done {
@@ -67,7 +73,12 @@ pub enum SlotError {
 }
 
 /// The slot thread's body: set up, report ready, serve commands.
-pub fn run_slot(ctx: &PoolContext, index: usize, commands: Receiver<Command>, reports: Sender<Report>) {
+pub fn run_slot(
+    ctx: &PoolContext,
+    index: usize,
+    commands: Receiver<Command>,
+    reports: Sender<Report>,
+) {
     let mut executor = match Executor::open(ctx, index) {
         Ok(executor) => executor,
         Err(error) => {
@@ -135,7 +146,11 @@ impl Executor {
             .unwrap_or_else(std::env::temp_dir);
         let env = crate::exec::slot_env(&slot, ctx.options.workers, &ctx.options.run_id, provided);
         let exec_err = |what: &str, e: std::io::Error| {
-            SlotError::Exec(format!("cannot {what} for {} in {}: {e}", slot.name, scratch.display()))
+            SlotError::Exec(format!(
+                "cannot {what} for {} in {}: {e}",
+                slot.name,
+                scratch.display()
+            ))
         };
         let kind = match ctx.adapter.pytest() {
             Some(_) => {
@@ -161,7 +176,10 @@ impl Executor {
             }
             None => ExecutorKind::Process {
                 capture: if ctx.options.capture {
-                    Some(Capture::new(&scratch).map_err(|e| exec_err("create the output file", e))?)
+                    Some(
+                        Capture::new(&scratch)
+                            .map_err(|e| exec_err("create the output file", e))?,
+                    )
                 } else {
                     None
                 },
@@ -201,10 +219,13 @@ impl Executor {
                 let mut env = self.env.clone();
                 env.push(("PARTEST_TEST_NAME".into(), a.name.clone()));
                 env.push(("PARTEST_ATTEMPT".into(), a.attempt.to_string()));
-                env.push(("PARTEST_TEST_TMPDIR".into(), dir.to_string_lossy().into_owned()));
-                let finished = ctx
-                    .spawner
-                    .run(invocation, &env, capture.as_mut(), ctx.options.timeout);
+                env.push((
+                    "PARTEST_TEST_TMPDIR".into(),
+                    dir.to_string_lossy().into_owned(),
+                ));
+                let finished =
+                    ctx.spawner
+                        .run(invocation, &env, capture.as_mut(), ctx.options.timeout);
                 // Removed after the test, unless it is still empty and as made.
                 match test_tmp.take() {
                     Some(made) if made.untouched(&dir) => *test_tmp = Some(made),
@@ -260,8 +281,16 @@ impl Executor {
 
 impl PytestSlot {
     /// Starts a worker and waits for its collection.
-    fn start(&mut self, ctx: &PoolContext, slot: &Slot, env: &Env) -> Result<Collection, SlotError> {
-        let pytest = ctx.adapter.pytest().expect("a pytest slot has the pytest adapter");
+    fn start(
+        &mut self,
+        ctx: &PoolContext,
+        slot: &Slot,
+        env: &Env,
+    ) -> Result<Collection, SlotError> {
+        let pytest = ctx
+            .adapter
+            .pytest()
+            .expect("a pytest slot has the pytest adapter");
         let mut cmd = pytest.worker_command(!ctx.options.capture);
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         if ctx.options.django_slot_db {
@@ -273,12 +302,18 @@ impl PytestSlot {
         let waited = worker
             .collection(ctx.spawner, Some(pytest.collect_timeout))
             .map_err(|e| SlotError::Exec(format!("{}: {e}", slot.name)))?;
-        let log_path = self.log.as_ref().map(|(_, p)| p.clone()).unwrap_or_default();
+        let log_path = self
+            .log
+            .as_ref()
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default();
         let collection = match waited {
             Wait::Got(c) => c,
             Wait::Ended(end) => {
                 return Err(SlotError::Exec(
-                    pytest.early_exit(&format!("ended ({})", describe_end(end)), &log_path).to_string(),
+                    pytest
+                        .early_exit(&format!("ended ({})", describe_end(end)), &log_path)
+                        .to_string(),
                 ));
             }
             Wait::TimedOut => {
@@ -351,9 +386,9 @@ impl PytestSlot {
 
     /// A fresh worker for one that crashed or timed out, within the budget.
     fn replace(&mut self, ctx: &PoolContext, slot: &Slot, env: &Env) -> Result<(), SlotError> {
-        let budget = ctx.restarts_left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            n.checked_sub(1)
-        });
+        let budget = ctx
+            .restarts_left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         if budget.is_err() {
             return Err(SlotError::Exec(format!(
                 "pytest workers crashed or timed out {} times: no more replacements (--max-worker-restart)",

@@ -124,7 +124,11 @@ impl PytestAdapter {
         if !collection.errors.is_empty() {
             let mut text = String::new();
             for e in &collection.errors {
-                text.push_str(&format!("ERROR collecting {}\n{}\n", e.id, e.text.trim_end()));
+                text.push_str(&format!(
+                    "ERROR collecting {}\n{}\n",
+                    e.id,
+                    e.text.trim_end()
+                ));
             }
             return Err(Error::setup(format!(
                 "pytest could not collect {} of the project's files:\n{}",
@@ -139,9 +143,10 @@ impl PytestAdapter {
             .map(|(i, id)| {
                 let mut test = TestCase::new(id.clone());
                 test.position = i as u32;
-                test.serial_marker = collection.markers.get(i).is_some_and(|names| {
-                    names.iter().any(|m| self.serial_markers.contains(m))
-                });
+                test.serial_marker = collection
+                    .markers
+                    .get(i)
+                    .is_some_and(|names| names.iter().any(|m| self.serial_markers.contains(m)));
                 test
             })
             .collect())
@@ -186,7 +191,11 @@ pub fn check_same_collection(a: &Collection, b: &Collection, slot_b: &str) -> Re
          the test list must not depend on the worker (random or time-based collection?){}{}",
         a.ids.len(),
         b.ids.len(),
-        if differing.is_empty() { "" } else { "; first differences:\n" },
+        if differing.is_empty() {
+            ""
+        } else {
+            "; first differences:\n"
+        },
         differing.join("\n")
     )))
 }

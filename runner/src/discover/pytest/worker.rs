@@ -228,10 +228,9 @@ impl PytestWorker {
             let ms = remaining.map_or(-1, exec::poll_ms);
             let reply = self.replies.fd.as_raw_fd();
             match &self.pidfd {
-                Some(fd) => exec::poll_readable(
-                    &[reply, spawner.interrupts.fd(), fd.as_raw_fd()],
-                    ms,
-                )?,
+                Some(fd) => {
+                    exec::poll_readable(&[reply, spawner.interrupts.fd(), fd.as_raw_fd()], ms)?
+                }
                 None => exec::poll_readable(&[reply, spawner.interrupts.fd()], ms.clamp(0, 5))?,
             };
         }
@@ -288,13 +287,8 @@ impl LineReader {
             }
             let mut chunk = [0u8; 64 * 1024];
             // SAFETY: reading into a valid buffer of the given length.
-            let n = unsafe {
-                libc::read(
-                    self.fd.as_raw_fd(),
-                    chunk.as_mut_ptr().cast(),
-                    chunk.len(),
-                )
-            };
+            let n =
+                unsafe { libc::read(self.fd.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
             match n {
                 0 => self.eof = true,
                 n if n > 0 => self.pending.extend_from_slice(&chunk[..n as usize]),
@@ -325,7 +319,9 @@ fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
     // SAFETY: fcntl on an fd we own.
     let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
     // SAFETY: as above.
-    if flags < 0 || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+    if flags < 0
+        || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
+    {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
