@@ -1,8 +1,6 @@
 //! The errors that end a run early, each mapped to the exit code a CI system
 //! or a script can act on (see the README's exit-code table).
 
-use std::fmt;
-
 /// Exit codes: the contract with scripts and CI.
 pub mod exit {
     pub const OK: i32 = 0;
@@ -14,14 +12,21 @@ pub mod exit {
     pub const INTERRUPTED: i32 = 130;
 }
 
-/// An error that stops partest, classified by whose fault it is.
-#[derive(Debug)]
+/// An error that stops partest, classified by whose fault it is; each kind
+/// has its exit code.
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The command line or partest.toml is wrong: the user fixes their input.
+    #[error("{0}")]
     Config(String),
-    /// Discovery, a plugin or a setup command failed: the environment is wrong.
+    /// Discovery, a setup command or a worker failed: the environment is wrong.
+    #[error("{0}")]
     Setup(String),
+    /// An isolation provider (a plugin, the temp dirs) failed; the cause is kept.
+    #[error(transparent)]
+    Isolation(#[from] crate::isolation::IsolationError),
     /// The run selected no test (`--no-tests=fail`, the default).
+    #[error("{0}")]
     NoTests(String),
 }
 
@@ -37,20 +42,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) => exit::USAGE,
-            Error::Setup(_) => exit::SETUP,
+            Error::Setup(_) | Error::Isolation(_) => exit::SETUP,
             Error::NoTests(_) => exit::NO_TESTS,
         }
     }
 }
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Config(msg) | Error::Setup(msg) | Error::NoTests(msg) => f.write_str(msg),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

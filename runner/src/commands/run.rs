@@ -93,7 +93,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     };
     let setup = lifecycle
         .setup_run(&run_info)
-        .map_err(|e| Error::setup(e.to_string()))
+        .map_err(Error::Isolation)
         .and_then(|env| run_setup_commands(config, &env, &events, &interrupts));
 
     let mut failure: Option<Error> = setup.err();

@@ -218,7 +218,7 @@ fn ready(
 
 fn slot_error(slot: usize, error: SlotError) -> Error {
     match error {
-        SlotError::Isolation(e) => Error::setup(e.to_string()),
+        SlotError::Isolation(e) => Error::Isolation(e),
         SlotError::Exec(e) => Error::setup(e),
         SlotError::Panicked(message) => Error::setup(format!(
             "partest's thread for slot gw{slot} panicked: {message} (a bug in partest: please report it)"
