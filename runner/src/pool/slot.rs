@@ -273,8 +273,9 @@ impl Executor {
             && let Some(worker) = p.worker.take()
         {
             // Session fixtures tear down now; a stuck teardown gets the
-            // test timeout, then the group is killed.
-            let _ = worker.stop(ctx.spawner, ctx.options.timeout);
+            // test timeout (else five minutes), then the group is killed.
+            let limit = ctx.options.timeout.unwrap_or(Duration::from_secs(300));
+            let _ = worker.stop(ctx.spawner, Some(limit));
         }
     }
 }

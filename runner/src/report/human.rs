@@ -195,8 +195,11 @@ impl Sink for Human {
             out.push_str(&format!(", {} not run", s.cancelled));
         }
         out.push('\n');
-        let mut slowest: Vec<(&u32, &FinalResult)> =
-            s.results.iter().filter(|(_, r)| r.attempts > 0).collect();
+        let mut slowest: Vec<(&u32, &FinalResult)> = s
+            .results
+            .iter()
+            .filter(|(_, r)| r.attempts > 0 && r.status != Status::Cancelled)
+            .collect();
         slowest.sort_by(|a, b| b.1.duration.cmp(&a.1.duration).then(a.0.cmp(b.0)));
         if !slowest.is_empty() {
             out.push_str("Slowest:\n");
