@@ -53,12 +53,13 @@ impl Lifecycle {
 
     /// Runs every provider's setup_run; the merged env is for the setup commands.
     pub fn setup_run(&self, run: &RunInfo) -> IsoResult<Env> {
-        let mut env = Env::new();
+        let mut env = MergedEnv::default();
         for (i, p) in self.providers.iter().enumerate() {
-            env.extend(p.setup_run(run)?);
+            let provided = p.setup_run(run)?;
             lock(&self.run_ready)[i] = true;
+            env.add(&self.providers, i, "setup-run", provided)?;
         }
-        Ok(env)
+        Ok(env.vars)
     }
 
     /// Sets a slot up with every provider; on error, what was set up for the
@@ -71,12 +72,13 @@ impl Lifecycle {
             }
             slots[slot.index] = vec![false; self.providers.len()];
         }
-        let mut env = SlotEnv::new();
+        let mut env = MergedEnv::default();
         for (i, p) in self.providers.iter().enumerate() {
-            env.extend(p.setup_slot(slot)?);
+            let provided = p.setup_slot(slot)?;
             lock(&self.slots_ready)[slot.index][i] = true;
+            env.add(&self.providers, i, "setup-slot", provided)?;
         }
-        Ok(env)
+        Ok(env.vars)
     }
 
     /// Between two tests on a slot.
@@ -135,6 +137,44 @@ impl Lifecycle {
     }
 }
 
+/// The providers' variables together; two that set the same name is an
+/// error naming both, never a silent overwrite.
+#[derive(Default)]
+struct MergedEnv {
+    vars: Env,
+    /// Which provider set each variable, by its index in `vars`.
+    from: Vec<usize>,
+}
+
+impl MergedEnv {
+    fn add(
+        &mut self,
+        providers: &[Box<dyn Isolation>],
+        index: usize,
+        hook: &'static str,
+        provided: Env,
+    ) -> IsoResult<()> {
+        for (name, value) in provided {
+            if let Some(at) = self.vars.iter().position(|(n, _)| *n == name) {
+                let first = providers[self.from[at]].name();
+                let second = providers[index].name();
+                return Err(IsolationError {
+                    provider: format!("{first} and {second}"),
+                    hook,
+                    message: format!(
+                        "both set {name}; rename one with its `var` setting \
+                         (for example [plugins.{second}] var = \"{}_{name}\")",
+                        second.to_uppercase()
+                    ),
+                });
+            }
+            self.vars.push((name, value));
+            self.from.push(index);
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Lifecycle {
     /// The last line of defence (a panic unwinding past the run): resources
     /// are still released. Errors here have no one to report to but stderr.
@@ -187,7 +227,7 @@ mod tests {
                 .lock()
                 .unwrap()
                 .push(format!("{}:setup_slot:{}", self.name, slot.name));
-            Ok(vec![("SLOT".into(), slot.name.clone())])
+            Ok(vec![(format!("{}_SLOT", self.name), slot.name.clone())])
         }
         fn teardown_slot(&self, slot: &Slot, _: bool) -> IsoResult<()> {
             self.calls
@@ -253,6 +293,52 @@ mod tests {
                 "a:teardown_run",
             ]
         );
+    }
+
+    /// A provider that sets one variable in every hook.
+    struct Setter(&'static str, &'static str);
+
+    impl Isolation for Setter {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn setup_run(&self, _: &RunInfo) -> IsoResult<Env> {
+            Ok(vec![(self.1.into(), self.0.into())])
+        }
+        fn setup_slot(&self, _: &Slot) -> IsoResult<Env> {
+            Ok(vec![(self.1.into(), self.0.into())])
+        }
+        fn teardown_slot(&self, _: &Slot, _: bool) -> IsoResult<()> {
+            Ok(())
+        }
+        fn teardown_run(&self, _: bool) -> IsoResult<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn two_providers_setting_one_variable_is_an_error_naming_both() {
+        let lc = Lifecycle::new(vec![
+            Box::new(Setter("sqlite", "DATABASE_URL")),
+            Box::new(Setter("postgres", "DATABASE_URL")),
+        ]);
+        let e = lc.setup_run(&run_info()).unwrap_err();
+        assert_eq!(e.provider, "sqlite and postgres");
+        assert!(
+            e.message.contains("DATABASE_URL") && e.message.contains("var"),
+            "{e}"
+        );
+        let e = lc.setup_slot(&Slot::new(0)).unwrap_err();
+        assert_eq!(e.hook, "setup-slot");
+        assert!(
+            lc.teardown(false).is_empty(),
+            "both were set up, both torn down"
+        );
+        let fine = Lifecycle::new(vec![
+            Box::new(Setter("sqlite", "SQLITE_URL")),
+            Box::new(Setter("postgres", "DATABASE_URL")),
+        ]);
+        assert_eq!(fine.setup_slot(&Slot::new(0)).unwrap().len(), 2);
     }
 
     #[test]
