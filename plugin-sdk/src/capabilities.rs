@@ -155,7 +155,7 @@ pub mod sqlite {
     }
     /// The names of your databases.
     pub fn list() -> Result<Vec<String>> {
-        wit::list()
+        wit::databases()
     }
     /// The absolute path of database `name` on the host, for the env of tests.
     pub fn host_path(name: &str) -> Result<String> {

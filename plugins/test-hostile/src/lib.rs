@@ -38,10 +38,10 @@ struct Hostile {
 const OWN_VARS: &[&str] = &[
     "X",
     "HOSTILE_SLOT",
-    "NET",
-    "ENV",
-    "ETC",
-    "SCRATCH",
+    "PROBE_NET",
+    "PROBE_ENV",
+    "PROBE_ETC",
+    "PROBE_SCRATCH",
     "DANGLING",
     "DIRLINK",
     "DOTDOT",
@@ -211,10 +211,10 @@ impl Plugin for Hostile {
                 let etc = std::fs::read("/etc/passwd").is_ok();
                 let scratch = std::fs::write("/scratch/probe.txt", slot.name.as_bytes()).is_ok();
                 Ok(vec![
-                    ("NET".into(), net.to_string()),
-                    ("ENV".into(), env.to_string()),
-                    ("ETC".into(), etc.to_string()),
-                    ("SCRATCH".into(), scratch.to_string()),
+                    ("PROBE_NET".into(), net.to_string()),
+                    ("PROBE_ENV".into(), env.to_string()),
+                    ("PROBE_ETC".into(), etc.to_string()),
+                    ("PROBE_SCRATCH".into(), scratch.to_string()),
                 ])
             }
             _ => Ok(vec![("HOSTILE_SLOT".into(), slot.name.clone())]),

@@ -185,8 +185,3 @@ fn start_ticker(engine: &Engine) {
             }
         });
 }
-
-/// Epoch ticks for a time limit (rounded up, plus the tick in progress).
-pub fn ticks(limit: Duration) -> u64 {
-    (limit.as_nanos() / TICK.as_nanos()) as u64 + 2
-}

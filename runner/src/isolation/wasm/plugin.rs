@@ -12,6 +12,7 @@
 //! `keep-on-failure = true`. `sweep` removes those of dead runs.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,7 @@ pub struct WasmPlugin {
     /// The variables its hooks may return (`env-vars`, asked at load).
     env_vars: Vec<String>,
     scratch: Mutex<Scratch>,
+    scratch_released: AtomicBool,
     pre: PluginWorldPre<HostState>,
     grants: Arc<Grants>,
     settings: String,
@@ -116,6 +118,7 @@ impl WasmPlugin {
             resets_between_tests: false,
             config_keys: Vec::new(),
             env_vars: Vec::new(),
+            setting_grants: Vec::new(),
         };
         let load_scratch = tempfile::Builder::new()
             .prefix("load-")
@@ -133,6 +136,7 @@ impl WasmPlugin {
             resets: false,
             env_vars: Vec::new(),
             scratch: Mutex::new(Scratch::Load(load_scratch)),
+            scratch_released: AtomicBool::new(false),
             pre,
             grants,
             settings,
@@ -431,24 +435,10 @@ impl Isolation for WasmPlugin {
             },
         );
         *lock(&self.run_cell) = None;
-        let kept = run_failed && self.grants.keep_on_failure;
-        if let Scratch::Run(dir) = &*lock(&self.scratch) {
-            if kept {
-                (self.grants.log)(
-                    &self.name,
-                    super::LogLevel::Warn,
-                    &format!("kept its scratch dir for the failed run: {}", dir.display()),
-                );
-            } else if let Err(e) = std::fs::remove_dir_all(dir)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                return r.and(Err(self.err(
-                    "teardown-run",
-                    format!("cannot remove its scratch dir {}: {e}", dir.display()),
-                )));
-            }
+        match self.release_scratch(run_failed) {
+            Some(e) => r.and(Err(e)),
+            None => r,
         }
-        r
     }
 }
 
@@ -468,6 +458,34 @@ impl WasmPlugin {
             })?,
         );
         Ok(swept)
+    }
+
+    /// Removes the run's scratch dir (keeps it for a failed run when the
+    /// table says `keep-on-failure = true`); once, whoever asks first:
+    /// teardown-run, or dropping the plugin when setup-run failed.
+    fn release_scratch(&self, run_failed: bool) -> Option<IsolationError> {
+        let scratch = lock(&self.scratch);
+        let Scratch::Run(dir) = &*scratch else {
+            return None;
+        };
+        if self.scratch_released.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        if run_failed && self.grants.keep_on_failure {
+            (self.grants.log)(
+                &self.name,
+                super::LogLevel::Warn,
+                &format!("kept its scratch dir for the failed run: {}", dir.display()),
+            );
+            return None;
+        }
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Some(self.err(
+                "teardown-run",
+                format!("cannot remove its scratch dir {}: {e}", dir.display()),
+            )),
+            _ => None,
+        }
     }
 
     /// The scratch dirs of runs that died before their teardown.
@@ -500,6 +518,16 @@ impl WasmPlugin {
     fn checked_env(&self, hook: &'static str, env: Env) -> IsoResult<Env> {
         env::check(&env, Some(&self.env_vars)).map_err(|m| self.err(hook, m))?;
         Ok(env)
+    }
+}
+
+impl Drop for WasmPlugin {
+    /// A run whose setup-run failed gets no teardown-run: its scratch dir
+    /// goes here (kept, as for any failed run, with `keep-on-failure`).
+    fn drop(&mut self) {
+        if let Some(e) = self.release_scratch(true) {
+            (self.grants.log)(&self.name, super::LogLevel::Warn, &e.message);
+        }
     }
 }
 

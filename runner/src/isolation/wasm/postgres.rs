@@ -143,7 +143,10 @@ impl HostState {
                            WHERE rolname = 'pg_execute_server_program'), false)",
             )
             .map_err(pg_err)?;
-        let Some(SimpleQueryMessage::Row(row)) = rows.first() else {
+        let Some(row) = rows.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        }) else {
             return Err(Error::Failed(
                 "PostgreSQL did not say who the grant logs in as".into(),
             ));

@@ -182,7 +182,7 @@ impl Host for HostState {
         let limit = self.grants.boundary;
         let result = self.bounded(&conn, || -> Result<Result<Rows, Error>, rusqlite::Error> {
             let mut stmt = conn.prepare(&sql)?;
-            let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
+            let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
             let n = columns.len();
             let mut out = Vec::new();
             let mut size = 0usize;
@@ -289,7 +289,7 @@ impl Host for HostState {
             .map(|m| m.len()))
     }
 
-    fn list(&mut self) -> Result<Vec<String>, Error> {
+    fn databases(&mut self) -> Result<Vec<String>, Error> {
         let base = self.grants.databases();
         let mut names = Vec::new();
         list_under(&base, &base, &mut names);

@@ -64,7 +64,7 @@ pub struct HostState {
     /// get no more time than that.
     pub deadline: Instant,
     pub log: log::Budget,
-    pub redis: redis::Connection,
+    pub redis: redis::Conn,
     pub postgres: postgres::Connections,
 }
 
@@ -92,7 +92,7 @@ impl HostState {
             scratch: scratch.to_path_buf(),
             deadline: Instant::now(),
             log: log::Budget::default(),
-            redis: redis::Connection::default(),
+            redis: redis::Conn::default(),
             postgres: postgres::Connections::default(),
         })
     }
