@@ -122,14 +122,19 @@ impl HostState {
         Ok(self.grants.databases().join(name))
     }
 
-    fn open_db(&self, name: &str) -> Result<Connection, Error> {
+    /// [`HostState::database_path`], with the directories on the way made.
+    fn database_dir_made(&self, name: &str) -> Result<PathBuf, Error> {
         let full = self.database_path(name)?;
-        let base = self.grants.databases();
         if let Some(parent) = full.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| Error::Failed(format!("cannot create {}: {e}", parent.display())))?;
         }
-        no_links(&base, &full)?;
+        Ok(full)
+    }
+
+    fn open_db(&self, name: &str) -> Result<Connection, Error> {
+        let full = self.database_dir_made(name)?;
+        no_links(&self.grants.databases(), &full)?;
         let conn = Connection::open_with_flags(
             &full,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -298,7 +303,9 @@ impl Host for HostState {
     }
 
     fn host_path(&mut self, name: String) -> Result<String, Error> {
-        Ok(self.database_path(&name)?.to_string_lossy().into_owned())
+        // Its directory is made: tests and setup commands create the file.
+        let full = self.database_dir_made(&name)?;
+        Ok(full.to_string_lossy().into_owned())
     }
 }
 
