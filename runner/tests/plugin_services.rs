@@ -14,6 +14,17 @@ fn reachable(addr: &str) -> bool {
     TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(300)).is_ok()
 }
 
+/// `text` as `dir`'s partest.toml, written and parsed.
+fn written_config(dir: &std::path::Path, text: &str) -> Config {
+    let path = dir.join("partest.toml");
+    std::fs::write(&path, text).unwrap();
+    Config {
+        root: dir.into(),
+        file: config::parse(text, &path).unwrap(),
+        path: Some(path),
+    }
+}
+
 #[test]
 fn redis_and_postgres_capabilities_reach_only_the_granted_servers() {
     if !reachable("127.0.0.1:6379") || !reachable("127.0.0.1:5432") {
@@ -25,13 +36,7 @@ fn redis_and_postgres_capabilities_reach_only_the_granted_servers() {
         "[plugins.services]\npath = {:?}\nallow-superuser = true\nallow = {{ redis = \"redis://127.0.0.1:6379\", postgres = \"postgres://postgres@127.0.0.1:5432/postgres\" }}\n",
         wasm::test_guest("test-services").display().to_string()
     );
-    let path = dir.path().join("partest.toml");
-    std::fs::write(&path, &text).unwrap();
-    let config = Config {
-        root: dir.path().into(),
-        path: Some(path.clone()),
-        file: config::parse(&text, &path).unwrap(),
-    };
+    let config = written_config(dir.path(), &text);
     let state = dir.path().join(".partest");
     let host = PluginHost::new(dir.path(), &state).unwrap();
     let lc = Lifecycle::new(
@@ -73,12 +78,7 @@ fn redis_and_postgres_capabilities_reach_only_the_granted_servers() {
         "[plugins.services]\npath = {:?}\nallow = {{ redis = \"redis://127.0.0.1:6379\" }}\n",
         wasm::test_guest("test-services").display().to_string()
     );
-    std::fs::write(&path, &text).unwrap();
-    let config = Config {
-        root: dir.path().into(),
-        path: Some(path.clone()),
-        file: config::parse(&text, &path).unwrap(),
-    };
+    let config = written_config(dir.path(), &text);
     let err = host
         .load(&config, &["services".to_string()])
         .err()
@@ -101,13 +101,7 @@ fn hostile_services(mode: &str, table: &str) -> (Result<Env, String>, Duration) 
             .display()
             .to_string()
     );
-    let path = dir.path().join("partest.toml");
-    std::fs::write(&path, &text).unwrap();
-    let config = Config {
-        root: dir.path().into(),
-        path: Some(path.clone()),
-        file: config::parse(&text, &path).unwrap(),
-    };
+    let config = written_config(dir.path(), &text);
     let state = dir.path().join(".partest");
     let host = PluginHost::with_cache_dir(dir.path(), &state, None).unwrap();
     let lc = Lifecycle::new(host.load_providers(&config, &["evil".into()]).unwrap());
@@ -261,16 +255,24 @@ fn postgres_up() -> bool {
 
 const PG_SUPERUSER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// The hostile services guest in `mode`, granted the shared server as its
+/// superuser (and a Redis server it never reaches), with `extra` keys.
+fn against_postgres(mode: &str, extra: &str) -> (String, Duration) {
+    let (env, took) = hostile_services(
+        mode,
+        &format!(
+            "{extra}\nallow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"{PG_SUPERUSER}\" }}"
+        ),
+    );
+    (result_of(&env), took)
+}
+
 #[test]
 fn a_custom_plugin_is_refused_a_superuser_grant_with_the_sql_for_a_lesser_role() {
     if !postgres_up() {
         return;
     }
-    let (env, _) = hostile_services(
-        "pg-query",
-        &format!("allow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"{PG_SUPERUSER}\" }}"),
-    );
-    let result = result_of(&env);
+    let (result, _) = against_postgres("pg-query", "");
     assert!(result.starts_with("refused"), "{result}");
     assert!(
         result.contains("superuser")
@@ -285,14 +287,10 @@ fn a_plugin_reaches_no_other_database_than_granted_or_its_runs() {
     if !postgres_up() {
         return;
     }
-    let (env, _) = hostile_services(
+    let (result, _) = against_postgres(
         "pg-other-database",
-        &format!(
-            "database = \"template1\"\nallow-superuser = true\n\
-             allow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"{PG_SUPERUSER}\" }}"
-        ),
+        "database = \"template1\"\nallow-superuser = true",
     );
-    let result = result_of(&env);
     assert!(
         result.starts_with("refused") && result.contains("may not reach database \"template1\""),
         "{result}"
@@ -304,14 +302,10 @@ fn pg_sleep_is_cancelled_at_the_deadline_whatever_the_plugin_sets() {
     if !postgres_up() {
         return;
     }
-    let (env, took) = hostile_services(
+    let (result, took) = against_postgres(
         "pg-sleep",
-        &format!(
-            "allow-superuser = true\nlimits = {{ setup-run-timeout = \"2s\" }}\n\
-             allow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"{PG_SUPERUSER}\" }}"
-        ),
+        "allow-superuser = true\nlimits = { setup-run-timeout = \"2s\" }",
     );
-    let result = result_of(&env);
     assert!(
         took < Duration::from_secs(12),
         "the call took {took:?} against a 2 s limit: {result}"
