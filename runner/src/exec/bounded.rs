@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{Interrupts, end_of, kill_group, pidfd_open};
+use super::{Interrupts, end_of, exited_unreaped, kill_group, pidfd_open, poll_ms};
 use crate::discover::ProcessEnd;
 
 /// One program to run: what, with which arguments and env, where.
@@ -183,7 +183,7 @@ fn wait(
             terminate(child, grace, interrupts, pidfd.as_ref());
             return Ok(Some(ProcessEnd::TimedOut));
         }
-        if exited(child, pidfd.as_ref())? {
+        if exited_unreaped(child, pidfd.as_ref())? {
             return Ok(None);
         }
         // Without a pidfd (kernels before 5.3), wake often to look again.
@@ -200,28 +200,6 @@ fn wait(
     }
 }
 
-/// Whether the leader has exited, without reaping it.
-fn exited(child: &Child, pidfd: Option<&OwnedFd>) -> std::io::Result<bool> {
-    if let Some(fd) = pidfd {
-        return Ok(poll_any(&[fd.as_raw_fd()], Duration::ZERO)?);
-    }
-    // SAFETY: waitid with WNOWAIT only reads the child's state; the zeroed
-    // siginfo is valid storage for it.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let rc = libc::waitid(
-            libc::P_PID,
-            child.id() as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        );
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(info.si_pid() != 0)
-    }
-}
-
 /// TERM the group, wait out the grace (cut short by a second Ctrl-C), KILL it.
 fn terminate(
     child: &Child,
@@ -231,7 +209,7 @@ fn terminate(
 ) {
     kill_group(child, libc::SIGTERM);
     let end = Instant::now() + grace;
-    while Instant::now() < end && !exited(child, pidfd).unwrap_or(true) {
+    while Instant::now() < end && !exited_unreaped(child, pidfd).unwrap_or(true) {
         if interrupts.is_some_and(|i| i.count() >= 2) {
             break;
         }
@@ -251,7 +229,11 @@ fn poll_any(fds: &[i32], timeout: Duration) -> std::io::Result<bool> {
             revents: 0,
         })
         .collect();
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    let ms = if timeout.is_zero() {
+        0
+    } else {
+        poll_ms(timeout)
+    };
     loop {
         // SAFETY: pfds is a valid array of pollfd of the given length.
         let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
