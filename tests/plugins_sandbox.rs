@@ -100,3 +100,64 @@ fn a_plugin_error_in_one_slot_still_tears_everything_down() {
     let (out, tmp) = hostile("fail-in-setup-slot", "");
     assert_failed_cleanly(&out, &tmp, &["setup-slot", "the service is down"]);
 }
+
+/// A script that leaves `marker` behind if anything ever runs it.
+fn trap_script(dir: &std::path::Path, marker: &std::path::Path) -> PathBuf {
+    let script = dir.join("evil.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ntouch '{}'\n", marker.display()),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).unwrap();
+    script
+}
+
+#[test]
+fn env_that_would_run_code_in_tests_is_refused_and_nothing_runs() {
+    let trap = tempfile::tempdir().unwrap();
+    let marker = trap.path().join("ran");
+    let script = trap_script(trap.path(), &marker);
+    // A directory of fake interpreters, as a plugin would put first on PATH.
+    let bin = trap.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for name in ["bash", "sh", "true"] {
+        std::os::unix::fs::symlink(&script, bin.join(name)).unwrap();
+    }
+    let script = script.display().to_string();
+    let bin = bin.display().to_string();
+    for (name, value) in [
+        ("BASH_ENV", script.as_str()),
+        ("ENV", script.as_str()),
+        ("LD_PRELOAD", "/nonexistent/evil.so"),
+        ("LD_PRELOAD=x.so:", ""),
+        ("PATH", bin.as_str()),
+        ("PARTEST_WORKER", "gw99"),
+    ] {
+        // Undeclared: refused when setup-slot returns it. Declared: refused
+        // at load, before anything runs.
+        for declare in [false, true] {
+            let declared = if declare {
+                format!("declare = [{name:?}]\n")
+            } else {
+                String::new()
+            };
+            let (out, tmp) = hostile("env", &format!("env = [[{name:?}, {value:?}]]\n{declared}"));
+            let hook = if declare { "env-vars" } else { "setup-slot" };
+            assert_failed_cleanly(&out, &tmp, &[hook, name.split('=').next().unwrap()]);
+            assert!(
+                !marker.exists(),
+                "{name} (declared: {declare}) ran code: {}",
+                both(&out)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_plugin_writing_past_its_scratch_quota_fails_the_run_and_leaves_nothing() {
+    let (out, tmp) = hostile("fill-scratch", "mib = 64\nlimits = { scratch = \"4MiB\" }");
+    assert_failed_cleanly(&out, &tmp, &["setup-run", "disk quota"]);
+}

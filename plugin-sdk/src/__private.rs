@@ -44,6 +44,8 @@ impl<M: Meta> Guest for Adapter<M> {
             max_slots: M::Plugin::MAX_SLOTS,
             resets_between_tests: M::Plugin::RESETS_BETWEEN_TESTS,
             config_keys: M::Plugin::config_keys(),
+            env_vars: M::Plugin::ENV_VARS.iter().map(|v| v.to_string()).collect(),
+            setting_grants: M::Plugin::setting_grants(),
         }
     }
 
@@ -61,6 +63,11 @@ impl<M: Meta> Guest for Adapter<M> {
     fn resets_between_tests() -> bool {
         with_plugin(|p: &mut M::Plugin| Ok(p.resets_between_tests()))
             .unwrap_or(M::Plugin::RESETS_BETWEEN_TESTS)
+    }
+
+    fn env_vars() -> Vec<String> {
+        with_plugin(|p: &mut M::Plugin| Ok(p.env_vars()))
+            .unwrap_or_else(|_| M::Plugin::ENV_VARS.iter().map(|v| v.to_string()).collect())
     }
 
     fn setup_run(run: RunInfo) -> Result<Vec<(String, String)>, Error> {

@@ -119,35 +119,53 @@ pub mod postgres {
     }
 }
 
-/// SQLite files in the plugin's scratch directory (paths relative to it).
+/// SQLite databases the host keeps for the plugin, by relative name
+/// (`r1/template.db`: segments of letters, digits, `.`, `_`, `-`), in a
+/// directory of the host's outside the scratch directory. Always granted.
 pub mod sqlite {
     use crate::Result;
     use crate::bindings::partest::plugin::sqlite as wit;
     pub use crate::bindings::partest::plugin::sqlite::Rows;
 
-    pub fn execute(path: &str, sql: &str) -> Result<()> {
-        wit::execute(path, sql)
+    /// Runs statements on database `name` (created if missing).
+    pub fn execute(name: &str, sql: &str) -> Result<()> {
+        wit::execute(name, sql)
     }
-    pub fn query(path: &str, sql: &str) -> Result<Rows> {
-        wit::query(path, sql)
+    /// Runs one query on database `name`.
+    pub fn query(name: &str, sql: &str) -> Result<Rows> {
+        wit::query(name, sql)
     }
     /// Clones database `source` into `target` (SQLite's online backup).
     pub fn backup(source: &str, target: &str) -> Result<()> {
         wit::backup(source, target)
     }
-    /// Copies a database the user granted outside the scratch dir
-    /// (`allow = { sqlite = ["db/template.db"] }`, spelled as granted) into
-    /// scratch file `target`; the source is opened read-only.
+    /// Copies a database the user granted (`allow = { sqlite =
+    /// ["db/template.db"] }`, spelled as granted) into database `target`;
+    /// the source is opened read-only.
     pub fn copy_granted(source: &str, target: &str) -> Result<()> {
         wit::copy_granted(source, target)
     }
-    /// The absolute path on the host, for the env of tests.
-    pub fn host_path(path: &str) -> Result<String> {
-        wit::host_path(path)
+    /// Removes database `name` and SQLite's files next to it; a missing one is no error.
+    pub fn remove(name: &str) -> Result<()> {
+        wit::remove(name)
+    }
+    /// The size in bytes of database `name`, `None` when it does not exist.
+    pub fn size(name: &str) -> Result<Option<u64>> {
+        wit::size(name)
+    }
+    /// The names of your databases.
+    pub fn list() -> Result<Vec<String>> {
+        wit::databases()
+    }
+    /// The absolute path of database `name` on the host, for the env of tests.
+    pub fn host_path(name: &str) -> Result<String> {
+        wit::host_path(name)
     }
 }
 
-/// Programs the user granted: `allow = { process = ["docker"] }`. No shell.
+/// Programs the user granted: `allow = { process = ["docker"] }`. No shell;
+/// found on partest's PATH; run in the project root with partest's env plus
+/// yours (checked as hook env is), in a process group killed at the deadline.
 pub mod process {
     use crate::bindings::partest::plugin::process as wit;
     pub use crate::bindings::partest::plugin::process::Output;

@@ -19,10 +19,16 @@
 //!
 //! impl Plugin for Hello {
 //!     const SUMMARY: &'static str = "says hello to each slot";
+//!     const ENV_VARS: &'static [&'static str] = &["GREETING"];
 //!
 //!     fn configure() -> Result<Self> {
 //!         let s: Settings = config()?; // [plugins.hello] from partest.toml
 //!         Ok(Hello { var: s.var })
+//!     }
+//!
+//!     // `var` is configurable: declare the name the settings chose.
+//!     fn env_vars(&self) -> Vec<String> {
+//!         vec![self.var.clone()]
 //!     }
 //!
 //!     fn setup_slot(&mut self, run: &RunInfo, slot: &Slot) -> Result<Env> {
@@ -65,7 +71,7 @@ pub mod __private;
 pub mod capabilities;
 pub mod redact;
 
-pub use bindings::partest::plugin::types::{ConfigKey, Error, RunInfo, Slot};
+pub use bindings::partest::plugin::types::{ConfigKey, Error, RunInfo, SettingGrant, Slot};
 pub use capabilities::{log, postgres, process, redis, runs, sqlite};
 /// Re-exported so a plugin needs no serde dependency of its own: use
 /// `#[derive(partest_plugin_sdk::serde::Deserialize)]` with
@@ -109,9 +115,24 @@ pub trait Plugin: Sized + 'static {
     /// Whether [`Plugin::reset_slot`] must run between tests whatever the
     /// settings. A run asks [`Plugin::resets_between_tests`] instead.
     const RESETS_BETWEEN_TESTS: bool = false;
+    /// The environment variables [`Plugin::setup_run`] and
+    /// [`Plugin::setup_slot`] may return whatever the settings; shown by
+    /// `partest plugins inspect`. A run asks [`Plugin::env_vars`] instead,
+    /// which returns these by default. partest refuses any other name, and
+    /// always the ones that make a program run other code (`LD_PRELOAD`,
+    /// `BASH_ENV`, `PATH`, `PYTHON*`, `NODE_OPTIONS`, ...) and the ones it
+    /// sets itself (`PARTEST_WORKER`, `TMPDIR`, ...).
+    const ENV_VARS: &'static [&'static str] = &[];
 
     /// The keys of your table, for `partest plugins inspect`.
     fn config_keys() -> Vec<ConfigKey> {
+        Vec::new()
+    }
+
+    /// Grants taken from the plugin's own settings (the built-in redis
+    /// plugin is granted its `url`). partest applies them to its built-in
+    /// plugins only; a custom plugin gets what the user wrote under `allow`.
+    fn setting_grants() -> Vec<SettingGrant> {
         Vec::new()
     }
 
@@ -134,6 +155,13 @@ pub trait Plugin: Sized + 'static {
     /// [`Plugin::configure`]; returns `RESETS_BETWEEN_TESTS` by default.
     fn resets_between_tests(&self) -> bool {
         Self::RESETS_BETWEEN_TESTS
+    }
+
+    /// The variables the hooks may return with these settings (a
+    /// configurable `var`, say). Asked once after [`Plugin::configure`];
+    /// returns `ENV_VARS` by default.
+    fn env_vars(&self) -> Vec<String> {
+        Self::ENV_VARS.iter().map(|v| v.to_string()).collect()
     }
 
     /// Once per run: make templates; the env goes to the setup commands.

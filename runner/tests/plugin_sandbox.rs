@@ -4,10 +4,12 @@
 //! other providers set up still runs.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use partest::config::{self, Config};
 use partest::error::Error;
-use partest::isolation::wasm::{self, PluginHost};
+use partest::isolation::wasm::{self, LogLevel, PluginHost};
 use partest::isolation::{Isolation, Lifecycle, RunInfo, Slot, TempDirs};
 
 struct Project {
@@ -43,8 +45,10 @@ impl Project {
         self.root().join(".partest")
     }
 
+    /// A host with its own compile cache, so no test sees another's.
     fn host(&self) -> PluginHost {
-        PluginHost::new(self.root(), &self.state()).unwrap()
+        PluginHost::with_cache_dir(self.root(), &self.state(), Some(self.root().join(".cache")))
+            .unwrap()
     }
 
     fn run_info(&self) -> RunInfo {
@@ -69,13 +73,19 @@ impl Project {
         self.root().join("tmp").join("partest-r1")
     }
 
+    /// What the counter wrote to its summary database at teardown.
     fn counter_summary(&self, slot: &str) -> String {
-        std::fs::read_to_string(
-            self.state()
-                .join("plugins/counter")
-                .join(format!("calls-{slot}.txt")),
-        )
-        .unwrap_or_default()
+        let db = self
+            .state()
+            .join("plugins/counter/databases/summary")
+            .join(format!("{slot}.db"));
+        if !db.is_file() {
+            return String::new();
+        }
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row("SELECT text FROM summary", [], |r| r.get(0))
+            .unwrap_or_default()
     }
 }
 
@@ -316,19 +326,320 @@ fn no_ambient_authority_but_the_scratch_dir() {
     lc.setup_run(&p.run_info()).unwrap();
     let env = lc.setup_slot(&Slot::new(0)).unwrap();
     let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    assert_eq!(get("NET"), Some("false"), "no sockets: {env:?}");
-    assert_eq!(get("ENV"), Some("0"), "no environment: {env:?}");
+    assert_eq!(get("PROBE_NET"), Some("false"), "no sockets: {env:?}");
+    assert_eq!(get("PROBE_ENV"), Some("0"), "no environment: {env:?}");
     assert_eq!(
-        get("ETC"),
+        get("PROBE_ETC"),
         Some("false"),
         "no files outside the scratch dir: {env:?}"
     );
     assert_eq!(
-        get("SCRATCH"),
+        get("PROBE_SCRATCH"),
         Some("true"),
         "the scratch dir is writable: {env:?}"
     );
-    let written = p.state().join("plugins/hostile/probe.txt");
-    assert_eq!(std::fs::read_to_string(written).unwrap(), "gw0");
+    let written = p.state().join("plugins/hostile/scratch-r1/probe.txt");
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), "gw0");
     assert!(lc.teardown(false).is_empty());
+    assert!(!written.exists(), "the scratch dir is removed at teardown");
+}
+
+/// A project with `[plugins.hostile]` in mode `env`, returning `pairs`
+/// from setup-slot, and declaring them when `declare`.
+fn env_attack(pairs: &[(&str, &str)], declare: bool) -> Project {
+    let env: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("[{k:?}, {v:?}]"))
+        .collect();
+    let declare: Vec<String> = pairs
+        .iter()
+        .filter(|_| declare)
+        .map(|(k, _)| format!("{k:?}"))
+        .collect();
+    Project::new(&format!(
+        "[plugins.hostile]\npath = \"{{hostile}}\"\nmode = \"env\"\nenv = [{}]\ndeclare = [{}]\n",
+        env.join(", "),
+        declare.join(", ")
+    ))
+}
+
+#[test]
+fn env_that_runs_code_or_overrides_partest_is_refused_even_when_declared() {
+    for attack in [
+        ("LD_PRELOAD", "/tmp/evil.so"),
+        ("LD_PRELOAD=x.so:", ""),
+        ("BASH_ENV", "$(touch /tmp/pwned)"),
+        ("ENV", "/tmp/evil.sh"),
+        ("PATH", "/scratch/bin"),
+        ("PYTHONPATH", "/scratch"),
+        ("NODE_OPTIONS", "--require /scratch/x.js"),
+        ("BASH_FUNC_ls%%", "() { touch /tmp/pwned; }"),
+        ("GIT_SSH_COMMAND", "touch /tmp/pwned"),
+        ("PARTEST_WORKER", "gw9"),
+        ("TMPDIR", "/"),
+        ("PYTEST_XDIST_WORKER", "gw9"),
+    ]
+    .into_iter()
+    .flat_map(|pair| [(pair, true), (pair, false)])
+    {
+        let ((name, value), declare) = attack;
+        let p = env_attack(&[(name, value)], declare);
+        // A declaration naming a floor variable is refused at load already.
+        let err = match p.host().load(&p.config, &["hostile".into()]) {
+            Err(e) => e.to_string(),
+            Ok(plugins) => {
+                let lc = Lifecycle::new(
+                    plugins
+                        .into_iter()
+                        .map(|p| Box::new(p) as Box<dyn Isolation>)
+                        .collect(),
+                );
+                lc.setup_run(&p.run_info()).unwrap();
+                let err = lc.setup_slot(&Slot::new(0)).unwrap_err();
+                assert_eq!(err.hook, "setup-slot");
+                assert!(lc.teardown(true).is_empty());
+                err.to_string()
+            }
+        };
+        assert!(err.contains("hostile"), "{name}: {err}");
+        assert!(
+            err.contains(name.split('=').next().unwrap()),
+            "{name}: {err}"
+        );
+        assert!(
+            err.contains("never taken from a plugin")
+                || err.contains("not a variable name")
+                || err.contains("may never set"),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn env_a_plugin_did_not_declare_is_refused_naming_plugin_hook_and_variable() {
+    let p = Project::new(
+        "[plugins.hostile]\npath = \"{hostile}\"\nmode = \"env\"\nenv = [[\"SURPRISE\", \"1\"]]\n",
+    );
+    let lc = p.lifecycle(&["hostile"]);
+    lc.setup_run(&p.run_info()).unwrap();
+    let err = lc.setup_slot(&Slot::new(0)).unwrap_err();
+    assert_eq!((err.provider.as_str(), err.hook), ("hostile", "setup-slot"));
+    assert!(
+        err.message.contains("SURPRISE") && err.message.contains("does not declare"),
+        "{err}"
+    );
+    assert!(lc.teardown(true).is_empty());
+}
+
+#[test]
+fn too_many_variables_are_refused() {
+    let names: Vec<String> = (0..200).map(|i| format!("V{i}")).collect();
+    let pairs: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "x")).collect();
+    let p = env_attack(&pairs, true);
+    let lc = p.lifecycle(&["hostile"]);
+    lc.setup_run(&p.run_info()).unwrap();
+    let err = lc.setup_slot(&Slot::new(0)).unwrap_err();
+    assert!(err.message.contains("200 variables"), "{err}");
+    assert!(lc.teardown(true).is_empty());
+}
+
+#[test]
+fn sqlite_follows_no_link_and_names_no_path_outside() {
+    let victim = tempfile::tempdir().unwrap();
+    let victim_db = victim.path().join("victim.db");
+    let conn = rusqlite::Connection::open(&victim_db).unwrap();
+    conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES ('precious');")
+        .unwrap();
+    drop(conn);
+    let p = Project::new(&format!(
+        "[plugins.hostile]\npath = \"{{hostile}}\"\nmode = \"sqlite-escape\"\nvictim = {:?}\n\
+         granted = \"template.db\"\nallow = {{ sqlite = [\"template.db\"] }}\n",
+        victim.path().display().to_string()
+    ));
+    let template = rusqlite::Connection::open(p.root().join("template.db")).unwrap();
+    template
+        .execute_batch("CREATE TABLE m (v); INSERT INTO m VALUES (1);")
+        .unwrap();
+    drop(template);
+    let lc = p.lifecycle(&["hostile"]);
+    let env = lc.setup_run(&p.run_info()).unwrap();
+    let get = |k: &str| {
+        env.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    // Names with `..` or a leading `/` are refused outright; ATTACH and
+    // VACUUM INTO fail; names through the plugin's links open files in
+    // the host's own directory, where the plugin's links are not.
+    for refused in ["DOTDOT", "ABSOLUTE", "COPY_TARGET"] {
+        assert!(get(refused).starts_with("refused"), "{refused}: {env:?}");
+    }
+    for failed in ["ATTACH", "VACUUM_INTO"] {
+        assert!(get(failed).starts_with("failed"), "{failed}: {env:?}");
+    }
+    let databases = p.state().join("plugins/hostile/databases");
+    assert_eq!(
+        PathBuf::from(get("HOST_PATH")),
+        databases.join("dir/victim.db"),
+        "{env:?}"
+    );
+    assert!(lc.teardown(false).is_empty());
+    // The victim: unchanged, and nothing new beside it.
+    let conn = rusqlite::Connection::open(&victim_db).unwrap();
+    let kept: String = conn.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
+    assert_eq!(kept, "precious");
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(tables, 1, "no table was added to the victim");
+    let beside: Vec<String> = std::fs::read_dir(victim.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(beside, ["victim.db"], "files appeared outside: {beside:?}");
+    // What the links led to stayed inside the host's directory.
+    assert!(databases.join("dir/victim.db").is_file());
+    assert!(
+        std::fs::symlink_metadata(databases.join("dir"))
+            .unwrap()
+            .is_dir()
+    );
+}
+
+#[test]
+fn an_endless_sqlite_query_is_interrupted_at_the_call_deadline() {
+    let p = hostile("sqlite-endless-query", "limits = { call-timeout = \"1s\" }");
+    let lc = p.lifecycle(&["hostile"]);
+    lc.setup_run(&p.run_info()).unwrap();
+    let start = Instant::now();
+    let err = lc.setup_slot(&Slot::new(0)).unwrap_err();
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(10), "took {took:?}: {err}");
+    assert!(
+        err.message.contains("interrupted it") || err.message.contains("did not return within"),
+        "{err}"
+    );
+    assert!(lc.teardown(true).is_empty());
+}
+
+#[test]
+fn writing_past_the_scratch_quota_stops_the_plugin_and_teardown_removes_it() {
+    let p = Project::new(
+        "[plugins.hostile]\npath = \"{hostile}\"\nmode = \"fill-scratch\"\nmib = 64\nlimits = { scratch = \"4MiB\" }\n",
+    );
+    let lc = p.lifecycle(&["hostile"]);
+    let err = lc.setup_run(&p.run_info()).unwrap_err();
+    assert_eq!((err.provider.as_str(), err.hook), ("hostile", "setup-run"));
+    assert!(
+        err.message.contains("disk quota") && err.message.contains("limits = { scratch"),
+        "{err}"
+    );
+    let fill = p.state().join("plugins/hostile/scratch-r1/fill");
+    assert!(fill.exists(), "the plugin did write (and was stopped)");
+    assert!(lc.teardown(true).is_empty());
+    // Its setup-run failed, so it gets no teardown-run: the scratch dir
+    // goes with the plugin.
+    drop(lc);
+    assert!(
+        !fill.exists(),
+        "the scratch dir is removed at the end of the run"
+    );
+}
+
+#[test]
+fn log_lines_are_capped_per_call() {
+    let p = Project::new(
+        "[plugins.hostile]\npath = \"{hostile}\"\nmode = \"log-flood\"\nlines = 5000\n",
+    );
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let host = p.host().with_log_sink(Arc::new(
+        move |_plugin: &str, _level: LogLevel, msg: &str| {
+            sink.lock().unwrap().push(msg.to_string())
+        },
+    ));
+    let lc = Lifecycle::new(host.load_providers(&p.config, &["hostile".into()]).unwrap());
+    lc.setup_run(&p.run_info()).unwrap();
+    let lines = lines.lock().unwrap();
+    assert!(lines.len() <= 201, "{} lines got through", lines.len());
+    assert!(
+        lines.last().unwrap().contains("dropped"),
+        "{:?}",
+        lines.last()
+    );
+    assert!(lc.teardown(false).is_empty());
+}
+
+/// `[plugins.runner]`: the process guest with `grant` and `settings`.
+fn process_project(grant: &str, settings: &str) -> Project {
+    Project::new(&format!(
+        "[plugins.runner]\npath = \"{{process}}\"\nallow = {{ process = [{grant}] }}\n{settings}\n"
+    ))
+}
+
+fn result_of(env: &[(String, String)]) -> String {
+    env.iter()
+        .find(|(k, _)| k == "RESULT")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_granted_program_gets_no_loader_or_shell_variables_from_the_plugin() {
+    for (name, value) in [
+        ("LD_PRELOAD", "/tmp/evil.so"),
+        ("LD_PRELOAD=x.so:", ""),
+        ("BASH_ENV", "/tmp/evil.sh"),
+        ("PATH", "/tmp"),
+    ] {
+        let p = process_project(
+            "\"true\"",
+            &format!("mode = \"env\"\nenv = [[{name:?}, {value:?}]]"),
+        );
+        let lc = p.lifecycle(&["runner"]);
+        let env = lc.setup_run(&p.run_info()).unwrap();
+        let result = result_of(&env);
+        assert!(
+            result.starts_with("refused") && result.contains(name.split('=').next().unwrap()),
+            "{name}: {result}"
+        );
+        assert!(lc.teardown(false).is_empty());
+    }
+}
+
+#[test]
+fn a_granted_program_and_its_children_end_with_the_call() {
+    for mode in ["grandchild", "orphan"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = dir.path().join("mark");
+        let p = process_project(
+            "\"sh\"",
+            &format!(
+                "mode = \"{mode}\"\nmark = {:?}\nlimits = {{ setup-run-timeout = \"1s\" }}",
+                mark.display().to_string()
+            ),
+        );
+        let lc = p.lifecycle(&["runner"]);
+        let start = Instant::now();
+        let result = match lc.setup_run(&p.run_info()) {
+            Ok(env) => result_of(&env),
+            Err(e) => e.to_string(),
+        };
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_secs(8),
+            "{mode}: took {took:?}: {result}"
+        );
+        if mode == "grandchild" {
+            assert!(
+                result.contains("did not finish") || result.contains("did not return within"),
+                "{mode}: {result}"
+            );
+        }
+        // The grandchild would write the mark 2 s after it started.
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(!mark.exists(), "{mode}: a grandchild outlived the call");
+        lc.teardown(true);
+    }
 }

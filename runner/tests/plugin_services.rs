@@ -3,14 +3,26 @@
 //! server is not reachable.
 
 use std::net::TcpStream;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use partest::config::{self, Config};
 use partest::isolation::wasm::{self, PluginHost};
-use partest::isolation::{Lifecycle, RunInfo, Slot};
+use partest::isolation::{Env, Lifecycle, RunInfo, Slot};
 
 fn reachable(addr: &str) -> bool {
     TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(300)).is_ok()
+}
+
+/// `text` as `dir`'s partest.toml, written and parsed.
+fn written_config(dir: &std::path::Path, text: &str) -> Config {
+    let path = dir.join("partest.toml");
+    std::fs::write(&path, text).unwrap();
+    Config {
+        root: dir.into(),
+        file: config::parse(text, &path).unwrap(),
+        path: Some(path),
+    }
 }
 
 #[test]
@@ -21,16 +33,10 @@ fn redis_and_postgres_capabilities_reach_only_the_granted_servers() {
     }
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "[plugins.services]\npath = {:?}\nallow = {{ redis = \"redis://127.0.0.1:6379\", postgres = \"postgres://postgres@127.0.0.1:5432/postgres\" }}\n",
+        "[plugins.services]\npath = {:?}\nallow-superuser = true\nallow = {{ redis = \"redis://127.0.0.1:6379\", postgres = \"postgres://postgres@127.0.0.1:5432/postgres\" }}\n",
         wasm::test_guest("test-services").display().to_string()
     );
-    let path = dir.path().join("partest.toml");
-    std::fs::write(&path, &text).unwrap();
-    let config = Config {
-        root: dir.path().into(),
-        path: Some(path.clone()),
-        file: config::parse(&text, &path).unwrap(),
-    };
+    let config = written_config(dir.path(), &text);
     let state = dir.path().join(".partest");
     let host = PluginHost::new(dir.path(), &state).unwrap();
     let lc = Lifecycle::new(
@@ -72,12 +78,7 @@ fn redis_and_postgres_capabilities_reach_only_the_granted_servers() {
         "[plugins.services]\npath = {:?}\nallow = {{ redis = \"redis://127.0.0.1:6379\" }}\n",
         wasm::test_guest("test-services").display().to_string()
     );
-    std::fs::write(&path, &text).unwrap();
-    let config = Config {
-        root: dir.path().into(),
-        path: Some(path.clone()),
-        file: config::parse(&text, &path).unwrap(),
-    };
+    let config = written_config(dir.path(), &text);
     let err = host
         .load(&config, &["services".to_string()])
         .err()
@@ -87,4 +88,241 @@ fn redis_and_postgres_capabilities_reach_only_the_granted_servers() {
         err.contains("`postgres` capability") && err.contains("allow = { postgres = "),
         "{err}"
     );
+}
+
+/// The hostile services guest in `mode` with `table` (grants, limits),
+/// loaded and set up: what its setup-run returned (or its error), and how
+/// long that took.
+fn hostile_services(mode: &str, table: &str) -> (Result<Env, String>, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[plugins.evil]\npath = {:?}\nmode = {mode:?}\n{table}\n",
+        wasm::test_guest("test-hostile-services")
+            .display()
+            .to_string()
+    );
+    let config = written_config(dir.path(), &text);
+    let state = dir.path().join(".partest");
+    let host = PluginHost::with_cache_dir(dir.path(), &state, None).unwrap();
+    let lc = Lifecycle::new(host.load_providers(&config, &["evil".into()]).unwrap());
+    let run = RunInfo {
+        run_id: format!("s{}", std::process::id()),
+        workers: 1,
+        root: dir.path().into(),
+        state_dir: state,
+    };
+    let start = Instant::now();
+    let env = lc.setup_run(&run).map_err(|e| e.to_string());
+    let took = start.elapsed();
+    lc.teardown(env.is_err());
+    (env, took)
+}
+
+fn result_of(env: &Result<Env, String>) -> String {
+    match env {
+        Ok(env) => env
+            .iter()
+            .find(|(k, _)| k == "RESULT")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default(),
+        Err(e) => e.clone(),
+    }
+}
+
+/// A private redis-server on a spare port, killed when dropped: attacks
+/// that would FLUSHALL never go near a shared server.
+struct PrivateRedis {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    fn start() -> Option<PrivateRedis> {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = match Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("skipped: cannot start redis-server: {e}");
+                    return None;
+                }
+            };
+            let mut server = PrivateRedis {
+                child,
+                port,
+                _dir: dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = server.child.try_wait() {
+                    break;
+                }
+                if server.connection().is_some() {
+                    return Some(server);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("redis-server did not start on any of 5 spare ports");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn connection(&self) -> Option<redis::Connection> {
+        let client = redis::Client::open(self.url()).ok()?;
+        let mut conn = client.get_connection().ok()?;
+        redis::cmd("PING").query::<String>(&mut conn).ok()?;
+        Some(conn)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn redis_scripting_and_administration_are_refused_and_the_victim_keeps_its_data() {
+    let Some(server) = PrivateRedis::start() else {
+        return;
+    };
+    let mut conn = server.connection().unwrap();
+    for db in [0, 1] {
+        redis::cmd("SELECT").arg(db).query::<()>(&mut conn).unwrap();
+        redis::cmd("SET")
+            .arg("victim")
+            .arg(format!("precious-{db}"))
+            .query::<()>(&mut conn)
+            .unwrap();
+    }
+    let (env, _) = hostile_services(
+        "redis-commands",
+        // The postgres grant is never used in this mode.
+        &format!(
+            "allow = {{ redis = \"{}\", postgres = \"postgres://nobody@127.0.0.1:1/none\" }}",
+            server.url()
+        ),
+    );
+    let env = env.unwrap();
+    for (name, outcome) in &env {
+        assert!(
+            outcome.starts_with("refused: plugins may not send the Redis command"),
+            "{name} was not refused: {outcome}"
+        );
+    }
+    assert!(env.len() >= 18, "{env:?}");
+    // Nothing happened: both databases keep their key, the server is up
+    // and answers, nothing is paused or replicated.
+    let mut conn = server.connection().expect("the server is still up");
+    for db in [0, 1] {
+        redis::cmd("SELECT").arg(db).query::<()>(&mut conn).unwrap();
+        let v: String = redis::cmd("GET").arg("victim").query(&mut conn).unwrap();
+        assert_eq!(v, format!("precious-{db}"));
+    }
+    let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut conn).unwrap();
+    assert_eq!(
+        role.first(),
+        Some(&redis::Value::BulkString(b"master".to_vec()))
+    );
+}
+
+/// The shared PostgreSQL server, when there is one.
+fn postgres_up() -> bool {
+    let up = reachable("127.0.0.1:5432");
+    if !up {
+        eprintln!("skipped: no PostgreSQL on 127.0.0.1:5432");
+    }
+    up
+}
+
+const PG_SUPERUSER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The hostile services guest in `mode`, granted the shared server as its
+/// superuser (and a Redis server it never reaches), with `extra` keys.
+fn against_postgres(mode: &str, extra: &str) -> (String, Duration) {
+    let (env, took) = hostile_services(
+        mode,
+        &format!(
+            "{extra}\nallow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"{PG_SUPERUSER}\" }}"
+        ),
+    );
+    (result_of(&env), took)
+}
+
+#[test]
+fn a_custom_plugin_is_refused_a_superuser_grant_with_the_sql_for_a_lesser_role() {
+    if !postgres_up() {
+        return;
+    }
+    let (result, _) = against_postgres("pg-query", "");
+    assert!(result.starts_with("refused"), "{result}");
+    assert!(
+        result.contains("superuser")
+            && result.contains("CREATE ROLE partest_plugin LOGIN PASSWORD '...' CREATEDB;")
+            && result.contains("allow-superuser = true"),
+        "{result}"
+    );
+}
+
+#[test]
+fn a_plugin_reaches_no_other_database_than_granted_or_its_runs() {
+    if !postgres_up() {
+        return;
+    }
+    let (result, _) = against_postgres(
+        "pg-other-database",
+        "database = \"template1\"\nallow-superuser = true",
+    );
+    assert!(
+        result.starts_with("refused") && result.contains("may not reach database \"template1\""),
+        "{result}"
+    );
+}
+
+#[test]
+fn pg_sleep_is_cancelled_at_the_deadline_whatever_the_plugin_sets() {
+    if !postgres_up() {
+        return;
+    }
+    let (result, took) = against_postgres(
+        "pg-sleep",
+        "allow-superuser = true\nlimits = { setup-run-timeout = \"2s\" }",
+    );
+    assert!(
+        took < Duration::from_secs(12),
+        "the call took {took:?} against a 2 s limit: {result}"
+    );
+    assert!(
+        result.contains("partest cancelled it") || result.contains("did not return within"),
+        "{result}"
+    );
+    // The server is not still sleeping for the plugin.
+    let mut client = postgres::Client::connect(PG_SUPERUSER, postgres::NoTls).unwrap();
+    let still: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' \
+             AND state = 'active' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(still, 0, "the plugin's pg_sleep still runs on the server");
 }

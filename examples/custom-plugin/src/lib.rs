@@ -41,6 +41,8 @@ struct Ports(Settings);
 impl Plugin for Ports {
     const SUMMARY: &'static str =
         "a block of TCP ports per slot (PARTEST_PORT_BASE, PARTEST_PORT_COUNT)";
+    /// Every variable the hooks return: partest refuses any other.
+    const ENV_VARS: &'static [&'static str] = &["PARTEST_PORT_BASE", "PARTEST_PORT_COUNT"];
 
     fn config_keys() -> Vec<ConfigKey> {
         let key = |name: &str, default: &str, description: &str| ConfigKey {

@@ -16,8 +16,11 @@
 
 use partest_plugin_sdk::serde::Deserialize;
 use partest_plugin_sdk::{
-    ConfigKey, Env, Error, Plugin, Result, RunInfo, Slot, config, log, process, runs,
+    ConfigKey, Env, Error, Plugin, Result, RunInfo, SettingGrant, Slot, config, log, process, runs,
 };
+
+/// The most `PARTEST_PORT_<i>` variables a slot gets (the block may be larger).
+const MAX_PORT_VARS: u32 = 20;
 
 #[derive(Deserialize, Clone)]
 #[serde(
@@ -272,7 +275,7 @@ impl Docker {
         }
     }
 
-    fn slot_env(&self, run: &RunInfo, slot: &Slot) -> Vec<(String, String)> {
+    fn slot_env(&self, slot: &Slot) -> Vec<(String, String)> {
         let base = self.port_base(slot);
         let mut env = vec![
             ("PARTEST_PORT_BASE".to_string(), base.to_string()),
@@ -280,9 +283,8 @@ impl Docker {
                 "PARTEST_PORT_COUNT".to_string(),
                 self.s.port_block.to_string(),
             ),
-            ("PARTEST_RUN_ID".to_string(), run.run_id.clone()),
         ];
-        for i in 0..self.s.port_block.min(20) {
+        for i in 0..self.s.port_block.min(MAX_PORT_VARS) {
             env.push((format!("PARTEST_PORT_{i}"), (base + i).to_string()));
         }
         env
@@ -291,7 +293,7 @@ impl Docker {
     fn up_project(&mut self, run: &RunInfo, slot: &Slot) -> Result<Env> {
         let project = self.project(&run.run_id, slot);
         let mut env = vec![("COMPOSE_PROJECT_NAME".to_string(), project.clone())];
-        env.extend(self.slot_env(run, slot));
+        env.extend(self.slot_env(slot));
         let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let compose = self.compose()?;
         let mut args = vec!["up", "-d"];
@@ -361,7 +363,7 @@ impl Docker {
             )));
         }
         let mut env = vec![("PARTEST_CONTAINER".to_string(), name)];
-        env.extend(self.slot_env(run, slot));
+        env.extend(self.slot_env(slot));
         Ok(env)
     }
 
@@ -474,6 +476,30 @@ impl Plugin for Docker {
                 "wait until containers are running and healthy",
             ),
         ]
+    }
+
+    const ENV_VARS: &'static [&'static str] = &[
+        "COMPOSE_PROJECT_NAME",
+        "PARTEST_CONTAINER",
+        "PARTEST_PORT_BASE",
+        "PARTEST_PORT_COUNT",
+    ];
+
+    fn env_vars(&self) -> Vec<String> {
+        let ports = (0..self.s.port_block.min(MAX_PORT_VARS)).map(|i| format!("PARTEST_PORT_{i}"));
+        Self::ENV_VARS
+            .iter()
+            .map(|v| v.to_string())
+            .chain(ports)
+            .collect()
+    }
+
+    fn setting_grants() -> Vec<SettingGrant> {
+        vec![SettingGrant {
+            capability: "process".into(),
+            setting: None,
+            default_value: Some(r#"["docker", "docker-compose"]"#.into()),
+        }]
     }
 
     fn configure() -> Result<Self> {

@@ -19,7 +19,7 @@ mod url;
 
 use partest_plugin_sdk::serde::Deserialize;
 use partest_plugin_sdk::{
-    ConfigKey, Env, Error, Plugin, Result, RunInfo, Slot, config, log, postgres, runs,
+    ConfigKey, Env, Error, Plugin, Result, RunInfo, SettingGrant, Slot, config, log, postgres, runs,
 };
 
 #[derive(Deserialize)]
@@ -321,6 +321,37 @@ impl Plugin for Postgres {
                 "also set PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE (and PGOPTIONS)",
             ),
         ]
+    }
+
+    const ENV_VARS: &'static [&'static str] = &[
+        "DATABASE_URL",
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGPASSWORD",
+        "PGDATABASE",
+        "PGSSLMODE",
+        "PGSSLROOTCERT",
+        "PGOPTIONS",
+    ];
+
+    fn env_vars(&self) -> Vec<String> {
+        let libpq = if self.s.libpq_env {
+            &Self::ENV_VARS[1..]
+        } else {
+            &[]
+        };
+        std::iter::once(self.s.var.clone())
+            .chain(libpq.iter().map(|v| v.to_string()))
+            .collect()
+    }
+
+    fn setting_grants() -> Vec<SettingGrant> {
+        vec![SettingGrant {
+            capability: "postgres".into(),
+            setting: Some("url".into()),
+            default_value: Some(r#""postgres://postgres@127.0.0.1:5432/postgres""#.into()),
+        }]
     }
 
     fn configure() -> Result<Self> {

@@ -23,7 +23,9 @@
 use partest_plugin_sdk::redact::url as redact;
 use partest_plugin_sdk::redis::{self, Reply};
 use partest_plugin_sdk::serde::Deserialize;
-use partest_plugin_sdk::{ConfigKey, Env, Error, Plugin, Result, RunInfo, Slot, config, log, runs};
+use partest_plugin_sdk::{
+    ConfigKey, Env, Error, Plugin, Result, RunInfo, SettingGrant, Slot, config, log, runs,
+};
 
 #[derive(Deserialize)]
 #[serde(
@@ -68,31 +70,80 @@ fn default_prefix_var() -> String {
 /// The key that marks a database as claimed: `<run id>:<slot>`.
 const OWNER_KEY: &str = "partest:owner";
 
-/// Atomically: claim an empty database, or say who owns it, or how many
-/// foreign keys it holds. Returns [verdict, owner, key count].
-const CLAIM: &str = r"
-local n = redis.call('DBSIZE')
-if n == 0 then
-  redis.call('SET', KEYS[1], ARGV[1])
-  return {'claimed', '', 0}
-end
-local t = redis.call('TYPE', KEYS[1])
-if (t.ok or t) == 'string' then
-  return {'owned', redis.call('GET', KEYS[1]), n}
-end
-return {'foreign', '', n}
-";
+/// What [`claim_selected`] found in a database.
+enum Found {
+    /// It was empty and is ours now.
+    Claimed,
+    /// Another partest run's claim: `<run id>:<slot>`, and its key count.
+    Owned { by: String, keys: i64 },
+    /// Keys partest did not write.
+    Foreign { keys: i64 },
+}
 
-/// Atomically: flush a database still owned by `ARGV[1]` (a dead run) and
-/// claim it for `ARGV[2]` (empty: leave it unclaimed).
-const RECLAIM: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('FLUSHDB')
-  if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2]) end
-  return 1
-end
-return 0
-";
+/// Claims the selected database for `owner` if it is empty. No scripts
+/// (partest refuses them to plugins): `SET NX` of the owner key and
+/// `DBSIZE` run in one transaction, so a key someone else wrote before the
+/// claim shows in the count, and then the claim is taken back.
+fn claim_selected(owner: &str) -> Result<Found> {
+    if int(&cmd(&["DBSIZE"])?) == 0 {
+        cmd(&["MULTI"])?;
+        cmd(&["SET", OWNER_KEY, owner, "NX"])?;
+        cmd(&["DBSIZE"])?;
+        let Reply::Array(r) = cmd(&["EXEC"])? else {
+            return Err(Error::failed(
+                "the claim transaction did not return an array",
+            ));
+        };
+        let set = r.first().and_then(Reply::as_str) == Some("OK");
+        let keys = r.get(1).map_or(0, int);
+        match (set, keys) {
+            (true, 1) => return Ok(Found::Claimed),
+            (true, _) => {
+                // Someone else's key arrived first: not ours to keep.
+                release(owner, None)?;
+                return Ok(Found::Foreign { keys: keys - 1 });
+            }
+            // Another slot's claim got there first: look at it below.
+            (false, _) => {}
+        }
+    }
+    cmd(&["MULTI"])?;
+    cmd(&["TYPE", OWNER_KEY])?;
+    cmd(&["DBSIZE"])?;
+    let Reply::Array(r) = cmd(&["EXEC"])? else {
+        return Err(Error::failed(
+            "the inspect transaction did not return an array",
+        ));
+    };
+    let keys = r.get(1).map_or(0, int);
+    if r.first().and_then(Reply::as_str) == Some("string")
+        && let Some(by) = cmd(&["GET", OWNER_KEY])?.as_str()
+    {
+        return Ok(Found::Owned {
+            by: by.to_string(),
+            keys,
+        });
+    }
+    Ok(Found::Foreign { keys })
+}
+
+/// If the selected database is still claimed by `by`: flush it, and claim
+/// it for `then` (or leave it unclaimed). WATCH makes it all or nothing:
+/// another claim in between aborts it. Whether it happened.
+fn release(by: &str, then: Option<&str>) -> Result<bool> {
+    cmd(&["WATCH", OWNER_KEY])?;
+    if cmd(&["GET", OWNER_KEY])?.as_str() != Some(by) {
+        cmd(&["UNWATCH"])?;
+        return Ok(false);
+    }
+    cmd(&["MULTI"])?;
+    cmd(&["FLUSHDB"])?;
+    if let Some(owner) = then {
+        cmd(&["SET", OWNER_KEY, owner])?;
+    }
+    // An aborted transaction (the owner key changed) replies nil.
+    Ok(matches!(cmd(&["EXEC"])?, Reply::Array(_)))
+}
 
 struct RedisPlugin {
     s: Settings,
@@ -282,28 +333,19 @@ impl RedisPlugin {
                 skipped.push(format!("db {db} is in use by another partest slot"));
                 continue;
             }
-            let Reply::Array(v) = cmd(&["EVAL", CLAIM, "1", OWNER_KEY, &owner])? else {
-                return Err(Error::failed("the claim script did not return an array"));
-            };
-            let verdict = v.first().and_then(Reply::as_str).unwrap_or("");
-            let keys = v.get(2).map_or(0, int);
-            match verdict {
-                "claimed" => return Ok(db),
-                "owned" => {
-                    let by = v.get(1).and_then(Reply::as_str).unwrap_or("").to_string();
+            match claim_selected(&owner)? {
+                Found::Claimed => return Ok(db),
+                Found::Owned { by, keys } => {
                     let by_run = by.split(':').next().unwrap_or("");
-                    if runs::is_dead(by_run) {
-                        let r = cmd(&["EVAL", RECLAIM, "1", OWNER_KEY, &by, &owner])?;
-                        if int(&r) == 1 {
-                            log::info(format!(
-                                "reclaimed redis db {db} ({keys} keys) from dead run {by_run}"
-                            ));
-                            return Ok(db);
-                        }
+                    if runs::is_dead(by_run) && release(&by, Some(&owner))? {
+                        log::info(format!(
+                            "reclaimed redis db {db} ({keys} keys) from dead run {by_run}"
+                        ));
+                        return Ok(db);
                     }
                     skipped.push(format!("db {db} is owned by run {by_run} ({keys} keys)"));
                 }
-                _ => {
+                Found::Foreign { keys } => {
                     log::warn(format!(
                         "redis db {db} holds {keys} key(s) partest did not write: not touching it"
                     ));
@@ -371,6 +413,20 @@ impl Plugin for RedisPlugin {
                 Some("false"),
             ),
         ]
+    }
+
+    const ENV_VARS: &'static [&'static str] = &["REDIS_URL", "REDIS_KEY_PREFIX"];
+
+    fn env_vars(&self) -> Vec<String> {
+        vec![self.s.var.clone(), self.s.prefix_var.clone()]
+    }
+
+    fn setting_grants() -> Vec<SettingGrant> {
+        vec![SettingGrant {
+            capability: "redis".into(),
+            setting: Some("url".into()),
+            default_value: Some(r#""redis://127.0.0.1:6379""#.into()),
+        }]
     }
 
     fn configure() -> Result<Self> {
@@ -469,7 +525,7 @@ impl Plugin for RedisPlugin {
                         .and_then(|r| r.as_str().map(str::to_string))
                         && owner.starts_with(&mine)
                     {
-                        cmd(&["EVAL", RECLAIM, "1", OWNER_KEY, &owner, ""])?;
+                        release(&owner, None)?;
                     }
                 }
             }
@@ -495,7 +551,7 @@ impl Plugin for RedisPlugin {
                     if !runs::is_dead(run_id) {
                         continue;
                     }
-                    if dry_run || int(&cmd(&["EVAL", RECLAIM, "1", OWNER_KEY, &owner, ""])?) == 1 {
+                    if dry_run || release(&owner, None)? {
                         removed.push(format!("redis db {db} of dead run {run_id}"));
                     }
                 }

@@ -1,5 +1,6 @@
-//! The built-in `sqlite` plugin: one SQLite database file per slot, in
-//! partest's own directory (the plugin's scratch dir, `.partest/plugins/sqlite/<run>/`).
+//! The built-in `sqlite` plugin: one SQLite database file per slot, kept by
+//! the host's sqlite capability in partest's own directory
+//! (`.partest/plugins/sqlite/databases/<run>/test_gw0.db`).
 //!
 //! Migrate once, clone per slot: the template is either `template = "db.db"`
 //! (copied read-only into the scratch dir once per run) or whatever the
@@ -18,8 +19,13 @@
 
 use partest_plugin_sdk::serde::Deserialize;
 use partest_plugin_sdk::{
-    ConfigKey, Env, Error, Plugin, Result, RunInfo, Slot, config, log, runs, sqlite,
+    ConfigKey, Env, Error, Plugin, Result, RunInfo, SettingGrant, Slot, config, log, runs, sqlite,
 };
+
+/// Where the slot's path goes besides `var`, and where the setup commands
+/// find the template to migrate.
+const PATH_VAR: &str = "PARTEST_SQLITE_PATH";
+const TEMPLATE_VAR: &str = "PARTEST_SQLITE_TEMPLATE";
 
 #[derive(Deserialize)]
 #[serde(
@@ -51,44 +57,21 @@ struct Sqlite {
 /// The template, as the host copied or the setup commands made it.
 const TEMPLATE: &str = "template.db";
 
+/// `<run>/<file>`: the database name the sqlite capability takes; the run
+/// id first, so `sweep` knows whose a file is.
+fn db(run_id: &str, file: &str) -> String {
+    format!("{run_id}/{file}")
+}
+
 fn slot_file(slot: &Slot) -> String {
     format!("test_{}.db", slot.name)
-}
-
-/// `<run>/<file>`: scratch-relative, what the sqlite capability takes.
-fn rel(run: &RunInfo, file: &str) -> String {
-    format!("{}/{file}", run.run_id)
-}
-
-/// The same file as the plugin sees it through its scratch preopen.
-fn guest(run: &RunInfo, file: &str) -> String {
-    format!("{}/{}/{file}", run.scratch, run.run_id)
-}
-
-/// A database file and the files SQLite keeps next to it.
-fn remove_db(path: &str) -> std::io::Result<()> {
-    for suffix in ["-wal", "-shm", "-journal"] {
-        match std::fs::remove_file(format!("{path}{suffix}")) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-    }
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
-/// A non-empty regular file: a template worth cloning.
-fn populated(path: &str) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0)
 }
 
 impl Sqlite {
     fn env(&self, path: &str) -> Env {
         vec![
             (self.s.var.clone(), self.s.url.replace("{path}", path)),
-            ("PARTEST_SQLITE_PATH".into(), path.to_string()),
+            (PATH_VAR.into(), path.to_string()),
         ]
     }
 }
@@ -127,6 +110,20 @@ impl Plugin for Sqlite {
         ]
     }
 
+    const ENV_VARS: &'static [&'static str] = &["DATABASE_URL", PATH_VAR, TEMPLATE_VAR];
+
+    fn env_vars(&self) -> Vec<String> {
+        vec![self.s.var.clone(), PATH_VAR.into(), TEMPLATE_VAR.into()]
+    }
+
+    fn setting_grants() -> Vec<SettingGrant> {
+        vec![SettingGrant {
+            capability: "sqlite".into(),
+            setting: Some("template".into()),
+            default_value: None,
+        }]
+    }
+
     fn configure() -> Result<Self> {
         let s: Settings = config()?;
         if s.var.is_empty() || s.var.contains('=') {
@@ -145,75 +142,62 @@ impl Plugin for Sqlite {
     }
 
     fn setup_run(&mut self, run: &RunInfo) -> Result<Env> {
-        let dir = format!("{}/{}", run.scratch, run.run_id);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::failed(format!("cannot create {dir}: {e}")))?;
-        if let Some(template) = &self.s.template {
-            sqlite::copy_granted(template, &rel(run, TEMPLATE)).map_err(|e| match e {
-                Error::BadConfig(m) => Error::bad_config(format!("template = {template:?}: {m}")),
+        let template = db(&run.run_id, TEMPLATE);
+        if let Some(granted) = &self.s.template {
+            sqlite::copy_granted(granted, &template).map_err(|e| match e {
+                Error::BadConfig(m) => Error::bad_config(format!("template = {granted:?}: {m}")),
                 other => other,
             })?;
         }
-        let path = sqlite::host_path(&rel(run, TEMPLATE))?;
+        let path = sqlite::host_path(&template)?;
         let mut env = self.env(&path);
-        env.push(("PARTEST_SQLITE_TEMPLATE".into(), path));
+        env.push((TEMPLATE_VAR.into(), path));
         Ok(env)
     }
 
     fn setup_slot(&mut self, run: &RunInfo, slot: &Slot) -> Result<Env> {
-        let file = slot_file(slot);
+        let file = db(&run.run_id, &slot_file(slot));
         // A file left by an earlier attempt at this slot is replaced, not reused.
-        remove_db(&guest(run, &file))
-            .map_err(|e| Error::failed(format!("cannot clear {file}: {e}")))?;
-        if populated(&guest(run, TEMPLATE)) {
-            sqlite::backup(&rel(run, TEMPLATE), &rel(run, &file))?;
+        sqlite::remove(&file)?;
+        let template = db(&run.run_id, TEMPLATE);
+        // A non-empty file: a template worth cloning.
+        if sqlite::size(&template)?.is_some_and(|n| n > 0) {
+            sqlite::backup(&template, &file)?;
         }
-        let path = sqlite::host_path(&rel(run, &file))?;
+        let path = sqlite::host_path(&file)?;
         Ok(self.env(&path))
     }
 
     fn teardown_slot(&mut self, run: &RunInfo, slot: &Slot, run_failed: bool) -> Result<()> {
-        let file = slot_file(slot);
+        let file = db(&run.run_id, &slot_file(slot));
         if run_failed && self.s.keep_on_failure {
-            let path = sqlite::host_path(&rel(run, &file))?;
+            let path = sqlite::host_path(&file)?;
             log::warn(format!("kept {} for the failed run: {path}", slot.name));
             return Ok(());
         }
-        remove_db(&guest(run, &file))
-            .map_err(|e| Error::failed(format!("cannot remove {file}: {e}")))
+        sqlite::remove(&file)
     }
 
     fn teardown_run(&mut self, run: &RunInfo, run_failed: bool) -> Result<()> {
         if run_failed && self.s.keep_on_failure {
             return Ok(());
         }
-        remove_db(&guest(run, TEMPLATE))
-            .map_err(|e| Error::failed(format!("cannot remove the template: {e}")))?;
-        let dir = format!("{}/{}", run.scratch, run.run_id);
-        // Only if empty: a slot file that could not be removed stays visible.
-        match std::fs::remove_dir(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                log::warn(format!("left {dir}: {e}"));
-            }
-            _ => {}
-        }
-        Ok(())
+        sqlite::remove(&db(&run.run_id, TEMPLATE))
     }
 
-    /// Removes the directories of runs that died without tearing down.
-    fn sweep(&mut self, run: &RunInfo, dry_run: bool) -> Result<Vec<String>> {
+    /// Removes the databases of runs that died without tearing down.
+    fn sweep(&mut self, _run: &RunInfo, dry_run: bool) -> Result<Vec<String>> {
         let mut removed = Vec::new();
-        let entries = std::fs::read_dir(&run.scratch)
-            .map_err(|e| Error::failed(format!("cannot list the scratch dir: {e}")))?;
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.path().is_dir() && runs::is_dead(&name) {
-                let host = sqlite::host_path(&name).unwrap_or_else(|_| name.clone());
+        for name in sqlite::list()? {
+            let Some((run_id, _)) = name.split_once('/') else {
+                continue;
+            };
+            if runs::is_dead(run_id) {
+                let host = sqlite::host_path(&name)?;
                 if !dry_run {
-                    std::fs::remove_dir_all(entry.path())
-                        .map_err(|e| Error::failed(format!("cannot remove {host}: {e}")))?;
+                    sqlite::remove(&name)?;
                 }
-                removed.push(format!("sqlite files of dead run {name}: {host}"));
+                removed.push(format!("sqlite database of dead run {run_id}: {host}"));
             }
         }
         Ok(removed)

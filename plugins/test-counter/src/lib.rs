@@ -1,8 +1,9 @@
-//! Counts the calls its instance sees, keeps them in SQLite files in its
-//! scratch dir (cloned from a template with the backup API), and writes a
-//! summary file at teardown, so tests can check that slots are independent.
+//! Counts the calls its instance sees, keeps them in SQLite databases
+//! (cloned from a template with the backup API), and writes a summary
+//! database `summary/<slot>.db` at teardown, so tests can check that slots
+//! are independent.
 
-use partest_plugin_sdk::{Env, Error, Plugin, Result, RunInfo, Slot, log, sqlite};
+use partest_plugin_sdk::{Env, Plugin, Result, RunInfo, Slot, log, sqlite};
 
 #[derive(Default)]
 struct Counter {
@@ -13,6 +14,7 @@ impl Plugin for Counter {
     const SUMMARY: &'static str = "counts hook calls per instance (partest's own tests)";
     const MAX_SLOTS: Option<u32> = Some(8);
     const RESETS_BETWEEN_TESTS: bool = true;
+    const ENV_VARS: &'static [&'static str] = &["COUNTER_TEMPLATE", "COUNTER_DB", "COUNTER_CALLS"];
 
     fn configure() -> Result<Self> {
         Ok(Counter::default())
@@ -61,8 +63,14 @@ impl Plugin for Counter {
             .and_then(|r| r.first().cloned().flatten())
             .unwrap_or_default();
         let summary = format!("{}\nrows={in_db}\n", self.calls.join("\n"));
-        std::fs::write(format!("{}/calls-{}.txt", run.scratch, slot.name), summary)
-            .map_err(|e| Error::failed(format!("cannot write the summary: {e}")))
+        sqlite::execute(
+            &format!("summary/{}.db", slot.name),
+            &format!(
+                "CREATE TABLE IF NOT EXISTS summary (text TEXT NOT NULL); DELETE FROM summary; \
+                 INSERT INTO summary VALUES ('{}')",
+                summary.replace('\'', "''")
+            ),
+        )
     }
 }
 

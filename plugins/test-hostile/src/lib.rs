@@ -1,27 +1,154 @@
 //! A hostile guest for partest's sandbox tests; `mode` picks the attack.
+//! It imports only what is always granted (`log`, `sqlite`, WASI).
 
 use partest_plugin_sdk::serde::Deserialize;
-use partest_plugin_sdk::{Env, Error, Plugin, Result, RunInfo, Slot, config};
+use partest_plugin_sdk::{Env, Error, Plugin, Result, RunInfo, Slot, config, log, sqlite};
 
 #[derive(Deserialize)]
 #[serde(crate = "partest_plugin_sdk::serde", deny_unknown_fields)]
 struct Settings {
-    /// loop-in-setup-slot | alloc-1g | huge-string | trap-in-setup-run | fail-in-setup-slot | probe | none
+    /// loop-in-setup-slot | alloc-1g | huge-string | trap-in-setup-run |
+    /// fail-in-setup-slot | probe | env | fill-scratch | log-flood |
+    /// sqlite-escape | sqlite-endless-query | none
     mode: String,
+    /// `env`: what setup-slot returns, and what it declares.
+    #[serde(default)]
+    env: Vec<(String, String)>,
+    #[serde(default)]
+    declare: Vec<String>,
+    /// `fill-scratch`: how many MiB to write.
+    #[serde(default)]
+    mib: u64,
+    /// `log-flood`: how many lines to log.
+    #[serde(default)]
+    lines: u32,
+    /// `sqlite-escape`: a directory outside (absolute) with `victim.db` in
+    /// it, and a database name the user granted.
+    #[serde(default)]
+    victim: String,
+    #[serde(default)]
+    granted: String,
 }
 
 struct Hostile {
-    mode: String,
+    s: Settings,
+}
+
+/// Names this guest may return in its benign modes.
+const OWN_VARS: &[&str] = &[
+    "X",
+    "HOSTILE_SLOT",
+    "PROBE_NET",
+    "PROBE_ENV",
+    "PROBE_ETC",
+    "PROBE_SCRATCH",
+    "DANGLING",
+    "DIRLINK",
+    "DOTDOT",
+    "ABSOLUTE",
+    "COPY_TARGET",
+    "COPY_INTO_LINK",
+    "ATTACH",
+    "VACUUM_INTO",
+    "HOST_PATH",
+];
+
+/// A symbolic link in the scratch dir (`std::os::wasi::fs::symlink_path` is
+/// unstable; this is the stable spelling of the same call).
+#[allow(deprecated)]
+fn link(target: &str, at: &str) {
+    let _ = std::fs::soft_link(target, at);
+}
+
+/// `target` relative to the scratch dir: enough `..` to reach `/` from
+/// anywhere the host may keep it (wasmtime-wasi refuses absolute targets).
+fn climbing(target: &str) -> String {
+    format!("{}{}", "../".repeat(40), target.trim_start_matches('/'))
+}
+
+/// What a capability call did, as an env value.
+fn outcome<T>(r: Result<T>) -> String {
+    match r {
+        Ok(_) => "allowed".into(),
+        Err(Error::Refused(m)) => format!("refused: {m}"),
+        Err(e) => format!("failed: {e:?}"),
+    }
+}
+
+impl Hostile {
+    /// Links in scratch pointing outside, then every way the sqlite
+    /// capability could be made to follow them or name a path outside.
+    fn sqlite_escape(&self) -> Env {
+        let victim = &self.s.victim;
+        link(
+            &climbing(&format!("{victim}/new.db")),
+            "/scratch/dangling.db",
+        );
+        link(&climbing(victim), "/scratch/dir");
+        let attacks: Vec<(&str, Result<()>)> = vec![
+            (
+                "DANGLING",
+                sqlite::execute("dangling.db", "CREATE TABLE pwned (x)"),
+            ),
+            (
+                "DIRLINK",
+                sqlite::execute("dir/victim.db", "DROP TABLE IF EXISTS t"),
+            ),
+            (
+                "DOTDOT",
+                sqlite::execute(&climbing(&format!("{victim}/victim.db")), "DROP TABLE t"),
+            ),
+            (
+                "ABSOLUTE",
+                sqlite::execute(&format!("{victim}/victim.db"), "DROP TABLE t"),
+            ),
+            (
+                "COPY_TARGET",
+                sqlite::copy_granted(&self.s.granted, &climbing(&format!("{victim}/copy.db"))),
+            ),
+            (
+                "COPY_INTO_LINK",
+                sqlite::copy_granted(&self.s.granted, "dir/victim.db"),
+            ),
+            (
+                "ATTACH",
+                sqlite::execute(
+                    "mine.db",
+                    &format!("ATTACH '{victim}/victim.db' AS v; DROP TABLE v.t"),
+                ),
+            ),
+            (
+                "VACUUM_INTO",
+                sqlite::execute("mine.db", &format!("VACUUM INTO '{victim}/vacuumed.db'")),
+            ),
+        ];
+        let mut env: Env = attacks
+            .into_iter()
+            .map(|(k, r)| (k.to_string(), outcome(r)))
+            .collect();
+        env.push((
+            "HOST_PATH".into(),
+            sqlite::host_path("dir/victim.db").unwrap_or_else(|e| format!("{e:?}")),
+        ));
+        env
+    }
 }
 
 impl Plugin for Hostile {
     fn configure() -> Result<Self> {
-        let s: Settings = config()?;
-        Ok(Hostile { mode: s.mode })
+        Ok(Hostile { s: config()? })
+    }
+
+    fn env_vars(&self) -> Vec<String> {
+        OWN_VARS
+            .iter()
+            .map(|v| v.to_string())
+            .chain(self.s.declare.iter().cloned())
+            .collect()
     }
 
     fn setup_run(&mut self, _run: &RunInfo) -> Result<Env> {
-        match self.mode.as_str() {
+        match self.s.mode.as_str() {
             "trap-in-setup-run" => {
                 // Half the work done, then a trap (an out-of-bounds index).
                 let half: Vec<u32> = (0..10).collect();
@@ -37,12 +164,29 @@ impl Plugin for Hostile {
                 )])
             }
             "huge-string" => Ok(vec![("HUGE".into(), "x".repeat(100 << 20))]),
+            "fill-scratch" => {
+                let chunk = vec![7u8; 1 << 20];
+                let mut file = std::fs::File::create("/scratch/fill")
+                    .map_err(|e| Error::failed(format!("create: {e}")))?;
+                for _ in 0..self.s.mib {
+                    std::io::Write::write_all(&mut file, &chunk)
+                        .map_err(|e| Error::failed(format!("write: {e}")))?;
+                }
+                Ok(Env::new())
+            }
+            "log-flood" => {
+                for i in 0..self.s.lines {
+                    log::warn(format!("flood {i}"));
+                }
+                Ok(Env::new())
+            }
+            "sqlite-escape" => Ok(self.sqlite_escape()),
             _ => Ok(Env::new()),
         }
     }
 
     fn setup_slot(&mut self, _run: &RunInfo, slot: &Slot) -> Result<Env> {
-        match self.mode.as_str() {
+        match self.s.mode.as_str() {
             "loop-in-setup-slot" => {
                 let mut n: u64 = 0;
                 loop {
@@ -50,6 +194,16 @@ impl Plugin for Hostile {
                 }
             }
             "fail-in-setup-slot" => Err(Error::unavailable("the service is down")),
+            "env" => Ok(self.s.env.clone()),
+            "sqlite-endless-query" => {
+                // CPU-bound inside SQLite, where no epoch check reaches.
+                sqlite::query(
+                    "endless.db",
+                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
+                     SELECT count(*) FROM c",
+                )?;
+                Ok(Env::new())
+            }
             "probe" => {
                 // What ambient authority is there? None is expected.
                 let net = std::net::TcpStream::connect("127.0.0.1:5432").is_ok();
@@ -57,10 +211,10 @@ impl Plugin for Hostile {
                 let etc = std::fs::read("/etc/passwd").is_ok();
                 let scratch = std::fs::write("/scratch/probe.txt", slot.name.as_bytes()).is_ok();
                 Ok(vec![
-                    ("NET".into(), net.to_string()),
-                    ("ENV".into(), env.to_string()),
-                    ("ETC".into(), etc.to_string()),
-                    ("SCRATCH".into(), scratch.to_string()),
+                    ("PROBE_NET".into(), net.to_string()),
+                    ("PROBE_ENV".into(), env.to_string()),
+                    ("PROBE_ETC".into(), etc.to_string()),
+                    ("PROBE_SCRATCH".into(), scratch.to_string()),
                 ])
             }
             _ => Ok(vec![("HOSTILE_SLOT".into(), slot.name.clone())]),

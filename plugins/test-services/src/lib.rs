@@ -15,6 +15,17 @@ fn db(run: &RunInfo) -> String {
 }
 
 impl Plugin for Services {
+    const ENV_VARS: &'static [&'static str] = &[
+        "GOT",
+        "SCANNED",
+        "PG_DB",
+        "PG_NULL",
+        "PG_URL",
+        "INCR",
+        "FLUSHALL",
+        "REDIS_URL",
+    ];
+
     fn configure() -> Result<Self> {
         Ok(Services)
     }

@@ -7,7 +7,8 @@
 //! [plugins.minio]
 //! path = "tools/partest-minio.wasm"
 //! allow = { process = ["mc"], redis = "redis://127.0.0.1:6379" }
-//! limits = { call-timeout = "5s", setup-run-timeout = "2m", memory = "256MiB", boundary = "16MiB" }
+//! limits = { call-timeout = "5s", setup-run-timeout = "2m", memory = "256MiB", boundary = "16MiB", scratch = "1GiB" }
+//! allow-superuser = false    # a postgres grant may log in as a superuser (custom plugins)
 //! bucket = "test"            # the plugin's own setting
 //! ```
 
@@ -30,6 +31,10 @@ pub struct PluginTable {
     /// The sandbox limits of this plugin.
     #[serde(default)]
     pub limits: PluginLimits,
+    /// Whether a custom plugin's postgres grant may log in as a superuser
+    /// (which can run programs on the server). Built-ins need no leave.
+    #[serde(default)]
+    pub allow_superuser: bool,
     /// The plugin's own settings, passed to it verbatim.
     #[serde(flatten)]
     pub settings: toml::Table,
@@ -64,6 +69,8 @@ pub struct PluginLimits {
     pub memory: Option<ByteSize>,
     /// Bytes the plugin may pass to partest in one call (arguments, results).
     pub boundary: Option<ByteSize>,
+    /// Bytes its scratch dir and SQLite databases may hold on disk.
+    pub scratch: Option<ByteSize>,
 }
 
 impl PluginLimits {
@@ -71,6 +78,7 @@ impl PluginLimits {
     pub const DEFAULT_SETUP_RUN_TIMEOUT: Duration = Duration::from_secs(120);
     pub const DEFAULT_MEMORY: u64 = 256 << 20;
     pub const DEFAULT_BOUNDARY: u64 = 16 << 20;
+    pub const DEFAULT_SCRATCH: u64 = 1 << 30;
 
     pub fn call_timeout(&self) -> Duration {
         self.call_timeout
@@ -85,6 +93,9 @@ impl PluginLimits {
     }
     pub fn boundary(&self) -> u64 {
         self.boundary.map_or(Self::DEFAULT_BOUNDARY, |b| b.0)
+    }
+    pub fn scratch(&self) -> u64 {
+        self.scratch.map_or(Self::DEFAULT_SCRATCH, |b| b.0)
     }
 }
 
@@ -105,7 +116,8 @@ mod tests {
             r#"
             path = "x.wasm"
             allow = { process = ["mc"], redis = "redis://h:1" }
-            limits = { call-timeout = "2s", memory = "64MiB" }
+            limits = { call-timeout = "2s", memory = "64MiB", scratch = "10MiB" }
+            allow-superuser = true
             bucket = "b"
             "#,
         )
@@ -114,6 +126,8 @@ mod tests {
         assert_eq!(t.allow.redis.as_deref(), Some("redis://h:1"));
         assert_eq!(t.limits.call_timeout(), Duration::from_secs(2));
         assert_eq!(t.limits.memory(), 64 << 20);
+        assert_eq!(t.limits.scratch(), 10 << 20);
+        assert!(t.allow_superuser);
         assert_eq!(t.settings_toml().trim(), "bucket = \"b\"");
     }
 

@@ -2,6 +2,7 @@
 //! captured to a per-slot file, a deadline, and a stop on Ctrl-C — all
 //! waited on with one `poll` on a pidfd, no thread per test or per pipe.
 
+pub mod bounded;
 mod env;
 mod signals;
 

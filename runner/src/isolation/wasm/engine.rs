@@ -2,8 +2,16 @@
 //! compiled components, keyed by the component's content hash and the
 //! engine's compatibility hash (so a wasmtime upgrade or other settings
 //! never load a stale artifact).
+//!
+//! A cached artifact is native code partest maps and runs, so it lives in
+//! the user's own cache dir (`$XDG_CACHE_HOME/partest`, else
+//! `~/.cache/partest`), never in the project tree a checkout or another
+//! user could write; it is written atomically, and a file not owned by the
+//! user or writable by anyone else is ignored (and compiled afresh).
 
 use std::hash::{Hash, Hasher};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -59,13 +67,12 @@ impl Runtime {
             .cache_dir
             .as_ref()
             .map(|d| d.join(format!("{}.cwasm", self.key(bytes))));
-        if let Some(path) = &cached
-            && path.is_file()
-        {
-            // SAFETY: the file is wasmtime's own serialization, written by
-            // `store` below into partest's state dir, and its name carries the
-            // engine's compatibility hash; wasmtime checks the header too.
-            if let Ok(c) = unsafe { Component::deserialize_file(&self.engine, path) } {
+        if let Some(bytes) = cached.as_deref().and_then(read_trusted) {
+            // SAFETY: the bytes are wasmtime's own serialization, written by
+            // `store` below into the user's own cache dir, read from a file
+            // only the user can write, and its name carries the engine's
+            // compatibility hash; wasmtime checks the header too.
+            if let Ok(c) = unsafe { Component::deserialize(&self.engine, &bytes) } {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(c);
             }
@@ -88,16 +95,65 @@ impl Runtime {
     }
 }
 
+/// The cache dir: `$XDG_CACHE_HOME/partest`, else `~/.cache/partest`
+/// (relative values are ignored, as the XDG spec says); `None` without either.
+pub fn user_cache_dir() -> Option<PathBuf> {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    std::env::var_os("XDG_CACHE_HOME")
+        .and_then(absolute)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(absolute)
+                .map(|h| h.join(".cache"))
+        })
+        .map(|d| d.join("partest").join("plugins"))
+}
+
+/// Whether a file's owner and mode make it as trustworthy as the user's own
+/// files: owned by this user, writable by nobody else.
+fn trusted(meta: &std::fs::Metadata) -> bool {
+    // SAFETY: geteuid has no failure mode and no memory effects.
+    let me = unsafe { libc::geteuid() };
+    meta.uid() == me && meta.mode() & 0o022 == 0
+}
+
+/// The bytes of the cache file at `path` if it and its directory are the
+/// user's alone; links are not followed.
+fn read_trusted(path: &Path) -> Option<Vec<u8>> {
+    let dir = std::fs::symlink_metadata(path.parent()?).ok()?;
+    if !dir.is_dir() || !trusted(&dir) {
+        return None;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    // The open file's own metadata: no swap between check and read.
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || !trusted(&meta) {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// Writes the artifact under a fresh name and renames it into place, so a
+/// reader never sees half a file; the dir and file are the user's only.
 fn store(path: &Path, component: &Component) -> wasmtime::Result<()> {
     let dir = path.parent().expect("cache files live in a dir");
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        std::process::id(),
-        path.file_name().unwrap().to_string_lossy()
-    ));
-    std::fs::write(&tmp, component.serialize()?)?;
-    std::fs::rename(&tmp, path)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".partest-")
+        .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .tempfile_in(dir)?;
+    tmp.write_all(&component.serialize()?)?;
+    tmp.persist(path)?;
     Ok(())
 }
 
@@ -128,9 +184,4 @@ fn start_ticker(engine: &Engine) {
                 }
             }
         });
-}
-
-/// Epoch ticks for a time limit (rounded up, plus the tick in progress).
-pub fn ticks(limit: Duration) -> u64 {
-    (limit.as_nanos() / TICK.as_nanos()) as u64 + 2
 }

@@ -2,11 +2,15 @@
 //! `partest:plugin` contract and runs them as [`Isolation`] providers.
 //!
 //! - One [`wasmtime::Engine`] per [`PluginHost`] (per run), compiled
-//!   components cached on disk (see [`engine`]).
-//! - Capabilities are imports, linked for a plugin only when its
+//!   components cached in the user's cache dir (see [`engine`]).
+//! - Capabilities are imports, one module each behind
+//!   [`capability::Capability`], linked for a plugin only when its
 //!   `[plugins.NAME] allow` grants them; a plugin importing an ungranted one
 //!   is refused at load with the line that would grant it.
-//! - Each call is bounded in time, memory and bytes ([`plugin`]).
+//! - Each call is bounded in time, memory, bytes and disk ([`plugin`]);
+//!   what a capability call starts on the host (a query, a program) ends
+//!   with the call.
+//! - The env a plugin hands to tests is declared and checked ([`env`]).
 //!
 //! Wiring (the run flow):
 //!
@@ -19,11 +23,16 @@
 //! ```
 
 mod bindings;
+mod capability;
+mod deadline;
 mod engine;
+mod env;
 mod log;
+mod pg_tls;
 mod plugin;
 mod postgres;
 mod process;
+mod quota;
 /// The password-hiding helper plugins get as `partest_plugin_sdk::redact`:
 /// the same file, so host and plugin messages hide passwords alike.
 #[path = "../../../../plugin-sdk/src/redact.rs"]
@@ -38,12 +47,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use wasmtime::Store;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 
+use bindings::v0_1_0::PluginWorld;
 use bindings::v0_1_0::PluginWorldPre;
-use bindings::v0_1_0::partest::plugin as caps;
-use bindings::v0_1_0::partest::plugin::types::Info;
+use bindings::v0_1_0::partest::plugin::types::{Info, SettingGrant};
 use bindings::{PACKAGE, PLUGIN_EXPORT_V0_1_0};
+use capability::CAPABILITIES;
 pub use engine::CacheStats;
 use engine::Runtime;
 pub use plugin::{Limits, WasmPlugin};
@@ -105,10 +115,21 @@ struct Source {
 }
 
 impl PluginHost {
-    /// `state_dir` is `<root>/.partest`: compiled components are cached in
-    /// `cache/plugins/`, and each plugin's scratch dir is `plugins/NAME/`.
+    /// `state_dir` is `<root>/.partest`: each plugin's scratch dirs and
+    /// databases are under `plugins/NAME/`. Compiled components are cached
+    /// in the user's cache dir ([`engine::user_cache_dir`]).
     pub fn new(root: &Path, state_dir: &Path) -> Result<PluginHost> {
-        let runtime = Runtime::new(Some(state_dir.join("cache").join("plugins")))
+        Self::with_cache_dir(root, state_dir, engine::user_cache_dir())
+    }
+
+    /// As [`PluginHost::new`], with compiled components cached in
+    /// `cache_dir` (`None`: not cached).
+    pub fn with_cache_dir(
+        root: &Path,
+        state_dir: &Path,
+        cache_dir: Option<PathBuf>,
+    ) -> Result<PluginHost> {
+        let runtime = Runtime::new(cache_dir)
             .map_err(|e| Error::setup(format!("cannot start the WebAssembly engine: {e:#}")))?;
         Ok(PluginHost {
             runtime,
@@ -149,13 +170,72 @@ impl PluginHost {
         names.iter().map(|n| self.load_one(config, n)).collect()
     }
 
-    fn load_one(&self, config: &Config, name: &str) -> Result<WasmPlugin> {
-        let table = effective_table(config, name)?;
-        let table = &table;
-        let source = self.source(config, name, table)?;
+    /// The plugin's component, compiled, and its table as the host applies
+    /// it: a built-in's with the grants it takes from its settings.
+    fn prepare(&self, config: &Config, name: &str) -> Result<(PluginTable, Source, Component)> {
+        let written = written_table(config, name);
+        let source = self.source(config, name, &written)?;
         let component = self.compile(name, &source)?;
+        if !is_builtin(config, name) {
+            return Ok((written, source, component));
+        }
+        let mut probe = self.probe(config, name, &written, &source, &component)?;
+        let info = probe
+            .world
+            .partest_plugin_plugin()
+            .call_describe(&mut probe.store)
+            .map_err(|e| probe.fail(e))?;
+        let table = with_setting_grants(config, name, written, &info.setting_grants)?;
+        Ok((table, source, component))
+    }
+
+    /// An instance of `component` with every capability linked and only
+    /// `table`'s grants behind them, to describe and configure it (which
+    /// use no capability) before the run.
+    fn probe(
+        &self,
+        config: &Config,
+        name: &str,
+        table: &PluginTable,
+        source: &Source,
+        component: &Component,
+    ) -> Result<Probe> {
+        let label = source.label.clone();
+        let fail = |e: wasmtime::Error| {
+            Error::setup(format!(
+                "plugin {name} ({label}): cannot describe it: {e:#}"
+            ))
+        };
+        let grants = self.grants(config, name, table)?;
+        let pre = self
+            .linker(None)
+            .and_then(|l| l.instantiate_pre(component))
+            .and_then(PluginWorldPre::new)
+            .map_err(fail)?;
+        let scratch = tempfile::Builder::new()
+            .prefix("describe-")
+            .tempdir_in(&grants.home)
+            .map_err(|e| Error::setup(format!("plugin {name}: cannot make a scratch dir: {e}")))?;
+        let state = HostState::new(grants, 64 << 20, scratch.path()).map_err(fail)?;
+        let mut store = plugin::new_store(&self.runtime.engine, state);
+        store
+            .data_mut()
+            .begin_call(std::time::Duration::from_secs(5));
+        let world = pre.instantiate(&mut store).map_err(fail)?;
+        Ok(Probe {
+            store,
+            world,
+            _scratch: scratch,
+            name: name.to_string(),
+            label,
+        })
+    }
+
+    fn load_one(&self, config: &Config, name: &str) -> Result<WasmPlugin> {
+        let (table, source, component) = self.prepare(config, name)?;
+        let table = &table;
         self.check_imports(config, name, table, &source, &component)?;
-        let grants = self.grants(name, table)?;
+        let grants = self.grants(config, name, table)?;
         let linker = self
             .linker(Some(table))
             .map_err(|e| Error::setup(format!("plugin {name}: cannot link: {e:#}")))?;
@@ -267,6 +347,7 @@ impl PluginHost {
         }
         for (import, _) in ty.imports(engine) {
             match capability_of(import) {
+                Some("types") => {}
                 Some(cap) => {
                     // Exit 3, like every other plugin that tries more than it may.
                     if let Some(grant) = grant_hint(cap, table) {
@@ -290,45 +371,44 @@ impl PluginHost {
         Ok(())
     }
 
-    fn grants(&self, name: &str, table: &PluginTable) -> Result<Arc<Grants>> {
-        let scratch = self.state_dir.join("plugins").join(name);
-        std::fs::create_dir_all(&scratch).map_err(|e| {
+    fn grants(&self, config: &Config, name: &str, table: &PluginTable) -> Result<Arc<Grants>> {
+        let home = self.state_dir.join("plugins").join(name);
+        std::fs::create_dir_all(&home).map_err(|e| {
             Error::setup(format!(
-                "plugin {name}: cannot create its scratch dir {}: {e}",
-                scratch.display()
+                "plugin {name}: cannot create its dir {}: {e}",
+                home.display()
             ))
         })?;
         Ok(Arc::new(Grants {
             plugin: name.to_string(),
-            scratch,
+            home,
             root: self.root.clone(),
+            builtin: is_builtin(config, name),
             process: table.allow.process.clone(),
             redis: table.allow.redis.clone(),
             postgres: table.allow.postgres.clone(),
+            allow_superuser: table.allow_superuser,
             sqlite: table.allow.sqlite.clone(),
             boundary: usize::try_from(table.limits.boundary()).unwrap_or(usize::MAX),
+            scratch_quota: table.limits.scratch(),
+            keep_on_failure: matches!(
+                table.settings.get("keep-on-failure"),
+                Some(toml::Value::Boolean(true))
+            ),
             log: self.log.clone(),
+            run_id: std::sync::OnceLock::new(),
         }))
     }
 
-    /// WASI, `types`, `log`, `runs` and `sqlite` always; `process`, `redis` and
-    /// `postgres` only when `table` grants them (`None`: link everything,
-    /// for describing a plugin whose grants are empty anyway).
+    /// WASI always, then each capability `table` grants (`None`: every
+    /// one, for describing a plugin, which runs no hook that uses them).
     fn linker(&self, table: Option<&PluginTable>) -> wasmtime::Result<Linker<HostState>> {
         let mut linker = Linker::new(&self.runtime.engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        caps::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        caps::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        caps::runs::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        caps::sqlite::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        if table.is_none_or(|t| !t.allow.process.is_empty()) {
-            caps::process::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        }
-        if table.is_none_or(|t| t.allow.redis.is_some()) {
-            caps::redis::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        }
-        if table.is_none_or(|t| t.allow.postgres.is_some()) {
-            caps::postgres::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        for cap in CAPABILITIES {
+            if table.is_none_or(|t| cap.missing_grant(t).is_none()) {
+                cap.link(&mut linker)?;
+            }
         }
         Ok(linker)
     }
@@ -337,10 +417,7 @@ impl PluginHost {
     /// limit with the user's settings (configure, max-slots), the
     /// component's capability imports, and where it came from.
     fn describe(&self, config: &Config, name: &str) -> Result<Described> {
-        let table = effective_table(config, name)?;
-        let table = &table;
-        let source = self.source(config, name, table)?;
-        let component = self.compile(name, &source)?;
+        let (table, source, component) = self.prepare(config, name)?;
         let engine = &self.runtime.engine;
         let mut imports: Vec<String> = component
             .component_type()
@@ -353,35 +430,27 @@ impl PluginHost {
             .collect();
         imports.sort();
         imports.dedup();
+        let mut probe = self.probe(config, name, &table, &source, &component)?;
         let fail = |e: wasmtime::Error| {
             Error::setup(format!(
                 "plugin {name} ({}): cannot describe it: {e:#}",
                 source.label
             ))
         };
-        let grants = self.grants(name, table)?;
-        let pre = self
-            .linker(None)
-            .and_then(|l| l.instantiate_pre(&component))
-            .and_then(PluginWorldPre::new)
-            .map_err(fail)?;
-        let mut store = Store::new(engine, HostState::new(grants, 64 << 20).map_err(fail)?);
-        store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_trap();
-        let budget = std::time::Duration::from_secs(5);
-        store.set_epoch_deadline(engine::ticks(budget));
-        store.data_mut().deadline = std::time::Instant::now() + budget;
-        let world = pre.instantiate(&mut store).map_err(fail)?;
+        let Probe { store, world, .. } = &mut probe;
         let hooks = world.partest_plugin_plugin();
-        let info = hooks.call_describe(&mut store).map_err(fail)?;
-        let configured = match hooks.call_configure(&mut store, &table.settings_toml()) {
-            Ok(Ok(())) => match hooks.call_max_slots(&mut store) {
-                Ok(Ok(n)) => Ok((
-                    n,
-                    hooks
-                        .call_resets_between_tests(&mut store)
+        let info = hooks.call_describe(&mut *store).map_err(fail)?;
+        let configured = match hooks.call_configure(&mut *store, &table.settings_toml()) {
+            Ok(Ok(())) => match hooks.call_max_slots(&mut *store) {
+                Ok(Ok(n)) => Ok(Configured {
+                    max_slots: n,
+                    resets: hooks
+                        .call_resets_between_tests(&mut *store)
                         .unwrap_or(info.resets_between_tests),
-                )),
+                    env_vars: hooks
+                        .call_env_vars(&mut *store)
+                        .unwrap_or_else(|_| info.env_vars.clone()),
+                }),
                 Ok(Err(e)) => Err(format!("max-slots: {}", plugin::wit_message(&e))),
                 Err(e) => Err(format!("max-slots: {e:#}")),
             },
@@ -393,94 +462,157 @@ impl PluginHost {
             configured,
             imports,
             source: source.label,
+            table,
         })
+    }
+}
+
+/// A plugin instance made only to describe and configure it.
+struct Probe {
+    // Dropped before the scratch dir it sees.
+    store: Store<HostState>,
+    world: PluginWorld,
+    _scratch: tempfile::TempDir,
+    name: String,
+    label: String,
+}
+
+impl Probe {
+    fn fail(&self, e: wasmtime::Error) -> Error {
+        Error::setup(format!(
+            "plugin {} ({}): cannot describe it: {e:#}",
+            self.name, self.label
+        ))
     }
 }
 
 struct Described {
     info: Info,
-    /// `max-slots` after `configure` with the user's settings, or why not.
-    /// `max-slots` and `resets-between-tests` after `configure` with the
-    /// user's settings, or why they could not be asked.
-    configured: std::result::Result<(Option<u32>, bool), String>,
+    /// Its table as the host applies it.
+    table: PluginTable,
+    /// What the plugin says after `configure` with the user's settings, or
+    /// why it could not be asked.
+    configured: std::result::Result<Configured, String>,
     imports: Vec<String>,
     source: String,
 }
 
-/// Built-ins whose one server grant is their own `url` setting, so that a
-/// user writes the URL once: (plugin, capability, default URL). The plugin
-/// reads the same `url` (with the same default) and can reach nothing else.
-/// The built-in sqlite plugin may copy from its own `template` setting.
-const TEMPLATE_GRANT: &str = "sqlite";
+/// `max-slots`, `resets-between-tests` and `env-vars` with the user's settings.
+#[derive(Clone)]
+struct Configured {
+    max_slots: Option<u32>,
+    resets: bool,
+    env_vars: Vec<String>,
+}
 
-/// The built-in docker plugin runs `docker` (and `docker-compose`) by default.
+/// Whether `name` is one of partest's own plugins (and not replaced by a `path`).
+fn is_builtin(config: &Config, name: &str) -> bool {
+    config
+        .file
+        .plugins
+        .get(name)
+        .is_none_or(|t| t.path.is_none())
+        && builtin_names().contains(&name)
+}
+
+/// The built-in docker plugin is given time for `compose up --wait`
+/// unless the user set a limit.
 const DOCKER: &str = "docker";
 
-const URL_GRANTS: &[(&str, &str, &str)] = &[
-    ("redis", "redis", "redis://127.0.0.1:6379"),
-    (
-        "postgres",
-        "postgres",
-        "postgres://postgres@127.0.0.1:5432/postgres",
-    ),
-];
+/// `[plugins.NAME]` as written, or empty.
+fn written_table(config: &Config, name: &str) -> PluginTable {
+    config.file.plugins.get(name).cloned().unwrap_or_default()
+}
 
-/// `[plugins.NAME]` as the host applies it: for a built-in in
-/// [`URL_GRANTS`], `allow.<capability>` is its `url` setting (or the
-/// default). An explicit `allow` naming another server is an error: the
-/// plugin would be configured for one server and granted another.
-fn effective_table(config: &Config, name: &str) -> Result<PluginTable> {
-    let mut table = config.file.plugins.get(name).cloned().unwrap_or_default();
-    let builtin = table.path.is_none() && builtin_names().contains(&name);
-    if builtin
-        && name == TEMPLATE_GRANT
-        && let Some(toml::Value::String(template)) = table.settings.get("template")
-        && !table.allow.sqlite.contains(template)
-    {
-        table.allow.sqlite.push(template.clone());
-    }
-    if builtin && name == DOCKER {
-        // Its whole job is running docker: granted without a second line,
-        // and given time for `compose up --wait` unless the user set a limit.
-        if table.allow.process.is_empty() {
-            table.allow.process = vec!["docker".into(), "docker-compose".into()];
+/// The TOML value of a setting grant: the setting, else its default.
+fn granted_value(table: &PluginTable, grant: &SettingGrant) -> Option<toml::Value> {
+    let set = grant.setting.as_ref().and_then(|k| table.settings.get(k));
+    set.cloned().or_else(|| {
+        let text = grant.default_value.as_ref()?;
+        toml::from_str::<toml::Table>(&format!("v = {text}"))
+            .ok()?
+            .remove("v")
+    })
+}
+
+/// `table` with the grants a built-in plugin takes from its own settings
+/// (`declared`), so that a user writes a URL once: the plugin reads the
+/// same setting and can reach nothing else. An explicit `allow` naming
+/// another server is an error: the plugin would be configured for one
+/// server and granted another.
+fn with_setting_grants(
+    config: &Config,
+    name: &str,
+    mut table: PluginTable,
+    declared: &[SettingGrant],
+) -> Result<PluginTable> {
+    for grant in declared {
+        let Some(value) = granted_value(&table, grant) else {
+            continue;
+        };
+        let cap = grant.capability.as_str();
+        let key = grant.setting.as_deref().unwrap_or("default");
+        let expected = |what: &str| {
+            Error::config(format!(
+                "[plugins.{name}] {key} in {}: expected {what}, found {value}",
+                config.origin()
+            ))
+        };
+        match cap {
+            "redis" | "postgres" => {
+                let toml::Value::String(url) = &value else {
+                    return Err(expected("a URL string"));
+                };
+                let slot = if cap == "redis" {
+                    &mut table.allow.redis
+                } else {
+                    &mut table.allow.postgres
+                };
+                match slot.as_deref() {
+                    None => *slot = Some(url.clone()),
+                    Some(granted) if granted != url => {
+                        return Err(Error::config(format!(
+                            "[plugins.{name}] in {}: {key} = {:?} but allow.{cap} = {:?}; \
+                             the built-in {name} plugin is granted its own {key}, so drop allow.{cap}",
+                            config.origin(),
+                            redact::url(url),
+                            redact::url(granted),
+                        )));
+                    }
+                    Some(_) => {}
+                }
+            }
+            "sqlite" => {
+                let toml::Value::String(file) = &value else {
+                    return Err(expected("a file name"));
+                };
+                if !table.allow.sqlite.contains(file) {
+                    table.allow.sqlite.push(file.clone());
+                }
+            }
+            "process" => {
+                let programs: Option<Vec<String>> = match &value {
+                    toml::Value::Array(items) => items
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_string))
+                        .collect(),
+                    _ => None,
+                };
+                let Some(programs) = programs else {
+                    return Err(expected("a list of program names"));
+                };
+                if table.allow.process.is_empty() {
+                    table.allow.process = programs;
+                }
+            }
+            // A capability this partest does not know: its import is refused anyway.
+            _ => {}
         }
+    }
+    if name == DOCKER {
         let slow = crate::config::Seconds(std::time::Duration::from_secs(300));
         table.limits.call_timeout.get_or_insert(slow);
         table.limits.setup_run_timeout.get_or_insert(slow);
-    }
-    let Some(&(_, cap, default)) = URL_GRANTS.iter().find(|(n, _, _)| *n == name) else {
-        return Ok(table);
-    };
-    if !builtin {
-        return Ok(table);
-    }
-    let url = match table.settings.get("url") {
-        None => None,
-        Some(toml::Value::String(u)) => Some(u.clone()),
-        Some(other) => {
-            return Err(Error::config(format!(
-                "[plugins.{name}] url in {}: expected a string like {default:?}, found {other}",
-                config.origin()
-            )));
-        }
-    };
-    let slot = match cap {
-        "redis" => &mut table.allow.redis,
-        _ => &mut table.allow.postgres,
-    };
-    match (slot.as_deref(), url) {
-        (None, url) => *slot = Some(url.unwrap_or_else(|| default.to_string())),
-        (Some(granted), Some(url)) if granted != url => {
-            return Err(Error::config(format!(
-                "[plugins.{name}] in {}: url = {:?} but allow.{cap} = {:?}; \
-                 the built-in {name} plugin is granted its own url, so drop allow.{cap}",
-                config.origin(),
-                redact::url(&url),
-                redact::url(granted),
-            )));
-        }
-        _ => {}
     }
     Ok(table)
 }
@@ -493,18 +625,10 @@ fn capability_of(import: &str) -> Option<&str> {
 
 /// `None` when `cap` is granted by `table`, else the config line that grants it.
 fn grant_hint(cap: &str, table: &PluginTable) -> Option<String> {
-    match cap {
-        "types" | "log" | "runs" | "sqlite" => None,
-        "process" if !table.allow.process.is_empty() => None,
-        "process" => Some("allow = { process = [\"program\", ...] }".into()),
-        "redis" if table.allow.redis.is_some() => None,
-        "redis" => Some("allow = { redis = \"redis://127.0.0.1:6379\" }".into()),
-        "postgres" if table.allow.postgres.is_some() => None,
-        "postgres" => {
-            Some("allow = { postgres = \"postgres://user@127.0.0.1:5432/postgres\" }".into())
-        }
-        other => Some(format!(
-            "nothing: this partest does not provide `{other}` (is the plugin built against a newer SDK?)"
+    match capability::find(cap) {
+        Some(c) => c.missing_grant(table),
+        None => Some(format!(
+            "nothing: this partest does not provide `{cap}` (is the plugin built against a newer SDK?)"
         )),
     }
 }
@@ -535,8 +659,8 @@ pub fn plugins_list(config: &Config, state_dir: &Path) -> Result<String> {
                 d.info.version.clone(),
                 d.source.clone(),
                 d.configured
-                    .clone()
-                    .map_or(d.info.max_slots, |(n, _)| n)
+                    .as_ref()
+                    .map_or(d.info.max_slots, |c| c.max_slots)
                     .map_or("-".into(), |n| n.to_string()),
                 d.info.summary.clone(),
             ]),
@@ -556,8 +680,7 @@ pub fn plugins_list(config: &Config, state_dir: &Path) -> Result<String> {
 pub fn plugins_inspect(config: &Config, state_dir: &Path, name: &str) -> Result<String> {
     let host = PluginHost::new(&config.root, state_dir)?;
     let d = host.describe(config, name)?;
-    let table = effective_table(config, name)?;
-    let table = &table;
+    let table = &d.table;
     let mut out = String::new();
     out.push_str(&format!("plugin     {name}\n"));
     out.push_str(&format!("version    {}\n", d.info.version));
@@ -567,10 +690,10 @@ pub fn plugins_inspect(config: &Config, state_dir: &Path, name: &str) -> Result<
     }
     let limit = |n: Option<u32>| n.map_or("no limit".to_string(), |n| n.to_string());
     let max_slots = match &d.configured {
-        Ok((n, _)) if *n == d.info.max_slots => limit(*n),
-        Ok((n, _)) => format!(
+        Ok(c) if c.max_slots == d.info.max_slots => limit(c.max_slots),
+        Ok(c) => format!(
             "{} with these settings ({} without)",
-            limit(*n),
+            limit(c.max_slots),
             limit(d.info.max_slots)
         ),
         Err(e) => format!(
@@ -583,7 +706,7 @@ pub fn plugins_inspect(config: &Config, state_dir: &Path, name: &str) -> Result<
         "resets     {}\n",
         if d.configured
             .as_ref()
-            .map_or(d.info.resets_between_tests, |(_, r)| *r)
+            .map_or(d.info.resets_between_tests, |c| c.resets)
         {
             "between tests"
         } else {
@@ -595,27 +718,25 @@ pub fn plugins_inspect(config: &Config, state_dir: &Path, name: &str) -> Result<
         out.push_str("  none\n");
     }
     for cap in &d.imports {
-        let status = match (cap.as_str(), grant_hint(cap, table)) {
-            ("log", _) => "granted (always)".to_string(),
-            ("runs", _) => "granted (always: is a run alive?)".to_string(),
-            ("sqlite", _) if table.allow.sqlite.is_empty() => {
-                "granted (its scratch dir only)".to_string()
-            }
-            ("sqlite", _) => format!(
-                "granted (its scratch dir; copies from: {})",
-                table.allow.sqlite.join(", ")
-            ),
-            ("process", None) => format!("granted: {}", table.allow.process.join(", ")),
-            ("redis", None) => format!(
-                "granted: {}",
-                redact::url(table.allow.redis.as_deref().unwrap_or(""))
-            ),
-            ("postgres", None) => "granted".to_string(),
-            (_, None) => "granted".to_string(),
+        let status = match (capability::find(cap), grant_hint(cap, table)) {
+            (Some(c), None) => c.describe_grant(table),
             (_, Some(hint)) => format!("NOT granted: add to [plugins.{name}]: {hint}"),
+            (None, None) => "granted".to_string(),
         };
         out.push_str(&format!("  {cap:<9} {status}\n"));
     }
+    let env_vars = d
+        .configured
+        .as_ref()
+        .map_or(&d.info.env_vars, |c| &c.env_vars);
+    out.push_str(&format!(
+        "env        {}\n",
+        if env_vars.is_empty() {
+            "none (it may set no variable)".to_string()
+        } else {
+            env_vars.join(", ")
+        }
+    ));
     if !d.info.config_keys.is_empty() {
         out.push_str("config keys:\n");
         for k in &d.info.config_keys {

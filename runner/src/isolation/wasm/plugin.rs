@@ -1,19 +1,28 @@
 //! One loaded plugin as an [`Isolation`] provider: one Store (and instance)
 //! for the run-level hooks and one per slot, each made from the plugin's
 //! `InstancePre`, configured before its first hook, bounded in time (epoch
-//! deadline), memory (StoreLimits) and bytes crossing the boundary
-//! (hostcall fuel), and thrown away after a trap.
+//! deadline), memory (StoreLimits), bytes crossing the boundary (hostcall
+//! fuel) and disk (the scratch quota, checked at every epoch check and
+//! after every call), and thrown away after a trap. The env its hooks
+//! return is checked against what it declared ([`super::env`]).
+//!
+//! Scratch: until setup-run, instances see an empty private dir (removed
+//! with the plugin); from setup-run on, `scratch-<run id>/`, removed at
+//! teardown-run unless the run failed and the table says
+//! `keep-on-failure = true`. `sweep` removes those of dead runs.
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use wasmtime::Store;
+use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::v0_1_0::partest::plugin::types::{
     Error as WitError, Info, RunInfo as WitRunInfo, Slot as WitSlot,
 };
 use super::bindings::v0_1_0::{PluginWorld, PluginWorldPre};
-use super::engine::ticks;
+use super::env;
 use super::state::{Grants, HostState, SCRATCH_GUEST};
 use crate::isolation::{Env, IsoResult, Isolation, IsolationError, RunInfo, Slot};
 
@@ -34,6 +43,41 @@ struct Live {
 
 type Cell = Arc<Mutex<Option<Live>>>;
 
+/// Epoch ticks between two looks at the deadline and the disk quota.
+const CHECK_TICKS: u64 = 10;
+
+/// What stopped a plugin that went over its disk quota mid-call.
+#[derive(Debug)]
+struct QuotaExceeded(String);
+
+impl std::fmt::Display for QuotaExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for QuotaExceeded {}
+
+/// The directory instances get as their scratch dir.
+enum Scratch {
+    /// Before setup-run: nothing worth keeping.
+    Load(tempfile::TempDir),
+    /// The run's, from setup-run on.
+    Run(PathBuf),
+}
+
+impl Scratch {
+    fn path(&self) -> &Path {
+        match self {
+            Scratch::Load(dir) => dir.path(),
+            Scratch::Run(dir) => dir,
+        }
+    }
+}
+
+/// `scratch-<run id>`: a run's scratch dir under the plugin's home.
+const RUN_SCRATCH_PREFIX: &str = "scratch-";
+
 pub struct WasmPlugin {
     name: String,
     source: String,
@@ -42,6 +86,10 @@ pub struct WasmPlugin {
     max_slots: Option<u32>,
     /// Whether the configured plugin resets between tests.
     resets: bool,
+    /// The variables its hooks may return (`env-vars`, asked at load).
+    env_vars: Vec<String>,
+    scratch: Mutex<Scratch>,
+    scratch_released: AtomicBool,
     pre: PluginWorldPre<HostState>,
     grants: Arc<Grants>,
     settings: String,
@@ -69,13 +117,26 @@ impl WasmPlugin {
             max_slots: None,
             resets_between_tests: false,
             config_keys: Vec::new(),
+            env_vars: Vec::new(),
+            setting_grants: Vec::new(),
         };
+        let load_scratch = tempfile::Builder::new()
+            .prefix("load-")
+            .tempdir_in(&grants.home)
+            .map_err(|e| IsolationError {
+                provider: name.clone(),
+                hook: "describe",
+                message: format!("cannot make its scratch dir: {e}"),
+            })?;
         let mut plugin = WasmPlugin {
             name,
             source,
             info: placeholder,
             max_slots: None,
             resets: false,
+            env_vars: Vec::new(),
+            scratch: Mutex::new(Scratch::Load(load_scratch)),
+            scratch_released: AtomicBool::new(false),
             pre,
             grants,
             settings,
@@ -98,6 +159,10 @@ impl WasmPlugin {
                 .call_resets_between_tests(s)
                 .map(Ok)
         })?;
+        plugin.env_vars = plugin.call(&cell, "env-vars", limits.call, |w, s| {
+            w.partest_plugin_plugin().call_env_vars(s).map(Ok)
+        })?;
+        env::check_declared(&plugin.env_vars).map_err(|m| plugin.err("env-vars", m))?;
         Ok(plugin)
     }
 
@@ -108,6 +173,11 @@ impl WasmPlugin {
     /// The configured plugin's slot limit (`max-slots`, asked at load).
     pub fn configured_max_slots(&self) -> Option<u32> {
         self.max_slots
+    }
+
+    /// The variables its hooks may return, as it declared them.
+    pub fn env_vars(&self) -> &[String] {
+        &self.env_vars
     }
 
     /// `built-in` or the component's path.
@@ -126,14 +196,12 @@ impl WasmPlugin {
     /// A fresh instance, configured. `configure` failing is reported as the
     /// hook the instance was made for.
     fn instantiate(&self, hook: &'static str) -> IsoResult<Live> {
-        let state = HostState::new(self.grants.clone(), self.limits.memory)
+        let scratch = lock(&self.scratch).path().to_path_buf();
+        let state = HostState::new(self.grants.clone(), self.limits.memory, &scratch)
             .map_err(|e| self.err(hook, format!("cannot set up its sandbox: {e:#}")))?;
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|s| &mut s.limits);
+        let mut store = new_store(self.pre.engine(), state);
         store.set_hostcall_fuel(self.limits.boundary);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(ticks(self.limits.call));
-        store.data_mut().deadline = Instant::now() + self.limits.call;
+        store.data_mut().begin_call(self.limits.call);
         let world = self
             .pre
             .instantiate(&mut store)
@@ -165,9 +233,20 @@ impl WasmPlugin {
             *guard = Some(self.instantiate(hook)?);
         }
         let live = guard.as_mut().expect("instantiated above");
-        live.store.set_epoch_deadline(ticks(limit));
-        live.store.data_mut().deadline = Instant::now() + limit;
-        match f(&live.world, &mut live.store) {
+        live.store.set_epoch_deadline(CHECK_TICKS);
+        live.store.data_mut().begin_call(limit);
+        let result = f(&live.world, &mut live.store);
+        // Host calls write too (WASI, SQLite): look once more at the end.
+        if result.is_ok()
+            && let Some(why) = live.store.data().over_quota()
+        {
+            *guard = None;
+            return Err(self.err(
+                hook,
+                format!("went over its disk quota and was stopped: {why}"),
+            ));
+        }
+        match result {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(self.err(hook, wit_message(&e))),
             Err(trap) => {
@@ -181,7 +260,9 @@ impl WasmPlugin {
     fn trap_message(&self, e: &wasmtime::Error, limit: Duration) -> String {
         let chain = format!("{e:#}");
         let name = &self.name;
-        if matches!(
+        if let Some(quota) = e.downcast_ref::<QuotaExceeded>() {
+            format!("went over its disk quota and was stopped: {quota}")
+        } else if matches!(
             e.downcast_ref::<wasmtime::Trap>(),
             Some(wasmtime::Trap::Interrupt)
         ) {
@@ -228,6 +309,25 @@ impl WasmPlugin {
     }
 }
 
+/// A Store for `state`, bounded in memory, checking the call's deadline
+/// and the plugin's disk quota every [`CHECK_TICKS`] epoch ticks.
+pub(super) fn new_store(engine: &wasmtime::Engine, state: HostState) -> Store<HostState> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limits);
+    store.epoch_deadline_callback(|ctx| {
+        let state = ctx.data();
+        if Instant::now() >= state.deadline {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        if let Some(why) = state.over_quota() {
+            return Err(wasmtime::Error::new(QuotaExceeded(why)));
+        }
+        Ok(UpdateDeadline::Continue(CHECK_TICKS))
+    });
+    store.set_epoch_deadline(CHECK_TICKS);
+    store
+}
+
 fn wit_slot(slot: &Slot) -> WitSlot {
     WitSlot {
         index: slot.index as u32,
@@ -270,21 +370,37 @@ impl Isolation for WasmPlugin {
             scratch: SCRATCH_GUEST.to_string(),
         };
         *lock(&self.run_info) = Some(info.clone());
-        self.call(
+        let _ = self.grants.run_id.set(run.run_id.clone());
+        let dir = self
+            .grants
+            .home
+            .join(format!("{RUN_SCRATCH_PREFIX}{}", run.run_id));
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            self.err(
+                "setup-run",
+                format!("cannot create its scratch dir {}: {e}", dir.display()),
+            )
+        })?;
+        *lock(&self.scratch) = Scratch::Run(dir);
+        // A fresh instance, so that it sees the run's scratch dir.
+        *lock(&self.run_cell) = None;
+        let env = self.call(
             &self.run_cell,
             "setup-run",
             self.limits.setup_run,
             |w, s| w.partest_plugin_plugin().call_setup_run(s, &info),
-        )
+        )?;
+        self.checked_env("setup-run", env)
     }
 
     fn setup_slot(&self, slot: &Slot) -> IsoResult<Env> {
         let run = self.run_info("setup-slot")?;
         let cell = self.slot_cell(slot.index);
-        self.call(&cell, "setup-slot", self.limits.call, |w, s| {
+        let env = self.call(&cell, "setup-slot", self.limits.call, |w, s| {
             w.partest_plugin_plugin()
                 .call_setup_slot(s, &run, &wit_slot(slot))
-        })
+        })?;
+        self.checked_env("setup-slot", env)
     }
 
     fn reset_slot(&self, slot: &Slot) -> IsoResult<()> {
@@ -319,7 +435,10 @@ impl Isolation for WasmPlugin {
             },
         );
         *lock(&self.run_cell) = None;
-        r
+        match self.release_scratch(run_failed) {
+            Some(e) => r.and(Err(e)),
+            None => r,
+        }
     }
 }
 
@@ -332,9 +451,83 @@ impl WasmPlugin {
             workers: 0,
             scratch: SCRATCH_GUEST.to_string(),
         };
-        self.call(&self.run_cell, "sweep", self.limits.setup_run, |w, s| {
-            w.partest_plugin_plugin().call_sweep(s, &run, dry_run)
-        })
+        let mut swept = self.sweep_scratch(dry_run);
+        swept.extend(
+            self.call(&self.run_cell, "sweep", self.limits.setup_run, |w, s| {
+                w.partest_plugin_plugin().call_sweep(s, &run, dry_run)
+            })?,
+        );
+        Ok(swept)
+    }
+
+    /// Removes the run's scratch dir (keeps it for a failed run when the
+    /// table says `keep-on-failure = true`); once, whoever asks first:
+    /// teardown-run, or dropping the plugin when setup-run failed.
+    fn release_scratch(&self, run_failed: bool) -> Option<IsolationError> {
+        let scratch = lock(&self.scratch);
+        let Scratch::Run(dir) = &*scratch else {
+            return None;
+        };
+        if self.scratch_released.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        if run_failed && self.grants.keep_on_failure {
+            (self.grants.log)(
+                &self.name,
+                super::LogLevel::Warn,
+                &format!("kept its scratch dir for the failed run: {}", dir.display()),
+            );
+            return None;
+        }
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Some(self.err(
+                "teardown-run",
+                format!("cannot remove its scratch dir {}: {e}", dir.display()),
+            )),
+            _ => None,
+        }
+    }
+
+    /// The scratch dirs of runs that died before their teardown.
+    fn sweep_scratch(&self, dry_run: bool) -> Vec<String> {
+        let mut swept = Vec::new();
+        for entry in std::fs::read_dir(&self.grants.home)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(run_id) = name.strip_prefix(RUN_SCRATCH_PREFIX) else {
+                continue;
+            };
+            if crate::runs::liveness(run_id) != crate::runs::Liveness::Dead {
+                continue;
+            }
+            if dry_run || std::fs::remove_dir_all(entry.path()).is_ok() {
+                swept.push(format!(
+                    "{} scratch dir of dead run {run_id}: {}",
+                    self.name,
+                    entry.path().display()
+                ));
+            }
+        }
+        swept
+    }
+
+    /// `env` if it holds only what the plugin declared and may set.
+    fn checked_env(&self, hook: &'static str, env: Env) -> IsoResult<Env> {
+        env::check(&env, Some(&self.env_vars)).map_err(|m| self.err(hook, m))?;
+        Ok(env)
+    }
+}
+
+impl Drop for WasmPlugin {
+    /// A run whose setup-run failed gets no teardown-run: its scratch dir
+    /// goes here (kept, as for any failed run, with `keep-on-failure`).
+    fn drop(&mut self) {
+        if let Some(e) = self.release_scratch(true) {
+            (self.grants.log)(&self.name, super::LogLevel::Warn, &e.message);
+        }
     }
 }
 

@@ -1,83 +1,96 @@
 //! `process`: runs a program listed under `allow.process`, directly (no
-//! shell), in the project root, killed when the plugin's call runs out of time.
+//! shell), through [`crate::exec::bounded`]: found on partest's own PATH,
+//! in the project root, with partest's environment plus the plugin's
+//! (checked as hook env is: no loader, shell or interpreter variables, no
+//! PATH), in a process group of its own that is killed with its children
+//! when the plugin's call runs out of time.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::bindings::v0_1_0::partest::plugin::process::{Host, Output};
+use wasmtime::component::{HasSelf, Linker};
+
+use super::bindings::v0_1_0::partest::plugin::process::{self as wit, Host, Output};
 use super::bindings::v0_1_0::partest::plugin::types::Error;
+use super::capability::Capability;
+use super::env;
 use super::state::HostState;
+use crate::config::PluginTable;
+use crate::discover::ProcessEnd;
+use crate::exec::bounded::{BoundedCommand, Bounds};
+
+/// Between TERM and KILL of a granted program's group at the deadline.
+const KILL_GRACE: Duration = Duration::from_millis(500);
+
+pub struct Process;
+
+impl Capability for Process {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+    fn missing_grant(&self, table: &PluginTable) -> Option<String> {
+        table
+            .allow
+            .process
+            .is_empty()
+            .then(|| "allow = { process = [\"program\", ...] }".into())
+    }
+    fn describe_grant(&self, table: &PluginTable) -> String {
+        format!(
+            "granted: {} (found on partest's PATH, no shell, killed with its children at the call's deadline)",
+            table.allow.process.join(", ")
+        )
+    }
+    fn link(&self, linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    }
+}
 
 impl Host for HostState {
     fn run(
         &mut self,
         program: String,
         args: Vec<String>,
-        env: Vec<(String, String)>,
+        plugin_env: Vec<(String, String)>,
     ) -> Result<Output, Error> {
+        let plugin = &self.grants.plugin;
         if !self.grants.process.contains(&program) {
             return Err(Error::Refused(format!(
-                "plugin {} may not run {program:?}: grant it with [plugins.{}] allow = {{ process = [{program:?}] }} (granted: {:?})",
-                self.grants.plugin, self.grants.plugin, self.grants.process
+                "plugin {plugin} may not run {program:?}: grant it with [plugins.{plugin}] allow = {{ process = [{program:?}] }} (granted: {:?})",
+                self.grants.process
             )));
         }
-        let mut child = Command::new(&program)
+        env::check(&plugin_env, None)
+            .map_err(|why| Error::Refused(format!("plugin {plugin} running {program}: {why}")))?;
+        let bytes: usize = args.iter().map(String::len).sum();
+        self.check_size("the arguments", bytes)?;
+        // partest's own environment (HOME, DOCKER_HOST, ...) with the
+        // plugin's checked variables on top; PATH stays partest's.
+        let out = BoundedCommand::new(&program, &self.grants.root)
             .args(&args)
-            .envs(env)
-            .current_dir(&self.grants.root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+            .envs(std::env::vars_os())
+            .envs(plugin_env)
+            .run(
+                Bounds {
+                    timeout: self.remaining(),
+                    kill_grace: KILL_GRACE,
+                    output_cap: self.grants.boundary / 2,
+                },
+                None,
+            )
             .map_err(|e| Error::Unavailable(format!("cannot run {program}: {e}")))?;
-        let cap = self.grants.boundary as u64;
-        let read = |r: Option<Box<dyn Read + Send>>| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                if let Some(mut r) = r {
-                    let _ = r.by_ref().take(cap).read_to_end(&mut buf);
-                    // Past the cap: keep draining, so the child never blocks on a full pipe.
-                    let _ = std::io::copy(&mut r, &mut std::io::sink());
-                }
-                buf
-            })
-        };
-        let out = read(
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        );
-        let err = read(
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        );
-        let deadline = self.deadline;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break Some(s),
-                Ok(None) if std::time::Instant::now() >= deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-                Err(e) => return Err(Error::Failed(format!("waiting for {program}: {e}"))),
-            }
-        };
-        let stdout = out.join().unwrap_or_default();
-        let stderr = err.join().unwrap_or_default();
-        match status {
-            Some(s) => Ok(Output {
-                status: s.code(),
-                stdout,
-                stderr,
+        match out.end {
+            ProcessEnd::Exited(code) => Ok(Output {
+                status: Some(code),
+                stdout: out.stdout,
+                stderr: out.stderr,
             }),
-            None => Err(Error::Failed(format!(
-                "{program} did not finish within the plugin's call time limit; it was killed"
+            ProcessEnd::Signalled(_) => Ok(Output {
+                status: None,
+                stdout: out.stdout,
+                stderr: out.stderr,
+            }),
+            ProcessEnd::TimedOut | ProcessEnd::Interrupted => Err(Error::Failed(format!(
+                "{program} did not finish within the plugin's call time limit; it was killed with its children"
             ))),
         }
     }

@@ -1,33 +1,179 @@
 //! `redis`: commands on the one server granted by `allow.redis`, over one
-//! connection per instance (so `SELECT` stays within a slot). Commands that
-//! reach other servers or other people's data are refused.
+//! connection per instance (so `SELECT` stays within a slot). Only the
+//! commands on [`ALLOWED`] pass; every reply must come within the call's
+//! deadline (a read timeout), else the connection is dropped.
 
-use super::bindings::v0_1_0::partest::plugin::redis::{Host, Node};
+use wasmtime::component::{HasSelf, Linker};
+
+use super::bindings::v0_1_0::partest::plugin::redis::{self as wit, Host, Node};
 use super::bindings::v0_1_0::partest::plugin::types::Error;
+use super::capability::Capability;
 use super::redact;
 use super::state::HostState;
+use crate::config::PluginTable;
 
-/// Commands a plugin may not send: they touch other servers, the server
-/// itself, or data partest did not create.
-const REFUSED: &[&str] = &[
-    "MIGRATE",
-    "REPLICAOF",
-    "SLAVEOF",
-    "SHUTDOWN",
-    "CONFIG",
-    "DEBUG",
-    "MODULE",
-    "ACL",
-    "FLUSHALL",
-    "MONITOR",
-    "SYNC",
-    "PSYNC",
-    "CLUSTER",
-    "FAILOVER",
-    "SAVE",
-    "BGSAVE",
-    "BGREWRITEAOF",
+/// The commands isolation needs, and all a plugin may send: data commands
+/// on the selected database, `SELECT`, transactions. Not here, so refused:
+/// scripting (`EVAL*`, `FCALL*`, `FUNCTION`, `SCRIPT`), which runs any
+/// command server-side and can block the server; whatever reaches other
+/// servers (`MIGRATE`, `REPLICAOF`), administers this one (`CONFIG`,
+/// `MODULE`, `DEBUG`, `SAVE`, `SHUTDOWN`, `ACL`, ...), touches every
+/// database at once (`FLUSHALL`, `SWAPDB`), changes the login (`AUTH`,
+/// `HELLO`, `RESET`), blocks (`BLPOP`, `WAIT`, ...), or scans the whole
+/// keyspace in one call (`KEYS`).
+const ALLOWED: &[&str] = &[
+    // connection and transactions
+    "PING",
+    "ECHO",
+    "SELECT",
+    "MULTI",
+    "EXEC",
+    "DISCARD",
+    "WATCH",
+    "UNWATCH",
+    // keys
+    "DEL",
+    "UNLINK",
+    "EXISTS",
+    "TYPE",
+    "SCAN",
+    "TOUCH",
+    "RENAME",
+    "RENAMENX",
+    "COPY",
+    "MOVE",
+    "EXPIRE",
+    "PEXPIRE",
+    "EXPIREAT",
+    "PEXPIREAT",
+    "TTL",
+    "PTTL",
+    "PERSIST",
+    "DBSIZE",
+    "FLUSHDB",
+    "TIME",
+    // strings
+    "GET",
+    "SET",
+    "SETNX",
+    "SETEX",
+    "PSETEX",
+    "MGET",
+    "MSET",
+    "MSETNX",
+    "GETSET",
+    "GETDEL",
+    "GETEX",
+    "APPEND",
+    "STRLEN",
+    "INCR",
+    "INCRBY",
+    "INCRBYFLOAT",
+    "DECR",
+    "DECRBY",
+    "GETRANGE",
+    // hashes
+    "HGET",
+    "HSET",
+    "HSETNX",
+    "HMGET",
+    "HMSET",
+    "HDEL",
+    "HEXISTS",
+    "HGETALL",
+    "HKEYS",
+    "HVALS",
+    "HLEN",
+    "HINCRBY",
+    "HINCRBYFLOAT",
+    "HSCAN",
+    // lists
+    "LPUSH",
+    "RPUSH",
+    "LPOP",
+    "RPOP",
+    "LRANGE",
+    "LLEN",
+    "LINDEX",
+    "LSET",
+    "LREM",
+    "LTRIM",
+    // sets and sorted sets
+    "SADD",
+    "SREM",
+    "SMEMBERS",
+    "SISMEMBER",
+    "SCARD",
+    "SSCAN",
+    "ZADD",
+    "ZREM",
+    "ZRANGE",
+    "ZRANGEBYSCORE",
+    "ZCARD",
+    "ZSCORE",
+    "ZINCRBY",
+    "ZSCAN",
+    // streams
+    "XADD",
+    "XLEN",
+    "XRANGE",
+    "XDEL",
 ];
+
+/// `CLIENT` subcommands allowed: naming and finding connections (the
+/// built-in plugin tells its slots apart by them), not `KILL` or `PAUSE`.
+const CLIENT_ALLOWED: &[&str] = &["ID", "SETNAME", "GETNAME", "LIST", "INFO"];
+
+/// Why `args` may not be sent, if it may not.
+fn refusal(args: &[Vec<u8>]) -> Option<String> {
+    let name = String::from_utf8_lossy(args.first()?).to_ascii_uppercase();
+    if name == "CLIENT" {
+        let sub = args
+            .get(1)
+            .map(|s| String::from_utf8_lossy(s).to_ascii_uppercase())
+            .unwrap_or_default();
+        return (!CLIENT_ALLOWED.contains(&sub.as_str())).then(|| {
+            format!(
+                "plugins may not send the Redis command CLIENT {sub} (allowed: CLIENT {})",
+                CLIENT_ALLOWED.join(", CLIENT ")
+            )
+        });
+    }
+    (!ALLOWED.contains(&name.as_str())).then(|| {
+        format!(
+            "plugins may not send the Redis command {name}: only data commands on the selected \
+             database, SELECT and transactions are allowed (no scripting, no server administration)"
+        )
+    })
+}
+
+pub struct Redis;
+
+impl Capability for Redis {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+    fn missing_grant(&self, table: &PluginTable) -> Option<String> {
+        table
+            .allow
+            .redis
+            .is_none()
+            .then(|| "allow = { redis = \"redis://127.0.0.1:6379\" }".into())
+    }
+    fn describe_grant(&self, table: &PluginTable) -> String {
+        format!(
+            "granted: {} (data commands on any of its databases; no scripting, no administration)",
+            redact::url(table.allow.redis.as_deref().unwrap_or(""))
+        )
+    }
+    fn link(&self, linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    }
+}
+
+/// This instance's connection to the granted server, opened on first use.
+#[derive(Default)]
+pub struct Conn(Option<redis::Connection>);
 
 impl HostState {
     fn redis_conn(&mut self) -> Result<&mut redis::Connection, Error> {
@@ -36,7 +182,7 @@ impl HostState {
                 "no Redis server was granted (allow.redis)".into(),
             ));
         };
-        if self.redis.is_none() {
+        if self.redis.0.is_none() {
             let shown = redact::url(&url);
             let client = redis::Client::open(url.as_str()).map_err(|e| {
                 Error::BadConfig(format!(
@@ -50,10 +196,10 @@ impl HostState {
             let conn = client
                 .get_connection_with_timeout(self.remaining())
                 .map_err(|e| connect_error(&url, &e))?;
-            self.redis = Some(conn);
+            self.redis.0 = Some(conn);
         }
         let remaining = self.remaining();
-        let conn = self.redis.as_mut().expect("just connected");
+        let conn = self.redis.0.as_mut().expect("just connected");
         let _ = conn.set_read_timeout(Some(remaining));
         let _ = conn.set_write_timeout(Some(remaining));
         Ok(conn)
@@ -134,32 +280,96 @@ impl Host for HostState {
     }
 
     fn command(&mut self, args: Vec<Vec<u8>>) -> Result<Vec<Node>, Error> {
-        let Some(name) = args.first() else {
+        let Some(first) = args.first() else {
             return Err(Error::Failed("an empty Redis command".into()));
         };
-        let name = String::from_utf8_lossy(name).to_ascii_uppercase();
-        if REFUSED.contains(&name.as_str()) {
-            return Err(Error::Refused(format!(
-                "plugins may not send the Redis command {name}"
-            )));
+        if let Some(why) = refusal(&args) {
+            return Err(Error::Refused(why));
         }
+        let name = String::from_utf8_lossy(first).to_ascii_uppercase();
+        let bytes: usize = args.iter().map(Vec::len).sum();
+        self.check_size("the Redis command", bytes)?;
         let mut cmd = redis::cmd(&name);
         for a in &args[1..] {
             cmd.arg(a.as_slice());
         }
         let conn = self.redis_conn()?;
-        let value: redis::Value = cmd.query(conn).map_err(|e| {
-            let url = self.grants.redis.as_deref().unwrap_or("");
-            let detail = redact::text(&e.to_string(), url);
-            if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
-                Error::Unavailable(format!("Redis {name}: {detail}"))
-            } else {
-                Error::Failed(format!("Redis {name}: {detail}"))
+        let value: redis::Value = match cmd.query(conn) {
+            Ok(v) => v,
+            Err(e) => {
+                let url = self.grants.redis.as_deref().unwrap_or("");
+                let detail = redact::text(&e.to_string(), url);
+                if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+                    // A reply may still be on its way: this connection is done.
+                    self.redis.0 = None;
+                    return Err(Error::Unavailable(format!(
+                        "Redis {name}: {detail}{}",
+                        if e.is_timeout() {
+                            " (no reply within the plugin's call time limit)"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
+                return Err(Error::Failed(format!("Redis {name}: {detail}")));
             }
-        })?;
+        };
         let mut out = Vec::new();
         flatten(value, &mut out);
         self.check_size("the Redis reply", size(&out))?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<Vec<u8>> {
+        words.iter().map(|w| w.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn isolation_commands_pass_and_the_rest_is_refused() {
+        for ok in [
+            &["SELECT", "3"][..],
+            &["flushdb"],
+            &["SET", "k", "v", "NX"],
+            &["CLIENT", "SETNAME", "partest:r1:gw0"],
+            &["client", "list"],
+            &["MULTI"],
+            &["SCAN", "0"],
+        ] {
+            assert_eq!(refusal(&args(ok)), None, "{ok:?}");
+        }
+        for refused in [
+            &["EVAL", "return 1", "0"][..],
+            &["evalsha", "x", "0"],
+            &["EVAL_RO", "return 1", "0"],
+            &["FCALL", "f", "0"],
+            &["FCALL_RO", "f", "0"],
+            &["FUNCTION", "LOAD", "x"],
+            &["SCRIPT", "LOAD", "x"],
+            &["MIGRATE", "h", "1", "k", "0", "1"],
+            &["SWAPDB", "0", "1"],
+            &["CLIENT", "PAUSE", "1000"],
+            &["CLIENT", "KILL", "ID", "1"],
+            &["CLIENT"],
+            &["CONFIG", "SET", "dir", "/tmp"],
+            &["MODULE", "LOAD", "x.so"],
+            &["DEBUG", "SLEEP", "1"],
+            &["SAVE"],
+            &["BGSAVE"],
+            &["SHUTDOWN"],
+            &["REPLICAOF", "h", "1"],
+            &["SLAVEOF", "h", "1"],
+            &["FLUSHALL"],
+            &["KEYS", "*"],
+            &["BLPOP", "k", "0"],
+            &["AUTH", "u", "p"],
+            &["ACL", "SETUSER", "x"],
+        ] {
+            assert!(refusal(&args(refused)).is_some(), "{refused:?}");
+        }
     }
 }

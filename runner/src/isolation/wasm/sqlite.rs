@@ -1,92 +1,225 @@
-//! `sqlite`: SQLite files inside the plugin's scratch directory, run by the
-//! host's rusqlite. Paths must be relative and stay inside the directory.
-//! `backup` uses SQLite's online backup API to clone a template.
+//! `sqlite`: SQLite databases run by the host's rusqlite for the plugin.
+//! Always granted, because it reaches nothing of anyone else's:
+//!
+//! - the files live in `<state>/plugins/<name>/databases/`, a directory the
+//!   plugin cannot reach through WASI, so it can plant no links there; names
+//!   are relative paths of plain segments (no `..`, no `/` first), opened
+//!   with `SQLITE_OPEN_NOFOLLOW`, and a link on the way is refused anyway;
+//! - `ATTACH` (and so `VACUUM INTO`) is off, the connection is defensive,
+//!   no URI filenames, no extensions;
+//! - a statement still running at the call's deadline (or past the
+//!   plugin's disk quota) is interrupted from a watchdog thread;
+//! - the only host path it tells is a database's own (`host-path`);
+//! - outside, it only reads: `copy-granted` copies one file the user
+//!   granted, opened read-only.
 
 use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
+use std::time::Instant;
 
+use rusqlite::config::DbConfig;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, ffi};
+use wasmtime::component::{HasSelf, Linker};
 
-use super::bindings::v0_1_0::partest::plugin::sqlite::{Host, Rows};
+use super::bindings::v0_1_0::partest::plugin::sqlite::{self as wit, Host, Rows};
 use super::bindings::v0_1_0::partest::plugin::types::Error;
+use super::capability::Capability;
 use super::state::HostState;
+use super::{deadline, quota};
+use crate::config::PluginTable;
 
-impl HostState {
-    fn scratch_path(&self, path: &str) -> Result<PathBuf, Error> {
-        let p = Path::new(path);
-        let inside = !path.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)));
-        if !inside {
+/// The files SQLite keeps next to a database.
+const SIDECARS: &[&str] = &["-wal", "-shm", "-journal"];
+
+pub struct Sqlite;
+
+impl Capability for Sqlite {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+    fn missing_grant(&self, _table: &PluginTable) -> Option<String> {
+        None
+    }
+    fn describe_grant(&self, table: &PluginTable) -> String {
+        if table.allow.sqlite.is_empty() {
+            "granted (its own databases only)".into()
+        } else {
+            format!(
+                "granted (its own databases; copies from: {})",
+                table.allow.sqlite.join(", ")
+            )
+        }
+    }
+    fn link(&self, linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    }
+}
+
+/// Whether `segment` is a plain name: `[A-Za-z0-9][A-Za-z0-9._-]*`.
+fn plain(segment: &str) -> bool {
+    let mut bytes = segment.bytes();
+    segment.len() <= 255
+        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Whether `name` names a database: 1 to 8 plain segments, not a sidecar's name.
+fn valid_name(name: &str) -> bool {
+    let segments: Option<Vec<&str>> = Path::new(name)
+        .components()
+        .map(|c| match c {
+            Component::Normal(s) => s.to_str(),
+            _ => None,
+        })
+        .collect();
+    segments.is_some_and(|s| (1..=8).contains(&s.len()) && s.iter().all(|x| plain(x)))
+        && !SIDECARS.iter().any(|s| name.ends_with(s))
+}
+
+/// Refuses any link between `base` and `path` (which is under it).
+fn no_links(base: &Path, path: &Path) -> Result<(), Error> {
+    let mut at = base.to_path_buf();
+    for part in path.strip_prefix(base).unwrap_or(path).components() {
+        at.push(part);
+        if at
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+        {
             return Err(Error::Refused(format!(
-                "sqlite path {path:?} must be relative to the plugin's scratch directory, without `..`"
+                "{} is a symbolic link; the sqlite capability follows none",
+                at.display()
             )));
         }
-        Ok(self.grants.scratch.join(p))
+    }
+    Ok(())
+}
+
+fn sql_err(name: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| Error::Failed(format!("sqlite {name}: {e}"))
+}
+
+/// Locks a connection down: no ATTACH (so no VACUUM INTO, which attaches),
+/// defensive mode (no writable_schema tricks), untrusted schema.
+fn harden(conn: &Connection, name: &str) -> Result<(), Error> {
+    // SAFETY: the handle is live; sqlite3_limit only sets a number on it.
+    unsafe { ffi::sqlite3_limit(conn.handle(), ffi::SQLITE_LIMIT_ATTACHED, 0) };
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
+        .and_then(|_| conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false))
+        .map(drop)
+        .map_err(sql_err(name))
+}
+
+impl HostState {
+    /// The host path of database `name`, refused unless `name` is plain
+    /// segments and no sidecar's name.
+    fn database_path(&self, name: &str) -> Result<PathBuf, Error> {
+        if !valid_name(name) {
+            return Err(Error::Refused(format!(
+                "sqlite database name {name:?}: use plain names like \"r1/template.db\" (letters, digits, \
+                 `.`, `_`, `-`; no `..`, no absolute paths, no -wal/-shm/-journal)"
+            )));
+        }
+        Ok(self.grants.databases().join(name))
     }
 
-    fn open_db(&self, path: &str) -> Result<Connection, Error> {
-        let full = self.scratch_path(path)?;
+    /// [`HostState::database_path`], with the directories on the way made.
+    fn database_dir_made(&self, name: &str) -> Result<PathBuf, Error> {
+        let full = self.database_path(name)?;
         if let Some(parent) = full.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| Error::Failed(format!("cannot create {}: {e}", parent.display())))?;
         }
+        Ok(full)
+    }
+
+    fn open_db(&self, name: &str) -> Result<Connection, Error> {
+        let full = self.database_dir_made(name)?;
+        no_links(&self.grants.databases(), &full)?;
         let conn = Connection::open_with_flags(
             &full,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW,
         )
-        .map_err(|e| Error::Failed(format!("cannot open {path}: {e}")))?;
-        conn.busy_timeout(self.remaining())
-            .map_err(|e| Error::Failed(e.to_string()))?;
-        // ATTACH could reach any file on the host: not from inside a plugin.
-        // SAFETY: the handle is live; sqlite3_limit only sets a number on it.
-        unsafe { ffi::sqlite3_limit(conn.handle(), ffi::SQLITE_LIMIT_ATTACHED, 0) };
+        .map_err(|e| Error::Failed(format!("cannot open {name}: {e}")))?;
+        conn.busy_timeout(self.remaining()).map_err(sql_err(name))?;
+        harden(&conn, name)?;
         Ok(conn)
     }
-}
 
-fn sql_err(path: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
-    move |e| Error::Failed(format!("sqlite {path}: {e}"))
+    /// Runs `work` on `conn`, interrupted at the call's deadline or when the
+    /// plugin's files go over its quota.
+    fn bounded<R>(&self, conn: &Connection, work: impl FnOnce() -> R) -> R {
+        let handle = conn.get_interrupt_handle();
+        let dirs = [self.scratch.clone(), self.grants.databases()];
+        let quota = self.grants.scratch_quota;
+        let over = move || quota::exceeded(&[&dirs[0], &dirs[1]], quota).is_some();
+        deadline::bounded(self.deadline, over, move || handle.interrupt(), work).0
+    }
+
+    /// Why an interrupted statement stopped, in the user's terms.
+    fn interrupted(&self, name: &str, e: rusqlite::Error) -> Error {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) {
+            match self.over_quota() {
+                Some(why) => Error::Refused(format!("sqlite {name}: stopped: {why}")),
+                None => Error::Failed(format!(
+                    "sqlite {name}: the statement did not finish within the plugin's call time limit; partest interrupted it"
+                )),
+            }
+        } else {
+            sql_err(name)(e)
+        }
+    }
 }
 
 impl Host for HostState {
-    fn execute(&mut self, path: String, sql: String) -> Result<(), Error> {
-        self.open_db(&path)?
-            .execute_batch(&sql)
-            .map_err(sql_err(&path))
+    fn execute(&mut self, name: String, sql: String) -> Result<(), Error> {
+        self.check_size("the SQL", sql.len())?;
+        let conn = self.open_db(&name)?;
+        self.bounded(&conn, || conn.execute_batch(&sql))
+            .map_err(|e| self.interrupted(&name, e))
     }
 
-    fn query(&mut self, path: String, sql: String) -> Result<Rows, Error> {
-        let conn = self.open_db(&path)?;
-        let mut stmt = conn.prepare(&sql).map_err(sql_err(&path))?;
-        let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
-        let n = columns.len();
-        let mut out = Vec::new();
-        let mut size = 0usize;
-        let mut rows = stmt.query([]).map_err(sql_err(&path))?;
-        while let Some(row) = rows.next().map_err(sql_err(&path))? {
-            let mut values = Vec::with_capacity(n);
-            for i in 0..n {
-                let v = match row.get_ref(i).map_err(sql_err(&path))? {
-                    ValueRef::Null => None,
-                    ValueRef::Integer(i) => Some(i.to_string()),
-                    ValueRef::Real(f) => Some(f.to_string()),
-                    ValueRef::Text(t) | ValueRef::Blob(t) => {
-                        Some(String::from_utf8_lossy(t).into_owned())
-                    }
-                };
-                size += v.as_ref().map_or(0, String::len);
-                values.push(v);
+    fn query(&mut self, name: String, sql: String) -> Result<Rows, Error> {
+        self.check_size("the SQL", sql.len())?;
+        let conn = self.open_db(&name)?;
+        let limit = self.grants.boundary;
+        let result = self.bounded(&conn, || -> Result<Result<Rows, Error>, rusqlite::Error> {
+            let mut stmt = conn.prepare(&sql)?;
+            let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
+            let n = columns.len();
+            let mut out = Vec::new();
+            let mut size = 0usize;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let mut values = Vec::with_capacity(n);
+                for i in 0..n {
+                    let v = match row.get_ref(i)? {
+                        ValueRef::Null => None,
+                        ValueRef::Integer(i) => Some(i.to_string()),
+                        ValueRef::Real(f) => Some(f.to_string()),
+                        ValueRef::Text(t) | ValueRef::Blob(t) => {
+                            Some(String::from_utf8_lossy(t).into_owned())
+                        }
+                    };
+                    size += v.as_ref().map_or(0, String::len);
+                    values.push(v);
+                }
+                if size > limit {
+                    return Ok(Err(Error::Refused(format!(
+                        "the query result is over {size} bytes, over the plugin's boundary limit of {limit} bytes (limits.boundary)"
+                    ))));
+                }
+                out.push(values);
             }
-            self.check_size("the query result", size)?;
-            out.push(values);
-        }
-        Ok(Rows { columns, rows: out })
+            Ok(Ok(Rows { columns, rows: out }))
+        });
+        result.map_err(|e| self.interrupted(&name, e))?
     }
 
     fn backup(&mut self, source: String, target: String) -> Result<(), Error> {
-        let src_path = self.scratch_path(&source)?;
+        let src_path = self.database_path(&source)?;
         if !src_path.is_file() {
             return Err(Error::Failed(format!(
                 "sqlite backup: {source} does not exist"
@@ -94,14 +227,14 @@ impl Host for HostState {
         }
         let src = self.open_db(&source)?;
         let dst = self.open_db(&target)?;
-        backup(&src, &dst, self.remaining())
+        backup(&src, &dst, self.deadline)
             .map_err(|e| Error::Failed(format!("sqlite backup {source} -> {target}: {e}")))
     }
 
     fn copy_granted(&mut self, source: String, target: String) -> Result<(), Error> {
         if !self.grants.sqlite.contains(&source) {
             return Err(Error::Refused(format!(
-                "sqlite {source:?} is outside the scratch directory and not granted \
+                "sqlite {source:?} is not the plugin's and not granted \
                  (allow = {{ sqlite = [{source:?}] }})"
             )));
         }
@@ -114,27 +247,92 @@ impl Host for HostState {
         }
         let src = Connection::open_with_flags(
             &full,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW,
         )
         .map_err(|e| Error::Failed(format!("cannot open {}: {e}", full.display())))?;
-        // SAFETY: as in open_db.
-        unsafe { ffi::sqlite3_limit(src.handle(), ffi::SQLITE_LIMIT_ATTACHED, 0) };
+        harden(&src, &source)?;
         let _ = src.busy_timeout(self.remaining());
         let dst = self.open_db(&target)?;
-        backup(&src, &dst, self.remaining()).map_err(|e| {
+        backup(&src, &dst, self.deadline).map_err(|e| {
             Error::Failed(format!("sqlite backup {} -> {target}: {e}", full.display()))
         })
     }
 
-    fn host_path(&mut self, path: String) -> Result<String, Error> {
-        Ok(self.scratch_path(&path)?.to_string_lossy().into_owned())
+    fn remove(&mut self, name: String) -> Result<(), Error> {
+        let full = self.database_path(&name)?;
+        let base = self.grants.databases();
+        no_links(&base, &full)?;
+        for suffix in SIDECARS.iter().chain(&[""]) {
+            let mut file = full.clone().into_os_string();
+            file.push(suffix);
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::Failed(format!("cannot remove {name}{suffix}: {e}")));
+                }
+                _ => {}
+            }
+        }
+        // Directories the names made, once empty (remove_dir fails otherwise).
+        let mut dir = full.parent();
+        while let Some(d) = dir.filter(|d| d.starts_with(&base) && *d != base) {
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
+
+    fn size(&mut self, name: String) -> Result<Option<u64>, Error> {
+        let full = self.database_path(&name)?;
+        Ok(full
+            .symlink_metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len()))
+    }
+
+    fn databases(&mut self) -> Result<Vec<String>, Error> {
+        let base = self.grants.databases();
+        let mut names = Vec::new();
+        list_under(&base, &base, &mut names);
+        names.sort();
+        Ok(names)
+    }
+
+    fn host_path(&mut self, name: String) -> Result<String, Error> {
+        // Its directory is made: tests and setup commands create the file.
+        let full = self.database_dir_made(&name)?;
+        Ok(full.to_string_lossy().into_owned())
     }
 }
 
-/// SQLite's online backup (`sqlite3_backup_*`), page by page until done.
-/// (rusqlite's safe wrapper needs its `backup` feature, which the shared
-/// dependency line does not enable.)
-fn backup(src: &Connection, dst: &Connection, budget: Duration) -> Result<(), String> {
+/// The databases under `dir`, as names relative to `base` (no sidecars, no links).
+fn list_under(base: &Path, dir: &Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            list_under(base, &path, out);
+        } else if kind.is_file()
+            && let Ok(rel) = path.strip_prefix(base)
+        {
+            let name = rel.to_string_lossy().into_owned();
+            if !SIDECARS.iter().any(|s| name.ends_with(s)) {
+                out.push(name);
+            }
+        }
+    }
+}
+
+/// SQLite's online backup (`sqlite3_backup_*`), page by page until done
+/// or `deadline`. (rusqlite's safe wrapper needs its `backup` feature,
+/// which the shared dependency line does not enable.)
+fn backup(src: &Connection, dst: &Connection, deadline: Instant) -> Result<(), String> {
     // The target is a disposable scratch copy, remade by the next setup if
     // a crash tore it: no fsyncs (they were most of a slot's setup time).
     dst.execute_batch("PRAGMA synchronous = OFF")
@@ -148,14 +346,17 @@ fn backup(src: &Connection, dst: &Connection, budget: Duration) -> Result<(), St
         if b.is_null() {
             return Err(errmsg(dst));
         }
-        let start = std::time::Instant::now();
         let mut rc;
         loop {
+            if Instant::now() >= deadline {
+                ffi::sqlite3_backup_finish(b);
+                return Err("did not finish within the plugin's call time limit".into());
+            }
             rc = ffi::sqlite3_backup_step(b, 256);
             match rc {
                 ffi::SQLITE_OK => continue,
-                ffi::SQLITE_BUSY | ffi::SQLITE_LOCKED if start.elapsed() < budget => {
-                    std::thread::sleep(Duration::from_millis(5));
+                ffi::SQLITE_BUSY | ffi::SQLITE_LOCKED => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
                 }
                 _ => break,
             }
@@ -175,5 +376,45 @@ fn errmsg(conn: &Connection) -> String {
         std::ffi::CStr::from_ptr(ffi::sqlite3_errmsg(conn.handle()))
             .to_string_lossy()
             .into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_segments_name_a_database() {
+        for ok in ["a.db", "r1/template.db", "summary/gw0.db", "A-b_c.1"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in [
+            ".hidden",
+            "-x",
+            "a b",
+            "a/../b",
+            "../a",
+            "/etc/x.db",
+            "é.db",
+            "",
+            "a.db-wal",
+            "a.db-journal",
+            "a/b/c/d/e/f/g/h/i",
+        ] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_hardened_connection_refuses_attach_and_vacuum_into() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("a.db")).unwrap();
+        harden(&conn, "a.db").unwrap();
+        let other = dir.path().join("b.db");
+        let attach = conn.execute_batch(&format!("ATTACH '{}' AS b", other.display()));
+        assert!(attach.is_err());
+        let vacuum = conn.execute_batch(&format!("VACUUM INTO '{}'", other.display()));
+        assert!(vacuum.is_err());
+        assert!(!other.exists());
     }
 }

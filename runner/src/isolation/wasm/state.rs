@@ -1,18 +1,17 @@
 //! What one Store holds: the WASI context (no env, no stdio, no sockets, one
-//! preopened scratch dir), the memory limiter, the call deadline, and the
-//! connections the granted capabilities opened for this instance.
+//! preopened scratch dir), the memory limiter, the call deadline, and each
+//! capability's per-instance state (its connections, its log budget).
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::LogSink;
 use super::bindings::v0_1_0::partest::plugin::types::Error as WitError;
+use super::{LogSink, log, postgres, quota, redis};
 
 /// The guest path of the scratch directory.
 pub const SCRATCH_GUEST: &str = "/scratch";
@@ -20,16 +19,38 @@ pub const SCRATCH_GUEST: &str = "/scratch";
 /// What a plugin was granted and where it lives; shared by all its stores.
 pub struct Grants {
     pub plugin: String,
-    pub scratch: PathBuf,
+    /// `<state>/plugins/<name>`: the plugin's scratch dirs and databases.
+    /// The plugin never sees it, only one scratch dir inside.
+    pub home: PathBuf,
     pub root: PathBuf,
+    /// A built-in plugin: partest's own code, granted its own `url`.
+    pub builtin: bool,
+    /// Programs it may run (`allow.process`).
     pub process: Vec<String>,
+    /// The Redis server it may reach (`allow.redis`).
     pub redis: Option<String>,
+    /// The PostgreSQL server it may reach (`allow.postgres`).
     pub postgres: Option<String>,
-    /// SQLite files outside the scratch dir it may copy from, as granted.
+    /// Whether a custom plugin may reach PostgreSQL as a superuser.
+    pub allow_superuser: bool,
+    /// SQLite files outside its own it may copy from, as granted.
     pub sqlite: Vec<String>,
     /// Most bytes the host hands back in one capability reply.
     pub boundary: usize,
+    /// Most bytes its scratch dir and databases may hold.
+    pub scratch_quota: u64,
+    /// Keep the run's scratch dir when the run failed (`keep-on-failure`).
+    pub keep_on_failure: bool,
     pub log: LogSink,
+    /// The run id, from setup-run on: names carrying it are this run's.
+    pub run_id: OnceLock<String>,
+}
+
+impl Grants {
+    /// Where the sqlite capability keeps the plugin's databases.
+    pub fn databases(&self) -> PathBuf {
+        self.home.join("databases")
+    }
 }
 
 pub struct HostState {
@@ -37,22 +58,25 @@ pub struct HostState {
     table: ResourceTable,
     pub limits: StoreLimits,
     pub grants: Arc<Grants>,
+    /// The host directory preopened as [`SCRATCH_GUEST`].
+    pub scratch: PathBuf,
     /// When the current call must be over; host calls (a process, a query)
     /// get no more time than that.
     pub deadline: Instant,
-    pub redis: Option<redis::Connection>,
-    pub postgres: HashMap<Option<String>, postgres::Client>,
+    pub log: log::Budget,
+    pub redis: redis::Conn,
+    pub postgres: postgres::Connections,
 }
 
 impl HostState {
-    pub fn new(grants: Arc<Grants>, memory: usize) -> wasmtime::Result<HostState> {
+    pub fn new(grants: Arc<Grants>, memory: usize, scratch: &Path) -> wasmtime::Result<HostState> {
         let mut wasi = WasiCtxBuilder::new();
         // Nothing ambient: the builder starts with no env, no args, closed
         // stdin and discarded stdout/stderr; sockets are denied outright.
         wasi.allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
-        wasi.preopened_dir(&grants.scratch, SCRATCH_GUEST, FsPerms::ReadWrite)?;
+        wasi.preopened_dir(scratch, SCRATCH_GUEST, FsPerms::ReadWrite)?;
         Ok(HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -65,17 +89,41 @@ impl HostState {
                 .trap_on_grow_failure(true)
                 .build(),
             grants,
+            scratch: scratch.to_path_buf(),
             deadline: Instant::now(),
-            redis: None,
-            postgres: HashMap::new(),
+            log: log::Budget::default(),
+            redis: redis::Conn::default(),
+            postgres: postgres::Connections::default(),
         })
     }
 
+    /// A new call begins: it must end within `limit`.
+    pub fn begin_call(&mut self, limit: Duration) {
+        self.deadline = Instant::now() + limit;
+        self.log = log::Budget::default();
+    }
+
     /// Time left in the current call, at least a millisecond.
-    pub fn remaining(&self) -> std::time::Duration {
+    pub fn remaining(&self) -> Duration {
         self.deadline
             .saturating_duration_since(Instant::now())
-            .max(std::time::Duration::from_millis(1))
+            .max(Duration::from_millis(1))
+    }
+
+    /// Why the plugin's files are over its quota, if they are.
+    pub fn over_quota(&self) -> Option<String> {
+        quota::exceeded(
+            &[&self.scratch, &self.grants.databases()],
+            self.grants.scratch_quota,
+        )
+        .map(|used| {
+            format!(
+                "its scratch dir and databases hold {used}, over its quota of {} \
+                 ([plugins.{}] limits = {{ scratch = \"...\" }})",
+                crate::config::ByteSize(self.grants.scratch_quota),
+                self.grants.plugin
+            )
+        })
     }
 
     pub fn check_size(&self, what: &str, len: usize) -> Result<(), WitError> {

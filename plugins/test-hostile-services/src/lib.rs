@@ -1,0 +1,126 @@
+//! A hostile guest with the `redis` and `postgres` grants: it tries what the
+//! grants do not name. `mode` picks the attack; each returns what the host
+//! said, one variable per attempt.
+
+use partest_plugin_sdk::serde::Deserialize;
+use partest_plugin_sdk::{Env, Error, Plugin, Result, RunInfo, Slot, config, postgres, redis};
+
+#[derive(Deserialize)]
+#[serde(crate = "partest_plugin_sdk::serde", deny_unknown_fields)]
+struct Settings {
+    /// redis-commands | pg-sleep | pg-other-database | pg-query
+    mode: String,
+    /// `pg-other-database`: the database to reach.
+    #[serde(default)]
+    database: String,
+}
+
+struct HostileServices {
+    s: Settings,
+}
+
+/// Commands outside what isolation needs: scripting, administration,
+/// reaching other servers or every database at once.
+const REDIS_ATTACKS: &[(&str, &[&str])] = &[
+    ("EVAL", &["EVAL", "return redis.call('FLUSHALL')", "0"]),
+    (
+        "EVAL_RO",
+        &["eval_ro", "return redis.call('GET', 'victim')", "0"],
+    ),
+    (
+        "EVALSHA",
+        &["EVALSHA", "0000000000000000000000000000000000000000", "0"],
+    ),
+    ("FCALL", &["FCALL", "flush", "0"]),
+    (
+        "FUNCTION",
+        &[
+            "FUNCTION",
+            "LOAD",
+            "#!lua name=evil\nredis.register_function('flush', function() return redis.call('FLUSHALL') end)",
+        ],
+    ),
+    (
+        "SCRIPT",
+        &["SCRIPT", "LOAD", "return redis.call('FLUSHALL')"],
+    ),
+    (
+        "MIGRATE",
+        &["MIGRATE", "127.0.0.1", "1", "victim", "0", "1000"],
+    ),
+    ("SWAPDB", &["SWAPDB", "0", "1"]),
+    ("CLIENT_PAUSE", &["CLIENT", "PAUSE", "20000"]),
+    ("CLIENT_KILL", &["CLIENT", "KILL", "TYPE", "normal"]),
+    ("CONFIG", &["CONFIG", "SET", "dir", "/tmp"]),
+    ("MODULE", &["MODULE", "LOAD", "/tmp/evil.so"]),
+    ("DEBUG", &["DEBUG", "SLEEP", "10"]),
+    ("SAVE", &["SAVE"]),
+    ("BGSAVE", &["BGSAVE"]),
+    ("SHUTDOWN", &["SHUTDOWN", "NOSAVE"]),
+    ("REPLICAOF", &["REPLICAOF", "127.0.0.1", "1"]),
+    ("FLUSHALL", &["FLUSHALL"]),
+];
+
+fn outcome<T>(r: Result<T>) -> String {
+    match r {
+        Ok(_) => "allowed".into(),
+        Err(Error::Refused(m)) => format!("refused: {m}"),
+        Err(e) => format!("failed: {e:?}"),
+    }
+}
+
+impl Plugin for HostileServices {
+    fn configure() -> Result<Self> {
+        Ok(HostileServices { s: config()? })
+    }
+
+    fn env_vars(&self) -> Vec<String> {
+        REDIS_ATTACKS
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .chain(["RESULT".to_string(), "IN_MULTI".to_string()])
+            .collect()
+    }
+
+    fn setup_run(&mut self, _run: &RunInfo) -> Result<Env> {
+        match self.s.mode.as_str() {
+            "redis-commands" => {
+                let mut env: Env = REDIS_ATTACKS
+                    .iter()
+                    .map(|(k, args)| (k.to_string(), outcome(redis::command(args))))
+                    .collect();
+                // Inside a transaction, a refused command is refused all the same.
+                let _ = redis::command(&["MULTI"]);
+                env.push((
+                    "IN_MULTI".into(),
+                    outcome(redis::command(&[
+                        "EVAL",
+                        "return redis.call('FLUSHALL')",
+                        "0",
+                    ])),
+                ));
+                let _ = redis::command(&["DISCARD"]);
+                Ok(env)
+            }
+            "pg-sleep" => {
+                // The plugin lifts the server-side limit; the host's must hold.
+                let r = postgres::execute(None, "SET statement_timeout = 0; SELECT pg_sleep(30)");
+                Ok(vec![("RESULT".into(), outcome(r))])
+            }
+            "pg-other-database" => {
+                let r = postgres::query(Some(&self.s.database), "SELECT current_database()");
+                Ok(vec![("RESULT".into(), outcome(r))])
+            }
+            _ => {
+                let r = postgres::query(None, "SELECT 1");
+                Ok(vec![("RESULT".into(), outcome(r))])
+            }
+        }
+    }
+
+    fn setup_slot(&mut self, _run: &RunInfo, _slot: &Slot) -> Result<Env> {
+        Ok(Env::new())
+    }
+}
+
+partest_plugin_sdk::register!(HostileServices);
