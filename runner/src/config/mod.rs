@@ -398,6 +398,18 @@ allow = { process = ["mc"] }
         assert_eq!(detect_adapter(dir.path()), Some(AdapterKind::Pytest));
     }
 
+    #[test]
+    fn huge_timeouts_are_errors_naming_the_value() {
+        for text in [
+            "[run]\ntimeout = 1e20\n",
+            "[run]\ntimeout = \"1e20\"\n",
+            "[run]\ntimeout = 9223372036854775807\n",
+        ] {
+            let e = err(text);
+            assert!(e.contains("timeout") && e.contains("too long"), "{e}");
+        }
+    }
+
     proptest::proptest! {
         /// Any text, and TOML built from the real table and key names with
         /// random values, is a config or an error naming what is wrong.

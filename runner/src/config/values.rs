@@ -166,13 +166,21 @@ impl FromStr for Seconds {
             (t, 1.0)
         };
         let v: f64 = num.trim().parse().map_err(|_| bad())?;
-        if !(v.is_finite() && v > 0.0) {
-            return Err(format!("duration {s:?} must be greater than zero"));
+        Seconds::from_secs(v * scale, s)
+    }
+}
+
+impl Seconds {
+    /// `secs` as written `as_written`, if it is a usable duration.
+    fn from_secs(secs: f64, as_written: &str) -> Result<Seconds, String> {
+        if !(secs.is_finite() && secs > 0.0) {
+            return Err(format!("duration {as_written:?} must be greater than zero"));
         }
         // Deadlines are computed as now + duration: bound it well below overflow.
-        let secs = v * scale;
         if secs > MAX_SECONDS {
-            return Err(format!("duration {s:?} is too long: at most 365 days"));
+            return Err(format!(
+                "duration {as_written:?} is too long: at most 365 days"
+            ));
         }
         Ok(Seconds(Duration::from_secs_f64(secs)))
     }
@@ -190,13 +198,7 @@ impl<'de> Deserialize<'de> for Seconds {
                 self.visit_f64(n as f64)
             }
             fn visit_f64<E: de::Error>(self, n: f64) -> Result<Seconds, E> {
-                if n.is_finite() && n > 0.0 {
-                    Ok(Seconds(Duration::from_secs_f64(n)))
-                } else {
-                    Err(E::custom(format!(
-                        "a duration must be greater than zero, not {n}"
-                    )))
-                }
+                Seconds::from_secs(n, &n.to_string()).map_err(E::custom)
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Seconds, E> {
                 s.parse().map_err(E::custom)
@@ -294,6 +296,7 @@ mod tests {
             Duration::from_millis(1500)
         );
         assert!("0s".parse::<Seconds>().is_err());
+        assert!("1e20".parse::<Seconds>().unwrap_err().contains("too long"));
     }
 
     #[test]

@@ -81,6 +81,11 @@ impl Lifecycle {
         Ok(env.vars)
     }
 
+    /// Whether some provider resets a slot between tests.
+    pub fn resets_between_tests(&self) -> bool {
+        !self.resetting.is_empty()
+    }
+
     /// Between two tests on a slot.
     pub fn reset_slot(&self, slot: &Slot) -> IsoResult<()> {
         for &i in &self.resetting {

@@ -126,7 +126,7 @@ pub fn run(
             }
             seats.push(Seat {
                 commands: tx,
-                running: None,
+                sent: VecDeque::new(),
                 next: None,
                 alive: true,
             });
@@ -147,6 +147,18 @@ pub fn run(
                     reports: &reports,
                     stop: false,
                     lookahead: ctx.adapter.pytest().is_some(),
+                    // A pytest worker is sent its next test while it runs one,
+                    // so it never waits for us between tests; not when a
+                    // plugin resets the slot between tests, nor with
+                    // fail-fast (which then would start one test too many).
+                    depth: if ctx.adapter.pytest().is_some()
+                        && !ctx.options.fail_fast
+                        && !ctx.lifecycle.resets_between_tests()
+                    {
+                        2
+                    } else {
+                        1
+                    },
                     outcome: &mut outcome,
                 };
                 coordinator.run();
@@ -165,7 +177,8 @@ pub fn run(
 /// One slot, as the coordinator sees it.
 struct Seat {
     commands: Sender<Command>,
-    running: Option<Attempt>,
+    /// Sent to the slot and not finished yet, oldest (running) first.
+    sent: VecDeque<Attempt>,
     /// Promised to this slot as its next test (pytest's `nextitem`).
     next: Option<Attempt>,
     /// It has not failed: it takes work.
@@ -239,6 +252,8 @@ struct Coordinator<'a, 'b> {
     /// Promise each slot its next test (pytest workers keep fixtures the
     /// next test shares).
     lookahead: bool,
+    /// How many tests a slot is sent at once.
+    depth: usize,
     outcome: &'b mut PoolOutcome,
 }
 
@@ -275,7 +290,7 @@ impl Coordinator<'_, '_> {
         for slot in 0..self.seats.len() {
             self.assign(slot);
         }
-        while self.seats.iter().any(|s| s.running.is_some()) {
+        while self.seats.iter().any(|s| !s.sent.is_empty()) {
             let Ok(report) = self.reports.recv() else {
                 // Every slot thread is gone: what they ran is lost.
                 self.fail(Error::setup("every slot thread ended unexpectedly"));
@@ -294,8 +309,8 @@ impl Coordinator<'_, '_> {
                 }
                 Report::Failed { slot, error } => {
                     self.seats[slot].alive = false;
-                    if let Some(a) = self.seats[slot].running.take() {
-                        self.groups.leave(self.group(a.test));
+                    for a in std::mem::take(&mut self.seats[slot].sent) {
+                        self.groups.leave(self.plan.group_of[a.test as usize]);
                     }
                     self.fail(slot_error(slot, error));
                 }
@@ -344,31 +359,29 @@ impl Coordinator<'_, '_> {
         self.plan.group_of[test as usize]
     }
 
-    /// Gives an idle slot its next test, and promises it the one after.
+    /// Tops a slot up to `depth` tests sent, each promising the one after.
     fn assign(&mut self, slot: usize) {
-        let seat = &self.seats[slot];
-        if self.halted() || !seat.alive || seat.running.is_some() {
-            return;
+        while !self.halted() && self.seats[slot].alive && self.seats[slot].sent.len() < self.depth {
+            let current = match self.seats[slot].next.take() {
+                Some(promised) => promised,
+                None => match self.queue.take(slot, &self.groups) {
+                    Some(a) => {
+                        self.groups.enter(self.group(a.test));
+                        a
+                    }
+                    None => return,
+                },
+            };
+            let next = if self.lookahead {
+                self.queue.take(slot, &self.groups).inspect(|a| {
+                    self.groups.enter(self.plan.group_of[a.test as usize]);
+                })
+            } else {
+                None
+            };
+            self.seats[slot].next = next;
+            self.send(slot, current, next);
         }
-        let current = match self.seats[slot].next.take() {
-            Some(promised) => promised,
-            None => match self.queue.take(slot, &self.groups) {
-                Some(a) => {
-                    self.groups.enter(self.group(a.test));
-                    a
-                }
-                None => return,
-            },
-        };
-        let next = if self.lookahead {
-            self.queue.take(slot, &self.groups).inspect(|a| {
-                self.groups.enter(self.plan.group_of[a.test as usize]);
-            })
-        } else {
-            None
-        };
-        self.seats[slot].next = next;
-        self.send(slot, current, next);
     }
 
     fn send(&mut self, slot: usize, current: Attempt, next: Option<Attempt>) {
@@ -391,13 +404,13 @@ impl Coordinator<'_, '_> {
             slot,
             attempt: current.attempt,
         });
-        self.seats[slot].running = Some(current);
+        self.seats[slot].sent.push_back(current);
         if self.seats[slot]
             .commands
             .send(Command::Run(assignment))
             .is_err()
         {
-            self.seats[slot].running = None;
+            self.seats[slot].sent.clear();
             self.seats[slot].alive = false;
             self.fail(Error::setup(format!("slot gw{slot}'s thread is gone")));
         }
@@ -406,7 +419,13 @@ impl Coordinator<'_, '_> {
     /// Records a finished test; returns its retry, if it gets one.
     fn finished(&mut self, done: &Done) -> Option<Attempt> {
         let seat = &mut self.seats[done.slot];
-        seat.running = None;
+        if let Some(at) = seat
+            .sent
+            .iter()
+            .position(|a| a.test == done.test && a.attempt == done.attempt)
+        {
+            seat.sent.remove(at);
+        }
         self.groups.leave(self.plan.group_of[done.test as usize]);
         let interrupted = self.ctx.spawner.interrupts.is_set();
         let status = if interrupted && done.status.is_failure() {

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use std::collections::VecDeque;
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use super::PoolContext;
 use crate::discover::pytest::{Collection, check_same_collection};
@@ -90,11 +92,28 @@ pub fn run_slot(
         slot: index,
         collection: executor.collection(),
     });
-    for command in commands {
-        let Command::Run(assignment) = command else {
+    // What the coordinator sent, oldest first: a pytest worker is sent the
+    // commands ahead of the one it runs, so it goes on without waiting.
+    let mut queued: VecDeque<Assignment> = VecDeque::new();
+    let mut finishing = false;
+    loop {
+        if queued.is_empty() {
+            match commands.recv() {
+                Ok(Command::Run(a)) if !finishing => queued.push_back(a),
+                _ => break,
+            }
+        }
+        while !finishing {
+            match commands.try_recv() {
+                Ok(Command::Run(a)) => queued.push_back(a),
+                Ok(Command::Finish) | Err(TryRecvError::Disconnected) => finishing = true,
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        let Some(assignment) = queued.pop_front() else {
             break;
         };
-        match executor.run(ctx, &assignment) {
+        match executor.run(ctx, &assignment, &queued) {
             Ok(done) => {
                 let _ = reports.send(Report::Done(Box::new(done)));
             }
@@ -127,6 +146,8 @@ enum ExecutorKind {
 /// A slot's pytest worker, and what it takes to replace it.
 struct PytestSlot {
     worker: Option<PytestWorker>,
+    /// Commands written to the worker whose results are not read yet.
+    sent: usize,
     /// The worker's stdout and stderr (None: `--no-capture`, inherited).
     log: Option<(File, PathBuf)>,
     collection: Collection,
@@ -168,6 +189,7 @@ impl Executor {
                 };
                 let mut slot_pytest = PytestSlot {
                     worker: None,
+                    sent: 0,
                     log,
                     collection: Collection::default(),
                 };
@@ -202,7 +224,13 @@ impl Executor {
         }
     }
 
-    fn run(&mut self, ctx: &PoolContext, a: &Assignment) -> Result<Done, SlotError> {
+    /// Runs `a`; `ahead` are the assignments queued after it.
+    fn run(
+        &mut self,
+        ctx: &PoolContext,
+        a: &Assignment,
+        ahead: &VecDeque<Assignment>,
+    ) -> Result<Done, SlotError> {
         if self.ran_any {
             ctx.lifecycle
                 .reset_slot(&self.slot)
@@ -245,10 +273,8 @@ impl Executor {
                 });
                 (status, finished.duration, output, false)
             }
-            (ExecutorKind::Pytest(p), Work::Pytest { position, next }) => {
-                let (status, duration, output, stop) =
-                    p.run(ctx, &self.slot, &self.env, (*position, *next), a.attempt)?;
-                (status, duration, output, stop)
+            (ExecutorKind::Pytest(p), Work::Pytest { .. }) => {
+                p.run(ctx, &self.slot, &self.env, a, ahead)?
             }
             _ => {
                 return Err(SlotError::Exec(format!(
@@ -336,24 +362,48 @@ impl PytestSlot {
         Ok(collection)
     }
 
+    /// Runs `a` (writing it, and what is queued after it, to the worker
+    /// first) and waits for its result.
     fn run(
         &mut self,
         ctx: &PoolContext,
         slot: &Slot,
         env: &Env,
-        (position, next): (u32, Option<u32>),
-        attempt: u32,
+        a: &Assignment,
+        ahead: &VecDeque<Assignment>,
     ) -> Result<(Status, Duration, Option<String>, bool), SlotError> {
         if self.worker.is_none() {
             self.replace(ctx, slot, env)?;
         }
         let log_start = self.log_len();
-        let started = std::time::Instant::now();
         let worker = self.worker.as_mut().expect("a worker was just started");
+        // `a` was sent already when `sent` > 0; send it and those queued behind it.
+        for queued in std::iter::once(a).chain(ahead).skip(self.sent) {
+            let Work::Pytest { position, next } = &queued.work else {
+                break;
+            };
+            if !worker.send(*position, *next, queued.attempt) {
+                break;
+            }
+            self.sent += 1;
+        }
+        let started = std::time::Instant::now();
+        let &Work::Pytest { position, .. } = &a.work else {
+            return Err(SlotError::Exec(format!(
+                "{}: work of the wrong kind",
+                slot.name
+            )));
+        };
         let waited = worker
-            .run(position, next, attempt, ctx.spawner, ctx.options.timeout)
+            .result(position, ctx.spawner, ctx.options.timeout)
             .map_err(|e| SlotError::Exec(format!("{}: {e}", slot.name)))?;
+        self.sent = self.sent.saturating_sub(1);
         let elapsed = started.elapsed();
+        let gone = |this: &mut PytestSlot| {
+            // Its queued commands died with it: a new worker gets them again.
+            this.worker = None;
+            this.sent = 0;
+        };
         Ok(match waited {
             Wait::Got(reply) => {
                 let (status, output) = outcome(&reply);
@@ -361,7 +411,7 @@ impl PytestSlot {
                 (status, duration, output, reply.stop)
             }
             Wait::Ended(end) => {
-                self.worker = None;
+                gone(self);
                 let text = format!(
                     "{}[partest] the pytest worker running this test died ({}); a new one takes the slot",
                     self.log_since(log_start),
@@ -370,7 +420,7 @@ impl PytestSlot {
                 (Status::Crash, elapsed, Some(text), false)
             }
             Wait::TimedOut => {
-                self.worker = None;
+                gone(self);
                 let text = format!(
                     "{}[partest] timed out after {:?}: the worker's process group was killed; a new one takes the slot",
                     self.log_since(log_start),
@@ -379,7 +429,7 @@ impl PytestSlot {
                 (Status::Timeout, elapsed, Some(text), false)
             }
             Wait::Interrupted => {
-                self.worker = None;
+                gone(self);
                 (Status::Cancelled, elapsed, None, false)
             }
         })

@@ -132,21 +132,23 @@ impl PytestWorker {
         })
     }
 
-    /// Runs test `index`, with `next` as pytest's `nextitem`, and waits for
-    /// its result. On a timeout or an interrupt the worker is terminated.
-    pub fn run(
+    /// Tells the worker to run test `index`, with `next` as pytest's
+    /// `nextitem`, once it is done with what it was sent before: commands
+    /// queue in the pipe, so the worker never waits for partest between
+    /// tests. False when the worker is gone.
+    pub fn send(&mut self, index: u32, next: Option<u32>, attempt: u32) -> bool {
+        let next = next.map_or(-1, i64::from);
+        writeln!(self.commands, "run {index} {next} {attempt}").is_ok()
+    }
+
+    /// Waits for the result of test `index`, the oldest one sent. On a
+    /// timeout or an interrupt the worker is terminated.
+    pub fn result(
         &mut self,
         index: u32,
-        next: Option<u32>,
-        attempt: u32,
         spawner: &Spawner,
         timeout: Option<Duration>,
     ) -> std::io::Result<Wait<TestReply>> {
-        let next = next.map_or(-1, i64::from);
-        if writeln!(self.commands, "run {index} {next} {attempt}").is_err() {
-            // The worker is gone: its end says why.
-            return Ok(Wait::Ended(self.kill(spawner)?));
-        }
         Ok(match self.message(spawner, timeout)? {
             Wait::Got(Message::Result(r)) if r.index == index => Wait::Got(r),
             Wait::Got(_) => Wait::Ended(self.kill(spawner)?),
