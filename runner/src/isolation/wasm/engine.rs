@@ -185,3 +185,39 @@ fn start_ticker(engine: &Engine) {
             }
         });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_cache_file_others_can_write_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let file = dir.path().join("x.cwasm");
+        std::fs::write(&file, b"artifact").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_trusted(&file).as_deref(), Some(&b"artifact"[..]));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(read_trusted(&file), None, "a world-writable file");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(read_trusted(&file), None, "in a world-writable dir");
+        // A link is never followed, even to a trusted file.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = dir.path().join("link.cwasm");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(read_trusted(&link), None);
+    }
+
+    #[test]
+    fn the_cache_lives_in_the_users_cache_dir() {
+        let dir = user_cache_dir().unwrap();
+        assert!(
+            dir.ends_with("partest/plugins") && dir.is_absolute(),
+            "{dir:?}"
+        );
+    }
+}
