@@ -166,7 +166,14 @@ fn slots_get_their_own_database_and_file_and_nothing_remains() {
         assert!([5, 6].contains(&db_of(url)), "{url}");
         assert!(path.ends_with(&format!("/test_{worker}.db")), "{path}");
         assert!(path.contains("/.partest/plugins/sqlite/"), "{path}");
-        assert_eq!(database_url, &format!("sqlite://{path}"));
+        // sqlite:////abs/path: the absolute form SQLAlchemy reads as meant.
+        assert_eq!(database_url, &format!("sqlite:///{path}"));
+        if let Some((backend, database)) = sqlalchemy_reads(database_url) {
+            assert_eq!(
+                (backend.as_str(), database.as_str()),
+                ("sqlite", path.as_str())
+            );
+        }
         assert!(
             prefix.starts_with("partest:") && prefix.ends_with(&format!(":{worker}:")),
             "{prefix}"

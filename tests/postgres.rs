@@ -82,6 +82,7 @@ url = "{URL}"
                 r#"set -e
 db=$(psql "$DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 -c "INSERT INTO items (name) VALUES ('t{i}'); SELECT current_database() || ' ' || current_schema() || ' ' || (SELECT string_agg(name, ',' ORDER BY id) FROM items)")
 echo "t{i} $PARTEST_WORKER $db $PGDATABASE" > {log}/t{i}.seen
+echo "$DATABASE_URL" > {log}/t{i}.url
 {body}
 "#,
                 log = log.display()
@@ -137,6 +138,16 @@ fn each_slot_gets_its_own_clone_of_the_template_migrated_once_and_nothing_is_lef
         let _ = rows;
         assert_eq!(db, pgdatabase, "PGDATABASE matches DATABASE_URL");
         assert_eq!(db, &format!("partest_{}_{worker}", run_id_of(template)));
+        let url = std::fs::read_to_string(p.log_dir().join(format!("{}.url", row[0]))).unwrap();
+        let url = url.trim();
+        // postgresql://: SQLAlchemy 1.4+ refuses postgres://.
+        assert!(url.starts_with("postgresql://"), "{url}");
+        if let Some((backend, database)) = sqlalchemy_reads(url) {
+            assert_eq!(
+                (backend.as_str(), database.as_str()),
+                ("postgresql", db.as_str())
+            );
+        }
         by_worker.insert(worker.clone(), db.clone());
     }
     assert!(

@@ -221,3 +221,32 @@ pub fn start_long_run(
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// How SQLAlchemy reads a database URL: (backend, database), or None when
+/// SQLAlchemy is not installed (CI installs it: a missing one fails there).
+pub fn sqlalchemy_reads(url: &str) -> Option<(String, String)> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys; from sqlalchemy.engine import make_url; u = make_url(sys.argv[1]); print(u.get_backend_name()); print(u.database)",
+            url,
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !(in_ci() && text.contains("No module named")),
+            "CI=true but SQLAlchemy is missing (.ci/run installs it)"
+        );
+        assert!(
+            text.contains("No module named"),
+            "SQLAlchemy refused {url}: {text}"
+        );
+        eprintln!("note: SQLAlchemy is not installed; {url} not checked with it");
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    Some((lines.next()?.to_string(), lines.next()?.to_string()))
+}

@@ -134,6 +134,11 @@ impl Postgres {
     /// The env of a slot or the setup commands: `var` and libpq's PG* variables.
     fn env(&self, url: String, schema: Option<&str>) -> Env {
         let parts = url::parse(&url);
+        // postgresql:// is what every client takes; SQLAlchemy 1.4+ refuses postgres://.
+        let url = match url.strip_prefix("postgres://") {
+            Some(rest) => format!("postgresql://{rest}"),
+            None => url,
+        };
         let url = match schema {
             Some(s) => url::with_search_path(&url, s),
             None => url,

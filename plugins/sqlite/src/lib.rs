@@ -12,7 +12,8 @@
 //! ```toml
 //! [plugins.sqlite]
 //! var = "DATABASE_URL"          # the env var tests read
-//! url = "sqlite://{path}"       # {path}: the absolute path; e.g. "sqlite:///{path}" for SQLAlchemy, "file:{path}", "{path}"
+//! url = "sqlite:///{path}"      # {path}: the absolute path, so sqlite:////abs/test_gw0.db, the
+//!                                # absolute form SQLAlchemy and dj-database-url read; "file:{path}", "{path}"
 //! template = "db/template.db"   # optional: an existing, migrated database
 //! keep-on-failure = false
 //! ```
@@ -47,7 +48,9 @@ fn default_var() -> String {
     "DATABASE_URL".into()
 }
 fn default_url() -> String {
-    "sqlite://{path}".into()
+    // {path} starts with `/`: four slashes in all, which SQLAlchemy and
+    // dj-database-url read as an absolute path (three would be relative).
+    "sqlite:///{path}".into()
 }
 
 struct Sqlite {
@@ -94,8 +97,8 @@ impl Plugin for Sqlite {
             ),
             key(
                 "url",
-                "URL format; {path} is the absolute file path (\"sqlite:///{path}\" for SQLAlchemy, \"file:{path}\", \"{path}\")",
-                Some("\"sqlite://{path}\""),
+                "URL format; {path} is the absolute file path (the default gives sqlite:////abs/path, as SQLAlchemy and dj-database-url read it; \"file:{path}\", \"{path}\")",
+                Some("\"sqlite:///{path}\""),
             ),
             key(
                 "template",
