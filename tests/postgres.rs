@@ -372,17 +372,11 @@ fn the_postgres_example_passes_with_migrations_run_once() {
     if !server() {
         return;
     }
-    let deps = Command::new("python3")
-        .args(["-c", "import pytest, psycopg"])
-        .output();
-    if !deps.as_ref().is_ok_and(|o| o.status.success()) {
-        assert!(
-            !in_ci(),
-            "CI=true but pytest or psycopg is missing for examples/postgres"
-        );
-        eprintln!(
-            "skipping: python3 -m pip install pytest 'psycopg[binary]' to run examples/postgres"
-        );
+    if !python_has(
+        "pytest, psycopg",
+        "pytest 'psycopg[binary]'",
+        "examples/postgres",
+    ) {
         return;
     }
     let dir = workspace().join("examples/postgres");
@@ -408,15 +402,11 @@ fn the_django_example_uses_each_slots_clone_without_glue() {
     if !server() {
         return;
     }
-    let deps = Command::new("python3")
-        .args(["-c", "import pytest, pytest_django, django, psycopg"])
-        .output();
-    if !deps.as_ref().is_ok_and(|o| o.status.success()) {
-        assert!(
-            !in_ci(),
-            "CI=true but django, pytest-django or psycopg is missing for examples/django"
-        );
-        eprintln!("skipping: python3 -m pip install django pytest-django 'psycopg[binary]'");
+    if !python_has(
+        "pytest, pytest_django, django, psycopg",
+        "django pytest-django 'psycopg[binary]'",
+        "examples/django",
+    ) {
         return;
     }
     let dir = workspace().join("examples/django");
@@ -437,4 +427,17 @@ fn the_django_example_uses_each_slots_clone_without_glue() {
         databases("test_partest%").is_empty(),
         "pytest-django made its own"
     );
+}
+
+/// Whether python3 can import `modules`; skips (in CI: fails) when not.
+fn python_has(modules: &str, install: &str, what: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(!in_ci(), "CI=true but {modules} is missing for {what}");
+        eprintln!("skipping: python3 -m pip install {install} to run {what}");
+    }
+    ok
 }
