@@ -332,3 +332,33 @@ fn count_pids(log: &std::path::Path) -> usize {
         })
         .count()
 }
+
+#[test]
+fn a_setup_command_past_its_timeout_is_killed_with_its_children() {
+    let p = Project::new();
+    let log = p.log_dir();
+    p.file(
+        "partest.toml",
+        &format!(
+            "{CONFIG}\n[setup]\ncommands = [\"sleep 300 & echo $! > {log}/child.pid; wait\"]\ntimeout = \"1s\"\n",
+            log = log.display()
+        ),
+    );
+    p.file("t/a.sh", &format!("touch {}/ran\n", log.display()));
+    let out = p.run(&["run", "-n", "1"]);
+    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+    assert!(stderr(&out).contains("[setup] timeout"), "{}", both(&out));
+    let pid: i32 = std::fs::read_to_string(log.join("child.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !pid_alive(pid),
+        "the setup command's child {pid} outlived it"
+    );
+    assert!(
+        !log.join("ran").exists(),
+        "no test runs after a failed setup"
+    );
+}

@@ -6,7 +6,6 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::IsTerminal;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
@@ -14,8 +13,9 @@ use crossbeam_channel::Sender;
 use super::{Discovered, discover, load_isolation, plan, workers};
 use crate::cli::RunArgs;
 use crate::config::{Config, NoTests, Settings};
-use crate::discover::{DiscoverOptions, TestCase};
+use crate::discover::{DiscoverOptions, ProcessEnd, TestCase};
 use crate::error::{Error, Result, exit};
+use crate::exec::bounded::{BoundedCommand, Bounds};
 use crate::exec::{Interrupts, Spawner};
 use crate::history::Record;
 use crate::isolation::{Env, Lifecycle, RunInfo};
@@ -94,7 +94,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     let setup = lifecycle
         .setup_run(&run_info)
         .map_err(Error::Isolation)
-        .and_then(|env| run_setup_commands(config, &env, &events, &interrupts));
+        .and_then(|env| run_setup_commands(config, &settings, &env, &events, &interrupts));
 
     let mut failure: Option<Error> = setup.err();
     let mut tests_failed = false;
@@ -236,32 +236,49 @@ fn teardown(lifecycle: &Lifecycle, run_failed: bool, events: &Sender<Event>) -> 
     errors.len()
 }
 
-/// `[setup] commands`, once, with the env the plugins returned from setup-run.
+/// `[setup] commands`, once, with the env the plugins returned from
+/// setup-run: each in its own process group, bounded by `[setup] timeout`,
+/// stopped with its group on Ctrl-C.
 fn run_setup_commands(
     config: &Config,
+    settings: &Settings,
     env: &Env,
     events: &Sender<Event>,
     interrupts: &Interrupts,
 ) -> Result<()> {
-    for command in &config.file.setup.commands {
+    let setup = &config.file.setup;
+    let bounds = Bounds {
+        timeout: setup.timeout.0,
+        kill_grace: settings.kill_grace,
+        output_cap: 1 << 20,
+    };
+    for command in &setup.commands {
         if interrupts.is_set() {
             return Ok(());
         }
         let start = Instant::now();
-        let output = Command::new("sh")
+        let output = BoundedCommand::new("sh", &config.root)
             .args(["-c", command])
-            .current_dir(&config.root)
+            .inheriting_env()
             .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .output()
+            .run(bounds, Some(interrupts))
             .map_err(|e| {
                 Error::setup(format!("[setup] command {command:?}: cannot start sh: {e}"))
             })?;
-        if !output.status.success() {
+        let how = match output.end {
+            ProcessEnd::Exited(0) => None,
+            ProcessEnd::Interrupted => return Ok(()),
+            ProcessEnd::TimedOut => Some(format!(
+                "did not finish within [setup] timeout ({:?}); its process group was killed",
+                setup.timeout.0
+            )),
+            ProcessEnd::Exited(code) => Some(format!("failed (exit code {code})")),
+            ProcessEnd::Signalled(sig) => Some(format!("was killed by signal {sig}")),
+        };
+        if let Some(how) = how {
             return Err(Error::setup(format!(
-                "[setup] command {command:?} in {} failed ({}):\n{}{}",
+                "[setup] command {command:?} in {} {how}:\n{}{}",
                 config.origin(),
-                output.status,
                 String::from_utf8_lossy(&output.stdout),
                 String::from_utf8_lossy(&output.stderr)
             )));

@@ -26,6 +26,9 @@ pub struct BoundedCommand {
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     cwd: PathBuf,
+    /// Start from partest's own environment (the user's commands), not an
+    /// empty one (a plugin's program).
+    inherit_env: bool,
 }
 
 /// How long it may run and how much of its output is kept.
@@ -57,6 +60,7 @@ impl BoundedCommand {
             args: Vec::new(),
             env: Vec::new(),
             cwd: cwd.as_ref().to_path_buf(),
+            inherit_env: false,
         }
     }
 
@@ -81,6 +85,13 @@ impl BoundedCommand {
             env.into_iter()
                 .map(|(k, v)| (k.as_ref().to_os_string(), v.as_ref().to_os_string())),
         );
+        self
+    }
+
+    /// Keeps partest's own environment under the given variables: for the
+    /// user's own commands (`[setup]`), never for a plugin's program.
+    pub fn inheriting_env(mut self) -> BoundedCommand {
+        self.inherit_env = true;
         self
     }
 
@@ -117,10 +128,11 @@ impl BoundedCommand {
     ) -> std::io::Result<BoundedOutput> {
         let program = self.resolve()?;
         let mut cmd = Command::new(&program);
-        cmd.args(&self.args)
-            .current_dir(&self.cwd)
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+        cmd.args(&self.args).current_dir(&self.cwd);
+        if !self.inherit_env {
+            cmd.env_clear();
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
