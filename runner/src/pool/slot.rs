@@ -372,6 +372,10 @@ impl PytestSlot {
         a: &Assignment,
         ahead: &VecDeque<Assignment>,
     ) -> Result<(Status, Duration, Option<String>, bool), SlotError> {
+        // Ctrl-C killed the worker under a test queued behind: no new one.
+        if self.worker.is_none() && ctx.spawner.interrupts.is_set() {
+            return Ok((Status::Cancelled, Duration::ZERO, None, false));
+        }
         if self.worker.is_none() {
             self.replace(ctx, slot, env)?;
         }
