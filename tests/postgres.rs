@@ -110,6 +110,14 @@ fn assert_isolated(seen: &[Vec<String>], row: &[String]) {
     }
 }
 
+/// The run id of the human output's "Starting … [run <id>]" line.
+fn run_id_in_output(text: &str) -> &str {
+    text.split("[run ")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .expect("the run id")
+}
+
 fn run_id_of(db: &str) -> String {
     db.split('_').nth(1).expect("partest_<run>_...").to_string()
 }
@@ -388,11 +396,7 @@ fn the_postgres_example_passes_with_migrations_run_once() {
     let text = stdout(&out);
     assert!(text.contains("19 passed, 0 failed"), "{text}");
     assert_eq!(text.matches("SETUP").count(), 1, "migrated once: {text}");
-    let id = text
-        .split("[run ")
-        .nth(1)
-        .and_then(|r| r.split(']').next())
-        .expect("the run id");
+    let id = run_id_in_output(&text);
     let left = databases(&format!("partest\\_{id}\\_%"));
     assert!(left.is_empty(), "left behind: {left:?}");
 }
@@ -417,11 +421,7 @@ fn the_django_example_uses_each_slots_clone_without_glue() {
     // clone (not a test_* database pytest-django made) and is migrated.
     assert!(text.contains("13 passed, 0 failed"), "{text}");
     assert_eq!(text.matches("SETUP").count(), 1, "migrated once: {text}");
-    let id = text
-        .split("[run ")
-        .nth(1)
-        .and_then(|r| r.split(']').next())
-        .expect("the run id");
+    let id = run_id_in_output(&text);
     assert!(databases(&format!("%{id}%")).is_empty(), "left behind");
     assert!(
         databases("test_partest%").is_empty(),

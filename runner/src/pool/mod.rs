@@ -49,8 +49,8 @@ pub struct PoolContext<'a> {
     pub lifecycle: &'a Lifecycle,
     pub spawner: &'a Spawner,
     pub options: PoolOptions,
+    /// pytest workers that may still be replaced.
     restarts_left: AtomicUsize,
-    restarts_total: usize,
 }
 
 impl<'a> PoolContext<'a> {
@@ -64,8 +64,7 @@ impl<'a> PoolContext<'a> {
             adapter,
             lifecycle,
             spawner,
-            restarts_left: slot::restart_budget(options.max_worker_restart),
-            restarts_total: options.max_worker_restart,
+            restarts_left: AtomicUsize::new(options.max_worker_restart),
             options,
         }
     }

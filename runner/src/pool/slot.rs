@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use std::collections::VecDeque;
@@ -447,7 +447,7 @@ impl PytestSlot {
         if budget.is_err() {
             return Err(SlotError::Exec(format!(
                 "pytest workers crashed or timed out {} times: no more replacements (--max-worker-restart)",
-                ctx.restarts_total
+                ctx.options.max_worker_restart
             )));
         }
         let collection = self.start(ctx, slot, env)?;
@@ -526,11 +526,6 @@ fn with_end(mut text: String, end: ProcessEnd) -> String {
     };
     text.push_str(&format!("[partest] {how}"));
     text
-}
-
-/// Shared by the slots: how many pytest workers may still be replaced.
-pub fn restart_budget(n: usize) -> AtomicUsize {
-    AtomicUsize::new(n)
 }
 
 /// A test's private temp dir (`PARTEST_TEST_TMPDIR`). Most tests never touch
