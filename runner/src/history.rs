@@ -17,6 +17,8 @@ const WEIGHT_OF_NEWEST: f64 = 0.5;
 pub struct History {
     path: Option<PathBuf>,
     expected: HashMap<String, Duration>,
+    /// Durations from a timings file, for tests this machine never ran.
+    fallback: HashMap<String, Duration>,
     /// The file is not a database: the next save starts a new one.
     corrupt: bool,
 }
@@ -68,7 +70,16 @@ impl History {
     }
 
     pub fn expected(&self, name: &str) -> Option<Duration> {
-        self.expected.get(name).copied()
+        self.expected
+            .get(name)
+            .or_else(|| self.fallback.get(name))
+            .copied()
+    }
+
+    /// Durations to use where this machine's history has none (a timings
+    /// file from other machines).
+    pub fn set_fallback(&mut self, durations: HashMap<String, Duration>) {
+        self.fallback = durations;
     }
 
     pub fn len(&self) -> usize {

@@ -37,6 +37,10 @@ pub struct Plan {
     pub group_of: Vec<Option<u16>>,
     /// Each test's expected duration: history, else the mean of the known.
     pub estimate: Vec<Duration>,
+    /// `--shard K/N`: how this machine's share was cut from the selection.
+    pub shard: Option<crate::shard::split::SplitSummary>,
+    /// `--shard queue`: the units every machine pulls from the shared queue.
+    pub queue_units: Option<Vec<crate::shard::queue::QueueUnit>>,
 }
 
 /// Keeps the tests that a profile's filter and the command line's name
@@ -146,6 +150,8 @@ impl Plan {
             groups: groups.into_iter().map(|(g, _)| g).collect(),
             group_of,
             estimate,
+            shard: None,
+            queue_units: None,
         }
     }
 
