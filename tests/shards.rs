@@ -404,7 +404,10 @@ fn queue_mode_ends_every_test_once_when_a_machine_is_killed() {
     let run_id = format!(
         "e2e-{}-{}",
         std::process::id(),
-        Instant::now().elapsed().as_nanos()
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
     );
     let url = format!("redis://{REDIS}/0");
     let machine = |m: &str| {
@@ -504,11 +507,14 @@ fn queue_mode_ends_every_test_once_when_a_machine_is_killed() {
         .collect();
     merged.sort();
     assert_eq!(merged, expected);
-    let said = outputs.iter().map(both).collect::<String>();
-    assert!(
-        said.contains("this one filled it") && said.contains("this one joined it"),
-        "{said}"
-    );
+    // Whichever machine filled the queue (C, perhaps), both survivors say so.
+    for out in &outputs {
+        let said = stderr(out);
+        assert!(
+            said.contains("this one filled it") || said.contains("this one joined it"),
+            "{said}"
+        );
+    }
 
     // The queue's keys carry the run id and expire; nothing else was touched.
     let keys: Vec<String> = redis::cmd("KEYS")
