@@ -556,3 +556,148 @@ fn queue_mode_needs_a_url_and_a_run_id() {
     assert_eq!(out.status.code(), Some(2), "{}", both(&out));
     assert!(stderr(&out).contains("--queue-run"), "{}", both(&out));
 }
+
+fn have_pytest() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import pytest"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            !in_ci(),
+            "pytest is not installed, and CI must run the pytest tests"
+        );
+        eprintln!("skipping: pytest is not installed (python3 -m pip install pytest)");
+    }
+    ok
+}
+
+/// A pytest project of 6 modules × 3 tests, each test writing
+/// `node-id worker PARTEST_SHARD` into log/seen-<id>.
+fn pytest_project() -> (Project, Vec<String>) {
+    let p = Project::new();
+    let log = p.log_dir();
+    p.file("partest.toml", "[run]\nadapter = \"pytest\"\n");
+    p.file(
+        "conftest.py",
+        &format!(
+            "import os\nimport pytest\n\n@pytest.fixture(autouse=True)\ndef trace(request):\n    yield\n    name = request.node.nodeid.replace('/', '_').replace(':', '_')\n    with open(os.path.join({log:?}, 'seen-' + name), 'w') as f:\n        f.write(request.node.nodeid + ' ' + os.environ['PARTEST_WORKER'] + ' ' + os.environ.get('PARTEST_SHARD', '-'))\n",
+            log = log.display().to_string()
+        ),
+    );
+    let mut all = Vec::new();
+    for m in 0..6 {
+        let mut body = String::new();
+        for t in 0..3 {
+            body.push_str(&format!("def test_{t}():\n    pass\n\n"));
+            all.push(format!("tests/test_m{m}.py::test_{t}"));
+        }
+        p.file(&format!("tests/test_m{m}.py"), &body);
+    }
+    all.sort();
+    (p, all)
+}
+
+fn seen_rows(log: &Path) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = std::fs::read_dir(log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("seen-")
+        })
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn pytest_shards_keep_modules_together_and_cover_the_suite() {
+    if !have_pytest() {
+        return;
+    }
+    let (p, all) = pytest_project();
+    let log = p.path().join("log");
+    for k in 1..=2 {
+        let out = p.run(&["run", "-n", "2", "--shard", &format!("{k}/2")]);
+        assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    }
+    let rows = seen_rows(&log);
+    let ran: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ran, all.iter().map(String::as_str).collect::<Vec<_>>());
+    // No timings: counts balanced, each module on one shard.
+    let mut shard_of_module: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for r in &rows {
+        let module = r[0].split("::").next().unwrap();
+        shard_of_module
+            .entry(module)
+            .or_default()
+            .insert(r[2].as_str());
+    }
+    assert!(
+        shard_of_module.values().all(|s| s.len() == 1),
+        "{shard_of_module:?}"
+    );
+    let per_shard = rows.iter().filter(|r| r[2] == "1/2").count();
+    assert_eq!(per_shard, 9, "{rows:?}");
+}
+
+#[test]
+fn pytest_queue_mode_runs_every_test_once_over_two_machines() {
+    if !have_pytest() || !redis_up("pytest_queue_mode_runs_every_test_once_over_two_machines") {
+        return;
+    }
+    let (p, all) = pytest_project();
+    let log = p.path().join("log");
+    let run_id = format!(
+        "e2e-py-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let url = format!("redis://{REDIS}/0");
+    let machines: Vec<Child> = ["a", "b"]
+        .iter()
+        .map(|m| {
+            spawn(
+                &p,
+                &[
+                    "run",
+                    "-n",
+                    "2",
+                    "--shard",
+                    "queue",
+                    "--queue",
+                    &url,
+                    "--queue-run",
+                    &run_id,
+                    "--junit",
+                    &format!("{m}.xml"),
+                ],
+                &[],
+            )
+        })
+        .collect();
+    for child in machines {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    }
+    let rows = seen_rows(&log);
+    let ran: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ran, all.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(rows.iter().all(|r| r[2] == "queue"), "{rows:?}");
+    let out = p.run(&["merge", "--junit", "all.xml", "a.xml", "b.xml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert_eq!(testcases(&p.path().join("all.xml")).len(), 18);
+}

@@ -21,6 +21,8 @@ pub struct History {
     fallback: HashMap<String, Duration>,
     /// The file is not a database: the next save starts a new one.
     corrupt: bool,
+    /// Read, never written (a sharded run: every shard must split on the same).
+    read_only: bool,
 }
 
 /// One finished test, to be remembered.
@@ -90,8 +92,17 @@ impl History {
         self.expected.is_empty()
     }
 
+    /// This run reads the history but does not update it: a sharded run,
+    /// whose split must be the same for every shard run on this machine.
+    pub fn set_read_only(&mut self) {
+        self.read_only = true;
+    }
+
     /// Stores this run's durations; returns a warning instead of failing.
     pub fn save<'a>(&self, records: impl IntoIterator<Item = Record<'a>>) -> Option<String> {
+        if self.read_only {
+            return None;
+        }
         let path = self.path.as_ref()?;
         if self.corrupt {
             let _ = std::fs::remove_file(path);

@@ -52,6 +52,12 @@ pub fn discover(
         Some(adapter.discover()?)
     };
     let (mut history, history_warning) = History::load(&config.state_dir().join("history.db"));
+    // Shards split on the durations they read: one run's history written
+    // before the next shard of the same machine plans would move tests
+    // between shards. Their durations go to the timings file instead.
+    if sharding.shard.is_some() || sharding.queue {
+        history.set_read_only();
+    }
     if let Some(timings) = &sharding.timings {
         history.set_fallback(
             timings
@@ -142,7 +148,19 @@ pub fn load_isolation(config: &Config, settings: &Settings) -> Result<Lifecycle>
 /// Says on stderr which share of the selection this machine runs.
 pub fn announce_shard(d: &Discovered, plan: &Plan) {
     if let Some(split) = &plan.shard {
-        eprintln!("partest: {} ({})", split.describe(), d.sharding.source);
+        let from = match &d.sharding.timings_path {
+            Some(path) => format!("; durations from {}", path.display()),
+            None if split.by_time => {
+                "; durations from this machine's history (--timings FILE shares them between machines)"
+                    .to_string()
+            }
+            None => String::new(),
+        };
+        eprintln!(
+            "partest: {} ({}{from})",
+            split.describe(),
+            d.sharding.source
+        );
     } else if d.sharding.shard.is_none() && !d.sharding.source.is_empty() && !d.sharding.queue {
         eprintln!(
             "partest: --shard auto found {}: running the whole selection",

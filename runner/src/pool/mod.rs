@@ -400,10 +400,7 @@ impl Coordinator<'_, '_> {
     /// shared queue first when the slot would otherwise steal.
     fn take(&mut self, slot: usize) -> Option<Attempt> {
         if !self.drained && self.queue.would_steal(slot) {
-            let claimed = match self.feed.as_mut() {
-                Some(feed) => Some(feed.claim_parallel()),
-                None => None,
-            };
+            let claimed = self.feed.as_mut().map(Feed::claim_parallel);
             match claimed {
                 Some(Ok(Some(tests))) => self.queue.add(tests),
                 Some(Ok(None)) => self.drained = true,

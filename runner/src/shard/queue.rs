@@ -257,6 +257,9 @@ pub struct Round {
     pub adopted: Vec<Adopted>,
 }
 
+/// The background thread: where to send it work, and its end.
+type Background = (Sender<Msg>, std::thread::JoinHandle<Result<(), String>>);
+
 enum Msg {
     Ended { name: String, outcome: String },
     Done { unit: usize, serial: bool },
@@ -276,7 +279,7 @@ pub struct Feed {
     index_of: HashMap<String, u32>,
     /// This machine put the units in the queue (and reports skipped tests).
     pub initializer: bool,
-    background: Option<(Sender<Msg>, std::thread::JoinHandle<Result<(), String>>)>,
+    background: Option<Background>,
 }
 
 fn redis_err(url: &str, what: &str, e: &redis::RedisError) -> Error {
@@ -330,33 +333,34 @@ impl Feed {
 
         let print = fingerprint(tests, &units);
         let ready = keys.k("ready");
-        let initializer = redis::transaction(&mut conn, &[ready.clone()], |con, pipe| {
-            let existing: Option<String> = con.get(&ready)?;
-            if existing.is_some() {
-                return Ok(Some(false));
-            }
-            let parallel: Vec<usize> = (0..units.len()).filter(|&u| !units[u].serial).collect();
-            let serial: Vec<usize> = (0..units.len()).filter(|&u| units[u].serial).collect();
-            let ttl = KEY_TTL.as_secs() as i64;
-            pipe.del(keys.k("pending")).ignore();
-            pipe.del(keys.k("serial")).ignore();
-            if !parallel.is_empty() {
-                pipe.rpush(keys.k("pending"), &parallel).ignore();
-                pipe.expire(keys.k("pending"), ttl).ignore();
-            }
-            if !serial.is_empty() {
-                pipe.rpush(keys.k("serial"), &serial).ignore();
-                pipe.expire(keys.k("serial"), ttl).ignore();
-            }
-            pipe.set_ex(keys.k("fingerprint"), &print, ttl as u64)
-                .ignore();
-            pipe.set_ex(keys.k("total"), units.len(), ttl as u64)
-                .ignore();
-            pipe.set_ex(&ready, &me, ttl as u64).ignore();
-            let done: Option<()> = pipe.query(con)?;
-            Ok(done.map(|()| true))
-        })
-        .map_err(err("cannot set up the queue"))?;
+        let initializer =
+            redis::transaction(&mut conn, std::slice::from_ref(&ready), |con, pipe| {
+                let existing: Option<String> = con.get(&ready)?;
+                if existing.is_some() {
+                    return Ok(Some(false));
+                }
+                let parallel: Vec<usize> = (0..units.len()).filter(|&u| !units[u].serial).collect();
+                let serial: Vec<usize> = (0..units.len()).filter(|&u| units[u].serial).collect();
+                let ttl = KEY_TTL.as_secs() as i64;
+                pipe.del(keys.k("pending")).ignore();
+                pipe.del(keys.k("serial")).ignore();
+                if !parallel.is_empty() {
+                    pipe.rpush(keys.k("pending"), &parallel).ignore();
+                    pipe.expire(keys.k("pending"), ttl).ignore();
+                }
+                if !serial.is_empty() {
+                    pipe.rpush(keys.k("serial"), &serial).ignore();
+                    pipe.expire(keys.k("serial"), ttl).ignore();
+                }
+                pipe.set_ex(keys.k("fingerprint"), &print, ttl as u64)
+                    .ignore();
+                pipe.set_ex(keys.k("total"), units.len(), ttl as u64)
+                    .ignore();
+                pipe.set_ex(&ready, &me, ttl as u64).ignore();
+                let done: Option<()> = pipe.query(con)?;
+                Ok(done.map(|()| true))
+            })
+            .map_err(err("cannot set up the queue"))?;
         if !initializer {
             let theirs: Option<String> = conn
                 .get(keys.k("fingerprint"))
@@ -624,10 +628,7 @@ impl Feed {
 
 /// The background thread: the lease, every third of it; what ended, as it
 /// comes, in order (a unit is marked done after its tests' results).
-fn start_background(
-    options: &QueueOptions,
-    keys: &Keys,
-) -> Result<(Sender<Msg>, std::thread::JoinHandle<Result<(), String>>), Error> {
+fn start_background(options: &QueueOptions, keys: &Keys) -> Result<Background, Error> {
     let mut conn = connect(&options.url)?;
     let (tx, rx): (Sender<Msg>, Receiver<Msg>) = crossbeam_channel::unbounded();
     let me = options.machine.clone();
