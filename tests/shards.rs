@@ -701,3 +701,44 @@ fn pytest_queue_mode_runs_every_test_once_over_two_machines() {
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     assert_eq!(testcases(&p.path().join("all.xml")).len(), 18);
 }
+
+/// The partest command lines of examples/ci/ parse: every flag they use
+/// exists (`--help` after them answers only when all before it are known).
+#[test]
+fn the_ci_examples_use_flags_that_exist() {
+    let dir = workspace().join("examples/ci");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap().replace("\\\n", " ");
+        for line in text.lines() {
+            let line = line.trim_start_matches(|c: char| c == '#' || c == '-' || c.is_whitespace());
+            let line = line.trim_start_matches("run:").trim();
+            let Some(rest) = line.strip_prefix("partest ") else {
+                continue;
+            };
+            let rest = rest.split(" || ").next().unwrap();
+            let args: Vec<String> = rest
+                .split_whitespace()
+                .map(|a| a.trim_matches('"').to_string())
+                .filter(|a| !a.starts_with('#'))
+                .collect();
+            let mut cmd = partest(&dir);
+            cmd.args(&args).arg("--help");
+            let out = cmd.output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}: partest {}\n{}",
+                path.display(),
+                args.join(" "),
+                both(&out)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "only {checked} partest commands found in examples/ci");
+}
