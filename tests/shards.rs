@@ -740,5 +740,8 @@ fn the_ci_examples_use_flags_that_exist() {
             checked += 1;
         }
     }
-    assert!(checked >= 6, "only {checked} partest commands found in examples/ci");
+    assert!(
+        checked >= 6,
+        "only {checked} partest commands found in examples/ci"
+    );
 }

@@ -24,7 +24,7 @@ pub fn list(config: &Config, args: &ListArgs) -> Result<String> {
     if let Some(split) = &plan.shard
         && args.message_format == MessageFormat::Human
     {
-        let _ = writeln!(out, "{} ({})", split.describe(), d.sharding.source);
+        let _ = writeln!(out, "{}", super::shard_line(&d, split));
     }
     if args.message_format == MessageFormat::Json {
         let entry = |i: &u32, phase: &str| {

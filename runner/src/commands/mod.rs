@@ -148,19 +148,7 @@ pub fn load_isolation(config: &Config, settings: &Settings) -> Result<Lifecycle>
 /// Says on stderr which share of the selection this machine runs.
 pub fn announce_shard(d: &Discovered, plan: &Plan) {
     if let Some(split) = &plan.shard {
-        let from = match &d.sharding.timings_path {
-            Some(path) => format!("; durations from {}", path.display()),
-            None if split.by_time => {
-                "; durations from this machine's history (--timings FILE shares them between machines)"
-                    .to_string()
-            }
-            None => String::new(),
-        };
-        eprintln!(
-            "partest: {} ({}{from})",
-            split.describe(),
-            d.sharding.source
-        );
+        eprintln!("partest: {}", shard_line(d, split));
     } else if d.sharding.shard.is_none() && !d.sharding.source.is_empty() && !d.sharding.queue {
         eprintln!(
             "partest: --shard auto found {}: running the whole selection",
@@ -203,11 +191,7 @@ pub fn shard_report(d: &Discovered, plan: &Plan) -> String {
     };
     out.push_str(&format!("shard: --shard auto finds {auto}\n"));
     if let Some(split) = &plan.shard {
-        out.push_str(&format!(
-            "       {} ({})\n",
-            split.describe(),
-            d.sharding.source
-        ));
+        out.push_str(&format!("       {}\n", shard_line(d, split)));
     } else if d.sharding.queue {
         out.push_str(
             "       --shard queue: units are pulled from the shared queue as the run goes\n",
@@ -221,4 +205,17 @@ pub fn shard_report(d: &Discovered, plan: &Plan) -> String {
         ));
     }
     out
+}
+
+/// The split of this shard, and where its shard and durations came from.
+pub fn shard_line(d: &Discovered, split: &crate::shard::split::SplitSummary) -> String {
+    let from = match &d.sharding.timings_path {
+        Some(path) => format!("; durations from {}", path.display()),
+        None if split.by_time => {
+            "; durations from this machine's history (--timings FILE shares them between machines)"
+                .to_string()
+        }
+        None => String::new(),
+    };
+    format!("{} ({}{from})", split.describe(), d.sharding.source)
 }
