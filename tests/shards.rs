@@ -745,3 +745,44 @@ fn the_ci_examples_use_flags_that_exist() {
         "only {checked} partest commands found in examples/ci"
     );
 }
+
+/// `[run] timings`: a plain run writes the file back merged — what it ran
+/// updated, other entries kept — and a corrupt one is a usage error.
+#[test]
+fn the_run_table_s_timings_file_is_merged_not_replaced() {
+    let p = Project::new();
+    p.file(
+        "partest.toml",
+        "[run]\ntimings = \"ci/timings.json\"\n[command]\ntests = [\"t/*.sh\"]\nrun = \"sh {}\"\n",
+    );
+    p.file("t/a.sh", "true\n");
+    p.file("t/b.sh", "true\n");
+    p.file("ci/timings.json", r#"{"t/a.sh": 4.0, "t/gone.sh": 1.5}"#);
+    let out = p.run(&["run", "-n", "1", "t/a.sh"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join("ci/timings.json")).unwrap())
+            .unwrap();
+    let keys: Vec<&String> = t.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["t/a.sh", "t/gone.sh"], "{t}");
+    assert!(t["t/a.sh"].as_f64().unwrap() < 2.1, "{t}");
+    assert_eq!(t["t/gone.sh"].as_f64(), Some(1.5));
+    p.file("ci/timings.json", "{not json");
+    let out = p.run(&["run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", both(&out));
+    assert!(stderr(&out).contains("ci/timings.json"), "{}", both(&out));
+}
+
+/// More shards than tests: the empty shards pass (exit 0), the others run.
+#[test]
+fn an_empty_shard_of_a_non_empty_selection_passes() {
+    let p = Project::new();
+    p.file("partest.toml", CONFIG);
+    p.file("t/only.sh", "true\n");
+    let codes: Vec<Option<i32>> = (1..=3)
+        .map(|k| p.run(&["run", "--shard", &format!("{k}/3")]).status.code())
+        .collect();
+    assert_eq!(codes, [Some(0), Some(0), Some(0)]);
+    let out = p.run(&["run", "--shard", "2/3", "nothing-matches"]);
+    assert_eq!(out.status.code(), Some(4), "{}", both(&out));
+}

@@ -197,6 +197,10 @@ fn check_selection(plan: &Plan, settings: &Settings, names: &[String]) -> Result
     if plan.runnable() > 0 || settings.no_tests == NoTests::Pass {
         return Ok(());
     }
+    // More shards than units: an empty share of a non-empty selection is fine.
+    if plan.shard.as_ref().is_some_and(|s| s.selected > 0) {
+        return Ok(());
+    }
     let reason = if plan.tests.is_empty() && names.is_empty() && settings.filter.is_none() {
         "no tests to run: the adapter found none".to_string()
     } else if plan.tests.is_empty() {
