@@ -555,6 +555,19 @@ fn queue_mode_needs_a_url_and_a_run_id() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", both(&out));
     assert!(stderr(&out).contains("--queue-run"), "{}", both(&out));
+    // A queue that cannot be reached ends the run with exit 3, saying where.
+    let out = p.run(&[
+        "run",
+        "--shard",
+        "queue",
+        "--queue",
+        "redis://:secret@127.0.0.1:1/0",
+        "--queue-run",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+    assert!(stderr(&out).contains("127.0.0.1:1"), "{}", both(&out));
+    assert!(!both(&out).contains("secret"), "{}", both(&out));
 }
 
 fn have_pytest() -> bool {

@@ -200,6 +200,24 @@ mod tests {
     }
 
     #[test]
+    fn claimed_units_are_added_and_taken_before_stealing() {
+        let plan = plan(vec![vec![0, 1, 2], vec![3]], vec![None; 4], vec![]);
+        let groups = GroupLimits::new(&plan.groups);
+        let mut queue = Queue::empty(&plan, 2);
+        assert!(queue.would_steal(0));
+        assert_eq!(queue.take(0, &groups), None);
+        queue.add(vec![0, 1, 2]);
+        assert!(!queue.would_steal(0));
+        assert_eq!(queue.take(0, &groups).map(|a| a.test), Some(0));
+        // Slot 1 has no queue and none is unclaimed: a new unit is wanted.
+        assert!(queue.would_steal(1));
+        queue.add(vec![3]);
+        assert_eq!(queue.take(1, &groups).map(|a| a.test), Some(3));
+        assert!(queue.would_steal(1));
+        assert_eq!(queue.take(1, &groups).map(|a| a.test), Some(2));
+    }
+
+    #[test]
     fn retries_first_and_full_groups_skipped() {
         let groups_def = vec![Group {
             name: "db".into(),
