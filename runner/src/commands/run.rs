@@ -104,6 +104,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
             discovered.adapter.as_ref(),
             &lifecycle,
             &spawner,
+            &discovered.history,
             PoolOptions {
                 workers,
                 retries: settings.retries,
@@ -278,7 +279,7 @@ fn run_setup_commands(
         if let Some(how) = how {
             return Err(Error::setup(format!(
                 "[setup] command {command:?} in {} {how}:\n{}{}",
-                config.origin(),
+                config.at(&["setup", "commands"]),
                 String::from_utf8_lossy(&output.stdout),
                 String::from_utf8_lossy(&output.stderr)
             )));

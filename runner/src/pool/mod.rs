@@ -10,8 +10,8 @@ mod queue;
 mod slot;
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -20,10 +20,11 @@ use groups::GroupLimits;
 use queue::{Attempt, Queue};
 use slot::{Assignment, Command, Done, Report, SlotError, Work};
 
-use crate::discover::pytest::check_same_collection;
+use crate::discover::pytest::{FileTests, Files, TestAddress, check_same_files};
 use crate::discover::{Adapter, Status, TestCase};
 use crate::error::Error;
 use crate::exec::Spawner;
+use crate::history::History;
 use crate::isolation::Lifecycle;
 use crate::plan::Plan;
 use crate::report::{Event, TestFinished};
@@ -48,9 +49,14 @@ pub struct PoolContext<'a> {
     pub adapter: &'a dyn Adapter,
     pub lifecycle: &'a Lifecycle,
     pub spawner: &'a Spawner,
+    /// Past durations: how pytest's files are shared out to be collected.
+    pub history: &'a History,
     pub options: PoolOptions,
     /// pytest workers that may still be replaced.
     restarts_left: AtomicUsize,
+    /// pytest: every file's tests as first collected, what the run is
+    /// planned on; a worker that collects a file again must agree.
+    planned_files: OnceLock<Vec<FileTests>>,
 }
 
 impl<'a> PoolContext<'a> {
@@ -58,14 +64,17 @@ impl<'a> PoolContext<'a> {
         adapter: &'a dyn Adapter,
         lifecycle: &'a Lifecycle,
         spawner: &'a Spawner,
+        history: &'a History,
         options: PoolOptions,
     ) -> PoolContext<'a> {
         PoolContext {
             adapter,
             lifecycle,
             spawner,
+            history,
             restarts_left: AtomicUsize::new(options.max_worker_restart),
             options,
+            planned_files: OnceLock::new(),
         }
     }
 }
@@ -82,8 +91,9 @@ pub struct PoolOutcome {
     pub tests_failed: bool,
 }
 
-/// Starts every slot, waits until all are set up (pytest workers: collected),
-/// asks `make_plan` for the plan (given the workers' collection, for pytest),
+/// Starts every slot, waits until all are set up (pytest workers: each has
+/// collected its share of the files), asks `make_plan` for the plan (given
+/// the workers' collection, for pytest),
 /// runs the parallel phase and then the serial one on slot 0, and stops the
 /// slots' workers. Slots stay set up: the caller tears them down through the
 /// lifecycle on every path.
@@ -132,13 +142,25 @@ pub fn run(
         }
         drop(report_tx);
         let mut outcome = PoolOutcome::default();
-        match ready(ctx, &reports, &mut seats, events).and_then(make_plan) {
+        let ready = ready(ctx, &reports, &mut seats, events);
+        let home = ready.as_ref().ok().and_then(|r| r.home.clone());
+        match ready.and_then(|r| make_plan(r.tests)) {
             Ok(plan) => {
                 let plan = Arc::new(plan);
                 outcome.plan = Some(plan.clone());
+                let home_of_queue = home.map(|home| {
+                    plan.parallel
+                        .iter()
+                        .map(|q| {
+                            q.first()
+                                .and_then(|&t| home.get(plan.tests[t as usize].file as usize))
+                                .copied()
+                        })
+                        .collect()
+                });
                 let mut coordinator = Coordinator {
                     ctx,
-                    queue: Queue::new(&plan, workers),
+                    queue: Queue::new(&plan, workers, home_of_queue),
                     groups: GroupLimits::new(&plan.groups),
                     plan: &plan,
                     seats: &mut seats,
@@ -173,6 +195,14 @@ pub fn run(
     })
 }
 
+/// Where a pytest test is in its worker's collection.
+fn address(test: &TestCase) -> TestAddress {
+    TestAddress {
+        file: test.file,
+        offset: test.position,
+    }
+}
+
 /// One slot, as the coordinator sees it.
 struct Seat {
     commands: Sender<Command>,
@@ -184,48 +214,148 @@ struct Seat {
     alive: bool,
 }
 
-/// Waits until every slot is set up; for pytest, the workers' collections
-/// must agree, and the first one's tests are returned.
+/// What the slots found once set up.
+struct Ready {
+    /// pytest: the tests the workers collected together.
+    tests: Option<Vec<TestCase>>,
+    /// pytest: the slot that collected each file first (its home).
+    home: Option<Vec<usize>>,
+}
+
+/// Waits until every slot is set up. pytest: the workers' file lists must
+/// agree; each worker then collects its share of the files, so each module
+/// is imported by one worker rather than by all of them.
 fn ready(
     ctx: &PoolContext,
     reports: &Receiver<Report>,
     seats: &mut [Seat],
     events: &Sender<Event>,
-) -> Result<Option<Vec<TestCase>>, Error> {
-    let mut collections = vec![None; seats.len()];
-    let mut answered = 0;
+) -> Result<Ready, Error> {
+    let mut lists: Vec<Option<Files>> = vec![None; seats.len()];
     let mut error = None;
-    while answered < seats.len() {
+    for _ in 0..seats.len() {
         let Ok(report) = reports.recv() else { break };
-        answered += 1;
         match report {
-            Report::Ready { slot, collection } => {
+            Report::Ready { slot, files } => {
                 let _ = events.send(Event::SlotReady { slot });
-                collections[slot] = collection;
+                lists[slot] = files;
             }
             Report::Failed { slot, error: e } => {
                 seats[slot].alive = false;
                 error.get_or_insert(slot_error(slot, e));
             }
-            Report::Done(_) => {}
+            Report::Done(_) | Report::Collected(_) => {}
         }
     }
     if let Some(e) = error {
         return Err(e);
     }
     let Some(pytest) = ctx.adapter.pytest() else {
-        return Ok(None);
+        return Ok(Ready {
+            tests: None,
+            home: None,
+        });
     };
-    let mut collections = collections.into_iter().enumerate();
-    let Some((_, Some(first))) = collections.next() else {
-        return Err(Error::setup("slot gw0 reported no collection"));
+    let Some(Some(files)) = lists.first() else {
+        return Err(Error::setup("slot gw0 reported no test files"));
     };
-    for (slot, other) in collections {
+    for (slot, other) in lists.iter().enumerate().skip(1) {
         if let Some(other) = other {
-            check_same_collection(&first, &other, &format!("gw{slot}"))?;
+            check_same_files(files, other, &format!("gw{slot}"))?;
         }
     }
-    pytest.tests(&first).map(Some)
+    let shares = share_files(ctx, &files.files, seats.len());
+    let mut home = vec![0; files.files.len()];
+    for (slot, share) in shares.iter().enumerate() {
+        for &f in share {
+            home[f as usize] = slot;
+        }
+        let _ = seats[slot]
+            .commands
+            .send(slot::Command::Collect(share.clone()));
+    }
+    let mut found: Vec<Option<FileTests>> = vec![None; files.files.len()];
+    let mut errors = Vec::new();
+    for _ in 0..seats.len() {
+        let Ok(report) = reports.recv() else { break };
+        match report {
+            Report::Collected(collected) => {
+                errors.extend(collected.errors);
+                for f in collected.files {
+                    let at = f.file as usize;
+                    if at < found.len() {
+                        found[at] = Some(f);
+                    }
+                }
+            }
+            Report::Failed { slot, error: e } => {
+                seats[slot].alive = false;
+                error.get_or_insert(slot_error(slot, e));
+            }
+            Report::Ready { .. } | Report::Done(_) => {}
+        }
+    }
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if !errors.is_empty() {
+        return Err(pytest.collect_errors(&errors));
+    }
+    let planned: Vec<FileTests> = found
+        .into_iter()
+        .enumerate()
+        .map(|(f, tests)| {
+            tests.ok_or_else(|| {
+                Error::setup(format!("no pytest worker collected {}", files.files[f]))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let tests = pytest.tests(&planned);
+    let _ = ctx.planned_files.set(planned);
+    Ok(Ready {
+        tests: Some(tests),
+        home: Some(home),
+    })
+}
+
+/// Which files each slot collects first: longest-processing-time over the
+/// files' expected time (history), or their size on disk when there is no
+/// history at all, so the slots' shares take about as long.
+fn share_files(ctx: &PoolContext, files: &[String], slots: usize) -> Vec<Vec<u32>> {
+    let totals = ctx.history.file_totals();
+    let weights: Vec<f64> = if totals.is_empty() {
+        let root = ctx.adapter.pytest().map(|p| p.root().to_path_buf());
+        files
+            .iter()
+            .map(|f| {
+                root.as_ref()
+                    .and_then(|r| std::fs::metadata(r.join(f)).ok())
+                    .map_or(1.0, |m| m.len().max(1) as f64)
+            })
+            .collect()
+    } else {
+        let known: Vec<f64> = totals.values().map(Duration::as_secs_f64).collect();
+        let mean = known.iter().sum::<f64>() / known.len() as f64;
+        files
+            .iter()
+            .map(|f| totals.get(f.as_str()).map_or(mean, Duration::as_secs_f64))
+            .collect()
+    };
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(a.cmp(&b)));
+    let mut load = vec![0.0_f64; slots.max(1)];
+    let mut shares = vec![Vec::new(); slots.max(1)];
+    for f in order {
+        let slot = (0..load.len())
+            .min_by(|&a, &b| load[a].total_cmp(&load[b]))
+            .unwrap_or(0);
+        load[slot] += weights[f];
+        shares[slot].push(f as u32);
+    }
+    for share in &mut shares {
+        share.sort_unstable();
+    }
+    shares
 }
 
 fn slot_error(slot: usize, error: SlotError) -> Error {
@@ -313,7 +443,7 @@ impl Coordinator<'_, '_> {
                     }
                     self.fail(slot_error(slot, error));
                 }
-                Report::Ready { .. } => {}
+                Report::Ready { .. } | Report::Collected(_) => {}
             }
         }
     }
@@ -344,7 +474,7 @@ impl Coordinator<'_, '_> {
                         self.fail(slot_error(slot, error));
                         return;
                     }
-                    Ok(Report::Ready { .. }) => {}
+                    Ok(Report::Ready { .. } | Report::Collected(_)) => {}
                     Err(_) => {
                         self.fail(Error::setup("slot gw0's thread ended unexpectedly"));
                         return;
@@ -387,8 +517,8 @@ impl Coordinator<'_, '_> {
         let test = &self.plan.tests[current.test as usize];
         let work = match self.ctx.adapter.pytest() {
             Some(_) => Work::Pytest {
-                position: test.position,
-                next: next.map(|n| self.plan.tests[n.test as usize].position),
+                test: address(test),
+                next: next.map(|n| address(&self.plan.tests[n.test as usize])),
             },
             None => Work::Process(self.ctx.adapter.invocation(test)),
         };
