@@ -37,6 +37,8 @@ pub struct Plan {
     pub group_of: Vec<Option<u16>>,
     /// Each test's expected duration: history, else the mean of the known.
     pub estimate: Vec<Duration>,
+    /// The history knows the test: its estimate is a measurement, not a guess.
+    pub known: Vec<bool>,
 }
 
 /// Keeps the tests that a profile's filter and the command line's name
@@ -146,6 +148,7 @@ impl Plan {
             groups: groups.into_iter().map(|(g, _)| g).collect(),
             group_of,
             estimate,
+            known: expected.iter().map(Option::is_some).collect(),
         }
     }
 

@@ -168,15 +168,17 @@ pub fn run(
                     reports: &reports,
                     stop: false,
                     lookahead: ctx.adapter.pytest().is_some(),
-                    // A pytest worker is sent its next test while it runs one,
-                    // so it never waits for us between tests; not when a
-                    // plugin resets the slot between tests, nor with
-                    // fail-fast (which then would start one test too many).
+                    // A pytest worker has two tests queued behind the one it
+                    // runs, so it never waits for us between tests even when
+                    // its slot thread is slow to wake (the workers keep both
+                    // cores busy); not when a plugin resets the slot between
+                    // tests, nor with fail-fast (which then would start
+                    // tests too many).
                     depth: if ctx.adapter.pytest().is_some()
                         && !ctx.options.fail_fast
                         && !ctx.lifecycle.resets_between_tests()
                     {
-                        2
+                        PYTEST_DEPTH
                     } else {
                         1
                     },
@@ -213,6 +215,15 @@ struct Seat {
     /// It has not failed: it takes work.
     alive: bool,
 }
+
+/// Tests sent to a pytest worker at once (the one it runs and those queued
+/// behind it).
+const PYTEST_DEPTH: usize = 3;
+
+/// A test is queued behind those a slot runs only while they are known to
+/// take less than this: queueing saves a round trip per test, worth it for
+/// short tests, while a long test queued on a busy slot can lengthen the tail.
+const QUEUE_BEHIND_BELOW: Duration = Duration::from_millis(50);
 
 /// What the slots found once set up.
 struct Ready {
@@ -491,6 +502,9 @@ impl Coordinator<'_, '_> {
     /// Tops a slot up to `depth` tests sent, each promising the one after.
     fn assign(&mut self, slot: usize) {
         while !self.halted() && self.seats[slot].alive && self.seats[slot].sent.len() < self.depth {
+            if !self.seats[slot].sent.is_empty() && !self.worth_queueing(slot) {
+                return;
+            }
             let current = match self.seats[slot].next.take() {
                 Some(promised) => promised,
                 None => match self.queue.take(slot, &self.groups) {
@@ -510,6 +524,21 @@ impl Coordinator<'_, '_> {
             };
             self.seats[slot].next = next;
             self.send(slot, current, next);
+        }
+    }
+
+    /// Whether to queue another test behind what `slot` runs: yes while its
+    /// tests are known to be short; for tests the history has not seen, only
+    /// while plenty of work is left, so that a few long unknown tests are not
+    /// all committed to one slot at the end.
+    fn worth_queueing(&self, slot: usize) -> bool {
+        let seat = &self.seats[slot];
+        let committed = seat.sent.iter().chain(&seat.next);
+        if committed.clone().all(|a| self.plan.known[a.test as usize]) {
+            let expected: Duration = committed.map(|a| self.plan.estimate[a.test as usize]).sum();
+            expected < QUEUE_BEHIND_BELOW
+        } else {
+            self.queue.pending() >= 4 * self.depth * self.seats.len()
         }
     }
 

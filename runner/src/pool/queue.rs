@@ -68,6 +68,11 @@ impl<'a> Queue<'a> {
         self.pending == 0
     }
 
+    /// Tests not yet handed out (retries included).
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
     pub fn retry(&mut self, attempt: Attempt) {
         self.pending += 1;
         self.retries.push_back(attempt);
@@ -161,6 +166,7 @@ mod tests {
             groups,
             group_of,
             estimate: vec![Duration::from_millis(10); n],
+            known: vec![true; n],
         }
     }
 
