@@ -25,7 +25,7 @@ pub use groups::GroupTable;
 pub use limits::LimitsTable;
 pub use plugins::PluginTable;
 pub use profile::ProfileTable;
-pub use pytest::PytestTable;
+pub use pytest::{CollectMode, PytestTable};
 pub use run::{AdapterKind, NoTests, Order, RunTable};
 pub use serial::SerialTable;
 pub use settings::{Overrides, Settings};

@@ -14,7 +14,7 @@ use worker::CollectError;
 pub use worker::{Collected, FileTests, Files, PytestWorker, Reply, TestAddress, TestReply, Wait};
 
 use super::{Adapter, Invocation, TestCase};
-use crate::config::{AdapterKind, Config};
+use crate::config::{AdapterKind, CollectMode, Config};
 use crate::error::{Error, Result};
 use crate::exec::Spawner;
 
@@ -27,6 +27,7 @@ pub struct PytestAdapter {
     serial_markers: Vec<String>,
     /// How long a worker may take to collect.
     pub collect_timeout: Duration,
+    collect: CollectMode,
     /// `PYTHONPATH` with the folder of our plugin first.
     python_path: String,
 }
@@ -59,6 +60,7 @@ impl PytestAdapter {
             args: f.pytest.args.clone(),
             serial_markers: f.serial.markers.clone(),
             collect_timeout: f.pytest.collect_timeout.0,
+            collect: f.pytest.collect,
             python_path: String::new(),
         };
         adapter.install_plugin()?;
@@ -97,6 +99,9 @@ impl PytestAdapter {
             .args(PYTEST_FLAGS)
             .current_dir(&self.root)
             .env("PYTHONPATH", &self.python_path);
+        if self.collect == CollectMode::Share {
+            cmd.env("PARTEST_PYTEST_COLLECT", "share");
+        }
         if no_capture {
             cmd.arg("-s");
         }

@@ -21,13 +21,14 @@ The protocol runs over two pipes whose fds are in `PARTEST_PYTEST_FDS`
   `nextitem`, so module and class fixtures that the next test shares live
   on; `stop` ends the worker.
 
-A worker imports only the files partest has it collect: its share at the
-start, and the files of the tests it is later given. So each module is
-imported by about one worker, where pytest-xdist imports every module in
-every worker. `pytest_collection_modifyitems` runs per file, so a plugin
-that orders or deselects tests sees one file's tests at a time. When an
-argument names tests inside a file (`test_x.py::test_y`), pytest must import
-the file to find them, and the worker collects everything at the start.
+By default (`[pytest] collect = "all"`) every worker collects everything at
+the start, as pytest and pytest-xdist do, and `collect` only reports files'
+tests. With `collect = "share"` (`PARTEST_PYTEST_COLLECT=share`) a worker
+imports only the files partest has it collect: its share at the start, and
+the files of the tests it is later given, so each module is imported by
+about one worker; `pytest_collection_modifyitems` then runs per file. When
+an argument names tests inside a file (`test_x.py::test_y`), pytest must
+import the file to find them, and the worker collects everything.
 
 Without `PARTEST_PYTEST_FDS` the plugin only keeps conftests written for
 xdist working (below). It also does so inside partest:
@@ -128,8 +129,10 @@ class _Worker:
         self.out = write_fd
         self.collect_errors = []
         self.reports = []
-        # Lazy unless an argument names tests inside a file.
-        self.lazy = not any("::" in str(arg) for arg in config.args)
+        # Lazy when asked for, unless an argument names tests inside a file.
+        self.lazy = os.environ.get("PARTEST_PYTEST_COLLECT") == "share" and not any(
+            "::" in str(arg) for arg in config.args
+        )
         self.discovering = self.lazy
         self.file_ids = []
         # Lazy: each file's collector, not yet collected; eager: its items.
