@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{NoTests, Overrides, Seconds, WorkerCount};
 use crate::report::Format;
+use crate::shard::ShardMode;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,6 +39,8 @@ pub enum Command {
     /// Remove what crashed or killed runs left behind (databases, Redis
     /// claims, containers, temp dirs); never what a live run uses.
     Clean(CleanArgs),
+    /// Join the shards' JUnit files (and timings files) into one.
+    Merge(MergeArgs),
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -82,6 +85,8 @@ pub struct SelectArgs {
     /// Run #[ignore]d tests too (cargo).
     #[arg(long)]
     pub run_ignored: bool,
+    #[command(flatten)]
+    pub shard: ShardArgs,
     /// Only tests whose names contain one of these strings.
     #[arg(value_name = "FILTER")]
     pub filters: Vec<String>,
@@ -159,6 +164,13 @@ impl SelectArgs {
                 .filter(|p| !p.is_empty())
                 .cloned()
                 .collect(),
+            shard: self.shard.shard.clone(),
+            timings: self.shard.timings.clone(),
+            queue: (
+                self.shard.queue.clone(),
+                self.shard.queue_run.clone(),
+                self.shard.queue_lease.map(|s| s.0),
+            ),
             ..Overrides::default()
         }
     }
@@ -183,4 +195,47 @@ impl RunArgs {
             ..self.select.overrides()
         }
     }
+}
+
+// Beyond one machine (shards, timings, the shared queue, merge): kept
+// together here.
+
+/// How this machine's share of the selection is chosen.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ShardArgs {
+    /// One machine's share: K/N (1-based, balanced by recorded durations),
+    /// `auto` (K and N from the CI engine's variables), or `queue` (pull
+    /// from the shared queue given by --queue).
+    #[arg(long, value_name = "K/N|auto|queue")]
+    pub shard: Option<ShardMode>,
+    /// A portable timings file (JSON, test id → seconds): read to balance
+    /// the shards, and written back merged with this run's durations.
+    #[arg(long, value_name = "FILE")]
+    pub timings: Option<PathBuf>,
+    /// --shard queue: the Redis holding the queue, redis://host:port/db.
+    #[arg(long, value_name = "URL", env = "PARTEST_QUEUE")]
+    pub queue: Option<String>,
+    /// --shard queue: the id every machine of one CI run shares (by
+    /// default from the CI engine's pipeline or build id).
+    #[arg(long, value_name = "ID", env = "PARTEST_QUEUE_RUN")]
+    pub queue_run: Option<String>,
+    /// --shard queue: how long a machine's claim lives without its
+    /// heartbeat before other machines take its units back (default 30s).
+    #[arg(long, value_name = "SECS")]
+    pub queue_lease: Option<Seconds>,
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Write the merged JUnit XML here.
+    #[arg(long, value_name = "OUT")]
+    pub junit: PathBuf,
+    /// Merge the timings files among FILE into this one (its current
+    /// contents are the base every shard started from); default: the
+    /// `[run] timings` of partest.toml.
+    #[arg(long, value_name = "FILE")]
+    pub timings: Option<PathBuf>,
+    /// The shards' JUnit files, and their timings files (*.json).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
 }

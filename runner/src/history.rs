@@ -17,8 +17,12 @@ const WEIGHT_OF_NEWEST: f64 = 0.5;
 pub struct History {
     path: Option<PathBuf>,
     expected: HashMap<String, Duration>,
+    /// Durations from a timings file, for tests this machine never ran.
+    fallback: HashMap<String, Duration>,
     /// The file is not a database: the next save starts a new one.
     corrupt: bool,
+    /// Read, never written (a sharded run: every shard must split on the same).
+    read_only: bool,
 }
 
 /// One finished test, to be remembered.
@@ -68,7 +72,16 @@ impl History {
     }
 
     pub fn expected(&self, name: &str) -> Option<Duration> {
-        self.expected.get(name).copied()
+        self.expected
+            .get(name)
+            .or_else(|| self.fallback.get(name))
+            .copied()
+    }
+
+    /// Durations to use where this machine's history has none (a timings
+    /// file from other machines).
+    pub fn set_fallback(&mut self, durations: HashMap<String, Duration>) {
+        self.fallback = durations;
     }
 
     /// The expected time of each file's tests together (pytest node ids:
@@ -92,8 +105,17 @@ impl History {
         self.expected.is_empty()
     }
 
+    /// This run reads the history but does not update it: a sharded run,
+    /// whose split must be the same for every shard run on this machine.
+    pub fn set_read_only(&mut self) {
+        self.read_only = true;
+    }
+
     /// Stores this run's durations; returns a warning instead of failing.
     pub fn save<'a>(&self, records: impl IntoIterator<Item = Record<'a>>) -> Option<String> {
+        if self.read_only {
+            return None;
+        }
         let path = self.path.as_ref()?;
         if self.corrupt {
             let _ = std::fs::remove_file(path);

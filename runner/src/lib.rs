@@ -14,3 +14,4 @@ pub mod plan;
 pub mod pool;
 pub mod report;
 pub mod runs;
+pub mod shard;

@@ -60,6 +60,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             Ok(exit::OK)
         }
         Command::Clean(args) => partest::commands::clean(&config, args),
+        Command::Merge(args) => partest::commands::merge(&config, args),
         Command::Plugins(PluginsCommand::Inspect { name }) => {
             print!("{}", partest::commands::plugins_inspect(&config, name)?);
             Ok(exit::OK)

@@ -49,6 +49,27 @@ pub fn partest(dir: &Path) -> Command {
     for var in ["CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "CIRCLECI"] {
         cmd.env_remove(var);
     }
+    // Nor do the shard and queue variables of a CI engine (or of a partest
+    // running this suite) choose a share for the tests' own runs.
+    for var in [
+        "PARTEST_SHARD",
+        "PARTEST_SHARD_TOTAL",
+        "PARTEST_QUEUE",
+        "PARTEST_QUEUE_RUN",
+        "CI_NODE_INDEX",
+        "CI_NODE_TOTAL",
+        "CIRCLE_NODE_INDEX",
+        "CIRCLE_NODE_TOTAL",
+        "BUILDKITE_PARALLEL_JOB",
+        "BUILDKITE_PARALLEL_JOB_COUNT",
+        "JOB_COMPLETION_INDEX",
+        "GITHUB_RUN_ID",
+        "CI_PIPELINE_ID",
+        "CIRCLE_WORKFLOW_ID",
+        "BUILDKITE_BUILD_ID",
+    ] {
+        cmd.env_remove(var);
+    }
     cmd
 }
 

@@ -14,13 +14,18 @@ pub fn list(config: &Config, args: &ListArgs) -> Result<String> {
         run_ignored: args.select.run_ignored,
     };
     // No plugin is loaded: listing needs no server.
-    let mut d = discover(config, &options, false)?;
+    let mut d = discover(config, &settings, &options, false)?;
     let tests = d.tests.take().unwrap_or_default();
     let plan = &plan(config, &settings, &args.select.filters, &d, tests);
     let workers = workers(&settings, config, Some(plan), None);
     let name = |i: &u32| plan.tests[*i as usize].name.as_str();
     let group = |i: &u32| plan.group_of[*i as usize].map(|g| plan.groups[g as usize].name.as_str());
     let mut out = String::new();
+    if let Some(split) = &plan.shard
+        && args.message_format == MessageFormat::Human
+    {
+        let _ = writeln!(out, "{}", super::shard_line(&d, split));
+    }
     if args.message_format == MessageFormat::Json {
         let entry = |i: &u32, phase: &str| {
             serde_json::json!({"test": name(i), "phase": phase, "group": group(i)}).to_string()

@@ -3,23 +3,26 @@
 
 mod clean;
 mod list;
+mod merge;
 mod plugins;
 mod report;
 mod run;
 
 pub use clean::clean;
 pub use list::list;
+pub use merge::merge;
 pub use plugins::{plugins_inspect, plugins_list};
 pub use report::report;
 pub use run::run;
 
 use crate::config::{Config, Settings};
-use crate::discover::{Adapter, DiscoverOptions, TestCase, adapter_for};
+use crate::discover::{Adapter, DiscoverOptions, Status, TestCase, adapter_for};
 use crate::error::Result;
 use crate::history::History;
 use crate::isolation::wasm::PluginHost;
 use crate::isolation::{Isolation, Lifecycle, TempDirs};
 use crate::plan::{Plan, PlanRules, SystemFacts, WorkerInputs, WorkerPlan, plan_workers, select};
+use crate::shard::Sharding;
 
 /// What discovery found, before anything is set up.
 pub struct Discovered {
@@ -29,27 +32,47 @@ pub struct Discovered {
     pub tests: Option<Vec<TestCase>>,
     pub history: History,
     pub history_warning: Option<String>,
+    /// `--shard`, `--timings`: this machine's share and the shared durations.
+    pub sharding: Sharding,
 }
 
 /// Finds the tests. `in_workers`: leave it to pytest's workers where the
 /// adapter collects in them (`partest run`); `list` and `report` collect here.
 pub fn discover(
     config: &Config,
+    settings: &Settings,
     options: &DiscoverOptions,
     in_workers: bool,
 ) -> Result<Discovered> {
+    let sharding = Sharding::resolve(settings)?;
     let mut adapter = adapter_for(config, options)?;
     let tests = if in_workers && adapter.pytest().is_some() {
         None
     } else {
         Some(adapter.discover()?)
     };
-    let (history, history_warning) = History::load(&config.state_dir().join("history.db"));
+    let (mut history, history_warning) = History::load(&config.state_dir().join("history.db"));
+    // Shards split on the durations they read: one run's history written
+    // before the next shard of the same machine plans would move tests
+    // between shards. Their durations go to the timings file instead.
+    if sharding.shard.is_some() || sharding.queue {
+        history.set_read_only();
+    }
+    if let Some(timings) = &sharding.timings {
+        history.set_fallback(
+            timings
+                .map
+                .keys()
+                .filter_map(|k| Some((k.clone(), timings.get(k)?)))
+                .collect(),
+        );
+    }
     Ok(Discovered {
         adapter,
         tests,
         history,
         history_warning,
+        sharding,
     })
 }
 
@@ -61,17 +84,36 @@ pub fn plan(
     d: &Discovered,
     tests: Vec<TestCase>,
 ) -> Plan {
+    let by_file = d.adapter.pytest().is_some();
     let rules = PlanRules {
         serial_filter: &config.file.serial.filter,
         groups: &config.file.groups,
         order: settings.order,
-        by_file: d.adapter.pytest().is_some(),
+        by_file,
     };
-    Plan::new(
-        select(tests, settings.filter.as_ref(), names),
-        &d.history,
-        &rules,
-    )
+    let selected = select(tests, settings.filter.as_ref(), names);
+    let (selected, split) = match d.sharding.shard {
+        Some(shard) => {
+            let known = d.sharding.known(&d.history);
+            let split = crate::shard::split::split(selected, shard, by_file, &known);
+            (split.tests, Some(split.summary))
+        }
+        None => (selected, None),
+    };
+    let mut plan = Plan::new(selected, &d.history, &rules);
+    plan.shard = split;
+    if d.sharding.queue {
+        let known = d.sharding.known(&d.history);
+        let parallel: Vec<u32> = plan.parallel.iter().flatten().copied().collect();
+        plan.queue_units = Some(crate::shard::queue::queue_units(
+            &plan.tests,
+            &parallel,
+            &plan.serial,
+            by_file,
+            &known,
+        ));
+    }
+    plan
 }
 
 /// The worker count and every factor behind it.
@@ -101,4 +143,79 @@ pub fn load_isolation(config: &Config, settings: &Settings) -> Result<Lifecycle>
         providers.extend(host.load_providers(config, &settings.plugins)?);
     }
     Ok(Lifecycle::new(providers))
+}
+
+/// Says on stderr which share of the selection this machine runs.
+pub fn announce_shard(d: &Discovered, plan: &Plan) {
+    if let Some(split) = &plan.shard {
+        eprintln!("partest: {}", shard_line(d, split));
+    } else if d.sharding.shard.is_none() && !d.sharding.source.is_empty() && !d.sharding.queue {
+        eprintln!(
+            "partest: --shard auto found {}: running the whole selection",
+            d.sharding.source
+        );
+    }
+}
+
+/// Writes this run's durations into the timings file, merged with what it
+/// held (tests this machine did not run keep their entries).
+pub fn save_timings(d: &Discovered, plan: &Plan, summary: &crate::report::Summary) {
+    let (Some(path), Some(timings)) = (&d.sharding.timings_path, &d.sharding.timings) else {
+        return;
+    };
+    let mut timings = timings.clone();
+    timings.record(
+        summary
+            .results
+            .iter()
+            .filter(|(_, r)| {
+                r.attempts > 0 && !matches!(r.status, Status::Cancelled | Status::Skip)
+            })
+            .map(|(i, r)| (plan.tests[*i as usize].name.as_str(), r.duration)),
+    );
+    if let Err(e) = timings.save(path) {
+        eprintln!("partest: warning: {e}; continuing");
+    }
+}
+
+/// `partest report`'s lines about sharding: what `--shard auto` finds in
+/// this environment, the split in force, and the timings file.
+pub fn shard_report(d: &Discovered, plan: &Plan) -> String {
+    let mut out = String::new();
+    let auto = match crate::shard::detect_from_env() {
+        Ok(found) => match found.shard {
+            Some(shard) => format!("{shard} from {}", found.source),
+            None => format!("nothing: {}", found.source),
+        },
+        Err(e) => format!("an error: {e}"),
+    };
+    out.push_str(&format!("shard: --shard auto finds {auto}\n"));
+    if let Some(split) = &plan.shard {
+        out.push_str(&format!("       {}\n", shard_line(d, split)));
+    } else if d.sharding.queue {
+        out.push_str(
+            "       --shard queue: units are pulled from the shared queue as the run goes\n",
+        );
+    }
+    if let (Some(path), Some(t)) = (&d.sharding.timings_path, &d.sharding.timings) {
+        out.push_str(&format!(
+            "timings: {} ({} tests)\n",
+            path.display(),
+            t.len()
+        ));
+    }
+    out
+}
+
+/// The split of this shard, and where its shard and durations came from.
+pub fn shard_line(d: &Discovered, split: &crate::shard::split::SplitSummary) -> String {
+    let from = match &d.sharding.timings_path {
+        Some(path) => format!("; durations from {}", path.display()),
+        None if split.by_time => {
+            "; durations from this machine's history (--timings FILE shares them between machines)"
+                .to_string()
+        }
+        None => String::new(),
+    };
+    format!("{} ({}{from})", split.describe(), d.sharding.source)
 }

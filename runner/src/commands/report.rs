@@ -12,7 +12,7 @@ pub fn report(config: &Config, args: &ReportArgs) -> Result<String> {
     let options = DiscoverOptions {
         run_ignored: args.select.run_ignored,
     };
-    let mut d = discover(config, &options, false)?;
+    let mut d = discover(config, &settings, &options, false)?;
     let tests = d.tests.take().unwrap_or_default();
     let plan = plan(config, &settings, &args.select.filters, &d, tests);
     // Plugins are loaded (not set up): their slot limits cap the count.
@@ -33,5 +33,6 @@ pub fn report(config: &Config, args: &ReportArgs) -> Result<String> {
         plan.skipped.len(),
         d.history.len()
     ));
+    out.push_str(&super::shard_report(&d, &plan));
     Ok(out)
 }

@@ -36,7 +36,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     // Discover and plan before anything is set up; pytest's workers collect
     // later, each with its slot's env (settings that read DATABASE_URL at
     // import see the slot's database).
-    let discovered = discover(config, &options, true);
+    let discovered = discover(config, &settings, &options, true);
     // Ctrl-C during discovery also kills cargo, which then "fails".
     if interrupts.is_set() {
         return Ok(exit::INTERRUPTED);
@@ -46,6 +46,9 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
         .tests
         .take()
         .map(|tests| plan(config, &settings, names, &discovered, tests));
+    if let Some(plan) = &early_plan {
+        super::announce_shard(&discovered, plan);
+    }
     if let Some(plan) = &early_plan
         && let Err(e) = check_selection(plan, &settings, names)
     {
@@ -114,6 +117,8 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
                 run_id: run_id.clone(),
                 max_worker_restart: settings.max_worker_restart.unwrap_or(4 * workers),
                 django_slot_db: postgres_template(config, &settings),
+                shard: discovered.sharding.env_value(),
+                queue: discovered.sharding.queue_options.clone(),
             },
         );
         let mut early_plan = early_plan;
@@ -122,6 +127,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
                 (Some(plan), _) => Ok(plan),
                 (None, Some(tests)) => {
                     let plan = plan(config, &settings, names, &discovered, tests);
+                    super::announce_shard(&discovered, &plan);
                     check_selection(&plan, &settings, names)?;
                     Ok(plan)
                 }
@@ -152,6 +158,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
 
     if let Some(plan) = &ran_plan {
         save_history(&discovered, plan, &summary);
+        super::save_timings(&discovered, plan, &summary);
     }
     if summary.interrupted || interrupts.is_set() {
         return Ok(exit::INTERRUPTED);

@@ -47,6 +47,9 @@ pub struct RunTable {
     /// How many crashed or timed-out pytest workers are replaced in a run
     /// (default: 4 per worker, as pytest-xdist).
     pub max_worker_restart: Option<usize>,
+    /// A portable timings file (JSON, test id → seconds) that balances
+    /// `--shard` and is written back merged after each run.
+    pub timings: Option<PathBuf>,
 }
 
 /// `[run] order`.

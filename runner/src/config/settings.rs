@@ -19,6 +19,10 @@ pub struct Overrides {
     pub junit: Option<PathBuf>,
     pub no_tests: Option<NoTests>,
     pub max_worker_restart: Option<usize>,
+    pub shard: Option<crate::shard::ShardMode>,
+    pub timings: Option<PathBuf>,
+    /// `--queue`, `--queue-run`, `--queue-lease`.
+    pub queue: (Option<String>, Option<String>, Option<Duration>),
 }
 
 #[derive(Clone, Debug)]
@@ -40,6 +44,12 @@ pub struct Settings {
     pub no_tests: NoTests,
     /// pytest workers replaced after a crash or timeout before the run gives up.
     pub max_worker_restart: Option<usize>,
+    /// `--shard`: one machine's share of the selection.
+    pub shard: Option<crate::shard::ShardMode>,
+    /// `--timings` / `[run] timings`, relative to the project root.
+    pub timings: Option<PathBuf>,
+    /// `--queue URL`, `--queue-run ID`, `--queue-lease SECS`.
+    pub queue: (Option<String>, Option<String>, Option<Duration>),
 }
 
 impl Settings {
@@ -105,6 +115,13 @@ impl Settings {
             order: run.order.unwrap_or_default(),
             no_tests: o.no_tests.or(run.no_tests).unwrap_or_default(),
             max_worker_restart: o.max_worker_restart.or(run.max_worker_restart),
+            shard: o.shard.clone(),
+            timings: o
+                .timings
+                .clone()
+                .or_else(|| run.timings.clone())
+                .map(|t| config.root.join(t)),
+            queue: o.queue.clone(),
         })
     }
 }

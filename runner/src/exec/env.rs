@@ -5,7 +5,13 @@ use crate::isolation::{Env, Slot};
 
 /// The plugins' variables first, then partest's own, which win: a plugin
 /// cannot make a slot look like another one.
-pub fn slot_env(slot: &Slot, workers: usize, run_id: &str, provided: Env) -> Env {
+pub fn slot_env(
+    slot: &Slot,
+    workers: usize,
+    run_id: &str,
+    shard: Option<&str>,
+    provided: Env,
+) -> Env {
     let count = workers.to_string();
     let mut env = provided;
     env.extend([
@@ -25,5 +31,9 @@ pub fn slot_env(slot: &Slot, workers: usize, run_id: &str, provided: Env) -> Env
             },
         ),
     ]);
+    // `--shard`: this machine's share, K/N (or `queue`).
+    if let Some(shard) = shard {
+        env.push(("PARTEST_SHARD".into(), shard.to_string()));
+    }
     env
 }

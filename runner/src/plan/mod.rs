@@ -39,6 +39,10 @@ pub struct Plan {
     pub estimate: Vec<Duration>,
     /// The history knows the test: its estimate is a measurement, not a guess.
     pub known: Vec<bool>,
+    /// `--shard K/N`: how this machine's share was cut from the selection.
+    pub shard: Option<crate::shard::split::SplitSummary>,
+    /// `--shard queue`: the units every machine pulls from the shared queue.
+    pub queue_units: Option<Vec<crate::shard::queue::QueueUnit>>,
 }
 
 /// Keeps the tests that a profile's filter and the command line's name
@@ -149,6 +153,8 @@ impl Plan {
             group_of,
             estimate,
             known: expected.iter().map(Option::is_some).collect(),
+            shard: None,
+            queue_units: None,
         }
     }
 

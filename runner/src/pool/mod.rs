@@ -28,6 +28,7 @@ use crate::history::History;
 use crate::isolation::Lifecycle;
 use crate::plan::Plan;
 use crate::report::{Event, TestFinished};
+use crate::shard::queue::{Adopted, Feed};
 
 pub struct PoolOptions {
     pub workers: usize,
@@ -42,6 +43,10 @@ pub struct PoolOptions {
     /// pytest-django uses each slot's database as it is (a migrated clone
     /// from the postgres plugin's template) instead of making its own.
     pub django_slot_db: bool,
+    /// `PARTEST_SHARD` for every test: `K/N`, or `queue`.
+    pub shard: Option<String>,
+    /// `--shard queue`: the shared queue this machine pulls units from.
+    pub queue: Option<crate::shard::queue::QueueOptions>,
 }
 
 /// What the slot threads share for the run.
@@ -158,9 +163,26 @@ pub fn run(
                         })
                         .collect()
                 });
+                let feed = match start_feed(ctx, &plan) {
+                    Ok(feed) => feed,
+                    Err(e) => {
+                        outcome.error.get_or_insert(e);
+                        for seat in &seats {
+                            let _ = seat.commands.send(Command::Finish);
+                        }
+                        return outcome;
+                    }
+                };
+                let queue = if feed.is_some() {
+                    Queue::empty(&plan, workers)
+                } else {
+                    Queue::new(&plan, workers, home_of_queue)
+                };
                 let mut coordinator = Coordinator {
                     ctx,
-                    queue: Queue::new(&plan, workers, home_of_queue),
+                    queue,
+                    feed,
+                    drained: false,
                     groups: GroupLimits::new(&plan.groups),
                     plan: &plan,
                     seats: &mut seats,
@@ -185,6 +207,13 @@ pub fn run(
                     outcome: &mut outcome,
                 };
                 coordinator.run();
+                let feed = coordinator.feed.take();
+                drop(coordinator);
+                if let Some(feed) = feed
+                    && let Err(e) = feed.finish()
+                {
+                    outcome.error.get_or_insert(e);
+                }
             }
             Err(e) => {
                 outcome.error.get_or_insert(e);
@@ -203,6 +232,23 @@ fn address(test: &TestCase) -> TestAddress {
         file: test.file,
         offset: test.position,
     }
+}
+
+/// `--shard queue`: joins the shared queue with the plan's units.
+fn start_feed(ctx: &PoolContext, plan: &Plan) -> Result<Option<Feed>, Error> {
+    let (Some(options), Some(units)) = (&ctx.options.queue, &plan.queue_units) else {
+        return Ok(None);
+    };
+    let tests: usize = units.iter().map(|u| u.tests.len()).sum();
+    let feed = Feed::start(options.clone(), &plan.tests, units.clone())?;
+    eprintln!(
+        "partest: queue {} on {}: {} units ({tests} tests) shared by every machine; this one {} it and runs what it pulls",
+        options.run,
+        crate::shard::queue::shown_url(&options.url),
+        units.len(),
+        if feed.initializer { "filled" } else { "joined" },
+    );
+    Ok(Some(feed))
 }
 
 /// One slot, as the coordinator sees it.
@@ -383,6 +429,10 @@ struct Coordinator<'a, 'b> {
     ctx: &'a PoolContext<'a>,
     plan: &'b Plan,
     queue: Queue<'b>,
+    /// `--shard queue`: where more units come from once `queue` runs dry.
+    feed: Option<Feed>,
+    /// The shared queue had nothing the last time it was asked.
+    drained: bool,
     groups: GroupLimits,
     seats: &'b mut [Seat],
     events: &'b Sender<Event>,
@@ -400,9 +450,14 @@ struct Coordinator<'a, 'b> {
 impl Coordinator<'_, '_> {
     fn run(&mut self) {
         let plan = self.plan;
+        // In queue mode, what this machine will run is not known ahead.
+        let total = match &self.feed {
+            Some(_) => 0,
+            None => plan.runnable() + plan.skipped.len(),
+        };
         let _ = self.events.send(Event::Planned {
             tests: Arc::new(plan.tests.clone()),
-            total: plan.runnable() + plan.skipped.len(),
+            total,
         });
         let _ = self.events.send(Event::RunStarted {
             run_id: self.ctx.options.run_id.clone(),
@@ -411,15 +466,93 @@ impl Coordinator<'_, '_> {
             serial: plan.serial.len(),
             skipped: plan.skipped.len(),
         });
-        for &test in &plan.skipped {
-            let _ = self.events.send(Event::TestSkipped { test });
+        // Ignored tests are reported once: by the machine that filled the queue.
+        if self.feed.as_ref().is_none_or(|f| f.initializer) {
+            for &test in &plan.skipped {
+                let _ = self.events.send(Event::TestSkipped { test });
+            }
         }
         let _ = self.events.send(Event::PhaseStarted { serial: false });
-        self.parallel_phase();
-        if !self.halted() && !plan.serial.is_empty() && self.seats[0].alive {
-            let _ = self.events.send(Event::PhaseStarted { serial: true });
-            self.serial_phase();
+        loop {
+            self.parallel_phase();
+            if !self.halted() && self.seats[0].alive {
+                self.serial_phase();
+            }
+            if self.halted() || self.feed.is_none() || !self.wait_for_others() {
+                return;
+            }
         }
+    }
+
+    /// `--shard queue`, this machine out of work: looks at the queue until
+    /// every unit is done (false) or units came back from a dead machine
+    /// (true: pull again). A dead machine's results are reported here.
+    fn wait_for_others(&mut self) -> bool {
+        loop {
+            if self.halted() {
+                return false;
+            }
+            let Some(feed) = self.feed.as_mut() else {
+                return false;
+            };
+            let round = match feed.round() {
+                Ok(round) => round,
+                Err(e) => {
+                    self.fail(e);
+                    return false;
+                }
+            };
+            for adopted in round.adopted {
+                self.adopt(adopted);
+            }
+            if round.finished {
+                return false;
+            }
+            if round.more {
+                self.drained = false;
+                return true;
+            }
+            if let Some(feed) = &self.feed {
+                feed.pause();
+            }
+        }
+    }
+
+    /// A test that ended on a machine that then died: its result, reported once.
+    fn adopt(&mut self, a: Adopted) {
+        if a.status.is_failure() {
+            self.outcome.tests_failed = true;
+        }
+        let _ = self.events.send(Event::TestFinished(Box::new(TestFinished {
+            test: a.test,
+            slot: 0,
+            attempt: 1,
+            status: a.status,
+            duration: a.duration,
+            output: Some(format!(
+                "ran on machine {}, which then stopped answering; its result is reported by this one\n",
+                a.machine
+            )),
+            will_retry: false,
+        })));
+    }
+
+    /// The next test for `slot`; in queue mode a unit is pulled from the
+    /// shared queue first when the slot would otherwise steal.
+    fn take(&mut self, slot: usize) -> Option<Attempt> {
+        if !self.drained && self.queue.would_steal(slot) {
+            let claimed = self.feed.as_mut().map(Feed::claim_parallel);
+            match claimed {
+                Some(Ok(Some(tests))) => self.queue.add(tests),
+                Some(Ok(None)) => self.drained = true,
+                Some(Err(e)) => {
+                    self.fail(e);
+                    return None;
+                }
+                None => {}
+            }
+        }
+        self.queue.take(slot, &self.groups)
     }
 
     fn halted(&self) -> bool {
@@ -460,15 +593,34 @@ impl Coordinator<'_, '_> {
     }
 
     fn serial_phase(&mut self) {
-        let mut list: VecDeque<Attempt> = self
-            .plan
-            .serial
-            .iter()
-            .map(|&test| Attempt { test, attempt: 1 })
-            .collect();
-        while let Some(current) = list.pop_front() {
+        let first = |test: u32| Attempt { test, attempt: 1 };
+        let mut list: VecDeque<Attempt> = match &self.feed {
+            Some(_) => VecDeque::new(),
+            None => self.plan.serial.iter().copied().map(first).collect(),
+        };
+        let mut announced = false;
+        loop {
             if self.halted() {
                 break;
+            }
+            if list.is_empty()
+                && let Some(feed) = self.feed.as_mut()
+            {
+                match feed.claim_serial() {
+                    Ok(Some(tests)) => list.extend(tests.into_iter().map(first)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.fail(e);
+                        return;
+                    }
+                }
+            }
+            let Some(current) = list.pop_front() else {
+                break;
+            };
+            if !announced {
+                let _ = self.events.send(Event::PhaseStarted { serial: true });
+                announced = true;
             }
             self.send(0, current, list.front().copied());
             loop {
@@ -507,7 +659,7 @@ impl Coordinator<'_, '_> {
             }
             let current = match self.seats[slot].next.take() {
                 Some(promised) => promised,
-                None => match self.queue.take(slot, &self.groups) {
+                None => match self.take(slot) {
                     Some(a) => {
                         self.groups.enter(self.group(a.test));
                         a
@@ -516,7 +668,7 @@ impl Coordinator<'_, '_> {
                 },
             };
             let next = if self.lookahead {
-                self.queue.take(slot, &self.groups).inspect(|a| {
+                self.take(slot).inspect(|a| {
                     self.groups.enter(self.plan.group_of[a.test as usize]);
                 })
             } else {
@@ -600,6 +752,12 @@ impl Coordinator<'_, '_> {
         }
         if done.stop {
             self.halt();
+        }
+        if !will_retry
+            && status != Status::Cancelled
+            && let Some(feed) = self.feed.as_mut()
+        {
+            feed.ended(done.test, status, done.duration);
         }
         let _ = self.events.send(Event::TestFinished(Box::new(TestFinished {
             test: done.test,

@@ -63,6 +63,42 @@ impl<'a> Queue<'a> {
         }
     }
 
+    /// Adds a queue of tests (`--shard queue`: a unit this machine claimed).
+    pub fn add(&mut self, tests: Vec<u32>) {
+        self.pending += tests.len();
+        self.left
+            .push(tests.iter().map(|&t| self.plan.estimate[t as usize]).sum());
+        self.queues.push(tests.into_iter().collect());
+        self.home.push(None);
+        self.claimed.push(false);
+    }
+
+    /// Whether `slot` would have to steal (or find nothing): no retry, its
+    /// own queue empty, no queue unclaimed. Then a unit from the shared queue
+    /// is worth more than a test stolen from another slot's module.
+    pub fn would_steal(&self, slot: usize) -> bool {
+        self.retries.is_empty()
+            && self.slot_queue[slot].is_none_or(|q| self.queues[q].is_empty())
+            && !(self.cursor..self.queues.len())
+                .any(|q| !self.claimed[q] && !self.queues[q].is_empty())
+    }
+
+    /// A queue with nothing in it yet (`--shard queue`: units are added as
+    /// they are claimed).
+    pub fn empty(plan: &'a Plan, slots: usize) -> Queue<'a> {
+        Queue {
+            plan,
+            queues: Vec::new(),
+            left: Vec::new(),
+            home: Vec::new(),
+            claimed: Vec::new(),
+            cursor: 0,
+            slot_queue: vec![None; slots],
+            retries: VecDeque::new(),
+            pending: 0,
+        }
+    }
+
     #[cfg(test)]
     fn is_empty(&self) -> bool {
         self.pending == 0
@@ -167,6 +203,8 @@ mod tests {
             group_of,
             estimate: vec![Duration::from_millis(10); n],
             known: vec![true; n],
+            shard: None,
+            queue_units: None,
         }
     }
 

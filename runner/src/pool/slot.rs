@@ -204,7 +204,13 @@ impl Executor {
             .find(|(k, _)| k == "PARTEST_TMPDIR")
             .map(|(_, v)| PathBuf::from(v))
             .unwrap_or_else(std::env::temp_dir);
-        let env = crate::exec::slot_env(&slot, ctx.options.workers, &ctx.options.run_id, provided);
+        let env = crate::exec::slot_env(
+            &slot,
+            ctx.options.workers,
+            &ctx.options.run_id,
+            ctx.options.shard.as_deref(),
+            provided,
+        );
         let exec_err = |what: &str, e: std::io::Error| {
             SlotError::Exec(format!(
                 "cannot {what} for {} in {}: {e}",

@@ -62,6 +62,7 @@ const FLOOR_PREFIXES: &[(&str, &str)] = &[
     ("PARTEST_WORKER", "partest sets it for each slot"),
     ("PARTEST_RUN", "partest sets it for the run"),
     ("PARTEST_TEST", "partest sets it for each test"),
+    ("PARTEST_SHARD", "partest sets it for the run's shard"),
 ];
 
 /// Whether `name` is a plain variable name: `[A-Za-z_][A-Za-z0-9_]*`.
