@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: find (or build) the real binary, make
 //! fixture projects in temp dirs, run partest and read what it left behind.
 
+pub mod servers;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
