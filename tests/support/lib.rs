@@ -195,7 +195,9 @@ pub fn seen(log: &Path) -> Vec<Vec<String>> {
 }
 
 /// Starts `partest run -n WORKERS` in the background (its run register in
-/// `runs_dir`) and waits until every slot's test wrote its `.seen` row.
+/// `runs_dir`, its TMPDIR `runs_dir/tmp`, so that no one else's `partest
+/// clean` sweeps its temp dir) and waits until every slot's test wrote its
+/// `.seen` row.
 /// Returns the child, to be signalled and waited for, and those rows.
 #[allow(clippy::zombie_processes)]
 pub fn start_long_run(
@@ -203,9 +205,12 @@ pub fn start_long_run(
     runs_dir: &Path,
     workers: usize,
 ) -> (std::process::Child, Vec<Vec<String>>) {
+    let tmp = runs_dir.join("tmp");
+    std::fs::create_dir_all(&tmp).expect("mkdir tmp");
     let child = partest(p.path())
         .args(["run", "-n", &workers.to_string()])
         .env("PARTEST_RUNS_DIR", runs_dir)
+        .env("TMPDIR", &tmp)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
