@@ -220,7 +220,7 @@ impl PluginHost {
         let mut store = plugin::new_store(&self.runtime.engine, state);
         store
             .data_mut()
-            .begin_call(std::time::Duration::from_secs(5));
+            .begin_call(std::time::Duration::from_secs(5), false);
         let world = pre.instantiate(&mut store).map_err(fail)?;
         Ok(Probe {
             store,
