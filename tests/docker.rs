@@ -315,6 +315,7 @@ fn kill_9_then_partest_clean_removes_containers_and_projects() {
         let clean = partest(p.path())
             .args(["clean", "--force"])
             .env("PARTEST_RUNS_DIR", runs.path())
+            .env("TMPDIR", runs.path().join("tmp"))
             .output()
             .unwrap();
         assert_eq!(clean.status.code(), Some(0), "{}", both(&clean));

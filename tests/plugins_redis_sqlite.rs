@@ -1,94 +1,29 @@
-//! The built-in redis and sqlite plugins on a real Redis (127.0.0.1:6379)
-//! and real SQLite files: distinct databases and files per slot, foreign
-//! data left alone, dead runs reclaimed, nothing left after a passing, a
-//! failing and an interrupted run, and a clean exit 3 when Redis is down.
+//! The built-in redis and sqlite plugins on a real Redis and real SQLite
+//! files: distinct databases and files per slot, foreign data left alone,
+//! dead runs reclaimed, nothing left after a passing, a failing and an
+//! interrupted run, and a clean exit 3 when Redis is down.
 //!
-//! Each test uses its own Redis databases (cargo runs them in parallel);
-//! none touches 0, 13 (the example's shared one), 14 or 15.
-//! Without Redis they skip, except under CI=true, where they fail.
+//! Each test that needs Redis starts its own redis-server on a spare port
+//! (tests/support/servers.rs), so it can count on empty databases whoever
+//! else uses the machine's Redis. Without redis-server they skip, except
+//! under CI=true, where they fail.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use partest_e2e::servers::Redis;
 use partest_e2e::*;
-
-const REDIS: &str = "127.0.0.1:6379";
-
-/// Whether Redis is up; panics under CI when it is not.
-fn redis_up(test: &str) -> bool {
-    match TcpStream::connect_timeout(&REDIS.parse().unwrap(), Duration::from_secs(1)) {
-        Ok(_) => true,
-        Err(e) if in_ci() => panic!("{test}: CI=true but Redis at {REDIS} is unreachable: {e}"),
-        Err(e) => {
-            eprintln!(
-                "skipping {test}: no Redis at {REDIS} ({e}); start one with scripts/services.sh"
-            );
-            false
-        }
-    }
-}
-
-/// One RESP reply, as text (integers and statuses as their digits/words,
-/// nil as "", arrays joined by ',').
-fn read_reply(r: &mut BufReader<TcpStream>) -> String {
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    let line = line.trim_end().to_string();
-    let (kind, rest) = line.split_at(1);
-    match kind {
-        "+" | ":" => rest.to_string(),
-        "-" => panic!("redis error: {rest}"),
-        "$" => {
-            let n: i64 = rest.parse().unwrap();
-            if n < 0 {
-                return String::new();
-            }
-            let mut buf = vec![0; n as usize + 2];
-            r.read_exact(&mut buf).unwrap();
-            String::from_utf8_lossy(&buf[..n as usize]).into_owned()
-        }
-        "*" => {
-            let n: i64 = rest.parse().unwrap();
-            (0..n.max(0))
-                .map(|_| read_reply(r))
-                .collect::<Vec<_>>()
-                .join(",")
-        }
-        _ => panic!("unexpected reply {line:?}"),
-    }
-}
-
-/// Runs one command on database `db` of the test Redis.
-fn redis(db: u32, args: &[&str]) -> String {
-    let stream = TcpStream::connect(REDIS).expect("connect to redis");
-    let mut w = stream.try_clone().unwrap();
-    let mut r = BufReader::new(stream);
-    for cmd in [&["SELECT", &db.to_string()][..], args] {
-        let mut out = format!("*{}\r\n", cmd.len());
-        for a in cmd {
-            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        w.write_all(out.as_bytes()).unwrap();
-    }
-    read_reply(&mut r);
-    read_reply(&mut r)
-}
-
-fn dbsize(db: u32) -> i64 {
-    redis(db, &["DBSIZE"]).parse().unwrap()
-}
 
 /// A project whose command tests record their slot's env and write to the
 /// slot's Redis database and SQLite file (with python3's redis package).
-fn project(databases: &str, test_count: usize, body: &str) -> Project {
+fn project(server: &Redis, databases: &str, test_count: usize, body: &str) -> Project {
     let p = Project::new();
     let log = p.log_dir();
     p.file(
         "partest.toml",
         &format!(
-            "[command]\ntests = [\"t/*.sh\"]\nrun = \"sh {{}}\"\n\n[plugins.redis]\ndatabases = \"{databases}\"\n\n[plugins.sqlite]\n"
+            "[command]\ntests = [\"t/*.sh\"]\nrun = \"sh {{}}\"\n\n[plugins.redis]\nurl = \"{}\"\ndatabases = \"{databases}\"\n\n[plugins.sqlite]\n",
+            server.url()
         ),
     );
     for i in 0..test_count {
@@ -151,10 +86,11 @@ fn db_of(url: &str) -> u32 {
 
 #[test]
 fn slots_get_their_own_database_and_file_and_nothing_remains() {
-    if !redis_up("slots_get_their_own_database_and_file_and_nothing_remains") {
+    let Some(server) = Redis::start("slots_get_their_own_database_and_file_and_nothing_remains")
+    else {
         return;
-    }
-    let p = project("5-6", 4, "sleep 0.3");
+    };
+    let p = project(&server, "5-6", 4, "sleep 0.3");
     let out = p.run(&["run", "--plugins", "redis,sqlite", "-n", "2"]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     let envs = envs(&p);
@@ -162,7 +98,7 @@ fn slots_get_their_own_database_and_file_and_nothing_remains() {
     let mut by_worker = std::collections::BTreeMap::new();
     for e in &envs {
         let (worker, url, path, prefix, database_url) = (&e[0], &e[1], &e[2], &e[3], &e[4]);
-        assert!(url.starts_with("redis://127.0.0.1:6379/"), "{url}");
+        assert!(url.starts_with(&format!("{}/", server.url())), "{url}");
         assert!([5, 6].contains(&db_of(url)), "{url}");
         assert!(path.ends_with(&format!("/test_{worker}.db")), "{path}");
         assert!(path.contains("/.partest/plugins/sqlite/"), "{path}");
@@ -189,7 +125,7 @@ fn slots_get_their_own_database_and_file_and_nothing_remains() {
     assert_ne!(a[0], a[1], "the slots shared a Redis database");
     assert_ne!(b[0], b[1], "the slots shared a SQLite file");
     assert_eq!(
-        (dbsize(5), dbsize(6)),
+        (server.dbsize(5), server.dbsize(6)),
         (0, 0),
         "teardown flushes the claimed databases"
     );
@@ -198,21 +134,19 @@ fn slots_get_their_own_database_and_file_and_nothing_remains() {
 
 #[test]
 fn a_database_with_foreign_keys_is_skipped_and_keeps_them() {
-    if !redis_up("a_database_with_foreign_keys_is_skipped_and_keeps_them") {
+    let Some(server) = Redis::start("a_database_with_foreign_keys_is_skipped_and_keeps_them")
+    else {
         return;
-    }
+    };
     let keys = ["e2e-foreign:a", "e2e-foreign:b", "e2e-foreign:c"];
     for k in keys {
-        redis(7, &["SET", k, "precious"]);
+        server.cli(7, &["SET", k, "precious"]);
     }
-    let p = project("7-8", 2, "true");
+    let p = project(&server, "7-8", 2, "true");
     let out = p.run(&["run", "--plugins", "redis,sqlite", "-n", "1"]);
-    let kept: Vec<String> = keys.iter().map(|k| redis(7, &["GET", k])).collect();
+    let kept: Vec<String> = keys.iter().map(|k| server.cli(7, &["GET", k])).collect();
     let second = p.run(&["run", "--plugins", "redis,sqlite", "-n", "2"]);
-    let kept_after_refusal: Vec<String> = keys.iter().map(|k| redis(7, &["GET", k])).collect();
-    for k in keys {
-        redis(7, &["DEL", k]);
-    }
+    let kept_after_refusal: Vec<String> = keys.iter().map(|k| server.cli(7, &["GET", k])).collect();
 
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     assert!(
@@ -234,28 +168,27 @@ fn a_database_with_foreign_keys_is_skipped_and_keeps_them() {
         both(&second)
     );
     assert_eq!(kept_after_refusal, ["precious"; 3]);
-    assert_eq!(dbsize(8), 0, "the claimed database was flushed");
+    assert_eq!(server.dbsize(8), 0, "the claimed database was flushed");
     assert_eq!(slot_files(&p), Vec::<String>::new());
 }
 
 #[test]
 fn a_database_owned_by_a_dead_run_is_reclaimed() {
-    if !redis_up("a_database_owned_by_a_dead_run_is_reclaimed") {
+    let Some(server) = Redis::start("a_database_owned_by_a_dead_run_is_reclaimed") else {
         return;
-    }
+    };
     let runs = tempfile::tempdir().unwrap();
     // A run whose process is gone (pid beyond pid_max): dead.
     std::fs::write(runs.path().join("e2edead1"), "4194303 5\n").unwrap();
-    redis(11, &["SET", "partest:owner", "e2edead1:gw0"]);
-    redis(11, &["SET", "partest:e2edead1:gw0:left", "over"]);
-    let p = project("11-11", 1, "true");
+    server.cli(11, &["SET", "partest:owner", "e2edead1:gw0"]);
+    server.cli(11, &["SET", "partest:e2edead1:gw0:left", "over"]);
+    let p = project(&server, "11-11", 1, "true");
     let out = partest(p.path())
         .env("PARTEST_RUNS_DIR", runs.path())
         .args(["run", "--plugins", "redis,sqlite", "-n", "1"])
         .output()
         .unwrap();
-    let left = dbsize(11);
-    redis(11, &["DEL", "partest:owner", "partest:e2edead1:gw0:left"]);
+    let left = server.dbsize(11);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     assert_eq!(db_of(&envs(&p)[0][1]), 11);
     assert_eq!(left, 0, "reclaimed, used and flushed");
@@ -275,14 +208,13 @@ fn a_database_owned_by_a_dead_run_is_reclaimed() {
         format!("{} {start}\n", std::process::id()),
     )
     .unwrap();
-    redis(11, &["SET", "partest:owner", "e2elive1:gw0"]);
+    server.cli(11, &["SET", "partest:owner", "e2elive1:gw0"]);
     let out = partest(p.path())
         .env("PARTEST_RUNS_DIR", runs.path())
         .args(["run", "--plugins", "redis", "-n", "1"])
         .output()
         .unwrap();
-    let owner = redis(11, &["GET", "partest:owner"]);
-    redis(11, &["DEL", "partest:owner"]);
+    let owner = server.cli(11, &["GET", "partest:owner"]);
     assert_eq!(out.status.code(), Some(3), "{}", both(&out));
     assert!(
         stderr(&out).contains("owned by run e2elive1"),
@@ -294,10 +226,11 @@ fn a_database_owned_by_a_dead_run_is_reclaimed() {
 
 #[test]
 fn failed_and_interrupted_runs_leave_nothing_behind() {
-    if !redis_up("failed_and_interrupted_runs_leave_nothing_behind") {
+    let Some(server) = Redis::start("failed_and_interrupted_runs_leave_nothing_behind") else {
         return;
-    }
-    let p = project("9-10", 2, "exit 1");
+    };
+    let dbsize = |db| server.dbsize(db);
+    let p = project(&server, "9-10", 2, "exit 1");
     let out = p.run(&["run", "--plugins", "redis,sqlite", "-n", "2"]);
     assert_eq!(out.status.code(), Some(100), "{}", both(&out));
     assert_eq!(envs(&p).len(), 2, "{}", both(&out));
@@ -305,7 +238,7 @@ fn failed_and_interrupted_runs_leave_nothing_behind() {
     assert_eq!(slot_files(&p), Vec::<String>::new());
 
     // SIGINT while both slots are in a test that wrote its key and file.
-    let p = project("9-10", 2, "sleep 30");
+    let p = project(&server, "9-10", 2, "sleep 30");
     let child = partest(p.path())
         .args(["run", "--plugins", "redis,sqlite", "-n", "2"])
         .stdout(std::process::Stdio::piped())

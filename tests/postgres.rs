@@ -243,12 +243,13 @@ fn kill_9_then_partest_clean_leaves_nothing() {
         3,
         "the crash left them"
     );
-    let tmp = std::env::temp_dir().join(format!("partest-{id}"));
+    let tmp = runs.path().join("tmp").join(format!("partest-{id}"));
     assert!(tmp.exists(), "the crash left its temp dir");
 
     let dry = partest(p.path())
         .args(["clean", "--dry-run"])
         .env("PARTEST_RUNS_DIR", runs.path())
+        .env("TMPDIR", runs.path().join("tmp"))
         .output()
         .unwrap();
     assert_eq!(dry.status.code(), Some(0), "{}", both(&dry));
@@ -264,6 +265,7 @@ fn kill_9_then_partest_clean_leaves_nothing() {
     let clean = partest(p.path())
         .args(["clean", "--force"])
         .env("PARTEST_RUNS_DIR", runs.path())
+        .env("TMPDIR", runs.path().join("tmp"))
         .output()
         .unwrap();
     assert_eq!(clean.status.code(), Some(0), "{}", both(&clean));
@@ -323,9 +325,11 @@ fn clean_never_drops_a_database_without_our_marker_nor_a_live_runs() {
         "partest.toml",
         &format!("[command]\ntests = [\"*.sh\"]\n\n[plugins.postgres]\nurl = \"{URL}\"\n"),
     );
+    // A TMPDIR of its own: this clean must not sweep other tests' temp dirs.
     let out = partest(p.path())
         .args(["clean", "--force"])
         .env("PARTEST_RUNS_DIR", runs.path())
+        .env("TMPDIR", runs.path())
         .output()
         .unwrap();
     let left = databases(&format!("partest\\_{dead}\\_%"));

@@ -241,6 +241,72 @@ fn module_fixtures_set_up_once_per_worker_and_module() {
 }
 
 #[test]
+fn by_default_every_worker_imports_every_module_before_its_first_test() {
+    if !have_pytest() {
+        return;
+    }
+    // As under pytest and xdist, a test may rely on another test module
+    // having been imported (here: a registry it fills at import).
+    let mut files = vec![(
+        "tests/registry.py".to_string(),
+        "NAMES = set()\n".to_string(),
+    )];
+    for i in 0..6 {
+        files.push((
+            format!("tests/test_r{i}.py"),
+            format!(
+                "import registry\nregistry.NAMES.add('r{i}')\n\ndef test_sees_every_module():\n    assert len(registry.NAMES) == 6, registry.NAMES\n"
+            ),
+        ));
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let p = project(&files);
+    p.file("pytest.ini", "[pytest]\npythonpath = tests\n");
+    let out = run_in(&p, &["run", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert_eq!(rows(&p, "test").len(), 6, "{}", both(&out));
+}
+
+#[test]
+fn with_collect_share_each_module_is_imported_by_about_one_worker() {
+    if !have_pytest() {
+        return;
+    }
+    // Each module records its import; xdist's workers would import all 8 each.
+    let module = format!(
+        "import os, time\nwith open(os.path.join(os.environ['FIXTURE_LOG'], f'import-{{os.getpid()}}-{{time.time_ns()}}.seen'), 'w') as f:\n    f.write(f'import {{__name__}} {{os.environ.get(\"PYTEST_XDIST_WORKER\")}} {{os.getpid()}}\\n')\n{MANY_TESTS}"
+    );
+    let files: Vec<(String, String)> = (0..8)
+        .map(|i| (format!("tests/test_m{i}.py"), module.clone()))
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let p = project(&files);
+    // -k deselects per file, as pytest would over the whole suite.
+    p.file("pytest.ini", "[pytest]\naddopts = -k \"not test_n[3]\"\n");
+    p.file("partest.toml", "[pytest]\ncollect = \"share\"\n");
+    let out = run_in(&p, &["run", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert_eq!(rows(&p, "test").len(), 8 * 11, "{}", both(&out));
+    let imports = rows(&p, "import");
+    let modules: std::collections::BTreeSet<&String> = imports.iter().map(|r| &r[1]).collect();
+    assert_eq!(modules.len(), 8, "every module imported: {imports:?}");
+    let workers: std::collections::BTreeSet<&String> = imports.iter().map(|r| &r[2]).collect();
+    assert_eq!(
+        workers.len(),
+        2,
+        "both workers imported a share: {imports:?}"
+    );
+    // Stealing at the tail may import a module a second time; never all of them.
+    assert!(imports.len() < 16, "{imports:?}");
+}
+
+#[test]
 fn a_crashing_and_a_hanging_test_are_reported_and_their_workers_replaced() {
     if !have_pytest() {
         return;

@@ -36,6 +36,7 @@ fn main() {
             root: dir.path().into(),
             path: Some(path.clone()),
             file: config::parse(&text, &path).unwrap(),
+            text: text.clone(),
         };
         let state = dir.path().join(".partest");
         let names = vec![name.to_string()];

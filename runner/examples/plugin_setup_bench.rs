@@ -29,6 +29,7 @@ fn main() {
         root: dir.path().into(),
         path: Some(path.clone()),
         file: config::parse(text, &path).unwrap(),
+        text: text.to_string(),
     };
     let state = dir.path().join(".partest");
     let names = vec!["redis".to_string(), "sqlite".to_string()];

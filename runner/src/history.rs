@@ -84,6 +84,19 @@ impl History {
         self.fallback = durations;
     }
 
+    /// The expected time of each file's tests together (pytest node ids:
+    /// the file is what precedes `::`), for files it has any record of.
+    pub fn file_totals(&self) -> HashMap<&str, Duration> {
+        let mut totals: HashMap<&str, Duration> = HashMap::new();
+        for (name, duration) in &self.expected {
+            let file = name
+                .split_once("::")
+                .map_or(name.as_str(), |(file, _)| file);
+            *totals.entry(file).or_default() += *duration;
+        }
+        totals
+    }
+
     pub fn len(&self) -> usize {
         self.expected.len()
     }

@@ -6,13 +6,16 @@
 //! One file per run, `<dir>/<run_id>`, holding the pid and the process's
 //! start time (so a recycled pid is not mistaken for the run), then the
 //! plugins the run enabled (so `clean` knows whom to ask). It is removed when
-//! the run ends normally; a crashed run leaves it behind, dead, until a
-//! `partest clean` has swept every one of its plugins.
+//! the run ends and its teardown released everything; a crashed run, and a
+//! run whose teardown failed (a server gone, a connection a test killed),
+//! leave it behind, dead once the process exits, until a `partest clean`
+//! has swept every one of its plugins.
 //!
 //! The register is per user: `$XDG_RUNTIME_DIR/partest/runs`, else
 //! `<temp dir>/partest-runs-<uid>`; `PARTEST_RUNS_DIR` moves it (tests do).
 
-use std::os::unix::fs::DirBuilderExt;
+use std::collections::BTreeSet;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// Whether a run is still going.
@@ -38,14 +41,27 @@ pub fn runs_dir() -> PathBuf {
     std::env::temp_dir().join(format!("partest-runs-{uid}"))
 }
 
-/// This run's record; removed on drop (every normal exit path).
+/// This run's record; removed on drop (every normal exit path), unless
+/// [`Registration::keep`] was called or a panic is unwinding.
 pub struct Registration {
     path: PathBuf,
+    keep: bool,
+}
+
+impl Registration {
+    /// Something of this run may be left (its teardown failed): keep the
+    /// record, so that once this process is gone the run is dead and
+    /// `partest clean` (and the plugins' reclaim rules) may remove it.
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if !self.keep && !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -60,7 +76,7 @@ pub fn register(run_id: &str, plugins: &[String]) -> std::io::Result<Registratio
     let start = process_start(pid).unwrap_or(0);
     let path = dir.join(run_id);
     std::fs::write(&path, format!("{pid} {start}\n{}\n", plugins.join(",")))?;
-    Ok(Registration { path })
+    Ok(Registration { path, keep: false })
 }
 
 /// The plugins a recorded run enabled (empty for an unknown run).
@@ -124,6 +140,108 @@ pub fn forget(run_id: &str) {
     }
 }
 
+/// A process a dead run left running: a test, a setup command or a
+/// discovery child that outlived a partest killed with SIGKILL. Found by the
+/// `PARTEST_RUN_ID` every child of a run inherits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftProcess {
+    pub pid: u32,
+    pub run_id: String,
+    /// Its command line, for the listing.
+    pub command: String,
+    /// Its start time, so a recycled pid is never signalled.
+    start: u64,
+}
+
+/// This user's processes whose environment names one of `runs` as theirs
+/// (never this process nor its ancestors).
+pub fn processes_of(runs: &BTreeSet<String>) -> Vec<LeftProcess> {
+    if runs.is_empty() {
+        return Vec::new();
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let mine = ancestors();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if mine.contains(&pid) || std::fs::metadata(entry.path()).map_or(true, |m| m.uid() != uid) {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let Some(run_id) = environ
+            .split(|b| *b == 0)
+            .find_map(|var| var.strip_prefix(b"PARTEST_RUN_ID="))
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .filter(|id| runs.contains(*id))
+        else {
+            continue;
+        };
+        let Some(start) = process_start(pid) else {
+            continue;
+        };
+        let command = std::fs::read(entry.path().join("cmdline"))
+            .map(|c| {
+                String::from_utf8_lossy(&c)
+                    .split('\0')
+                    .filter(|a| !a.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        found.push(LeftProcess {
+            pid,
+            run_id: run_id.to_string(),
+            command,
+            start,
+        });
+    }
+    found.sort_by_key(|p| p.pid);
+    found
+}
+
+/// Kills a process found by [`processes_of`], if it is still that process.
+pub fn kill(p: &LeftProcess) -> std::io::Result<()> {
+    if process_start(p.pid) != Some(p.start) {
+        return Ok(());
+    }
+    // SAFETY: kill has no memory effects; the pid was checked just above.
+    if unsafe { libc::kill(p.pid as libc::pid_t, libc::SIGKILL) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// This process and its ancestors: never killed by `clean`, even when it
+/// runs inside a dead run's test.
+fn ancestors() -> Vec<u32> {
+    let mut pids = vec![std::process::id()];
+    while let Some(&pid) = pids.last() {
+        let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let (_, rest) = stat.rsplit_once(')')?;
+                rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+            });
+        match parent {
+            Some(ppid) if ppid > 1 && !pids.contains(&ppid) => pids.push(ppid),
+            _ => break,
+        }
+    }
+    pids
+}
+
 /// A process's start time in clock ticks since boot (field 22 of its stat),
 /// or None when it does not exist or is a zombie.
 fn process_start(pid: u32) -> Option<u64> {
@@ -156,5 +274,28 @@ mod tests {
         assert_eq!(liveness_in(dir.path(), "cccc3333"), Liveness::Dead);
         assert_eq!(liveness_in(dir.path(), "dddd4444"), Liveness::Unknown);
         assert_eq!(liveness_in(dir.path(), "../etc/passwd"), Liveness::Unknown);
+    }
+
+    #[test]
+    fn processes_of_a_run_are_found_by_their_environment_and_killed() {
+        let id = format!("t{}x", std::process::id());
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env("PARTEST_RUN_ID", &id)
+            .spawn()
+            .unwrap();
+        let runs: BTreeSet<String> = [id.clone()].into();
+        let found = processes_of(&runs);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (found[0].pid, found[0].run_id.as_str()),
+            (child.id(), id.as_str())
+        );
+        assert!(found[0].command.contains("sleep 30"), "{found:?}");
+        assert!(processes_of(&["other".to_string()].into()).is_empty());
+        kill(&found[0]).unwrap();
+        assert!(!child.wait().unwrap().success());
+        // Gone (and reaped): nothing to kill, no error.
+        kill(&found[0]).unwrap();
     }
 }

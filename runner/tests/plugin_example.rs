@@ -47,6 +47,7 @@ fn the_custom_plugin_example_builds_and_runs() {
         root: dir.path().into(),
         path: Some(path.clone()),
         file: config::parse(&text, &path).unwrap(),
+        text: text.clone(),
     };
     let state = dir.path().join(".partest");
     let host = PluginHost::new(dir.path(), &state).unwrap();

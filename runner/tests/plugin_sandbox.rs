@@ -32,6 +32,7 @@ impl Project {
         let config = Config {
             root: dir.path().to_path_buf(),
             path: Some(path),
+            text,
             file,
         };
         Project { dir, config }

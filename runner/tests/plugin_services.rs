@@ -22,6 +22,7 @@ fn written_config(dir: &std::path::Path, text: &str) -> Config {
         root: dir.into(),
         file: config::parse(text, &path).unwrap(),
         path: Some(path),
+        text: text.to_string(),
     }
 }
 

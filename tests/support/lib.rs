@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: find (or build) the real binary, make
 //! fixture projects in temp dirs, run partest and read what it left behind.
 
+pub mod servers;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -214,7 +216,9 @@ pub fn seen(log: &Path) -> Vec<Vec<String>> {
 }
 
 /// Starts `partest run -n WORKERS` in the background (its run register in
-/// `runs_dir`) and waits until every slot's test wrote its `.seen` row.
+/// `runs_dir`, its TMPDIR `runs_dir/tmp`, so that no one else's `partest
+/// clean` sweeps its temp dir) and waits until every slot's test wrote its
+/// `.seen` row.
 /// Returns the child, to be signalled and waited for, and those rows.
 #[allow(clippy::zombie_processes)]
 pub fn start_long_run(
@@ -222,9 +226,12 @@ pub fn start_long_run(
     runs_dir: &Path,
     workers: usize,
 ) -> (std::process::Child, Vec<Vec<String>>) {
+    let tmp = runs_dir.join("tmp");
+    std::fs::create_dir_all(&tmp).expect("mkdir tmp");
     let child = partest(p.path())
         .args(["run", "-n", &workers.to_string()])
         .env("PARTEST_RUNS_DIR", runs_dir)
+        .env("TMPDIR", &tmp)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

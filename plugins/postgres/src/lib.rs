@@ -191,7 +191,7 @@ impl Postgres {
                 postgres::literal(&pattern)
             ),
         )?;
-        Ok(Self::ours(rows))
+        Ok(Self::ours_or_cloned(rows))
     }
 
     fn schemas(&self, run_id: Option<&str>) -> Result<Vec<Ours>> {
@@ -208,6 +208,37 @@ impl Postgres {
             ),
         )?;
         Ok(Self::ours(rows))
+    }
+
+    /// [`Postgres::ours`], and the slot databases of a run whose marked
+    /// template is there but that carry no marker themselves: `CREATE
+    /// DATABASE` cannot share a transaction with its `COMMENT`, so a run
+    /// killed between the two leaves a clone of its own template unmarked.
+    /// Its name (`partest_<run id>_gw<N>`) next to that run's marked
+    /// template is what makes it ours; an unmarked name alone never does.
+    fn ours_or_cloned(rows: Vec<Vec<Option<String>>>) -> Vec<Ours> {
+        let mut found = Self::ours(rows.clone());
+        let templates: Vec<String> = found
+            .iter()
+            .filter(|o| o.name == template_name(&o.run_id))
+            .map(|o| o.run_id.clone())
+            .collect();
+        for r in rows {
+            let (Some(Some(name)), Some(None)) = (r.first(), r.get(1)) else {
+                continue;
+            };
+            let Some(run_id) = templates.iter().find(|id| {
+                name.strip_prefix(&format!("partest_{id}_gw"))
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            }) else {
+                continue;
+            };
+            found.push(Ours {
+                name: name.clone(),
+                run_id: run_id.clone(),
+            });
+        }
+        found
     }
 
     fn ours(rows: Vec<Vec<Option<String>>>) -> Vec<Ours> {
@@ -533,6 +564,47 @@ partest_plugin_sdk::register!(Postgres);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(name: &str, comment: Option<&str>) -> Vec<Option<String>> {
+        vec![Some(name.to_string()), comment.map(str::to_string)]
+    }
+
+    #[test]
+    fn an_unmarked_slot_clone_is_ours_only_next_to_its_runs_marked_template() {
+        let names = |rows| {
+            let mut n: Vec<String> = Postgres::ours_or_cloned(rows)
+                .into_iter()
+                .map(|o| format!("{} {}", o.name, o.run_id))
+                .collect();
+            n.sort();
+            n
+        };
+        let marked = Some("partest run ab12cd34");
+        assert_eq!(
+            names(vec![
+                row("partest_ab12cd34_template", marked),
+                row("partest_ab12cd34_gw0", marked),
+                row("partest_ab12cd34_gw1", None),
+                row("partest_ab12cd34_gwx", None),
+                row("partest_ab12cd34_other", None),
+                row("partest_ffffffff_gw0", None),
+            ]),
+            [
+                "partest_ab12cd34_gw0 ab12cd34",
+                "partest_ab12cd34_gw1 ab12cd34",
+                "partest_ab12cd34_template ab12cd34",
+            ]
+        );
+        // Without the marked template, an unmarked name is never ours.
+        assert_eq!(
+            names(vec![
+                row("partest_ab12cd34_template", None),
+                row("partest_ab12cd34_gw0", None),
+                row("partest_ab12cd34_gw2", marked),
+            ]),
+            ["partest_ab12cd34_gw2 ab12cd34"]
+        );
+    }
 
     #[test]
     fn only_names_and_markers_that_agree_are_ours() {

@@ -1,4 +1,5 @@
-//! `partest clean`: remove what crashed or killed runs left behind — temp
+//! `partest clean`: remove what crashed or killed runs left behind — their
+//! processes (found by the `PARTEST_RUN_ID` they inherited), temp
 //! directories, and whatever each configured plugin made (databases, Redis
 //! claims, containers). Only runs that are dead count (the register of runs
 //! says so; see [`crate::runs`]), and only what carries partest's run-id
@@ -24,16 +25,27 @@ pub fn clean(config: &Config, args: &CleanArgs) -> Result<i32> {
 
     // 1. List.
     let dirs = TempDirs::sweep(None);
-    let mut found: Vec<(String, String)> = dirs
+    // Processes first: a test left running by a killed run may hold what
+    // the plugins are about to drop (a database connection, a file).
+    let mut dead: BTreeSet<String> = crate::runs::dead_runs().into_iter().collect();
+    dead.extend(dirs.iter().map(|d| d.run_id.clone()));
+    let processes = crate::runs::processes_of(&dead);
+    let mut found: Vec<(String, String)> = processes
         .iter()
-        .map(|d| {
-            let pid = d.pid.map_or("no pid".into(), |p| format!("pid {p} gone"));
+        .map(|p| {
             (
-                "tempdir".to_string(),
-                format!("{} (run {}, {pid})", d.dir.display(), d.run_id),
+                "process".to_string(),
+                format!("pid {} of dead run {}: {}", p.pid, p.run_id, p.command),
             )
         })
         .collect();
+    found.extend(dirs.iter().map(|d| {
+        let pid = d.pid.map_or("no pid".into(), |p| format!("pid {p} gone"));
+        (
+            "tempdir".to_string(),
+            format!("{} (run {}, {pid})", d.dir.display(), d.run_id),
+        )
+    }));
     for p in &plugins {
         match p.sweep(true) {
             Ok(lines) => found.extend(lines.into_iter().map(|l| (p.info().name.clone(), l))),
@@ -69,6 +81,15 @@ pub fn clean(config: &Config, args: &CleanArgs) -> Result<i32> {
     }
 
     // 3. Remove.
+    for p in &processes {
+        match crate::runs::kill(p) {
+            Ok(()) => println!("  {:<width$}  killed pid {}", "process", p.pid),
+            Err(e) => {
+                failed = true;
+                eprintln!("partest: clean: cannot kill pid {}: {e}", p.pid);
+            }
+        }
+    }
     for d in &dirs {
         match TempDirs::remove_dead(d) {
             Ok(()) => println!("  {:<width$}  removed {}", "tempdir", d.dir.display()),

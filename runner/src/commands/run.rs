@@ -25,9 +25,25 @@ use crate::report::{self, Event, ReporterOptions};
 
 /// Runs the tests; returns the exit code.
 pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
+    // The run's id comes first: every process partest starts (discovery,
+    // setup commands, tests, plugins' programs) inherits it as
+    // PARTEST_RUN_ID, which is how `partest clean` finds what a killed run
+    // left running.
+    let run_id = new_run_id();
+    // SAFETY: called from main before any thread exists (the signal thread
+    // starts just below), so nothing reads the environment meanwhile.
+    unsafe { std::env::set_var("PARTEST_RUN_ID", &run_id) };
     let interrupts = Interrupts::install()
         .map_err(|e| Error::setup(format!("cannot install signal handlers: {e}")))?;
     let settings = Settings::resolve(config, &args.overrides())?;
+    // Marks the run alive for `partest clean` and plugins' reclaim checks,
+    // from before its first child process.
+    let mut registration = crate::runs::register(&run_id, &settings.plugins).map_err(|e| {
+        Error::setup(format!(
+            "cannot record the run in {}: {e}",
+            crate::runs::runs_dir().display()
+        ))
+    })?;
     let names = &args.select.filters;
     let options = DiscoverOptions {
         run_ignored: args.select.run_ignored,
@@ -39,6 +55,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     let discovered = discover(config, &settings, &options, true);
     // Ctrl-C during discovery also kills cargo, which then "fails".
     if interrupts.is_set() {
+        eprintln!("Interrupted: during discovery, before anything was set up");
         return Ok(exit::INTERRUPTED);
     }
     let mut discovered = discovered?;
@@ -60,15 +77,11 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     }
 
     let lifecycle = load_isolation(config, &settings)?;
+    if interrupts.is_set() {
+        eprintln!("Interrupted: while loading plugins, before anything was set up");
+        return Ok(exit::INTERRUPTED);
+    }
     let workers = workers(&settings, config, early_plan.as_ref(), Some(&lifecycle)).workers;
-    let run_id = new_run_id();
-    // Marks the run alive for `partest clean` and plugins' reclaim checks.
-    let _registration = crate::runs::register(&run_id, &settings.plugins).map_err(|e| {
-        Error::setup(format!(
-            "cannot record the run in {}: {e}",
-            crate::runs::runs_dir().display()
-        ))
-    })?;
 
     let format = args.message_format.into();
     let (events, reporter) = report::start(ReporterOptions {
@@ -107,6 +120,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
             discovered.adapter.as_ref(),
             &lifecycle,
             &spawner,
+            &discovered.history,
             PoolOptions {
                 workers,
                 retries: settings.retries,
@@ -137,11 +151,17 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
         failure = outcome.error;
         ran_plan = outcome.plan;
     }
-    if interrupts.is_set() {
+    let announced = interrupts.is_set();
+    if announced {
         let _ = events.send(Event::Interrupted);
     }
     let run_failed = failure.is_some() || tests_failed;
+    // A signal during teardown does not stop it (it releases what the run
+    // holds); it is said once it is over.
     let teardown_errors = teardown(&lifecycle, run_failed, &events);
+    if interrupts.is_set() && !announced {
+        let _ = events.send(Event::Interrupted);
+    }
     if let Some(Error::NoTests(reason)) = &failure
         && settings.no_tests != NoTests::Fail
     {
@@ -159,16 +179,33 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
         save_history(&discovered, plan, &summary);
         super::save_timings(&discovered, plan, &summary);
     }
+    // What teardown failed to release stays this run's: its record is
+    // kept, so once we exit the run is dead and `partest clean` removes it.
+    let teardown_failed = teardown_errors.first().map(|first| {
+        registration.keep();
+        let more = match teardown_errors.len() {
+            1 => String::new(),
+            n => format!(" (and {} more teardown step(s), above)", n - 1),
+        };
+        format!(
+            "teardown did not release everything: {first}{more}; \
+             once that is fixed, `partest clean` removes what this run left"
+        )
+    });
     if summary.interrupted || interrupts.is_set() {
+        if let Some(note) = &teardown_failed {
+            eprintln!("partest: {note}");
+        }
         return Ok(exit::INTERRUPTED);
     }
     if let Some(e) = failure {
+        if let Some(note) = &teardown_failed {
+            eprintln!("partest: {note}");
+        }
         return Err(e);
     }
-    if teardown_errors > 0 {
-        return Err(Error::setup(format!(
-            "{teardown_errors} teardown step(s) failed; see the warnings above"
-        )));
+    if let Some(note) = teardown_failed {
+        return Err(Error::setup(note));
     }
     Ok(if summary.any_failed() {
         exit::TEST_FAILED
@@ -238,13 +275,17 @@ fn save_history(discovered: &Discovered, plan: &Plan, summary: &report::Summary)
     }
 }
 
-/// Tears everything down, reporting each failure; returns how many failed.
-fn teardown(lifecycle: &Lifecycle, run_failed: bool, events: &Sender<Event>) -> usize {
+/// Tears everything down, reporting each failure; returns the failures.
+fn teardown(
+    lifecycle: &Lifecycle,
+    run_failed: bool,
+    events: &Sender<Event>,
+) -> Vec<crate::isolation::IsolationError> {
     let errors = lifecycle.teardown(run_failed);
     for e in &errors {
         let _ = events.send(Event::Warning(format!("teardown: {e}")));
     }
-    errors.len()
+    errors
 }
 
 /// `[setup] commands`, once, with the env the plugins returned from
@@ -289,7 +330,7 @@ fn run_setup_commands(
         if let Some(how) = how {
             return Err(Error::setup(format!(
                 "[setup] command {command:?} in {} {how}:\n{}{}",
-                config.origin(),
+                config.at(&["setup", "commands"]),
                 String::from_utf8_lossy(&output.stdout),
                 String::from_utf8_lossy(&output.stderr)
             )));

@@ -25,7 +25,7 @@ pub use groups::GroupTable;
 pub use limits::LimitsTable;
 pub use plugins::PluginTable;
 pub use profile::ProfileTable;
-pub use pytest::PytestTable;
+pub use pytest::{CollectMode, PytestTable};
 pub use run::{AdapterKind, NoTests, Order, RunTable};
 pub use serial::SerialTable;
 pub use settings::{Overrides, Settings};
@@ -68,6 +68,8 @@ pub struct Config {
     pub root: PathBuf,
     /// The file read, if any; named in every error about it.
     pub path: Option<PathBuf>,
+    /// Its text, kept so that later errors can name the line of a key.
+    pub text: String,
     pub file: ConfigFile,
 }
 
@@ -96,6 +98,7 @@ impl Config {
             return Ok(Config {
                 root: dir.to_path_buf(),
                 path: None,
+                text: String::new(),
                 file: ConfigFile::default(),
             });
         };
@@ -109,6 +112,7 @@ impl Config {
         Ok(Config {
             root,
             path: Some(path),
+            text,
             file,
         })
     }
@@ -123,6 +127,15 @@ impl Config {
         match &self.path {
             Some(p) => p.display().to_string(),
             None => "the built-in defaults (no partest.toml)".to_string(),
+        }
+    }
+
+    /// Where errors about `key` (a path of table and key names) point: the
+    /// file and the line of the key, or of its nearest table that is written.
+    pub fn at(&self, key: &[&str]) -> String {
+        match (&self.path, line_of(&self.text, key)) {
+            (Some(p), Some(line)) => format!("{}, line {line}", p.display()),
+            _ => self.origin(),
         }
     }
 
@@ -188,48 +201,119 @@ fn find_config(dir: &Path) -> Option<PathBuf> {
 pub fn parse(text: &str, path: &Path) -> Result<ConfigFile> {
     let file: ConfigFile = toml::from_str(text)
         .map_err(|e| Error::config(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
-    validate(&file).map_err(|msg| Error::config(format!("{}: {msg}", path.display())))?;
+    validate(&file).map_err(|Invalid { key, msg }| {
+        let key: Vec<&str> = key.iter().map(String::as_str).collect();
+        match line_of(text, &key) {
+            Some(line) => Error::config(format!("{}, line {line}: {msg}", path.display())),
+            None => Error::config(format!("{}: {msg}", path.display())),
+        }
+    })?;
     Ok(file)
 }
 
-fn validate(file: &ConfigFile) -> std::result::Result<(), String> {
+/// The line (1-based) of `key` in the TOML `text`: the key itself when it is
+/// written, else the nearest written table on its path; `None` when not even
+/// the first table is written (the check is about a default).
+fn line_of(text: &str, key: &[&str]) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let doc = DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut found = None;
+    for part in key {
+        let Some((name, value)) = table.iter().find(|(k, _)| k.get_ref() == part) else {
+            break;
+        };
+        // Tables point at their header ([groups.db]); keys at the key itself.
+        found = Some(name.span().start);
+        match value.get_ref() {
+            DeValue::Table(inner) => table = inner,
+            _ => break,
+        }
+    }
+    found.map(|offset| text[..offset].matches('\n').count() + 1)
+}
+
+/// A check across fields that failed: the key it is about, and why.
+struct Invalid {
+    key: Vec<String>,
+    msg: String,
+}
+
+impl Invalid {
+    fn at(key: &[&str], msg: impl Into<String>) -> Invalid {
+        Invalid {
+            key: key.iter().map(|k| k.to_string()).collect(),
+            msg: msg.into(),
+        }
+    }
+}
+
+fn validate(file: &ConfigFile) -> std::result::Result<(), Invalid> {
     let fixed_workers = |w: Option<WorkerCount>| match w {
         Some(WorkerCount::Fixed(n)) => Some(n.get()),
         _ => None,
     };
     for (name, group) in &file.groups {
+        let key = |k| ["groups", name.as_str(), k];
         if group.max_workers == 0 {
-            return Err(format!(
-                "[groups.{name}] max-workers = 0: a group must allow at least 1 worker"
+            return Err(Invalid::at(
+                &key("max-workers"),
+                format!("[groups.{name}] max-workers = 0: a group must allow at least 1 worker"),
             ));
         }
         if group.filter.is_empty() {
-            return Err(format!(
-                "[groups.{name}] filter is empty: list the tests of the group, e.g. filter = [\"tests/integration/**\"]"
+            return Err(Invalid::at(
+                &key("filter"),
+                format!(
+                    "[groups.{name}] filter is empty: list the tests of the group, e.g. filter = [\"tests/integration/**\"]"
+                ),
             ));
         }
         if let Some(workers) = fixed_workers(file.run.workers)
             && group.max_workers > workers
         {
-            return Err(format!(
-                "[groups.{name}] max-workers = {} is more than [run] workers = {workers}; \
-                 allowed: 1 to {workers}",
-                group.max_workers
+            return Err(Invalid::at(
+                &key("max-workers"),
+                format!(
+                    "[groups.{name}] max-workers = {} is more than [run] workers = {workers}; \
+                     allowed: 1 to {workers}",
+                    group.max_workers
+                ),
+            ));
+        }
+    }
+    for (name, profile) in &file.profile {
+        if profile.filter.as_ref().is_some_and(Filter::is_empty) {
+            return Err(Invalid::at(
+                &["profile", name, "filter"],
+                format!(
+                    "[profile.{name}] filter is empty: it would select no test; \
+                     list globs, or leave the key out to select everything"
+                ),
             ));
         }
     }
     if let Some(command) = &file.command {
         if command.tests.is_empty() {
-            return Err("[command] tests is empty: give globs of test files, e.g. tests = [\"tests/**/*.sh\"]".into());
+            return Err(Invalid::at(
+                &["command", "tests"],
+                "[command] tests is empty: give globs of test files, e.g. tests = [\"tests/**/*.sh\"]",
+            ));
         }
         let words = shell_words::split(&command.run).map_err(|e| {
-            format!(
-                "[command] run = {:?} cannot be split into words: {e}",
-                command.run
+            Invalid::at(
+                &["command", "run"],
+                format!(
+                    "[command] run = {:?} cannot be split into words: {e}",
+                    command.run
+                ),
             )
         })?;
         if words.is_empty() {
-            return Err("[command] run is empty: give a command such as \"bash {}\"".into());
+            return Err(Invalid::at(
+                &["command", "run"],
+                "[command] run is empty: give a command such as \"bash {}\"",
+            ));
         }
     }
     for (what, value) in [
@@ -237,13 +321,17 @@ fn validate(file: &ConfigFile) -> std::result::Result<(), String> {
         ("container-max-workers", file.limits.container_max_workers),
     ] {
         if value == 0 {
-            return Err(format!("[limits] {what} = 0: allowed: 1 or more"));
+            return Err(Invalid::at(
+                &["limits", what],
+                format!("[limits] {what} = 0: allowed: 1 or more"),
+            ));
         }
     }
     if file.limits.memory_per_worker.0 == 0 {
-        return Err(
-            "[limits] memory-per-worker = 0: allowed: a size above zero, e.g. \"512MiB\"".into(),
-        );
+        return Err(Invalid::at(
+            &["limits", "memory-per-worker"],
+            "[limits] memory-per-worker = 0: allowed: a size above zero, e.g. \"512MiB\"",
+        ));
     }
     Ok(())
 }
@@ -349,6 +437,7 @@ allow = { process = ["mc"] }
             e.contains("[groups.db] max-workers = 3") && e.contains("1 to 2"),
             "{e}"
         );
+        assert!(e.contains("partest.toml, line 5:"), "{e}");
         let e = err("[serial]\nfilter = [\"tests/[oops\"]\n");
         assert!(
             e.contains("not a valid glob") && e.contains("line 2"),
@@ -372,6 +461,7 @@ allow = { process = ["mc"] }
         let config = Config {
             root: PathBuf::from("/r"),
             path: None,
+            text: String::new(),
             file,
         };
         let integration = config.profile("integration").unwrap();
@@ -396,6 +486,39 @@ allow = { process = ["mc"] }
         assert_eq!(detect_adapter(dir.path()), Some(AdapterKind::Cargo));
         std::fs::write(dir.path().join("conftest.py"), "").unwrap();
         assert_eq!(detect_adapter(dir.path()), Some(AdapterKind::Pytest));
+    }
+
+    #[test]
+    fn checks_across_fields_name_the_line_of_the_key() {
+        let e = err("[run]\nworkers = 2\n\n[groups.db]\nmax-workers = 0\nfilter = [\"x/**\"]\n");
+        assert!(
+            e.contains("line 5:") && e.contains("max-workers = 0"),
+            "{e}"
+        );
+        let e = err("[run]\nworkers = 2\n[groups.db]\nmax-workers = 1\nfilter = []\n");
+        assert!(
+            e.contains("line 5:") && e.contains("filter is empty"),
+            "{e}"
+        );
+        // A key left to its default points at its table's header.
+        let text = "[run]\nworkers = 2\n[groups.db]\n";
+        assert_eq!(line_of(text, &["groups", "db", "filter"]), Some(3));
+        assert_eq!(line_of(text, &["limits", "ci-max-workers"]), None);
+        let e = err("[profile.smoke]\nretries = 1\nfilter = []\n");
+        assert!(
+            e.contains("line 3:") && e.contains("[profile.smoke] filter"),
+            "{e}"
+        );
+        let e = err("[command]\ntests = [\"t/*.sh\"]\nrun = \"bash 'x\"\n");
+        assert!(e.contains("line 3:") && e.contains("[command] run"), "{e}");
+        let e = err("limits = { ci-max-workers = 0 }\n");
+        assert!(e.contains("line 1:") && e.contains("ci-max-workers"), "{e}");
+        // Dotted keys and inline tables are found too.
+        let e = err("\ngroups.db.max-workers = 1\ngroups.db.filter = []\n");
+        assert!(
+            e.contains("line 3:") && e.contains("filter is empty"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -68,7 +68,10 @@ impl Settings {
                 format!("profile {}", o.profile.as_deref().unwrap_or_default()),
             )
         } else if let Some(w) = run.workers {
-            (w, format!("[run] workers in {}", config.origin()))
+            (
+                w,
+                format!("[run] workers in {}", config.at(&["run", "workers"])),
+            )
         } else {
             (WorkerCount::Auto, "default".to_string())
         };
@@ -130,6 +133,7 @@ mod tests {
 
     fn config(text: &str) -> Config {
         Config {
+            text: text.to_string(),
             root: "/r".into(),
             path: None,
             file: super::super::parse(text, Path::new("p.toml")).unwrap(),

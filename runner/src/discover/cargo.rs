@@ -203,6 +203,7 @@ impl Adapter for CargoAdapter {
                     binary: index as u32,
                     serial_marker: false,
                     ignored: is_ignored && !self.run_ignored,
+                    file: 0,
                     position: tests.len() as u32,
                 });
             }

@@ -36,8 +36,12 @@ impl CommandAdapter {
                 config.origin()
             ))
         })?;
-        let template = shell_words::split(&table.run)
-            .map_err(|e| Error::config(format!("{}: [command] run: {e}", config.origin())))?;
+        let template = shell_words::split(&table.run).map_err(|e| {
+            Error::config(format!(
+                "{}: [command] run: {e}",
+                config.at(&["command", "run"])
+            ))
+        })?;
         Ok(CommandAdapter {
             root: config.root.clone(),
             tests: table.tests.clone(),

@@ -29,7 +29,9 @@ pub struct TestCase {
     pub serial_marker: bool,
     /// `#[ignore]`d: listed, skipped unless `--run-ignored`.
     pub ignored: bool,
-    /// Its index in the adapter's own collection: what a pytest worker is sent.
+    /// pytest: its file's index in the workers' file list, and its offset
+    /// among that file's tests (what a worker is sent).
+    pub file: u32,
     pub position: u32,
 }
 
@@ -42,6 +44,7 @@ impl TestCase {
             binary: 0,
             serial_marker: false,
             ignored: false,
+            file: 0,
             position: 0,
         }
     }

@@ -3,11 +3,16 @@
 //! without any polling loop.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+
+/// The interrupts fed by this process's signal handlers, once installed:
+/// signal handlers are process-wide, and so is what they feed (the plugins'
+/// `process` capability reads it from here).
+static INSTALLED: OnceLock<Arc<Interrupts>> = OnceLock::new();
 
 pub struct Interrupts {
     count: AtomicUsize,
@@ -34,8 +39,12 @@ impl Interrupts {
         }))
     }
 
-    /// Installs SIGINT/SIGTERM handlers that feed these interrupts.
+    /// Installs SIGINT/SIGTERM handlers that feed these interrupts (once
+    /// per process; a second call returns the same ones).
     pub fn install() -> std::io::Result<Arc<Interrupts>> {
+        if let Some(installed) = INSTALLED.get() {
+            return Ok(installed.clone());
+        }
         let interrupts = Interrupts::new()?;
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         let handle = interrupts.clone();
@@ -46,7 +55,13 @@ impl Interrupts {
                     handle.raise();
                 }
             })?;
+        let _ = INSTALLED.set(interrupts.clone());
         Ok(interrupts)
+    }
+
+    /// The interrupts of [`Interrupts::install`], if it was called.
+    pub fn installed() -> Option<Arc<Interrupts>> {
+        INSTALLED.get().cloned()
     }
 
     pub fn raise(&self) {

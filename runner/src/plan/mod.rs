@@ -37,6 +37,8 @@ pub struct Plan {
     pub group_of: Vec<Option<u16>>,
     /// Each test's expected duration: history, else the mean of the known.
     pub estimate: Vec<Duration>,
+    /// The history knows the test: its estimate is a measurement, not a guess.
+    pub known: Vec<bool>,
     /// `--shard K/N`: how this machine's share was cut from the selection.
     pub shard: Option<crate::shard::split::SplitSummary>,
     /// `--shard queue`: the units every machine pulls from the shared queue.
@@ -150,6 +152,7 @@ impl Plan {
             groups: groups.into_iter().map(|(g, _)| g).collect(),
             group_of,
             estimate,
+            known: expected.iter().map(Option::is_some).collect(),
             shard: None,
             queue_units: None,
         }

@@ -10,8 +10,8 @@ mod queue;
 mod slot;
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -20,10 +20,11 @@ use groups::GroupLimits;
 use queue::{Attempt, Queue};
 use slot::{Assignment, Command, Done, Report, SlotError, Work};
 
-use crate::discover::pytest::check_same_collection;
+use crate::discover::pytest::{FileTests, Files, TestAddress, check_same_files};
 use crate::discover::{Adapter, Status, TestCase};
 use crate::error::Error;
 use crate::exec::Spawner;
+use crate::history::History;
 use crate::isolation::Lifecycle;
 use crate::plan::Plan;
 use crate::report::{Event, TestFinished};
@@ -53,9 +54,14 @@ pub struct PoolContext<'a> {
     pub adapter: &'a dyn Adapter,
     pub lifecycle: &'a Lifecycle,
     pub spawner: &'a Spawner,
+    /// Past durations: how pytest's files are shared out to be collected.
+    pub history: &'a History,
     pub options: PoolOptions,
     /// pytest workers that may still be replaced.
     restarts_left: AtomicUsize,
+    /// pytest: every file's tests as first collected, what the run is
+    /// planned on; a worker that collects a file again must agree.
+    planned_files: OnceLock<Vec<FileTests>>,
 }
 
 impl<'a> PoolContext<'a> {
@@ -63,14 +69,17 @@ impl<'a> PoolContext<'a> {
         adapter: &'a dyn Adapter,
         lifecycle: &'a Lifecycle,
         spawner: &'a Spawner,
+        history: &'a History,
         options: PoolOptions,
     ) -> PoolContext<'a> {
         PoolContext {
             adapter,
             lifecycle,
             spawner,
+            history,
             restarts_left: AtomicUsize::new(options.max_worker_restart),
             options,
+            planned_files: OnceLock::new(),
         }
     }
 }
@@ -87,8 +96,9 @@ pub struct PoolOutcome {
     pub tests_failed: bool,
 }
 
-/// Starts every slot, waits until all are set up (pytest workers: collected),
-/// asks `make_plan` for the plan (given the workers' collection, for pytest),
+/// Starts every slot, waits until all are set up (pytest workers: each has
+/// collected its share of the files), asks `make_plan` for the plan (given
+/// the workers' collection, for pytest),
 /// runs the parallel phase and then the serial one on slot 0, and stops the
 /// slots' workers. Slots stay set up: the caller tears them down through the
 /// lifecycle on every path.
@@ -137,10 +147,22 @@ pub fn run(
         }
         drop(report_tx);
         let mut outcome = PoolOutcome::default();
-        match ready(ctx, &reports, &mut seats, events).and_then(make_plan) {
+        let ready = ready(ctx, &reports, &mut seats, events);
+        let home = ready.as_ref().ok().and_then(|r| r.home.clone());
+        match ready.and_then(|r| make_plan(r.tests)) {
             Ok(plan) => {
                 let plan = Arc::new(plan);
                 outcome.plan = Some(plan.clone());
+                let home_of_queue = home.map(|home| {
+                    plan.parallel
+                        .iter()
+                        .map(|q| {
+                            q.first()
+                                .and_then(|&t| home.get(plan.tests[t as usize].file as usize))
+                                .copied()
+                        })
+                        .collect()
+                });
                 let feed = match start_feed(ctx, &plan) {
                     Ok(feed) => feed,
                     Err(e) => {
@@ -154,7 +176,7 @@ pub fn run(
                 let queue = if feed.is_some() {
                     Queue::empty(&plan, workers)
                 } else {
-                    Queue::new(&plan, workers)
+                    Queue::new(&plan, workers, home_of_queue)
                 };
                 let mut coordinator = Coordinator {
                     ctx,
@@ -168,15 +190,17 @@ pub fn run(
                     reports: &reports,
                     stop: false,
                     lookahead: ctx.adapter.pytest().is_some(),
-                    // A pytest worker is sent its next test while it runs one,
-                    // so it never waits for us between tests; not when a
-                    // plugin resets the slot between tests, nor with
-                    // fail-fast (which then would start one test too many).
+                    // A pytest worker has two tests queued behind the one it
+                    // runs, so it never waits for us between tests even when
+                    // its slot thread is slow to wake (the workers keep both
+                    // cores busy); not when a plugin resets the slot between
+                    // tests, nor with fail-fast (which then would start
+                    // tests too many).
                     depth: if ctx.adapter.pytest().is_some()
                         && !ctx.options.fail_fast
                         && !ctx.lifecycle.resets_between_tests()
                     {
-                        2
+                        PYTEST_DEPTH
                     } else {
                         1
                     },
@@ -200,6 +224,14 @@ pub fn run(
         }
         outcome
     })
+}
+
+/// Where a pytest test is in its worker's collection.
+fn address(test: &TestCase) -> TestAddress {
+    TestAddress {
+        file: test.file,
+        offset: test.position,
+    }
 }
 
 /// `--shard queue`: joins the shared queue with the plan's units.
@@ -230,48 +262,157 @@ struct Seat {
     alive: bool,
 }
 
-/// Waits until every slot is set up; for pytest, the workers' collections
-/// must agree, and the first one's tests are returned.
+/// Tests sent to a pytest worker at once (the one it runs and those queued
+/// behind it).
+const PYTEST_DEPTH: usize = 3;
+
+/// A test is queued behind those a slot runs only while they are known to
+/// take less than this: queueing saves a round trip per test, worth it for
+/// short tests, while a long test queued on a busy slot can lengthen the tail.
+const QUEUE_BEHIND_BELOW: Duration = Duration::from_millis(50);
+
+/// What the slots found once set up.
+struct Ready {
+    /// pytest: the tests the workers collected together.
+    tests: Option<Vec<TestCase>>,
+    /// pytest: the slot that collected each file first (its home).
+    home: Option<Vec<usize>>,
+}
+
+/// Waits until every slot is set up. pytest: the workers' file lists must
+/// agree; each worker then collects its share of the files, so each module
+/// is imported by one worker rather than by all of them.
 fn ready(
     ctx: &PoolContext,
     reports: &Receiver<Report>,
     seats: &mut [Seat],
     events: &Sender<Event>,
-) -> Result<Option<Vec<TestCase>>, Error> {
-    let mut collections = vec![None; seats.len()];
-    let mut answered = 0;
+) -> Result<Ready, Error> {
+    let mut lists: Vec<Option<Files>> = vec![None; seats.len()];
     let mut error = None;
-    while answered < seats.len() {
+    for _ in 0..seats.len() {
         let Ok(report) = reports.recv() else { break };
-        answered += 1;
         match report {
-            Report::Ready { slot, collection } => {
+            Report::Ready { slot, files } => {
                 let _ = events.send(Event::SlotReady { slot });
-                collections[slot] = collection;
+                lists[slot] = files;
             }
             Report::Failed { slot, error: e } => {
                 seats[slot].alive = false;
                 error.get_or_insert(slot_error(slot, e));
             }
-            Report::Done(_) => {}
+            Report::Done(_) | Report::Collected(_) => {}
         }
     }
     if let Some(e) = error {
         return Err(e);
     }
     let Some(pytest) = ctx.adapter.pytest() else {
-        return Ok(None);
+        return Ok(Ready {
+            tests: None,
+            home: None,
+        });
     };
-    let mut collections = collections.into_iter().enumerate();
-    let Some((_, Some(first))) = collections.next() else {
-        return Err(Error::setup("slot gw0 reported no collection"));
+    let Some(Some(files)) = lists.first() else {
+        return Err(Error::setup("slot gw0 reported no test files"));
     };
-    for (slot, other) in collections {
+    for (slot, other) in lists.iter().enumerate().skip(1) {
         if let Some(other) = other {
-            check_same_collection(&first, &other, &format!("gw{slot}"))?;
+            check_same_files(files, other, &format!("gw{slot}"))?;
         }
     }
-    pytest.tests(&first).map(Some)
+    let shares = share_files(ctx, &files.files, seats.len());
+    let mut home = vec![0; files.files.len()];
+    for (slot, share) in shares.iter().enumerate() {
+        for &f in share {
+            home[f as usize] = slot;
+        }
+        let _ = seats[slot]
+            .commands
+            .send(slot::Command::Collect(share.clone()));
+    }
+    let mut found: Vec<Option<FileTests>> = vec![None; files.files.len()];
+    let mut errors = Vec::new();
+    for _ in 0..seats.len() {
+        let Ok(report) = reports.recv() else { break };
+        match report {
+            Report::Collected(collected) => {
+                errors.extend(collected.errors);
+                for f in collected.files {
+                    let at = f.file as usize;
+                    if at < found.len() {
+                        found[at] = Some(f);
+                    }
+                }
+            }
+            Report::Failed { slot, error: e } => {
+                seats[slot].alive = false;
+                error.get_or_insert(slot_error(slot, e));
+            }
+            Report::Ready { .. } | Report::Done(_) => {}
+        }
+    }
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if !errors.is_empty() {
+        return Err(pytest.collect_errors(&errors));
+    }
+    let planned: Vec<FileTests> = found
+        .into_iter()
+        .enumerate()
+        .map(|(f, tests)| {
+            tests.ok_or_else(|| {
+                Error::setup(format!("no pytest worker collected {}", files.files[f]))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let tests = pytest.tests(&planned);
+    let _ = ctx.planned_files.set(planned);
+    Ok(Ready {
+        tests: Some(tests),
+        home: Some(home),
+    })
+}
+
+/// Which files each slot collects first: longest-processing-time over the
+/// files' expected time (history), or their size on disk when there is no
+/// history at all, so the slots' shares take about as long.
+fn share_files(ctx: &PoolContext, files: &[String], slots: usize) -> Vec<Vec<u32>> {
+    let totals = ctx.history.file_totals();
+    let weights: Vec<f64> = if totals.is_empty() {
+        let root = ctx.adapter.pytest().map(|p| p.root().to_path_buf());
+        files
+            .iter()
+            .map(|f| {
+                root.as_ref()
+                    .and_then(|r| std::fs::metadata(r.join(f)).ok())
+                    .map_or(1.0, |m| m.len().max(1) as f64)
+            })
+            .collect()
+    } else {
+        let known: Vec<f64> = totals.values().map(Duration::as_secs_f64).collect();
+        let mean = known.iter().sum::<f64>() / known.len() as f64;
+        files
+            .iter()
+            .map(|f| totals.get(f.as_str()).map_or(mean, Duration::as_secs_f64))
+            .collect()
+    };
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(a.cmp(&b)));
+    let mut load = vec![0.0_f64; slots.max(1)];
+    let mut shares = vec![Vec::new(); slots.max(1)];
+    for f in order {
+        let slot = (0..load.len())
+            .min_by(|&a, &b| load[a].total_cmp(&load[b]))
+            .unwrap_or(0);
+        load[slot] += weights[f];
+        shares[slot].push(f as u32);
+    }
+    for share in &mut shares {
+        share.sort_unstable();
+    }
+    shares
 }
 
 fn slot_error(slot: usize, error: SlotError) -> Error {
@@ -446,7 +587,7 @@ impl Coordinator<'_, '_> {
                     }
                     self.fail(slot_error(slot, error));
                 }
-                Report::Ready { .. } => {}
+                Report::Ready { .. } | Report::Collected(_) => {}
             }
         }
     }
@@ -496,7 +637,7 @@ impl Coordinator<'_, '_> {
                         self.fail(slot_error(slot, error));
                         return;
                     }
-                    Ok(Report::Ready { .. }) => {}
+                    Ok(Report::Ready { .. } | Report::Collected(_)) => {}
                     Err(_) => {
                         self.fail(Error::setup("slot gw0's thread ended unexpectedly"));
                         return;
@@ -513,6 +654,9 @@ impl Coordinator<'_, '_> {
     /// Tops a slot up to `depth` tests sent, each promising the one after.
     fn assign(&mut self, slot: usize) {
         while !self.halted() && self.seats[slot].alive && self.seats[slot].sent.len() < self.depth {
+            if !self.seats[slot].sent.is_empty() && !self.worth_queueing(slot) {
+                return;
+            }
             let current = match self.seats[slot].next.take() {
                 Some(promised) => promised,
                 None => match self.take(slot) {
@@ -535,12 +679,27 @@ impl Coordinator<'_, '_> {
         }
     }
 
+    /// Whether to queue another test behind what `slot` runs: yes while its
+    /// tests are known to be short; for tests the history has not seen, only
+    /// while plenty of work is left, so that a few long unknown tests are not
+    /// all committed to one slot at the end.
+    fn worth_queueing(&self, slot: usize) -> bool {
+        let seat = &self.seats[slot];
+        let committed = seat.sent.iter().chain(&seat.next);
+        if committed.clone().all(|a| self.plan.known[a.test as usize]) {
+            let expected: Duration = committed.map(|a| self.plan.estimate[a.test as usize]).sum();
+            expected < QUEUE_BEHIND_BELOW
+        } else {
+            self.queue.pending() >= 4 * self.depth * self.seats.len()
+        }
+    }
+
     fn send(&mut self, slot: usize, current: Attempt, next: Option<Attempt>) {
         let test = &self.plan.tests[current.test as usize];
         let work = match self.ctx.adapter.pytest() {
             Some(_) => Work::Pytest {
-                position: test.position,
-                next: next.map(|n| self.plan.tests[n.test as usize].position),
+                test: address(test),
+                next: next.map(|n| address(&self.plan.tests[n.test as usize])),
             },
             None => Work::Process(self.ctx.adapter.invocation(test)),
         };

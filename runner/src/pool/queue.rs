@@ -2,9 +2,11 @@
 //!
 //! The plan's queues come longest first. A slot keeps taking from the queue
 //! it claimed (for pytest, one file: the module's fixtures set up once on
-//! that worker); when that is empty it claims the next unclaimed queue; when
-//! none is left it steals from the back of the queue with the most expected
-//! time left, so the tail stays short. Retries come before everything.
+//! that worker); when that is empty it claims the next unclaimed queue —
+//! first one of its own (pytest: a file its worker has already imported),
+//! then anyone's; when none is left it steals from the back of the queue
+//! with the most expected time left, so the tail stays short. Retries come
+//! before everything.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -29,13 +31,16 @@ pub struct Queue<'a> {
     cursor: usize,
     /// The queue each slot works through.
     slot_queue: Vec<Option<usize>>,
+    /// The slot each queue belongs to first (pytest: the worker that
+    /// imported its file), if any.
+    home: Vec<Option<usize>>,
     retries: VecDeque<Attempt>,
     /// Tests not yet handed out (retries included).
     pending: usize,
 }
 
 impl<'a> Queue<'a> {
-    pub fn new(plan: &'a Plan, slots: usize) -> Queue<'a> {
+    pub fn new(plan: &'a Plan, slots: usize, home: Option<Vec<Option<usize>>>) -> Queue<'a> {
         let queues: Vec<VecDeque<u32>> = plan
             .parallel
             .iter()
@@ -47,6 +52,7 @@ impl<'a> Queue<'a> {
             .collect();
         Queue {
             plan,
+            home: home.unwrap_or_else(|| vec![None; queues.len()]),
             claimed: vec![false; queues.len()],
             pending: plan.parallel_count(),
             queues,
@@ -63,6 +69,7 @@ impl<'a> Queue<'a> {
         self.left
             .push(tests.iter().map(|&t| self.plan.estimate[t as usize]).sum());
         self.queues.push(tests.into_iter().collect());
+        self.home.push(None);
         self.claimed.push(false);
     }
 
@@ -83,6 +90,7 @@ impl<'a> Queue<'a> {
             plan,
             queues: Vec::new(),
             left: Vec::new(),
+            home: Vec::new(),
             claimed: Vec::new(),
             cursor: 0,
             slot_queue: vec![None; slots],
@@ -94,6 +102,11 @@ impl<'a> Queue<'a> {
     #[cfg(test)]
     fn is_empty(&self) -> bool {
         self.pending == 0
+    }
+
+    /// Tests not yet handed out (retries included).
+    pub fn pending(&self) -> usize {
+        self.pending
     }
 
     pub fn retry(&mut self, attempt: Attempt) {
@@ -125,14 +138,25 @@ impl<'a> Queue<'a> {
         {
             self.cursor += 1;
         }
-        for q in self.cursor..self.queues.len() {
-            if self.claimed[q] || self.queues[q].is_empty() {
-                continue;
-            }
-            if let Some(t) = self.take_from(q, false, groups) {
-                self.claimed[q] = true;
-                self.slot_queue[slot] = Some(q);
-                return Some(first(t));
+        for own in [true, false] {
+            for q in self.cursor..self.queues.len() {
+                if self.claimed[q]
+                    || self.queues[q].is_empty()
+                    || (own
+                        && self
+                            .home
+                            .get(q)
+                            .copied()
+                            .flatten()
+                            .is_some_and(|h| h != slot))
+                {
+                    continue;
+                }
+                if let Some(t) = self.take_from(q, false, groups) {
+                    self.claimed[q] = true;
+                    self.slot_queue[slot] = Some(q);
+                    return Some(first(t));
+                }
             }
         }
         // Everything is claimed: steal from the longest remaining queue.
@@ -178,6 +202,7 @@ mod tests {
             groups,
             group_of,
             estimate: vec![Duration::from_millis(10); n],
+            known: vec![true; n],
             shard: None,
             queue_units: None,
         }
@@ -187,7 +212,7 @@ mod tests {
     fn a_slot_keeps_its_queue_then_claims_then_steals() {
         let plan = plan(vec![vec![0, 1, 2], vec![3, 4]], vec![None; 5], vec![]);
         let groups = GroupLimits::new(&plan.groups);
-        let mut queue = Queue::new(&plan, 2);
+        let mut queue = Queue::new(&plan, 2, None);
         let take = |q: &mut Queue, slot| q.take(slot, &groups).map(|a| a.test);
         assert_eq!(take(&mut queue, 0), Some(0));
         assert_eq!(take(&mut queue, 1), Some(3));
@@ -218,6 +243,27 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_claims_its_own_queues_before_others() {
+        let plan = plan(
+            vec![vec![0], vec![1], vec![2], vec![3]],
+            vec![None; 4],
+            vec![],
+        );
+        let groups = GroupLimits::new(&plan.groups);
+        let home = vec![Some(0), Some(0), Some(1), None];
+        let mut queue = Queue::new(&plan, 2, Some(home));
+        let take = |q: &mut Queue, slot| q.take(slot, &groups).map(|a| a.test);
+        // Slot 1 skips slot 0's queues for its own, then takes the homeless one.
+        assert_eq!(take(&mut queue, 1), Some(2));
+        assert_eq!(take(&mut queue, 1), Some(3));
+        assert_eq!(take(&mut queue, 0), Some(0));
+        // Out of its own, slot 1 takes slot 0's unclaimed queue.
+        assert_eq!(take(&mut queue, 1), Some(1));
+        assert_eq!(take(&mut queue, 0), None);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
     fn retries_first_and_full_groups_skipped() {
         let groups_def = vec![Group {
             name: "db".into(),
@@ -226,7 +272,7 @@ mod tests {
         let plan = plan(vec![vec![0], vec![1]], vec![Some(0), None], groups_def);
         let mut groups = GroupLimits::new(&plan.groups);
         groups.enter(Some(0));
-        let mut queue = Queue::new(&plan, 1);
+        let mut queue = Queue::new(&plan, 1, None);
         assert_eq!(queue.take(0, &groups).map(|a| a.test), Some(1));
         assert_eq!(queue.take(0, &groups), None);
         assert!(!queue.is_empty());

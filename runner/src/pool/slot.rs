@@ -12,13 +12,18 @@ use std::collections::VecDeque;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use super::PoolContext;
-use crate::discover::pytest::{Collection, check_same_collection};
+use crate::discover::pytest::{
+    Collected, Files, Reply, TestAddress, check_same_files, check_same_tests,
+};
 use crate::discover::{Invocation, ProcessEnd, PytestWorker, Status, TestReply, Wait};
 use crate::exec::Capture;
 use crate::isolation::{Env, IsolationError, Slot};
 
 /// What the coordinator sends a slot.
 pub enum Command {
+    /// pytest, once before any test: import and collect these files (the
+    /// slot's share of the suite).
+    Collect(Vec<u32>),
     Run(Assignment),
     /// No more work: stop the worker, leave the slot set up for teardown.
     Finish,
@@ -36,17 +41,20 @@ pub enum Work {
     /// A test of the worker's collection, and the one it will be sent next
     /// (pytest's `nextitem`: fixtures they share live on).
     Pytest {
-        position: u32,
-        next: Option<u32>,
+        test: TestAddress,
+        next: Option<TestAddress>,
     },
 }
 
 /// What a slot tells the coordinator.
 pub enum Report {
+    /// Set up; a pytest worker also found its test files.
     Ready {
         slot: usize,
-        collection: Option<Collection>,
+        files: Option<Files>,
     },
+    /// A pytest worker collected its share.
+    Collected(Collected),
     Done(Box<Done>),
     /// The slot cannot go on; the run fails with this.
     Failed {
@@ -88,10 +96,29 @@ pub fn run_slot(
             return;
         }
     };
-    let _ = reports.send(Report::Ready {
-        slot: index,
-        collection: executor.collection(),
-    });
+    let files = executor.files();
+    let is_pytest = files.is_some();
+    let _ = reports.send(Report::Ready { slot: index, files });
+    if is_pytest {
+        // The coordinator hands each worker its share of the files to
+        // collect, then plans on what they found together.
+        match commands.recv() {
+            Ok(Command::Collect(share)) => match executor.collect_share(ctx, &share) {
+                Ok(collected) => {
+                    let _ = reports.send(Report::Collected(collected));
+                }
+                Err(error) => {
+                    let _ = reports.send(Report::Failed { slot: index, error });
+                    executor.finish(ctx);
+                    return;
+                }
+            },
+            _ => {
+                executor.finish(ctx);
+                return;
+            }
+        }
+    }
     // What the coordinator sent, oldest first: a pytest worker is sent the
     // commands ahead of the one it runs, so it goes on without waiting.
     let mut queued: VecDeque<Assignment> = VecDeque::new();
@@ -106,7 +133,9 @@ pub fn run_slot(
         while !finishing {
             match commands.try_recv() {
                 Ok(Command::Run(a)) => queued.push_back(a),
-                Ok(Command::Finish) | Err(TryRecvError::Disconnected) => finishing = true,
+                Ok(Command::Finish | Command::Collect(_)) | Err(TryRecvError::Disconnected) => {
+                    finishing = true
+                }
                 Err(TryRecvError::Empty) => break,
             }
         }
@@ -146,11 +175,21 @@ enum ExecutorKind {
 /// A slot's pytest worker, and what it takes to replace it.
 struct PytestSlot {
     worker: Option<PytestWorker>,
-    /// Commands written to the worker whose results are not read yet.
-    sent: usize,
+    /// Commands written to the worker whose replies are not read yet, oldest first.
+    pending: VecDeque<Pending>,
+    /// The files the current worker has collected (or was told to).
+    collected: Vec<bool>,
     /// The worker's stdout and stderr (None: `--no-capture`, inherited).
     log: Option<(File, PathBuf)>,
-    collection: Collection,
+    /// The test files the slot's first worker found; a fresh one must agree.
+    files: Files,
+}
+
+/// A command written to a pytest worker, awaiting its reply.
+#[derive(Debug, Clone, PartialEq)]
+enum Pending {
+    Collect(Vec<u32>),
+    Run(TestAddress),
 }
 
 impl Executor {
@@ -195,11 +234,13 @@ impl Executor {
                 };
                 let mut slot_pytest = PytestSlot {
                     worker: None,
-                    sent: 0,
+                    pending: VecDeque::new(),
+                    collected: Vec::new(),
                     log,
-                    collection: Collection::default(),
+                    files: Files::default(),
                 };
-                slot_pytest.collection = slot_pytest.start(ctx, &slot, &env)?;
+                slot_pytest.files = slot_pytest.start(ctx, &slot, &env)?;
+                slot_pytest.collected = vec![false; slot_pytest.files.files.len()];
                 ExecutorKind::Pytest(slot_pytest)
             }
             None => ExecutorKind::Process {
@@ -223,10 +264,28 @@ impl Executor {
         })
     }
 
-    fn collection(&self) -> Option<Collection> {
+    fn files(&self) -> Option<Files> {
         match &self.kind {
-            ExecutorKind::Pytest(p) => Some(p.collection.clone()),
+            ExecutorKind::Pytest(p) => Some(p.files.clone()),
             ExecutorKind::Process { .. } => None,
+        }
+    }
+
+    /// pytest: the worker imports and collects its share of the files.
+    fn collect_share(&mut self, ctx: &PoolContext, share: &[u32]) -> Result<Collected, SlotError> {
+        let ExecutorKind::Pytest(p) = &mut self.kind else {
+            return Err(SlotError::Exec(format!(
+                "{}: asked to collect without a pytest worker",
+                self.slot.name
+            )));
+        };
+        p.write_collect(share);
+        match p.read_collected(ctx, &self.slot)? {
+            Some(collected) => Ok(collected),
+            None => Err(SlotError::Exec(format!(
+                "{}: the pytest worker ended while it collected its files",
+                self.slot.name
+            ))),
         }
     }
 
@@ -313,13 +372,8 @@ impl Executor {
 }
 
 impl PytestSlot {
-    /// Starts a worker and waits for its collection.
-    fn start(
-        &mut self,
-        ctx: &PoolContext,
-        slot: &Slot,
-        env: &Env,
-    ) -> Result<Collection, SlotError> {
+    /// Starts a worker and waits for its list of test files.
+    fn start(&mut self, ctx: &PoolContext, slot: &Slot, env: &Env) -> Result<Files, SlotError> {
         let pytest = ctx
             .adapter
             .pytest()
@@ -333,43 +387,126 @@ impl PytestSlot {
             .start_worker(cmd, self.log.as_ref().map(|(f, _)| f))
             .map_err(|e| SlotError::Exec(e.to_string()))?;
         let waited = worker
-            .collection(ctx.spawner, Some(pytest.collect_timeout))
+            .files(ctx.spawner, Some(pytest.collect_timeout))
             .map_err(|e| SlotError::Exec(format!("{}: {e}", slot.name)))?;
+        let files = match waited {
+            Wait::Got(files) => files,
+            other => return Err(self.collect_failed(ctx, other)),
+        };
+        if !files.errors.is_empty() {
+            return Err(SlotError::Exec(
+                pytest.collect_errors(&files.errors).to_string(),
+            ));
+        }
+        self.worker = Some(worker);
+        self.pending.clear();
+        Ok(files)
+    }
+
+    /// Why a worker stopped before it answered a collection: its output.
+    fn collect_failed<T>(&self, ctx: &PoolContext, how: Wait<T>) -> SlotError {
+        let pytest = ctx
+            .adapter
+            .pytest()
+            .expect("a pytest slot has the pytest adapter");
         let log_path = self
             .log
             .as_ref()
             .map(|(_, p)| p.clone())
             .unwrap_or_default();
-        let collection = match waited {
-            Wait::Got(c) => c,
-            Wait::Ended(end) => {
-                return Err(SlotError::Exec(
-                    pytest
-                        .early_exit(&format!("ended ({})", describe_end(end)), &log_path)
-                        .to_string(),
-                ));
-            }
-            Wait::TimedOut => {
-                return Err(SlotError::Exec(
-                    pytest
-                        .early_exit(
-                            &format!(
-                                "did not finish collecting within [pytest] collect-timeout ({:?})",
-                                pytest.collect_timeout
-                            ),
-                            &log_path,
-                        )
-                        .to_string(),
-                ));
-            }
-            Wait::Interrupted => return Err(SlotError::Exec("interrupted".into())),
+        let how = match how {
+            Wait::Ended(end) => format!("ended ({})", describe_end(end)),
+            Wait::TimedOut => format!(
+                "did not finish collecting within [pytest] collect-timeout ({:?})",
+                pytest.collect_timeout
+            ),
+            Wait::Interrupted | Wait::Got(_) => return SlotError::Exec("interrupted".into()),
         };
-        self.worker = Some(worker);
-        Ok(collection)
+        SlotError::Exec(pytest.early_exit(&how, &log_path).to_string())
+    }
+
+    /// Writes `collect` for the files among `files` the worker lacks.
+    fn write_collect(&mut self, files: &[u32]) {
+        let missing: Vec<u32> = files
+            .iter()
+            .copied()
+            .filter(|&f| !self.collected.get(f as usize).copied().unwrap_or(true))
+            .collect();
+        let Some(worker) = self.worker.as_mut() else {
+            return;
+        };
+        if (missing.is_empty() && !files.is_empty()) || !worker.collect(&missing) {
+            return;
+        }
+        for &f in &missing {
+            self.collected[f as usize] = true;
+        }
+        self.pending.push_back(Pending::Collect(missing));
+    }
+
+    /// Reads the reply to the oldest pending `collect`, checking each file
+    /// against the collection the run was planned on (once there is one).
+    /// `None`: the worker is gone (crashed, timed out, interrupted).
+    fn read_collected(
+        &mut self,
+        ctx: &PoolContext,
+        slot: &Slot,
+    ) -> Result<Option<Collected>, SlotError> {
+        let pytest = ctx
+            .adapter
+            .pytest()
+            .expect("a pytest slot has the pytest adapter");
+        let Some(worker) = self.worker.as_mut() else {
+            return Ok(None);
+        };
+        self.pending.pop_front();
+        let waited = worker
+            .reply(ctx.spawner, Some(pytest.collect_timeout))
+            .map_err(|e| SlotError::Exec(format!("{}: {e}", slot.name)))?;
+        let collected = match waited {
+            Wait::Got(Reply::Collected(c)) => c,
+            Wait::Got(_) => {
+                return Err(SlotError::Exec(format!(
+                    "{}: the pytest worker answered `collect` with something else",
+                    slot.name
+                )));
+            }
+            other => {
+                let error = self.collect_failed(ctx, other);
+                self.gone();
+                return match ctx.planned_files.get() {
+                    // During the run, a worker that dies importing a file
+                    // is a crash of the test it was about to run.
+                    Some(_) => Ok(None),
+                    None => Err(error),
+                };
+            }
+        };
+        if !collected.errors.is_empty() {
+            return Err(SlotError::Exec(
+                pytest.collect_errors(&collected.errors).to_string(),
+            ));
+        }
+        if let Some(planned) = ctx.planned_files.get() {
+            for got in &collected.files {
+                if let Some(reference) = planned.get(got.file as usize) {
+                    check_same_tests(reference, got, &slot.name)
+                        .map_err(|e| SlotError::Exec(e.to_string()))?;
+                }
+            }
+        }
+        Ok(Some(collected))
+    }
+
+    /// The worker is gone: what was written to it died with it.
+    fn gone(&mut self) {
+        self.worker = None;
+        self.pending.clear();
+        self.collected.iter_mut().for_each(|c| *c = false);
     }
 
     /// Runs `a` (writing it, and what is queued after it, to the worker
-    /// first) and waits for its result.
+    /// first, each after the files it needs) and waits for its result.
     fn run(
         &mut self,
         ctx: &PoolContext,
@@ -386,42 +523,74 @@ impl PytestSlot {
             self.replace(ctx, slot, env)?;
         }
         let log_start = self.log_len();
-        let worker = self.worker.as_mut().expect("a worker was just started");
-        // `a` was sent already when `sent` > 0; send it and those queued behind it.
-        for queued in std::iter::once(a).chain(ahead).skip(self.sent) {
-            let Work::Pytest { position, next } = &queued.work else {
-                break;
-            };
-            if !worker.send(*position, *next, queued.attempt) {
-                break;
-            }
-            self.sent += 1;
-        }
-        let started = std::time::Instant::now();
-        let &Work::Pytest { position, .. } = &a.work else {
+        let &Work::Pytest { test, .. } = &a.work else {
             return Err(SlotError::Exec(format!(
                 "{}: work of the wrong kind",
                 slot.name
             )));
         };
-        let waited = worker
-            .result(position, ctx.spawner, ctx.options.timeout)
-            .map_err(|e| SlotError::Exec(format!("{}: {e}", slot.name)))?;
-        self.sent = self.sent.saturating_sub(1);
-        let elapsed = started.elapsed();
-        let gone = |this: &mut PytestSlot| {
-            // Its queued commands died with it: a new worker gets them again.
-            this.worker = None;
-            this.sent = 0;
+        // `a` was written already when runs are pending; write it and those
+        // queued behind it.
+        let written = self
+            .pending
+            .iter()
+            .filter(|p| matches!(p, Pending::Run(_)))
+            .count();
+        for queued in std::iter::once(a).chain(ahead).skip(written) {
+            let Work::Pytest { test, next } = queued.work else {
+                break;
+            };
+            let mut needs = vec![test.file];
+            needs.extend(next.map(|n| n.file).filter(|&f| f != test.file));
+            self.write_collect(&needs);
+            let Some(worker) = self.worker.as_mut() else {
+                break;
+            };
+            if !worker.run(test, next, queued.attempt) {
+                break;
+            }
+            self.pending.push_back(Pending::Run(test));
+        }
+        // Files collected on the way come first, in the order written.
+        while let Some(Pending::Collect(_)) = self.pending.front() {
+            if self.read_collected(ctx, slot)?.is_none() {
+                break;
+            }
+        }
+        let started = std::time::Instant::now();
+        let waited = match self.worker.as_mut() {
+            Some(worker) if self.pending.front() == Some(&Pending::Run(test)) => {
+                self.pending.pop_front();
+                worker
+                    .reply(ctx.spawner, ctx.options.timeout)
+                    .map_err(|e| SlotError::Exec(format!("{}: {e}", slot.name)))?
+            }
+            Some(_) => {
+                return Err(SlotError::Exec(format!(
+                    "{}: the pytest worker's replies are out of step with its commands",
+                    slot.name
+                )));
+            }
+            // It died while collecting a file for this test.
+            None => Wait::Ended(ProcessEnd::Exited(-1)),
         };
+        let elapsed = started.elapsed();
         Ok(match waited {
-            Wait::Got(reply) => {
+            Wait::Got(Reply::Result(reply))
+                if reply.file == test.file && reply.offset == test.offset =>
+            {
                 let (status, output) = outcome(&reply);
                 let duration = Duration::try_from_secs_f64(reply.duration).unwrap_or(elapsed);
                 (status, duration, output, reply.stop)
             }
+            Wait::Got(_) => {
+                return Err(SlotError::Exec(format!(
+                    "{}: the pytest worker answered with another test's result",
+                    slot.name
+                )));
+            }
             Wait::Ended(end) => {
-                gone(self);
+                self.gone();
                 let text = format!(
                     "{}[partest] the pytest worker running this test died ({}); a new one takes the slot",
                     self.log_since(log_start),
@@ -430,7 +599,7 @@ impl PytestSlot {
                 (Status::Crash, elapsed, Some(text), false)
             }
             Wait::TimedOut => {
-                gone(self);
+                self.gone();
                 let text = format!(
                     "{}[partest] timed out after {:?}: the worker's process group was killed; a new one takes the slot",
                     self.log_since(log_start),
@@ -439,13 +608,14 @@ impl PytestSlot {
                 (Status::Timeout, elapsed, Some(text), false)
             }
             Wait::Interrupted => {
-                gone(self);
+                self.gone();
                 (Status::Cancelled, elapsed, None, false)
             }
         })
     }
 
     /// A fresh worker for one that crashed or timed out, within the budget.
+    /// It finds the same files and collects them as its tests need them.
     fn replace(&mut self, ctx: &PoolContext, slot: &Slot, env: &Env) -> Result<(), SlotError> {
         let budget = ctx
             .restarts_left
@@ -456,8 +626,8 @@ impl PytestSlot {
                 ctx.options.max_worker_restart
             )));
         }
-        let collection = self.start(ctx, slot, env)?;
-        check_same_collection(&self.collection, &collection, &slot.name)
+        let files = self.start(ctx, slot, env)?;
+        check_same_files(&self.files, &files, &slot.name)
             .map_err(|e| SlotError::Exec(e.to_string()))
     }
 

@@ -125,7 +125,9 @@ impl Sink for Human {
                     bar.inc(1);
                 }
             }
-            Event::Interrupted => self.line("Interrupted: stopping running tests and tearing down"),
+            Event::Interrupted => {
+                self.line("Interrupted: stopping running tests; teardown runs to its end")
+            }
         }
     }
 

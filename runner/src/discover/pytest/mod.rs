@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-pub use worker::{Collection, PytestWorker, TestReply, Wait};
+use worker::CollectError;
+pub use worker::{Collected, FileTests, Files, PytestWorker, Reply, TestAddress, TestReply, Wait};
 
 use super::{Adapter, Invocation, TestCase};
-use crate::config::{AdapterKind, Config};
+use crate::config::{AdapterKind, CollectMode, Config};
 use crate::error::{Error, Result};
 use crate::exec::Spawner;
 
@@ -26,6 +27,7 @@ pub struct PytestAdapter {
     serial_markers: Vec<String>,
     /// How long a worker may take to collect.
     pub collect_timeout: Duration,
+    collect: CollectMode,
     /// `PYTHONPATH` with the folder of our plugin first.
     python_path: String,
 }
@@ -58,6 +60,7 @@ impl PytestAdapter {
             args: f.pytest.args.clone(),
             serial_markers: f.serial.markers.clone(),
             collect_timeout: f.pytest.collect_timeout.0,
+            collect: f.pytest.collect,
             python_path: String::new(),
         };
         adapter.install_plugin()?;
@@ -83,6 +86,11 @@ impl PytestAdapter {
         Ok(())
     }
 
+    /// Where the workers run: node ids are relative to it.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The worker's command line; the caller adds the slot's env and output.
     pub fn worker_command(&self, no_capture: bool) -> Command {
         let mut cmd = Command::new(&self.python);
@@ -91,6 +99,9 @@ impl PytestAdapter {
             .args(PYTEST_FLAGS)
             .current_dir(&self.root)
             .env("PYTHONPATH", &self.python_path);
+        if self.collect == CollectMode::Share {
+            cmd.env("PARTEST_PYTEST_COLLECT", "share");
+        }
         if no_capture {
             cmd.arg("-s");
         }
@@ -119,37 +130,41 @@ impl PytestAdapter {
         })
     }
 
-    /// The tests of a worker's collection, or pytest's own error text.
-    pub fn tests(&self, collection: &Collection) -> Result<Vec<TestCase>> {
-        if !collection.errors.is_empty() {
-            let mut text = String::new();
-            for e in &collection.errors {
-                text.push_str(&format!(
-                    "ERROR collecting {}\n{}\n",
-                    e.id,
-                    e.text.trim_end()
-                ));
-            }
-            return Err(Error::setup(format!(
-                "pytest could not collect {} of the project's files:\n{}",
-                collection.errors.len(),
-                text.trim_end()
-            )));
+    /// pytest's own text for collection errors, as the error that ends the run.
+    pub fn collect_errors(&self, errors: &[CollectError]) -> Error {
+        let mut text = String::new();
+        for e in errors {
+            text.push_str(&format!(
+                "ERROR collecting {}\n{}\n",
+                e.id,
+                e.text.trim_end()
+            ));
         }
-        Ok(collection
-            .ids
+        Error::setup(format!(
+            "pytest could not collect {} of the project's files:\n{}",
+            errors.len(),
+            text.trim_end()
+        ))
+    }
+
+    /// The tests of every file, in file order, each addressed by its file
+    /// and its offset in it.
+    pub fn tests(&self, files: &[FileTests]) -> Vec<TestCase> {
+        files
             .iter()
-            .enumerate()
-            .map(|(i, id)| {
-                let mut test = TestCase::new(id.clone());
-                test.position = i as u32;
-                test.serial_marker = collection
-                    .markers
-                    .get(i)
-                    .is_some_and(|names| names.iter().any(|m| self.serial_markers.contains(m)));
-                test
+            .flat_map(|f| {
+                f.ids.iter().enumerate().map(|(i, id)| {
+                    let mut test = TestCase::new(id.clone());
+                    test.file = f.file;
+                    test.position = i as u32;
+                    test.serial_marker = f
+                        .markers
+                        .get(i)
+                        .is_some_and(|names| names.iter().any(|m| self.serial_markers.contains(m)));
+                    test
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Why a worker ended before it collected: its own output, which holds
@@ -170,27 +185,49 @@ impl PytestAdapter {
     }
 }
 
-/// Collections of two workers must address the same tests by the same
-/// index. Ids may differ only inside their parameter brackets (a timestamp
-/// in a parametrize id), which index addressing makes harmless.
-pub fn check_same_collection(a: &Collection, b: &Collection, slot_b: &str) -> Result<()> {
+/// Every worker must find the same test files in the same order: a file's
+/// index is its name in the protocol.
+pub fn check_same_files(reference: &Files, other: &Files, slot: &str) -> Result<()> {
+    if reference.files == other.files {
+        return Ok(());
+    }
+    let first = reference
+        .files
+        .iter()
+        .zip(&other.files)
+        .find(|(a, b)| a != b)
+        .map(|(a, b)| format!("; first difference:\n  gw0: {a}\n  {slot}: {b}"))
+        .unwrap_or_default();
+    Err(Error::setup(format!(
+        "pytest workers found different test files (gw0: {}, {slot}: {}); \
+         the files must not depend on the worker{first}",
+        reference.files.len(),
+        other.files.len()
+    )))
+}
+
+/// A file collected again (by another worker, or a fresh one) must give the
+/// same tests in the same order. Ids may differ only inside their parameter
+/// brackets (a timestamp in a parametrize id), which addressing by offset
+/// makes harmless.
+pub fn check_same_tests(reference: &FileTests, other: &FileTests, slot: &str) -> Result<()> {
     let base = |id: &str| id.split_once('[').map_or(id, |(head, _)| head).to_string();
-    let differing: Vec<String> = a
+    let differing: Vec<String> = reference
         .ids
         .iter()
-        .zip(&b.ids)
+        .zip(&other.ids)
         .filter(|(x, y)| base(x) != base(y))
         .take(5)
-        .map(|(x, y)| format!("  gw0: {x}\n  {slot_b}: {y}"))
+        .map(|(x, y)| format!("  first collection: {x}\n  {slot}: {y}"))
         .collect();
-    if a.ids.len() == b.ids.len() && differing.is_empty() {
+    if reference.ids.len() == other.ids.len() && differing.is_empty() {
         return Ok(());
     }
     Err(Error::setup(format!(
-        "pytest workers collected different tests (gw0: {} tests, {slot_b}: {}); \
+        "pytest workers collected different tests from the same file ({} and {} tests, {slot}); \
          the test list must not depend on the worker (random or time-based collection?){}{}",
-        a.ids.len(),
-        b.ids.len(),
+        reference.ids.len(),
+        other.ids.len(),
         if differing.is_empty() {
             ""
         } else {
@@ -205,29 +242,55 @@ impl Adapter for PytestAdapter {
         AdapterKind::Pytest
     }
 
-    /// For `partest list`: one worker with the user's own env, collect only.
+    /// For `partest list`: one worker with the user's own env collects
+    /// every file, then stops.
     fn discover(&mut self) -> Result<Vec<TestCase>> {
         let log = tempfile::NamedTempFile::new_in(&self.plugin_dir)
             .map_err(|e| Error::setup(format!("cannot create a log file: {e}")))?;
-        let mut cmd = self.worker_command(false);
-        cmd.env("PARTEST_PYTEST_COLLECT_ONLY", "1");
         let mut worker = self
-            .start_worker(cmd, Some(log.as_file()))
+            .start_worker(self.worker_command(false), Some(log.as_file()))
             .map_err(|e| Error::setup(e.to_string()))?;
         let spawner = Spawner::without_signals()
             .map_err(|e| Error::setup(format!("cannot make a pipe: {e}")))?;
-        let collected = worker
-            .collection(&spawner, Some(self.collect_timeout))
-            .map_err(|e| Error::setup(format!("pytest collection: {e}")))?;
+        let failed = |how: Wait<()>, log: &Path| match how {
+            Wait::Ended(end) => self.early_exit(&format!("ended ({end:?})"), log),
+            Wait::TimedOut => self.early_exit(
+                &format!("did not finish collecting in {:?}", self.collect_timeout),
+                log,
+            ),
+            _ => Error::setup("interrupted during collection"),
+        };
+        let io = |e: std::io::Error| Error::setup(format!("pytest collection: {e}"));
+        let files = match worker
+            .files(&spawner, Some(self.collect_timeout))
+            .map_err(io)?
+        {
+            Wait::Got(files) => files,
+            Wait::Ended(e) => return Err(failed(Wait::Ended(e), log.path())),
+            Wait::TimedOut => return Err(failed(Wait::TimedOut, log.path())),
+            Wait::Interrupted => return Err(failed(Wait::Interrupted, log.path())),
+        };
+        if !files.errors.is_empty() {
+            return Err(self.collect_errors(&files.errors));
+        }
+        let all: Vec<u32> = (0..files.files.len() as u32).collect();
+        let collected = if worker.collect(&all) {
+            worker
+                .reply(&spawner, Some(self.collect_timeout))
+                .map_err(io)?
+        } else {
+            Wait::Ended(worker.kill(&spawner).map_err(io)?)
+        };
         let _ = worker.stop(&spawner, Some(Duration::from_secs(5)));
         match collected {
-            Wait::Got(collection) => self.tests(&collection),
-            Wait::Ended(end) => Err(self.early_exit(&format!("ended ({end:?})"), log.path())),
-            Wait::TimedOut => Err(self.early_exit(
-                &format!("did not finish collecting in {:?}", self.collect_timeout),
-                log.path(),
+            Wait::Got(Reply::Collected(c)) if c.errors.is_empty() => Ok(self.tests(&c.files)),
+            Wait::Got(Reply::Collected(c)) => Err(self.collect_errors(&c.errors)),
+            Wait::Got(_) => Err(Error::setup(
+                "the pytest worker answered `collect` with something else",
             )),
-            Wait::Interrupted => Err(Error::setup("interrupted during collection")),
+            Wait::Ended(e) => Err(failed(Wait::Ended(e), log.path())),
+            Wait::TimedOut => Err(failed(Wait::TimedOut, log.path())),
+            Wait::Interrupted => Err(failed(Wait::Interrupted, log.path())),
         }
     }
 

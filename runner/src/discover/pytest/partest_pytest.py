@@ -9,12 +9,26 @@ as an xdist worker does.
 The protocol runs over two pipes whose fds are in `PARTEST_PYTEST_FDS`
 ("read,write"), never over stdout or stderr, which tests write to:
 
-- worker -> partest, one JSON object a line:
-  `{"t": "collected", "ids": [...], "markers": [[...], ...], "errors": [...]}`
-  then one `{"t": "result", "i": N, ...}` per test it was told to run;
-- partest -> worker, one command a line: `run I NEXT ATTEMPT` runs test I
-  with test NEXT (-1: none) as pytest's `nextitem`, so module and class
-  fixtures that the next test shares live on; `stop` ends the worker.
+- worker -> partest, one JSON object a line: first
+  `{"t": "files", "files": [...], "errors": [...]}`, the test files found
+  (their node ids) without importing any; then a
+  `{"t": "collected", "files": [{"f": F, "ids": [...], "markers": [...]}],
+  "errors": [...]}` per `collect` command and a `{"t": "result", "f": F,
+  "o": O, ...}` per `run` command;
+- partest -> worker, one command a line: `collect F...` imports and collects
+  those files (by their index in the file list); `run F O NF NO ATTEMPT`
+  runs test O of file F with test NO of file NF (-1 -1: none) as pytest's
+  `nextitem`, so module and class fixtures that the next test shares live
+  on; `stop` ends the worker.
+
+By default (`[pytest] collect = "all"`) every worker collects everything at
+the start, as pytest and pytest-xdist do, and `collect` only reports files'
+tests. With `collect = "share"` (`PARTEST_PYTEST_COLLECT=share`) a worker
+imports only the files partest has it collect: its share at the start, and
+the files of the tests it is later given, so each module is imported by
+about one worker; `pytest_collection_modifyitems` then runs per file. When
+an argument names tests inside a file (`test_x.py::test_y`), pytest must
+import the file to find them, and the worker collects everything.
 
 Without `PARTEST_PYTEST_FDS` the plugin only keeps conftests written for
 xdist working (below). It also does so inside partest:
@@ -115,12 +129,40 @@ class _Worker:
         self.out = write_fd
         self.collect_errors = []
         self.reports = []
-        self.collect_only = os.environ.get("PARTEST_PYTEST_COLLECT_ONLY") == "1"
+        # Lazy when asked for, unless an argument names tests inside a file.
+        self.lazy = os.environ.get("PARTEST_PYTEST_COLLECT") == "share" and not any(
+            "::" in str(arg) for arg in config.args
+        )
+        self.discovering = self.lazy
+        self.file_ids = []
+        # Lazy: each file's collector, not yet collected; eager: its items.
+        self.file_nodes = []
+        self.eager_items = []
+        self.items = {}
 
     def send(self, message):
         data = (json.dumps(message) + "\n").encode()
         while data:
             data = data[os.write(self.out, data):]
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_make_collect_report(self, collector):
+        # While the worker looks for files, a file is found, not imported.
+        if self.discovering and isinstance(collector, pytest.File) and not isinstance(collector, pytest.Package):
+            if collector.nodeid not in self.file_ids:
+                self.file_ids.append(collector.nodeid)
+                self.file_nodes.append(collector)
+            return pytest.CollectReport(collector.nodeid, "passed", None, [])
+        return None
+
+    def pytest_collection_finish(self, session):
+        self.discovering = False
+        if not self.lazy:
+            by_file = {}
+            for item in session.items:
+                by_file.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+            self.file_ids = list(by_file)
+            self.eager_items = list(by_file.values())
 
     def pytest_collectreport(self, report):
         if report.failed:
@@ -131,34 +173,53 @@ class _Worker:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
-        items = session.items
-        self.send(
-            {
-                "t": "collected",
-                "ids": [item.nodeid for item in items],
-                "markers": [sorted({m.name for m in item.iter_markers()}) for item in items],
-                "errors": self.collect_errors,
-            }
-        )
-        if self.collect_errors or self.collect_only:
+        self.send({"t": "files", "files": self.file_ids, "errors": self.collect_errors})
+        if self.collect_errors:
             return True
         for line in self.commands:
             words = line.split()
-            if not words or words[0] != b"run":
+            if words and words[0] == b"collect":
+                self.collect(session, [int(w) for w in words[1:]])
+            elif words and words[0] == b"run":
+                f, o, nf, no = (int(w) for w in words[1:5])
+                os.environ["PARTEST_ATTEMPT"] = words[5].decode()
+                nextitem = self.items[nf][no] if nf >= 0 else None
+                self.run(session, self.items[f][o], nextitem, f, o)
+            else:
                 break
-            index, nxt = int(words[1]), int(words[2])
-            os.environ["PARTEST_ATTEMPT"] = words[3].decode()
-            self.run(session, items[index], items[nxt] if nxt >= 0 else None, index)
         return True
 
-    def run(self, session, item, nextitem, index):
+    def collect(self, session, files):
+        errors_before = len(self.collect_errors)
+        collected = []
+        for f in files:
+            if f not in self.items:
+                if self.lazy:
+                    items = list(session.genitems(self.file_nodes[f]))
+                    # Deselection (-k, -m, --deselect) and plugins' ordering, per file.
+                    self.config.hook.pytest_collection_modifyitems(session=session, config=self.config, items=items)
+                    session.items.extend(items)
+                else:
+                    items = self.eager_items[f]
+                self.items[f] = items
+            items = self.items[f]
+            collected.append(
+                {
+                    "f": f,
+                    "ids": [item.nodeid for item in items],
+                    "markers": [sorted({m.name for m in item.iter_markers()}) for item in items],
+                }
+            )
+        self.send({"t": "collected", "files": collected, "errors": self.collect_errors[errors_before:]})
+
+    def run(self, session, item, nextitem, f, o):
         self.reports = []
         os.environ["PARTEST_TEST_NAME"] = item.nodeid
         start = time.perf_counter()
         item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
         duration = time.perf_counter() - start
         message = _outcome(self.reports)
-        message.update(t="result", i=index, duration=duration)
+        message.update(t="result", f=f, o=o, duration=duration)
         # `-x` / `--maxfail`: pytest asks to stop; partest decides (fail-fast),
         # and this worker stays usable for whatever partest sends next.
         if session.shouldfail or session.shouldstop:

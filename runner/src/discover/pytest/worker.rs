@@ -1,6 +1,6 @@
 //! One long-lived pytest process: started with a slot's env and partest's
-//! pytest plugin, it collects once, then runs the tests it is sent by index
-//! and answers each over its own pipe (never stdout or stderr, which tests
+//! pytest plugin, it lists the test files, collects the files it is told to,
+//! runs the tests it is sent by address and answers each over its own pipe (never stdout or stderr, which tests
 //! write to). The wire format is in `partest_pytest.py`.
 
 use std::fs::File;
@@ -15,14 +15,31 @@ use serde::Deserialize;
 use crate::discover::ProcessEnd;
 use crate::exec::{self, Spawner};
 
-/// What a worker collected: node ids and each item's marker names, in
-/// pytest's order (the index is the address partest sends).
+/// The test files a worker found before importing any, in pytest's order:
+/// a file's index in this list is how partest names it to every worker.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Collection {
-    pub ids: Vec<String>,
-    pub markers: Vec<Vec<String>>,
+pub struct Files {
+    pub files: Vec<String>,
     #[serde(default)]
     pub errors: Vec<CollectError>,
+}
+
+/// The tests of the files a `collect` command named.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Collected {
+    pub files: Vec<FileTests>,
+    #[serde(default)]
+    pub errors: Vec<CollectError>,
+}
+
+/// One file's tests: node ids and each item's marker names, in pytest's
+/// order (a test's offset in it is the address partest sends).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FileTests {
+    #[serde(rename = "f")]
+    pub file: u32,
+    pub ids: Vec<String>,
+    pub markers: Vec<Vec<String>>,
 }
 
 /// One collection error, with pytest's own text.
@@ -32,11 +49,21 @@ pub struct CollectError {
     pub text: String,
 }
 
+/// Where a test is in a worker's collection: its file's index in the file
+/// list, and its offset among that file's tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestAddress {
+    pub file: u32,
+    pub offset: u32,
+}
+
 /// A worker's answer for one test.
 #[derive(Debug, Clone, Deserialize)]
 pub struct TestReply {
-    #[serde(rename = "i")]
-    pub index: u32,
+    #[serde(rename = "f")]
+    pub file: u32,
+    #[serde(rename = "o")]
+    pub offset: u32,
     /// passed, failed, error, skipped, xfailed or xpassed.
     pub outcome: String,
     /// setup, call or teardown: where an error happened.
@@ -50,10 +77,12 @@ pub struct TestReply {
     pub stop: bool,
 }
 
+/// What a worker says after its file list.
 #[derive(Deserialize)]
 #[serde(tag = "t", rename_all = "lowercase")]
-enum Message {
-    Collected(Collection),
+pub enum Reply {
+    Files(Files),
+    Collected(Collected),
     Result(TestReply),
 }
 
@@ -117,45 +146,86 @@ impl PytestWorker {
         self.child.id()
     }
 
-    /// Waits for the collection.
-    pub fn collection(
+    /// Waits for the worker's file list.
+    pub fn files(
         &mut self,
         spawner: &Spawner,
         timeout: Option<Duration>,
-    ) -> std::io::Result<Wait<Collection>> {
-        Ok(match self.message(spawner, timeout)? {
-            Wait::Got(Message::Collected(c)) => Wait::Got(c),
-            Wait::Got(Message::Result(_)) => Wait::Ended(self.kill(spawner)?),
-            Wait::Ended(e) => Wait::Ended(e),
-            Wait::TimedOut => Wait::TimedOut,
-            Wait::Interrupted => Wait::Interrupted,
-        })
-    }
-
-    /// Tells the worker to run test `index`, with `next` as pytest's
-    /// `nextitem`, once it is done with what it was sent before: commands
-    /// queue in the pipe, so the worker never waits for partest between
-    /// tests. False when the worker is gone.
-    pub fn send(&mut self, index: u32, next: Option<u32>, attempt: u32) -> bool {
-        let next = next.map_or(-1, i64::from);
-        writeln!(self.commands, "run {index} {next} {attempt}").is_ok()
-    }
-
-    /// Waits for the result of test `index`, the oldest one sent. On a
-    /// timeout or an interrupt the worker is terminated.
-    pub fn result(
-        &mut self,
-        index: u32,
-        spawner: &Spawner,
-        timeout: Option<Duration>,
-    ) -> std::io::Result<Wait<TestReply>> {
-        Ok(match self.message(spawner, timeout)? {
-            Wait::Got(Message::Result(r)) if r.index == index => Wait::Got(r),
+    ) -> std::io::Result<Wait<Files>> {
+        Ok(match self.reply(spawner, timeout)? {
+            Wait::Got(Reply::Files(f)) => Wait::Got(f),
             Wait::Got(_) => Wait::Ended(self.kill(spawner)?),
             Wait::Ended(e) => Wait::Ended(e),
             Wait::TimedOut => Wait::TimedOut,
             Wait::Interrupted => Wait::Interrupted,
         })
+    }
+
+    /// Tells the worker to import and collect `files` (indices into its
+    /// file list); it answers with one `Collected`. False when it is gone.
+    pub fn collect(&mut self, files: &[u32]) -> bool {
+        let mut line = String::from("collect");
+        for f in files {
+            line.push_str(&format!(" {f}"));
+        }
+        writeln!(self.commands, "{line}").is_ok()
+    }
+
+    /// Tells the worker to run the test at `test`, with `next` as pytest's
+    /// `nextitem`, once it is done with what it was sent before: commands
+    /// queue in the pipe, so the worker never waits for partest between
+    /// tests. False when the worker is gone.
+    pub fn run(&mut self, test: TestAddress, next: Option<TestAddress>, attempt: u32) -> bool {
+        let (nf, no) = next.map_or((-1, -1), |n| (i64::from(n.file), i64::from(n.offset)));
+        writeln!(
+            self.commands,
+            "run {} {} {nf} {no} {attempt}",
+            test.file, test.offset
+        )
+        .is_ok()
+    }
+
+    /// Waits for the worker's next reply. On a timeout or an interrupt the
+    /// worker is terminated.
+    pub fn reply(
+        &mut self,
+        spawner: &Spawner,
+        timeout: Option<Duration>,
+    ) -> std::io::Result<Wait<Reply>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(line) = self.replies.line()? {
+                return parse(&line).map(Wait::Got);
+            }
+            if self.replies.eof || self.exited()? {
+                // It may have written its last words just before it went.
+                if let Some(line) = self.replies.line()? {
+                    return parse(&line).map(Wait::Got);
+                }
+                // Dead leader: kill the group before reaping so a reused
+                // pid is never signalled.
+                exec::kill_group(&self.child, libc::SIGKILL);
+                self.reaped = true;
+                return Ok(Wait::Ended(exec::end_of(self.child.wait()?)));
+            }
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if remaining == Some(Duration::ZERO) {
+                self.kill(spawner)?;
+                return Ok(Wait::TimedOut);
+            }
+            if spawner.interrupts.is_set() {
+                self.kill(spawner)?;
+                return Ok(Wait::Interrupted);
+            }
+            let ms = remaining.map_or(-1, exec::poll_ms);
+            let reply = self.replies.fd.as_raw_fd();
+            match &self.pidfd {
+                Some(fd) => {
+                    exec::poll_readable(&[reply, spawner.interrupts.fd(), fd.as_raw_fd()], ms)?
+                }
+                None => exec::poll_readable(&[reply, spawner.interrupts.fd()], ms.clamp(0, 5))?,
+            };
+        }
     }
 
     /// Asks the worker to finish (session fixtures tear down) and waits for
@@ -195,48 +265,6 @@ impl PytestWorker {
     fn exited(&self) -> std::io::Result<bool> {
         exec::exited_unreaped(&self.child, self.pidfd.as_ref())
     }
-
-    /// The next message, or why none came.
-    fn message(
-        &mut self,
-        spawner: &Spawner,
-        timeout: Option<Duration>,
-    ) -> std::io::Result<Wait<Message>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            if let Some(line) = self.replies.line()? {
-                return parse(&line).map(Wait::Got);
-            }
-            if self.replies.eof || self.exited()? {
-                // It may have written its last words just before it went.
-                if let Some(line) = self.replies.line()? {
-                    return parse(&line).map(Wait::Got);
-                }
-                // Dead leader: kill the group before reaping so a reused
-                // pid is never signalled.
-                exec::kill_group(&self.child, libc::SIGKILL);
-                self.reaped = true;
-                return Ok(Wait::Ended(exec::end_of(self.child.wait()?)));
-            }
-            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if remaining == Some(Duration::ZERO) {
-                self.kill(spawner)?;
-                return Ok(Wait::TimedOut);
-            }
-            if spawner.interrupts.is_set() {
-                self.kill(spawner)?;
-                return Ok(Wait::Interrupted);
-            }
-            let ms = remaining.map_or(-1, exec::poll_ms);
-            let reply = self.replies.fd.as_raw_fd();
-            match &self.pidfd {
-                Some(fd) => {
-                    exec::poll_readable(&[reply, spawner.interrupts.fd(), fd.as_raw_fd()], ms)?
-                }
-                None => exec::poll_readable(&[reply, spawner.interrupts.fd()], ms.clamp(0, 5))?,
-            };
-        }
-    }
 }
 
 impl Drop for PytestWorker {
@@ -248,7 +276,7 @@ impl Drop for PytestWorker {
     }
 }
 
-fn parse(line: &[u8]) -> std::io::Result<Message> {
+fn parse(line: &[u8]) -> std::io::Result<Reply> {
     serde_json::from_slice(line).map_err(|e| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,

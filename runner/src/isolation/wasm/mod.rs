@@ -220,7 +220,7 @@ impl PluginHost {
         let mut store = plugin::new_store(&self.runtime.engine, state);
         store
             .data_mut()
-            .begin_call(std::time::Duration::from_secs(5));
+            .begin_call(std::time::Duration::from_secs(5), false);
         let world = pre.instantiate(&mut store).map_err(fail)?;
         Ok(Probe {
             store,
@@ -266,7 +266,7 @@ impl PluginHost {
             if plugin::is_bad_config(&e) {
                 Error::config(format!(
                     "[plugins.{name}] in {}: {}",
-                    config.origin(),
+                    config.at(&["plugins", name]),
                     e.message
                         .trim_start_matches("configure: ")
                         .trim_start_matches("bad config: ")
@@ -288,7 +288,7 @@ impl PluginHost {
                 Error::config(format!(
                     "[plugins.{name}] path = {:?} in {}: cannot read {}: {e}",
                     path.display(),
-                    config.origin(),
+                    config.at(&["plugins", name, "path"]),
                     full.display()
                 ))
             })?;
@@ -355,7 +355,7 @@ impl PluginHost {
                             "plugin {name} ({}) imports the `{cap}` capability, which is not granted; to allow it, \
                              add to [plugins.{name}] in {}: {grant}",
                             source.label,
-                            config.origin()
+                            config.at(&["plugins", name])
                         )));
                     }
                 }
@@ -555,7 +555,7 @@ fn with_setting_grants(
         let expected = |what: &str| {
             Error::config(format!(
                 "[plugins.{name}] {key} in {}: expected {what}, found {value}",
-                config.origin()
+                config.at(&["plugins", name, key])
             ))
         };
         match cap {
@@ -574,7 +574,7 @@ fn with_setting_grants(
                         return Err(Error::config(format!(
                             "[plugins.{name}] in {}: {key} = {:?} but allow.{cap} = {:?}; \
                              the built-in {name} plugin is granted its own {key}, so drop allow.{cap}",
-                            config.origin(),
+                            config.at(&["plugins", name, "allow"]),
                             redact::url(url),
                             redact::url(granted),
                         )));

@@ -201,7 +201,9 @@ impl WasmPlugin {
             .map_err(|e| self.err(hook, format!("cannot set up its sandbox: {e:#}")))?;
         let mut store = new_store(self.pre.engine(), state);
         store.set_hostcall_fuel(self.limits.boundary);
-        store.data_mut().begin_call(self.limits.call);
+        store
+            .data_mut()
+            .begin_call(self.limits.call, interruptible(hook));
         let world = self
             .pre
             .instantiate(&mut store)
@@ -234,7 +236,7 @@ impl WasmPlugin {
         }
         let live = guard.as_mut().expect("instantiated above");
         live.store.set_epoch_deadline(CHECK_TICKS);
-        live.store.data_mut().begin_call(limit);
+        live.store.data_mut().begin_call(limit, interruptible(hook));
         let result = f(&live.world, &mut live.store);
         // Host calls write too (WASI, SQLite): look once more at the end.
         if result.is_ok()
@@ -307,6 +309,12 @@ impl WasmPlugin {
         }
         slots[index].clone()
     }
+}
+
+/// Whether Ctrl-C stops the processes a hook runs: set-up hooks yes;
+/// teardown and `clean`'s sweep release what runs hold, and must finish.
+fn interruptible(hook: &str) -> bool {
+    hook.starts_with("setup") || hook == "reset-slot"
 }
 
 /// A Store for `state`, bounded in memory, checking the call's deadline
@@ -505,7 +513,8 @@ impl WasmPlugin {
             }
             if dry_run || std::fs::remove_dir_all(entry.path()).is_ok() {
                 swept.push(format!(
-                    "{} scratch dir of dead run {run_id}: {}",
+                    "{}{} scratch dir of dead run {run_id}: {}",
+                    if dry_run { "" } else { "removed " },
                     self.name,
                     entry.path().display()
                 ));

@@ -59,8 +59,25 @@ impl Capability for Postgres {
 }
 
 /// This instance's open connections, by database (`None`: the granted one).
+///
+/// A test may end partest's connection (`pg_terminate_backend`, a server
+/// restart): a connection kept from an earlier call is checked before the
+/// call's first statement (an empty query), and replaced when it is gone,
+/// so teardown still reaches the server. A statement that failed is never
+/// sent again.
 #[derive(Default)]
-pub struct Connections(HashMap<Option<String>, Session>);
+pub struct Connections {
+    open: HashMap<Option<String>, Session>,
+    /// A plugin call began since the connections were last checked.
+    check: bool,
+}
+
+impl Connections {
+    /// A new plugin call begins: check the connections before its first statement.
+    pub fn begin_call(&mut self) {
+        self.check = true;
+    }
+}
 
 /// A connection and how to reach its server again to cancel a statement.
 struct Session {
@@ -106,7 +123,13 @@ impl HostState {
             ));
         };
         self.check_database(&url, database)?;
-        if !self.postgres.0.contains_key(database) {
+        if std::mem::take(&mut self.postgres.check) {
+            let limit = self.remaining();
+            self.postgres
+                .open
+                .retain(|_, session| session.client.is_valid(limit).is_ok());
+        }
+        if !self.postgres.open.contains_key(database) {
             let shown = redact::url(&url);
             let bad = |e: String| {
                 Error::BadConfig(format!(
@@ -127,10 +150,14 @@ impl HostState {
                 self.refuse_superuser(&mut client, &url)?;
             }
             self.postgres
-                .0
+                .open
                 .insert(database.clone(), Session { client, tls });
         }
-        Ok(self.postgres.0.get_mut(database).expect("just connected"))
+        Ok(self
+            .postgres
+            .open
+            .get_mut(database)
+            .expect("just connected"))
     }
 
     /// A custom plugin must not get a role that runs programs on the server
@@ -195,8 +222,9 @@ impl HostState {
             },
             || statement(&mut session.client),
         );
-        if database.is_some() {
-            self.postgres.0.remove(&database);
+        let closed = matches!(&result, Err(e) if e.is_closed());
+        if database.is_some() || closed {
+            self.postgres.open.remove(&database);
         }
         result.map_err(|e| {
             if cancelled && e.code() == Some(&SqlState::QUERY_CANCELED) {
@@ -273,10 +301,16 @@ fn with_database(url: &str, db: &str) -> String {
 }
 
 fn pg_err(e: postgres::Error) -> Error {
+    // The driver's own text is only "db error" for what the server said:
+    // say what it said (severity, message, detail, hint).
+    let text = match e.as_db_error() {
+        Some(db) => db.to_string(),
+        None => e.to_string(),
+    };
     if e.is_closed() || e.as_db_error().is_none() {
-        Error::Unavailable(format!("PostgreSQL: {e}"))
+        Error::Unavailable(format!("PostgreSQL: {text}"))
     } else {
-        Error::Failed(format!("PostgreSQL: {e}"))
+        Error::Failed(format!("PostgreSQL: {text}"))
     }
 }
 

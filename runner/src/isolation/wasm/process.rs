@@ -63,6 +63,8 @@ impl Host for HostState {
             .map_err(|why| Error::Refused(format!("plugin {plugin} running {program}: {why}")))?;
         let bytes: usize = args.iter().map(String::len).sum();
         self.check_size("the arguments", bytes)?;
+        // Ctrl-C stops a set-up step's program at once (teardown's run on).
+        let interrupts = crate::exec::Interrupts::installed().filter(|_| self.interruptible);
         // partest's own environment (HOME, DOCKER_HOST, ...) with the
         // plugin's checked variables on top; PATH stays partest's.
         let out = BoundedCommand::new(&program, &self.grants.root)
@@ -75,7 +77,7 @@ impl Host for HostState {
                     kill_grace: KILL_GRACE,
                     output_cap: self.grants.boundary / 2,
                 },
-                None,
+                interrupts.as_deref(),
             )
             .map_err(|e| Error::Unavailable(format!("cannot run {program}: {e}")))?;
         match out.end {
@@ -89,8 +91,11 @@ impl Host for HostState {
                 stdout: out.stdout,
                 stderr: out.stderr,
             }),
-            ProcessEnd::TimedOut | ProcessEnd::Interrupted => Err(Error::Failed(format!(
+            ProcessEnd::TimedOut => Err(Error::Failed(format!(
                 "{program} did not finish within the plugin's call time limit; it was killed with its children"
+            ))),
+            ProcessEnd::Interrupted => Err(Error::Failed(format!(
+                "{program} was stopped with its children: partest was interrupted"
             ))),
         }
     }

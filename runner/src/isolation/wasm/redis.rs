@@ -171,9 +171,63 @@ impl Capability for Redis {
     }
 }
 
-/// This instance's connection to the granted server, opened on first use.
+/// This instance's connection to the granted server, opened on first use,
+/// and what a fresh one must be given again so the plugin does not notice
+/// the change: the database last selected and the name last set.
+///
+/// A test may close partest's connection (`CLIENT KILL`, a server restart,
+/// an idle timeout). That is found out before the call's first command (a
+/// `PING` on a connection from an earlier call), never by resending a
+/// command that may have run: a fresh connection is opened, the database
+/// and name restored, and the plugin's command goes there. So teardown
+/// still reaches the server after a test killed every client.
 #[derive(Default)]
-pub struct Conn(Option<redis::Connection>);
+pub struct Conn {
+    conn: Option<redis::Connection>,
+    /// `SELECT n` that succeeded last (not inside a transaction).
+    db: Option<Vec<u8>>,
+    /// `CLIENT SETNAME x` that succeeded last.
+    name: Option<Vec<u8>>,
+    /// Between MULTI and EXEC/DISCARD, or under a WATCH: state a new
+    /// connection would not have, so it is not checked then.
+    in_transaction: bool,
+    /// A plugin call began since the connection was last checked.
+    check: bool,
+}
+
+impl Conn {
+    /// A new plugin call begins: check the connection before its first command.
+    pub fn begin_call(&mut self) {
+        self.check = true;
+    }
+
+    /// The connection is done (an I/O error, a timeout): the next command
+    /// opens another.
+    fn drop_connection(&mut self) {
+        self.conn = None;
+        self.in_transaction = false;
+    }
+
+    /// Remembers what a command that succeeded changed on the connection.
+    fn note(&mut self, name: &str, args: &[Vec<u8>], value: &redis::Value) {
+        let ok = matches!(value, redis::Value::Okay)
+            || matches!(value, redis::Value::SimpleString(s) if s == "OK");
+        match name {
+            "SELECT" if ok && !self.in_transaction => self.db = args.get(1).cloned(),
+            "CLIENT"
+                if ok
+                    && args
+                        .get(1)
+                        .is_some_and(|s| s.eq_ignore_ascii_case(b"SETNAME")) =>
+            {
+                self.name = args.get(2).cloned()
+            }
+            "MULTI" | "WATCH" => self.in_transaction = true,
+            "EXEC" | "DISCARD" | "UNWATCH" => self.in_transaction = false,
+            _ => {}
+        }
+    }
+}
 
 impl HostState {
     fn redis_conn(&mut self) -> Result<&mut redis::Connection, Error> {
@@ -182,7 +236,20 @@ impl HostState {
                 "no Redis server was granted (allow.redis)".into(),
             ));
         };
-        if self.redis.0.is_none() {
+        let remaining = self.remaining();
+        let state = &mut self.redis;
+        if std::mem::take(&mut state.check)
+            && !state.in_transaction
+            && let Some(conn) = state.conn.as_mut()
+        {
+            let _ = conn.set_read_timeout(Some(remaining));
+            let _ = conn.set_write_timeout(Some(remaining));
+            // Any error here (closed, reset, timed out) means: start over.
+            if redis::cmd("PING").query::<redis::Value>(conn).is_err() {
+                state.drop_connection();
+            }
+        }
+        if state.conn.is_none() {
             let shown = redact::url(&url);
             let client = redis::Client::open(url.as_str()).map_err(|e| {
                 Error::BadConfig(format!(
@@ -193,13 +260,39 @@ impl HostState {
             if url.starts_with("rediss:") || url.starts_with("valkeys:") {
                 super::tls::provider();
             }
-            let conn = client
+            let mut conn = client
                 .get_connection_with_timeout(self.remaining())
                 .map_err(|e| connect_error(&url, &e))?;
-            self.redis.0 = Some(conn);
+            let remaining = self.remaining();
+            let _ = conn.set_read_timeout(Some(remaining));
+            let _ = conn.set_write_timeout(Some(remaining));
+            // What the plugin set on the connection it had, so a new one
+            // looks the same to it.
+            let state = &mut self.redis;
+            let mut restore = Vec::new();
+            if let Some(db) = &state.db {
+                let mut cmd = redis::cmd("SELECT");
+                cmd.arg(db.as_slice());
+                restore.push(("SELECT", cmd));
+            }
+            if let Some(name) = &state.name {
+                let mut cmd = redis::cmd("CLIENT");
+                cmd.arg("SETNAME").arg(name.as_slice());
+                restore.push(("CLIENT SETNAME", cmd));
+            }
+            for (what, cmd) in restore {
+                cmd.query::<redis::Value>(&mut conn).map_err(|e| {
+                    Error::Unavailable(format!(
+                        "Redis at {shown}: the connection was lost, and on a new one {what} failed: {}",
+                        redact::text(&e.to_string(), &url)
+                    ))
+                })?;
+            }
+            state.conn = Some(conn);
+            state.in_transaction = false;
         }
         let remaining = self.remaining();
-        let conn = self.redis.0.as_mut().expect("just connected");
+        let conn = self.redis.conn.as_mut().expect("connected above");
         let _ = conn.set_read_timeout(Some(remaining));
         let _ = conn.set_write_timeout(Some(remaining));
         Ok(conn)
@@ -301,7 +394,7 @@ impl Host for HostState {
                 let detail = redact::text(&e.to_string(), url);
                 if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
                     // A reply may still be on its way: this connection is done.
-                    self.redis.0 = None;
+                    self.redis.drop_connection();
                     return Err(Error::Unavailable(format!(
                         "Redis {name}: {detail}{}",
                         if e.is_timeout() {
@@ -314,6 +407,7 @@ impl Host for HostState {
                 return Err(Error::Failed(format!("Redis {name}: {detail}")));
             }
         };
+        self.redis.note(&name, &args, &value);
         let mut out = Vec::new();
         flatten(value, &mut out);
         self.check_size("the Redis reply", size(&out))?;

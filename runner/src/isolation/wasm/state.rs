@@ -63,6 +63,10 @@ pub struct HostState {
     /// When the current call must be over; host calls (a process, a query)
     /// get no more time than that.
     pub deadline: Instant,
+    /// Whether Ctrl-C stops the current call's processes: during set-up
+    /// (nothing to keep), not during teardown or a sweep (which release
+    /// what a run holds, and must finish).
+    pub interruptible: bool,
     pub log: log::Budget,
     pub redis: redis::Conn,
     pub postgres: postgres::Connections,
@@ -91,16 +95,21 @@ impl HostState {
             grants,
             scratch: scratch.to_path_buf(),
             deadline: Instant::now(),
+            interruptible: false,
             log: log::Budget::default(),
             redis: redis::Conn::default(),
             postgres: postgres::Connections::default(),
         })
     }
 
-    /// A new call begins: it must end within `limit`.
-    pub fn begin_call(&mut self, limit: Duration) {
+    /// A new call begins: it must end within `limit`; Ctrl-C stops its
+    /// processes when `interruptible`.
+    pub fn begin_call(&mut self, limit: Duration, interruptible: bool) {
         self.deadline = Instant::now() + limit;
+        self.interruptible = interruptible;
         self.log = log::Budget::default();
+        self.redis.begin_call();
+        self.postgres.begin_call();
     }
 
     /// Time left in the current call, at least a millisecond.
