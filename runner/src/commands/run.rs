@@ -11,9 +11,10 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use super::{Discovered, discover, load_isolation, plan, workers};
+use crate::plan::Selection;
 use crate::cli::RunArgs;
 use crate::config::{Config, NoTests, Settings};
-use crate::discover::{DiscoverOptions, ProcessEnd, TestCase};
+use crate::discover::{ProcessEnd, TestCase};
 use crate::error::{Error, Result, exit};
 use crate::exec::bounded::{BoundedCommand, Bounds};
 use crate::exec::{Interrupts, Spawner};
@@ -28,10 +29,8 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     let interrupts = Interrupts::install()
         .map_err(|e| Error::setup(format!("cannot install signal handlers: {e}")))?;
     let settings = Settings::resolve(config, &args.overrides())?;
-    let names = &args.select.filters;
-    let options = DiscoverOptions {
-        run_ignored: args.select.run_ignored,
-    };
+    let (selection, options) = super::selection(&args.select, Some(interrupts.clone()))?;
+    let names = &selection;
 
     // Discover and plan before anything is set up; pytest's workers collect
     // later, each with its slot's env (settings that read DATABASE_URL at
@@ -75,6 +74,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
             && std::io::stderr().is_terminal()
             && !args.no_capture,
         captured: !args.no_capture,
+        note: discovered.adapter.note(),
     })
     .map_err(|e| Error::setup(format!("cannot start the reporter thread: {e}")))?;
     if let Some(warning) = &discovered.history_warning {
@@ -113,6 +113,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
                 run_id: run_id.clone(),
                 max_worker_restart: settings.max_worker_restart.unwrap_or(4 * workers),
                 django_slot_db: postgres_template(config, &settings),
+                leak_fails: settings.leak_fails,
             },
         );
         let mut early_plan = early_plan;
@@ -186,7 +187,7 @@ fn postgres_template(config: &Config, settings: &Settings) -> bool {
 
 /// A run that selects no test is not a pass: it says why (nothing found, or
 /// everything filtered out) and, with `--no-tests=fail` (the default), exits 4.
-fn check_selection(plan: &Plan, settings: &Settings, names: &[String]) -> Result<()> {
+fn check_selection(plan: &Plan, settings: &Settings, names: &Selection) -> Result<()> {
     if plan.runnable() > 0 || settings.no_tests == NoTests::Pass {
         return Ok(());
     }
@@ -197,9 +198,7 @@ fn check_selection(plan: &Plan, settings: &Settings, names: &[String]) -> Result
         if let Some(profile) = &settings.profile {
             why.push(format!("profile {profile}'s filter"));
         }
-        if !names.is_empty() {
-            why.push(format!("the name filters {names:?}"));
-        }
+        why.extend(names.describe());
         format!("no tests to run: none matches {}", why.join(" and "))
     } else {
         format!(

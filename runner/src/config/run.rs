@@ -47,6 +47,19 @@ pub struct RunTable {
     /// How many crashed or timed-out pytest workers are replaced in a run
     /// (default: 4 per worker, as pytest-xdist).
     pub max_worker_restart: Option<usize>,
+    /// A test that leaves processes running: a pass marked LEAK, or a failure.
+    pub leak: Option<Leak>,
+}
+
+/// `[run] leak`: what a test that leaves processes behind is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Leak {
+    /// Its own result, marked LEAK (nextest's default).
+    #[default]
+    Pass,
+    /// A failure (LEAK-FAIL).
+    Fail,
 }
 
 /// `[run] order`.

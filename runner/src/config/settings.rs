@@ -40,6 +40,8 @@ pub struct Settings {
     pub no_tests: NoTests,
     /// pytest workers replaced after a crash or timeout before the run gives up.
     pub max_worker_restart: Option<usize>,
+    /// `[run] leak = "fail"`: leaving processes behind fails a test.
+    pub leak_fails: bool,
 }
 
 impl Settings {
@@ -102,6 +104,7 @@ impl Settings {
             order: run.order.unwrap_or_default(),
             no_tests: o.no_tests.or(run.no_tests).unwrap_or_default(),
             max_worker_restart: o.max_worker_restart.or(run.max_worker_restart),
+            leak_fails: run.leak == Some(super::Leak::Fail),
         })
     }
 }

@@ -72,7 +72,9 @@ impl Adapter for CommandAdapter {
             };
             let Some(rel) = rel.to_str() else { continue };
             if self.tests.matches(rel) {
-                found.push(TestCase::new(rel));
+                let mut test = TestCase::new(rel);
+                std::sync::Arc::make_mut(&mut test.meta).kind = "command".into();
+                found.push(test);
             }
         }
         found.sort_by(|a, b| a.name.cmp(&b.name));

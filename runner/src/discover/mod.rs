@@ -8,12 +8,15 @@ pub mod pytest;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use cargo::CargoAdapter;
 pub use command::CommandAdapter;
 pub use pytest::{PytestAdapter, PytestWorker, TestReply, Wait};
 
+use crate::cli::{CargoArgs, RunIgnored};
 use crate::config::{AdapterKind, Config};
+use crate::exec::Interrupts;
 use crate::error::Result;
 
 /// One test, as partest schedules and reports it.
@@ -31,11 +34,42 @@ pub struct TestCase {
     pub ignored: bool,
     /// Its index in the adapter's own collection: what a pytest worker is sent.
     pub position: u32,
+    /// Where it comes from, shared by the tests of one binary or file: what
+    /// filtersets and reports group by.
+    pub meta: Arc<TestMeta>,
+    /// pytest's markers on it (`slow`, `django_db`, ...).
+    pub markers: Vec<String>,
+}
+
+/// Where a test comes from: its binary (cargo) or file (pytest, command).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TestMeta {
+    /// cargo: the package's name; else empty.
+    pub package: String,
+    /// cargo: the target's name (`integration` for tests/integration.rs);
+    /// else the file.
+    pub binary: String,
+    /// cargo: `package`, `package::target`, `package::bin/name`, as nextest
+    /// writes it; else the file. One JUnit `<testsuite>` each.
+    pub binary_id: String,
+    /// cargo: lib, test, bin, bench, example, proc-macro, doctest; else
+    /// pytest or command.
+    pub kind: String,
+    /// The test's source file, relative to the project root, when known.
+    pub file: String,
 }
 
 impl TestCase {
+    /// A test named by its file (`tests/a.sh`) or node id (`tests/a.py::t`).
     pub fn new(name: impl Into<String>) -> TestCase {
         let name = name.into();
+        let file = name.split_once("::").map_or(name.as_str(), |(f, _)| f);
+        let meta = TestMeta {
+            binary: file.to_string(),
+            binary_id: file.to_string(),
+            file: file.to_string(),
+            ..TestMeta::default()
+        };
         TestCase {
             target: name.clone(),
             name,
@@ -43,6 +77,18 @@ impl TestCase {
             serial_marker: false,
             ignored: false,
             position: 0,
+            meta: Arc::new(meta),
+            markers: Vec::new(),
+        }
+    }
+
+    /// The name within its binary or file, as `test()` filters and libtest
+    /// `--exact` see it (the whole name for a unit that is a whole binary).
+    pub fn test_name(&self) -> &str {
+        if self.target.is_empty() {
+            &self.name
+        } else {
+            &self.target
         }
     }
 }
@@ -112,6 +158,12 @@ pub trait Adapter: Send + Sync {
     /// The process that runs one test (process-per-test adapters).
     fn invocation(&self, test: &TestCase) -> Invocation;
 
+    /// A word for the summary line about what the adapter did not run
+    /// (cargo: doctests without `--doctests`).
+    fn note(&self) -> Option<String> {
+        None
+    }
+
     /// pytest: each slot's long-lived worker collects and runs the tests, so
     /// `partest run` does not call [`Adapter::discover`] up front.
     fn pytest(&self) -> Option<&PytestAdapter> {
@@ -120,16 +172,20 @@ pub trait Adapter: Send + Sync {
 }
 
 /// Options of `run` and `list` that change what adapters find.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct DiscoverOptions {
-    pub run_ignored: bool,
+    pub run_ignored: RunIgnored,
+    /// cargo's flags from the command line.
+    pub cargo: CargoArgs,
+    /// Ctrl-C during discovery stops what discovery runs (cargo's build).
+    pub interrupts: Option<Arc<Interrupts>>,
 }
 
 /// The adapter for this project.
 pub fn adapter_for(config: &Config, options: &DiscoverOptions) -> Result<Box<dyn Adapter>> {
     Ok(match config.adapter()? {
         AdapterKind::Command => Box::new(CommandAdapter::new(config)?),
-        AdapterKind::Cargo => Box::new(CargoAdapter::new(config, options)),
+        AdapterKind::Cargo => Box::new(CargoAdapter::new(config, options)?),
         AdapterKind::Pytest => Box::new(PytestAdapter::new(config)?),
     })
 }

@@ -41,6 +41,8 @@ pub struct PoolOptions {
     /// pytest-django uses each slot's database as it is (a migrated clone
     /// from the postgres plugin's template) instead of making its own.
     pub django_slot_db: bool,
+    /// `[run] leak = "fail"`: a test that leaves processes behind fails.
+    pub leak_fails: bool,
 }
 
 /// What the slot threads share for the run.
@@ -449,6 +451,8 @@ impl Coordinator<'_, '_> {
             status,
             duration: done.duration,
             output: done.output.clone(),
+            stderr: done.stderr.clone(),
+            leaked: done.leaked,
             will_retry,
         })));
         will_retry.then_some(Attempt {

@@ -136,6 +136,9 @@ impl PytestAdapter {
                 text.trim_end()
             )));
         }
+        // One shared description per module: what filtersets and JUnit group by.
+        let mut files: std::collections::HashMap<String, std::sync::Arc<super::TestMeta>> =
+            std::collections::HashMap::new();
         Ok(collection
             .ids
             .iter()
@@ -143,10 +146,20 @@ impl PytestAdapter {
             .map(|(i, id)| {
                 let mut test = TestCase::new(id.clone());
                 test.position = i as u32;
-                test.serial_marker = collection
+                test.markers = collection.markers.get(i).cloned().unwrap_or_default();
+                test.serial_marker = test
                     .markers
-                    .get(i)
-                    .is_some_and(|names| names.iter().any(|m| self.serial_markers.contains(m)));
+                    .iter()
+                    .any(|m| self.serial_markers.contains(m));
+                let file = test.meta.file.clone();
+                test.meta = files
+                    .entry(file)
+                    .or_insert_with(|| {
+                        let mut meta = (*test.meta).clone();
+                        meta.kind = "pytest".into();
+                        std::sync::Arc::new(meta)
+                    })
+                    .clone();
                 test
             })
             .collect())
