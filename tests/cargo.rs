@@ -182,7 +182,7 @@ fn a_proc_macro_workspace_runs_with_cargos_library_path_and_variables() {
     );
     // Doctests are not run without --doctests, and the summary says so.
     assert!(
-        text.contains("doctests not run (1 library has them; --doctests runs them)"),
+        text.contains("doctests not run (2 libraries have them; --doctests runs them)"),
         "{text}"
     );
     // .partest/ keeps itself out of git status.

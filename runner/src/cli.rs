@@ -80,8 +80,16 @@ pub struct SelectArgs {
     #[arg(long, value_delimiter = ',')]
     pub plugins: Vec<String>,
     // --- Selection and cargo's build (issue 11): kept together. ---
-    /// Run #[ignore]d tests (cargo): `all` (the bare flag) or `only` them.
-    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "all", value_name = "WHICH")]
+    /// Run #[ignore]d tests (cargo): all of them (the bare flag, or
+    /// `--run-ignored=all`) or only them (`--run-ignored=only`).
+    #[arg(
+        long,
+        value_enum,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "all",
+        value_name = "WHICH"
+    )]
     pub run_ignored: Option<RunIgnored>,
     /// A filterset, as nextest's: test(), package(), binary(), binary_id(),
     /// kind(), file(), marker(), all(), none(), with and/or/not/-; matchers

@@ -144,7 +144,11 @@ impl CargoBuild {
         // `-p` on the command line replaces the file's whole package selection.
         let cli_packages = !cli.package.is_empty() || cli.workspace;
         CargoBuild {
-            package: list(&cli.package, &table.package),
+            package: if cli_packages {
+                cli.package.clone()
+            } else {
+                table.package.clone()
+            },
             workspace: cli.workspace || (!cli_packages && table.workspace),
             exclude: list(&cli.exclude, &table.exclude),
             features: list(&cli.features, &table.features),

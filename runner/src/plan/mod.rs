@@ -453,7 +453,7 @@ mod tests {
         // `-- --skip slow`: everything but the slow ones (libtest), not only them.
         assert_eq!(picked(&tests, &s(&["--skip", "slow"])), ["fx tests::fast"]);
         assert_eq!(
-            picked(&tests, &s(&["--skip", "slow", "--exact"])),
+            picked(&tests, &s(&["--skip", "tests::slow", "--exact"])),
             ["fx tests::slower", "fx tests::fast"]
         );
         assert_eq!(

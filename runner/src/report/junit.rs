@@ -78,17 +78,24 @@ fn names(test: &TestCase) -> (String, String) {
 
 /// The one line a dashboard shows for a failure: a Rust panic's message,
 /// pytest's `E ` line, else what kind of failure it was.
-fn failure_message(status: Status, leaked: bool, output: Option<&str>) -> String {
-    let text = output.unwrap_or("");
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
-        if line.starts_with("thread '") && line.contains("panicked at") {
-            if let Some(msg) = lines.get(i + 1).filter(|l| !l.trim().is_empty()) {
-                return msg.trim().to_string();
+fn failure_message(
+    status: Status,
+    leaked: bool,
+    stdout: Option<&str>,
+    stderr: Option<&str>,
+) -> String {
+    for text in [stderr, stdout].into_iter().flatten() {
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.starts_with("thread '") && line.contains("panicked at") {
+                if let Some(msg) = lines.get(i + 1).filter(|l| !l.trim().is_empty()) {
+                    return msg.trim().to_string();
+                }
+                return line.trim().to_string();
             }
-            return line.trim().to_string();
         }
     }
+    let lines: Vec<&str> = stdout.unwrap_or("").lines().collect();
     if let Some(e) = lines.iter().rev().find(|l| l.starts_with("E ")) {
         return e[1..].trim().to_string();
     }
@@ -98,6 +105,23 @@ fn failure_message(status: Status, leaked: bool, output: Option<&str>) -> String
         _ if leaked => "test left processes running ([run] leak = \"fail\")".into(),
         _ => "test failed".into(),
     }
+}
+
+/// The failure's body: a Rust panic from its first line on (stderr, then
+/// stdout), else the whole stdout (the full streams are in system-out and
+/// system-err).
+fn failure_text<'a>(stdout: Option<&'a str>, stderr: Option<&'a str>) -> Option<&'a str> {
+    for text in [stderr, stdout].into_iter().flatten() {
+        let mut at = 0;
+        while let Some(found) = text[at..].find("thread '") {
+            let start = at + found;
+            if text[start..].lines().next().is_some_and(|l| l.contains("panicked at")) {
+                return Some(&text[start..]);
+            }
+            at = start + 1;
+        }
+    }
+    stdout.filter(|t| !t.trim().is_empty())
 }
 
 fn failure_type(status: Status, leaked: bool) -> &'static str {
@@ -117,12 +141,17 @@ fn rerun(a: &Attempt) -> TestRerun {
     };
     let mut rerun = TestRerun::new(kind);
     rerun.set_time(a.duration);
-    rerun.set_message(failure_message(a.status, false, a.output.as_deref()));
+    rerun.set_message(failure_message(
+        a.status,
+        false,
+        a.output.as_deref(),
+        a.stderr.as_deref(),
+    ));
     rerun.set_type(failure_type(a.status, false));
-    if let Some(out) = &a.output {
+    if let Some(out) = a.output.as_deref().filter(|t| !t.is_empty()) {
         rerun.set_system_out_lossy(out.as_bytes());
     }
-    if let Some(err) = &a.stderr {
+    if let Some(err) = a.stderr.as_deref().filter(|t| !t.is_empty()) {
         rerun.set_system_err_lossy(err.as_bytes());
     }
     rerun
@@ -144,8 +173,16 @@ fn case(test: &TestCase, r: &FinalResult) -> quick_junit::TestCase {
                 NonSuccessKind::Failure
             };
             let mut s = TestCaseStatus::non_success(kind);
-            s.set_message(failure_message(r.status, r.leaked, r.output.as_deref()));
+            s.set_message(failure_message(
+                r.status,
+                r.leaked,
+                r.output.as_deref(),
+                r.stderr.as_deref(),
+            ));
             s.set_type(failure_type(r.status, r.leaked));
+            if let Some(text) = failure_text(r.output.as_deref(), r.stderr.as_deref()) {
+                s.set_description(text);
+            }
             s
         }
     };
@@ -156,10 +193,10 @@ fn case(test: &TestCase, r: &FinalResult) -> quick_junit::TestCase {
     let mut case = quick_junit::TestCase::new(name, status);
     case.set_classname(classname);
     case.set_time(r.duration);
-    if let Some(out) = &r.output {
+    if let Some(out) = r.output.as_deref().filter(|t| !t.is_empty()) {
         case.set_system_out_lossy(out.as_bytes());
     }
-    if let Some(err) = &r.stderr {
+    if let Some(err) = r.stderr.as_deref().filter(|t| !t.is_empty()) {
         case.set_system_err_lossy(err.as_bytes());
     }
     case
@@ -188,12 +225,22 @@ mod tests {
     fn panics_and_pytest_lines_become_the_message() {
         let rust = "running 1 test\nthread 'x' panicked at src/lib.rs:3:5:\nassertion failed: 1 == 2\nnote: ...";
         assert_eq!(
-            failure_message(Status::Fail, false, Some(rust)),
+            failure_message(Status::Fail, false, Some(rust), None),
+            "assertion failed: 1 == 2"
+        );
+        assert_eq!(
+            failure_message(Status::Fail, false, Some("running 1 test\n"), Some(rust)),
             "assertion failed: 1 == 2"
         );
         let py = "    def test():\n>       assert 1 == 2\nE       assert 1 == 2\n";
-        assert_eq!(failure_message(Status::Fail, false, Some(py)), "assert 1 == 2");
-        assert_eq!(failure_message(Status::Timeout, false, None), "test timed out");
+        assert_eq!(
+            failure_message(Status::Fail, false, Some(py), None),
+            "assert 1 == 2"
+        );
+        assert_eq!(
+            failure_message(Status::Timeout, false, None, None),
+            "test timed out"
+        );
     }
 
     #[test]
