@@ -172,7 +172,8 @@ fn a_proc_macro_workspace_runs_with_cargos_library_path_and_variables() {
     }
     // The custom harness runs whole, with a warning naming it and why.
     assert!(
-        text.lines().any(|l| l.contains("PASS") && l.ends_with("ws-app::custom")),
+        text.lines()
+            .any(|l| l.contains("PASS") && l.ends_with("ws-app::custom")),
         "{text}"
     );
     let err = stderr(&out);
@@ -201,16 +202,34 @@ fn filtersets_skip_exact_and_cargo_flags_select_as_nextest_and_libtest() {
     };
     let out = ws_run(&["run", "-E", "package(ws-app) and test(slow)"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    assert!(passed(&out).contains(" 2 passed, 0 failed"), "{}", both(&out));
+    assert!(
+        passed(&out).contains(" 2 passed, 0 failed"),
+        "{}",
+        both(&out)
+    );
 
-    let out = ws_run(&["run", "-E", "test(/^tests::slow_(one|two)$/) - test(=tests::slow_two)"], &[]);
+    let out = ws_run(
+        &[
+            "run",
+            "-E",
+            "test(/^tests::slow_(one|two)$/) - test(=tests::slow_two)",
+        ],
+        &[],
+    );
     assert!(passed(&out).contains(" 1 passed,"), "{}", both(&out));
 
     // `-- --skip slow` leaves the slow tests out, as libtest does.
-    let out = ws_run(&["run", "-p", "ws-app", "--lib", "--", "--skip", "slow"], &[]);
+    let out = ws_run(
+        &["run", "-p", "ws-app", "--lib", "--", "--skip", "slow"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     assert!(!stdout(&out).contains("slow_one"), "{}", both(&out));
-    assert!(stdout(&out).contains("tests::uses_the_macro"), "{}", both(&out));
+    assert!(
+        stdout(&out).contains("tests::uses_the_macro"),
+        "{}",
+        both(&out)
+    );
 
     let out = ws_run(&["run", "--exact", "tests::slow_one"], &[]);
     assert!(passed(&out).contains(" 1 passed,"), "{}", both(&out));
@@ -223,7 +242,13 @@ fn filtersets_skip_exact_and_cargo_flags_select_as_nextest_and_libtest() {
     let out = ws_run(&["run", "-E", "test(extra_feature)"], &[]);
     assert_eq!(out.status.code(), Some(4), "{}", both(&out));
     let out = ws_run(
-        &["run", "--features", "ws-app/extra", "-E", "test(extra_feature)"],
+        &[
+            "run",
+            "--features",
+            "ws-app/extra",
+            "-E",
+            "test(extra_feature)",
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
@@ -243,7 +268,8 @@ fn doctests_run_as_one_unit_per_library_with_the_flag() {
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     let text = stdout(&out);
     assert!(
-        text.lines().any(|l| l.contains("PASS") && l.ends_with("ws-app::doctests")),
+        text.lines()
+            .any(|l| l.contains("PASS") && l.ends_with("ws-app::doctests")),
         "{text}"
     );
     assert!(!text.contains("doctests not run"), "{text}");
@@ -268,13 +294,15 @@ fn junit_has_a_suite_per_binary_reruns_and_streams_apart_and_leaks_show() {
     assert_eq!(out.status.code(), Some(100), "{}", both(&out));
     let text = stdout(&out);
     assert!(
-        text.lines().any(|l| l.contains("LEAK") && l.contains("leaves_a_process_when_asked")),
+        text.lines()
+            .any(|l| l.contains("LEAK") && l.contains("leaves_a_process_when_asked")),
         "{text}"
     );
     // The failures again, under the summary.
     let summary_at = text.find("\nSummary").expect("a summary");
     assert!(
-        text[summary_at..].contains("FAIL") && text[summary_at..].contains("tests::writes_both_streams"),
+        text[summary_at..].contains("FAIL")
+            && text[summary_at..].contains("tests::writes_both_streams"),
         "{text}"
     );
     assert!(text[summary_at..].contains("1 leaky"), "{text}");
@@ -283,35 +311,73 @@ fn junit_has_a_suite_per_binary_reruns_and_streams_apart_and_leaks_show() {
     let doc = roxmltree::Document::parse(&xml).expect("JUnit is well-formed XML");
     let root = doc.root_element();
     assert_eq!(root.tag_name().name(), "testsuites");
-    let suites: Vec<_> = root.children().filter(|n| n.has_tag_name("testsuite")).collect();
+    let suites: Vec<_> = root
+        .children()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .collect();
     let names: Vec<&str> = suites.iter().filter_map(|s| s.attribute("name")).collect();
     assert_eq!(names.len(), 2, "one suite per binary: {names:?}\n{xml}");
-    assert!(names.contains(&"ws-app") && names.contains(&"ws-macros"), "{names:?}");
-    let allowed = ["name", "classname", "time", "timestamp", "assertions", "file", "line"];
+    assert!(
+        names.contains(&"ws-app") && names.contains(&"ws-macros"),
+        "{names:?}"
+    );
+    let allowed = [
+        "name",
+        "classname",
+        "time",
+        "timestamp",
+        "assertions",
+        "file",
+        "line",
+    ];
     for case in doc.descendants().filter(|n| n.has_tag_name("testcase")) {
         for a in case.attributes() {
-            assert!(allowed.contains(&a.name()), "non-standard attribute {}: {xml}", a.name());
+            assert!(
+                allowed.contains(&a.name()),
+                "non-standard attribute {}: {xml}",
+                a.name()
+            );
         }
         assert!(case.attribute("classname").is_some(), "{xml}");
         assert!(case.attribute("time").is_some(), "{xml}");
     }
     let failing = doc
         .descendants()
-        .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some("tests::writes_both_streams"))
+        .find(|n| {
+            n.has_tag_name("testcase") && n.attribute("name") == Some("tests::writes_both_streams")
+        })
         .expect("the failing test is reported");
     assert_eq!(failing.attribute("classname"), Some("ws-app"));
-    let failure = failing.children().find(|n| n.has_tag_name("failure")).expect("<failure>");
+    let failure = failing
+        .children()
+        .find(|n| n.has_tag_name("failure"))
+        .expect("<failure>");
     assert_eq!(failure.attribute("message"), Some("asked to fail"), "{xml}");
     assert_eq!(failure.attribute("type"), Some("test failure"), "{xml}");
     assert_eq!(
-        failing.children().filter(|n| n.has_tag_name("rerunFailure")).count(),
+        failing
+            .children()
+            .filter(|n| n.has_tag_name("rerunFailure"))
+            .count(),
         1,
         "one rerun per retried attempt: {xml}"
     );
-    let out_text = failing.children().find(|n| n.has_tag_name("system-out")).and_then(|n| n.text());
-    let err_text = failing.children().find(|n| n.has_tag_name("system-err")).and_then(|n| n.text());
-    assert!(out_text.is_some_and(|t| t.contains("to stdout") && !t.contains("to stderr")), "{xml}");
-    assert!(err_text.is_some_and(|t| t.contains("to stderr") && !t.contains("to stdout")), "{xml}");
+    let out_text = failing
+        .children()
+        .find(|n| n.has_tag_name("system-out"))
+        .and_then(|n| n.text());
+    let err_text = failing
+        .children()
+        .find(|n| n.has_tag_name("system-err"))
+        .and_then(|n| n.text());
+    assert!(
+        out_text.is_some_and(|t| t.contains("to stdout") && !t.contains("to stderr")),
+        "{xml}"
+    );
+    assert!(
+        err_text.is_some_and(|t| t.contains("to stderr") && !t.contains("to stdout")),
+        "{xml}"
+    );
 }
 
 #[test]
@@ -356,7 +422,7 @@ fn ctrl_c_during_the_build_stops_cargos_group_and_exits_130() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut child = partest(&workspace_fixture())
+    let child = partest(&workspace_fixture())
         .args(["run"])
         .env("CARGO", &fake)
         .stdout(std::process::Stdio::piped())
@@ -377,5 +443,8 @@ fn ctrl_c_during_the_build_stops_cargos_group_and_exits_130() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", both(&out));
     std::thread::sleep(std::time::Duration::from_millis(200));
-    assert!(!pid_alive(pid), "cargo's child {pid} outlived the interrupt");
+    assert!(
+        !pid_alive(pid),
+        "cargo's child {pid} outlived the interrupt"
+    );
 }

@@ -94,7 +94,12 @@ pub struct SelectArgs {
     /// A filterset, as nextest's: test(), package(), binary(), binary_id(),
     /// kind(), file(), marker(), all(), none(), with and/or/not/-; matchers
     /// =exact, ~part, /regex/, #glob. Tests matching any -E run.
-    #[arg(short = 'E', long = "filterset", alias = "filter-expr", value_name = "EXPR")]
+    #[arg(
+        short = 'E',
+        long = "filterset",
+        alias = "filter-expr",
+        value_name = "EXPR"
+    )]
     pub filterset: Vec<String>,
     /// libtest's --skip: leave out tests whose names contain PATTERN (equal it with --exact).
     #[arg(long, value_name = "PATTERN")]
@@ -107,7 +112,7 @@ pub struct SelectArgs {
     /// Only tests whose names contain one of these strings. After `--`,
     /// libtest's `--skip PATTERN`, `--exact`, `--ignored` and
     /// `--include-ignored` are understood too.
-    #[arg(value_name = "FILTER", allow_hyphen_values = true)]
+    #[arg(value_name = "FILTER")]
     pub filters: Vec<String>,
 }
 

@@ -11,7 +11,6 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use super::{Discovered, discover, load_isolation, plan, workers};
-use crate::plan::Selection;
 use crate::cli::RunArgs;
 use crate::config::{Config, NoTests, Settings};
 use crate::discover::{ProcessEnd, TestCase};
@@ -21,6 +20,7 @@ use crate::exec::{Interrupts, Spawner};
 use crate::history::Record;
 use crate::isolation::{Env, Lifecycle, RunInfo};
 use crate::plan::Plan;
+use crate::plan::Selection;
 use crate::pool::{self, PoolContext, PoolOptions};
 use crate::report::{self, Event, ReporterOptions};
 

@@ -196,7 +196,12 @@ impl CargoBuild {
             (self.offline, "--offline"),
             (self.frozen, "--frozen"),
         ];
-        a.extend(flags.iter().filter(|(on, _)| *on).map(|(_, f)| f.to_string()));
+        a.extend(
+            flags
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, f)| f.to_string()),
+        );
         if let Some(p) = &self.cargo_profile {
             a.push("--profile".into());
             a.push(p.clone());
@@ -229,7 +234,12 @@ impl CargoBuild {
             (self.tests, "--tests"),
             (self.all_targets, "--all-targets"),
         ];
-        a.extend(flags.iter().filter(|(on, _)| *on).map(|(_, f)| f.to_string()));
+        a.extend(
+            flags
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, f)| f.to_string()),
+        );
         for b in &self.bin {
             a.push("--bin".into());
             a.push(b.clone());

@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{Adapter, DiscoverOptions, Invocation, ProcessEnd, TestCase, TestMeta};
+use super::{
+    Adapter, DiscoverOptions, Invocation, ProcessAdapter, ProcessEnd, Runs, TestCase, TestMeta,
+};
 use crate::cli::RunIgnored;
 use crate::config::{AdapterKind, CargoBuild, Config};
 use crate::error::{Error, Result};
@@ -167,15 +169,10 @@ impl CargoAdapter {
     }
 
     /// Runs a discovery child to its end; an interrupt is [`Error::Interrupted`].
-    fn run_child(
-        &self,
-        cmd: &BoundedCommand,
-        bounds: Bounds,
-        what: &str,
-    ) -> Result<BoundedOutput> {
-        let out = cmd
-            .run(bounds, self.interrupts.as_deref())
-            .map_err(|e| Error::setup(format!("cannot run {what} in {}: {e}", self.root.display())))?;
+    fn run_child(&self, cmd: &BoundedCommand, bounds: Bounds, what: &str) -> Result<BoundedOutput> {
+        let out = cmd.run(bounds, self.interrupts.as_deref()).map_err(|e| {
+            Error::setup(format!("cannot run {what} in {}: {e}", self.root.display()))
+        })?;
         if out.end == ProcessEnd::Interrupted {
             return Err(Error::Interrupted);
         }
@@ -263,13 +260,21 @@ impl CargoAdapter {
     fn build(&mut self) -> Result<()> {
         let metadata = self.metadata()?;
         let toolchain = self.toolchain()?;
-        let packages: HashMap<&str, &Package> =
-            metadata.packages.iter().map(|p| (p.id.as_str(), p)).collect();
+        let packages: HashMap<&str, &Package> = metadata
+            .packages
+            .iter()
+            .map(|p| (p.id.as_str(), p))
+            .collect();
         let args = self.build.build_args();
         let cmd = BoundedCommand::new(Self::cargo_program(), &self.root)
             .inheriting_env()
             .stderr_inherited()
-            .args(["test", "--no-run", "--message-format", "json-render-diagnostics"])
+            .args([
+                "test",
+                "--no-run",
+                "--message-format",
+                "json-render-diagnostics",
+            ])
             .args(&args);
         let out = self.run_child(
             &cmd,
@@ -305,17 +310,19 @@ impl CargoAdapter {
                 "build-script-executed" => {
                     let script = scripts.entry(msg.package_id.clone()).or_default();
                     script.linked_paths.extend(
-                        msg.linked_paths
-                            .iter()
-                            .map(|p| PathBuf::from(p.split_once('=').map_or(p.as_str(), |(_, v)| v))),
+                        msg.linked_paths.iter().map(|p| {
+                            PathBuf::from(p.split_once('=').map_or(p.as_str(), |(_, v)| v))
+                        }),
                     );
                     script.env.extend(msg.env.iter().cloned());
                     script.out_dir = msg.out_dir.clone();
                 }
-                "compiler-artifact" if msg.profile.as_ref().is_some_and(|p| p.test) => {
-                    if msg.executable.is_some() && msg.target.is_some() {
-                        artifacts.push(msg);
-                    }
+                "compiler-artifact"
+                    if msg.profile.as_ref().is_some_and(|p| p.test)
+                        && msg.executable.is_some()
+                        && msg.target.is_some() =>
+                {
+                    artifacts.push(msg);
                 }
                 _ => {}
             }
@@ -379,18 +386,25 @@ impl CargoAdapter {
             let file = target
                 .src_path
                 .as_deref()
-                .map(|p| p.strip_prefix(&self.root).unwrap_or(p).display().to_string())
+                .map(|p| {
+                    p.strip_prefix(&self.root)
+                        .unwrap_or(p)
+                        .display()
+                        .to_string()
+                })
                 .unwrap_or_default();
             let is_lib = matches!(kind.as_str(), "lib" | "rlib" | "dylib" | "proc-macro");
             let lib_target = package.and_then(|p| {
-                p.targets
-                    .iter()
-                    .find(|t| t.kind.iter().any(|k| k == "lib" || k == "proc-macro" || k == "rlib"))
+                p.targets.iter().find(|t| {
+                    t.kind
+                        .iter()
+                        .any(|k| k == "lib" || k == "proc-macro" || k == "rlib")
+                })
             });
             if is_lib && lib_target.is_none_or(|t| t.doctest) {
                 doctest_packages.push((package_name.clone(), cwd.clone()));
             }
-            let harness = if self.custom_harness.iter().any(|c| *c == binary_id) {
+            let harness = if self.custom_harness.contains(&binary_id) {
                 Harness::Whole
             } else {
                 Harness::Libtest
@@ -446,8 +460,11 @@ impl CargoAdapter {
         if ignored_only {
             cmd = cmd.args(["--ignored"]);
         }
-        let out = match self.run_child(&cmd, self.bounds(self.list_timeout, 64 << 20), "a test binary")
-        {
+        let out = match self.run_child(
+            &cmd,
+            self.bounds(self.list_timeout, 64 << 20),
+            "a test binary",
+        ) {
             Ok(out) => out,
             Err(Error::Interrupted) => return Err("interrupted".into()),
             Err(e) => return Err(e.to_string()),
@@ -470,7 +487,12 @@ impl CargoAdapter {
                     self.list_timeout
                 ));
             }
-            end => return Err(format!("`--list --format terse` failed ({end:?}){}", stderr())),
+            end => {
+                return Err(format!(
+                    "`--list --format terse` failed ({end:?}){}",
+                    stderr()
+                ));
+            }
         }
         let text = String::from_utf8_lossy(&out.stdout);
         let mut names = Vec::new();
@@ -663,6 +685,26 @@ impl Adapter for CargoAdapter {
         Ok(tests)
     }
 
+    fn note(&self) -> Option<String> {
+        (self.doctests_not_run > 0).then(|| {
+            format!(
+                "doctests not run ({} {}; --doctests runs them)",
+                self.doctests_not_run,
+                if self.doctests_not_run == 1 {
+                    "library has them"
+                } else {
+                    "libraries have them"
+                }
+            )
+        })
+    }
+
+    fn runs(&self) -> Runs<'_> {
+        Runs::Processes(self)
+    }
+}
+
+impl ProcessAdapter for CargoAdapter {
     fn invocation(&self, test: &TestCase) -> Invocation {
         let binary = &self.binaries[test.binary as usize];
         let args: Vec<OsString> = match &binary.harness {
@@ -697,20 +739,6 @@ impl Adapter for CargoAdapter {
             cwd: binary.cwd.clone(),
             env: binary.env.clone(),
         }
-    }
-
-    fn note(&self) -> Option<String> {
-        (self.doctests_not_run > 0).then(|| {
-            format!(
-                "doctests not run ({} {}; --doctests runs them)",
-                self.doctests_not_run,
-                if self.doctests_not_run == 1 {
-                    "library has them"
-                } else {
-                    "libraries have them"
-                }
-            )
-        })
     }
 }
 
@@ -764,7 +792,9 @@ mod tests {
             Path::new("/t/debug/deps/fx-123"),
             Path::new("/t"),
             &scripts,
-            &[PathBuf::from("/sysroot/lib/rustlib/x86_64-unknown-linux-gnu/lib")],
+            &[PathBuf::from(
+                "/sysroot/lib/rustlib/x86_64-unknown-linux-gnu/lib",
+            )],
         );
         let dirs: Vec<&str> = path.split(':').collect();
         assert_eq!(

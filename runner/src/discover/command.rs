@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use walkdir::WalkDir;
 
-use super::{Adapter, Invocation, TestCase};
+use super::{Adapter, Invocation, ProcessAdapter, Runs, TestCase};
 use crate::config::{AdapterKind, Config, Filter};
 use crate::error::{Error, Result};
 
@@ -81,6 +81,12 @@ impl Adapter for CommandAdapter {
         Ok(found)
     }
 
+    fn runs(&self) -> Runs<'_> {
+        Runs::Processes(self)
+    }
+}
+
+impl ProcessAdapter for CommandAdapter {
     fn invocation(&self, test: &TestCase) -> Invocation {
         let file = &test.target;
         let mut words = self

@@ -16,8 +16,8 @@ pub use pytest::{PytestAdapter, PytestWorker, TestReply, Wait};
 
 use crate::cli::{CargoArgs, RunIgnored};
 use crate::config::{AdapterKind, Config};
-use crate::exec::Interrupts;
 use crate::error::Result;
+use crate::exec::Interrupts;
 
 /// One test, as partest schedules and reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,8 +155,8 @@ pub trait Adapter: Send + Sync {
     /// Lists the tests (building them first if the adapter must).
     fn discover(&mut self) -> Result<Vec<TestCase>>;
 
-    /// The process that runs one test (process-per-test adapters).
-    fn invocation(&self, test: &TestCase) -> Invocation;
+    /// How its tests run: a process each, or in a long-lived worker per slot.
+    fn runs(&self) -> Runs<'_>;
 
     /// A word for the summary line about what the adapter did not run
     /// (cargo: doctests without `--doctests`).
@@ -167,8 +167,25 @@ pub trait Adapter: Send + Sync {
     /// pytest: each slot's long-lived worker collects and runs the tests, so
     /// `partest run` does not call [`Adapter::discover`] up front.
     fn pytest(&self) -> Option<&PytestAdapter> {
-        None
+        match self.runs() {
+            Runs::Worker(pytest) => Some(pytest),
+            Runs::Processes(_) => None,
+        }
     }
+}
+
+/// How an adapter's tests are run.
+pub enum Runs<'a> {
+    /// One process per test (cargo, command).
+    Processes(&'a dyn ProcessAdapter),
+    /// A long-lived worker per slot that collects and runs them (pytest).
+    Worker(&'a PytestAdapter),
+}
+
+/// An adapter that runs each test in a process of its own.
+pub trait ProcessAdapter: Send + Sync {
+    /// The process that runs one test.
+    fn invocation(&self, test: &TestCase) -> Invocation;
 }
 
 /// Options of `run` and `list` that change what adapters find.

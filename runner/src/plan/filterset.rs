@@ -386,7 +386,10 @@ mod tests {
             sel("package(fx) and not test(slow)", &c),
             ["fx tests::adds", "fx::integration one"]
         );
-        assert_eq!(sel("package(fx) - kind(test) - test(slow)", &c), ["fx tests::adds"]);
+        assert_eq!(
+            sel("package(fx) - kind(test) - test(slow)", &c),
+            ["fx tests::adds"]
+        );
         assert_eq!(
             sel("test(one) | package(other) & test(adds)", &c),
             ["fx::integration one", "other adds"]

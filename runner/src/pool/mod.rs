@@ -21,7 +21,7 @@ use queue::{Attempt, Queue};
 use slot::{Assignment, Command, Done, Report, SlotError, Work};
 
 use crate::discover::pytest::check_same_collection;
-use crate::discover::{Adapter, Status, TestCase};
+use crate::discover::{Adapter, Runs, Status, TestCase};
 use crate::error::Error;
 use crate::exec::Spawner;
 use crate::isolation::Lifecycle;
@@ -387,12 +387,12 @@ impl Coordinator<'_, '_> {
 
     fn send(&mut self, slot: usize, current: Attempt, next: Option<Attempt>) {
         let test = &self.plan.tests[current.test as usize];
-        let work = match self.ctx.adapter.pytest() {
-            Some(_) => Work::Pytest {
+        let work = match self.ctx.adapter.runs() {
+            Runs::Worker(_) => Work::Pytest {
                 position: test.position,
                 next: next.map(|n| self.plan.tests[n.test as usize].position),
             },
-            None => Work::Process(self.ctx.adapter.invocation(test)),
+            Runs::Processes(adapter) => Work::Process(adapter.invocation(test)),
         };
         let assignment = Assignment {
             test: current.test,

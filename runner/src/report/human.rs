@@ -214,7 +214,10 @@ impl Sink for Human {
         }
         out.push('\n');
         // The failures once more, right under the summary, as nextest lists them.
-        for (i, r) in failures.iter().filter(|(_, r)| r.status != Status::Cancelled) {
+        for (i, r) in failures
+            .iter()
+            .filter(|(_, r)| r.status != Status::Cancelled)
+        {
             out.push_str(&format!(
                 "{:>9} {} {}\n",
                 label(r.status, false, false, r.leaked),

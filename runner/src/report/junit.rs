@@ -115,7 +115,11 @@ fn failure_text<'a>(stdout: Option<&'a str>, stderr: Option<&'a str>) -> Option<
         let mut at = 0;
         while let Some(found) = text[at..].find("thread '") {
             let start = at + found;
-            if text[start..].lines().next().is_some_and(|l| l.contains("panicked at")) {
+            if text[start..]
+                .lines()
+                .next()
+                .is_some_and(|l| l.contains("panicked at"))
+            {
                 return Some(&text[start..]);
             }
             at = start + 1;

@@ -269,9 +269,7 @@ fn record(results: &mut HashMap<u32, FinalResult>, f: &TestFinished) {
 
 /// Now as RFC 3339 in UTC with milliseconds (`2025-01-02T03:04:05.678Z`).
 pub fn timestamp(t: std::time::SystemTime) -> String {
-    let d = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     chrono::DateTime::from_timestamp(d.as_secs() as i64, d.subsec_nanos())
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         .unwrap_or_default()

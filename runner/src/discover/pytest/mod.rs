@@ -12,7 +12,7 @@ use std::time::Duration;
 
 pub use worker::{Collection, PytestWorker, TestReply, Wait};
 
-use super::{Adapter, Invocation, TestCase};
+use super::{Adapter, Runs, TestCase};
 use crate::config::{AdapterKind, Config};
 use crate::error::{Error, Result};
 use crate::exec::Spawner;
@@ -147,10 +147,7 @@ impl PytestAdapter {
                 let mut test = TestCase::new(id.clone());
                 test.position = i as u32;
                 test.markers = collection.markers.get(i).cloned().unwrap_or_default();
-                test.serial_marker = test
-                    .markers
-                    .iter()
-                    .any(|m| self.serial_markers.contains(m));
+                test.serial_marker = test.markers.iter().any(|m| self.serial_markers.contains(m));
                 let file = test.meta.file.clone();
                 test.meta = files
                     .entry(file)
@@ -244,17 +241,7 @@ impl Adapter for PytestAdapter {
         }
     }
 
-    fn invocation(&self, test: &TestCase) -> Invocation {
-        // Never called: pytest tests run in the slot's worker.
-        Invocation {
-            program: self.python.clone().into(),
-            args: vec!["-m".into(), "pytest".into(), test.target.clone().into()],
-            cwd: self.root.clone(),
-            env: Vec::new(),
-        }
-    }
-
-    fn pytest(&self) -> Option<&PytestAdapter> {
-        Some(self)
+    fn runs(&self) -> Runs<'_> {
+        Runs::Worker(self)
     }
 }
