@@ -448,3 +448,31 @@ fn ctrl_c_during_the_build_stops_cargos_group_and_exits_130() {
         "cargo's child {pid} outlived the interrupt"
     );
 }
+
+#[test]
+fn cargo_partest_works_as_a_cargo_subcommand() {
+    built();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(&cargo)
+        .args(["build", "--quiet", "-p", "partest", "--bin", "cargo-partest"])
+        .current_dir(workspace())
+        .status()
+        .expect("building cargo-partest");
+    assert!(status.success());
+    let bin_dir = partest_bin().parent().unwrap().to_path_buf();
+    let path = std::env::join_paths(
+        std::iter::once(bin_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let out = std::process::Command::new(&cargo)
+        .args(["partest", "list", "-n", "2", "--", "--skip", "fails_on_request"])
+        .current_dir(fixture())
+        .env("PATH", path)
+        .env("CARGO_TARGET_DIR", fixture_target())
+        .env("PARTEST_RUNS_DIR", target_dir().join("partest-e2e-runs"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let text = stdout(&out);
+    assert!(text.contains("parallel: 5 tests on 2 workers"), "{text}");
+}
