@@ -408,14 +408,20 @@ fn leak_fail_makes_a_leaky_test_fail() {
 }
 
 #[test]
-fn ctrl_c_during_the_build_stops_cargos_group_and_exits_130() {
+fn ctrl_c_or_sigterm_during_the_build_stops_cargos_group_and_exits_130() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        interrupt_during_the_build(signal);
+    }
+}
+
+fn interrupt_during_the_build(signal: i32) {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("cargo.pid");
     let fake = dir.path().join("fake-cargo");
     std::fs::write(
         &fake,
         format!(
-            "#!/bin/sh\nsleep 60 &\necho $! > '{}'\nwait\n",
+            "#!/bin/sh\nsleep 60 &\necho $! > '{}.tmp'\nmv '{0}.tmp' '{0}'\nwait\n",
             pidfile.display()
         ),
     )
@@ -438,14 +444,19 @@ fn ctrl_c_during_the_build_stops_cargos_group_and_exits_130() {
         .trim()
         .parse()
         .unwrap();
-    // SAFETY: sending SIGINT to the partest process we spawned.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // SAFETY: signalling the partest process we spawned.
+    unsafe { libc::kill(child.id() as i32, signal) };
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", both(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "signal {signal}: {}",
+        both(&out)
+    );
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(
         !pid_alive(pid),
-        "cargo's child {pid} outlived the interrupt"
+        "signal {signal}: cargo's child {pid} outlived the interrupt"
     );
 }
 
@@ -454,7 +465,14 @@ fn cargo_partest_works_as_a_cargo_subcommand() {
     built();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = std::process::Command::new(&cargo)
-        .args(["build", "--quiet", "-p", "partest", "--bin", "cargo-partest"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "partest",
+            "--bin",
+            "cargo-partest",
+        ])
         .current_dir(workspace())
         .status()
         .expect("building cargo-partest");
@@ -465,7 +483,15 @@ fn cargo_partest_works_as_a_cargo_subcommand() {
     )
     .unwrap();
     let out = std::process::Command::new(&cargo)
-        .args(["partest", "list", "-n", "2", "--", "--skip", "fails_on_request"])
+        .args([
+            "partest",
+            "list",
+            "-n",
+            "2",
+            "--",
+            "--skip",
+            "fails_on_request",
+        ])
         .current_dir(fixture())
         .env("PATH", path)
         .env("CARGO_TARGET_DIR", fixture_target())
