@@ -477,7 +477,7 @@ fn cargo_partest_works_as_a_cargo_subcommand() {
         .status()
         .expect("building cargo-partest");
     assert!(status.success());
-    let bin_dir = partest_bin().parent().unwrap().to_path_buf();
+    let bin_dir = target_dir().join("debug");
     let path = std::env::join_paths(
         std::iter::once(bin_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
     )
