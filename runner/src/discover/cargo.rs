@@ -230,7 +230,6 @@ impl CargoAdapter {
     fn metadata(&self) -> Result<Metadata> {
         let mut cmd = BoundedCommand::new(Self::cargo_program(), &self.root)
             .inheriting_env()
-            .stderr_inherited()
             .args(["metadata", "--no-deps", "--format-version", "1"]);
         if let Some(path) = &self.build.manifest_path {
             cmd = cmd.args([OsString::from("--manifest-path"), path.clone().into()]);
@@ -248,9 +247,10 @@ impl CargoAdapter {
         )?;
         if out.end != ProcessEnd::Exited(0) {
             return Err(Error::setup(format!(
-                "`cargo metadata` failed in {} ({:?}); its errors are above",
+                "`cargo metadata` failed in {} ({:?}): {}",
                 self.root.display(),
-                out.end
+                out.end,
+                String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
         serde_json::from_slice(&out.stdout)
@@ -258,13 +258,30 @@ impl CargoAdapter {
     }
 
     fn build(&mut self) -> Result<()> {
-        let metadata = self.metadata()?;
-        let toolchain = self.toolchain()?;
-        let packages: HashMap<&str, &Package> = metadata
-            .packages
-            .iter()
-            .map(|p| (p.id.as_str(), p))
-            .collect();
+        // `cargo metadata` and `rustc --print` run while cargo builds: they
+        // add nothing to the wait (errors of a broken manifest come once,
+        // from the build).
+        let (metadata, toolchain, out) = std::thread::scope(|s| {
+            let metadata = s.spawn(|| self.metadata());
+            let toolchain = s.spawn(|| self.toolchain());
+            let out = self.run_build();
+            let joined =
+                |what: &str| Error::setup(format!("discovery: the {what} thread panicked"));
+            (
+                metadata.join().map_err(|_| joined("cargo metadata")),
+                toolchain.join().map_err(|_| joined("rustc")),
+                out,
+            )
+        });
+        let (args, out) = out?;
+        self.check_build(&args, &out)?;
+        let metadata = metadata??;
+        let toolchain = toolchain??;
+        self.read_build(metadata, toolchain, out)
+    }
+
+    /// Runs `cargo test --no-run` with its JSON messages on stdout.
+    fn run_build(&self) -> Result<(Vec<String>, BoundedOutput)> {
         let args = self.build.build_args();
         let cmd = BoundedCommand::new(Self::cargo_program(), &self.root)
             .inheriting_env()
@@ -281,6 +298,10 @@ impl CargoAdapter {
             self.bounds(self.build_timeout, 1 << 30),
             "`cargo test --no-run`",
         )?;
+        Ok((args, out))
+    }
+
+    fn check_build(&self, args: &[String], out: &BoundedOutput) -> Result<()> {
         match out.end {
             ProcessEnd::Exited(0) => {}
             ProcessEnd::TimedOut => {
@@ -300,6 +321,21 @@ impl CargoAdapter {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// The test binaries of a successful build, with their env.
+    fn read_build(
+        &mut self,
+        metadata: Metadata,
+        toolchain: Toolchain,
+        out: BoundedOutput,
+    ) -> Result<()> {
+        let packages: HashMap<&str, &Package> = metadata
+            .packages
+            .iter()
+            .map(|p| (p.id.as_str(), p))
+            .collect();
         let mut scripts: HashMap<String, BuildScript> = HashMap::new();
         let mut artifacts = Vec::new();
         for line in out.stdout.split(|b| *b == b'\n') {
