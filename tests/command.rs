@@ -362,3 +362,37 @@ fn a_setup_command_past_its_timeout_is_killed_with_its_children() {
         "no test runs after a failed setup"
     );
 }
+
+#[test]
+fn filtersets_skip_and_exact_select_command_tests() {
+    let p = Project::new();
+    p.file("partest.toml", CONFIG);
+    for name in ["t/unit/a.sh", "t/unit/b.sh", "t/e2e/c.sh"] {
+        p.file(name, "true");
+    }
+    let summary = |out: &std::process::Output| {
+        stdout(out)
+            .lines()
+            .find(|l| l.starts_with("Summary"))
+            .unwrap_or_else(|| panic!("no summary:\n{}", both(out)))
+            .to_string()
+    };
+    let out = p.run(&["run", "-n", "1", "-E", "file(t/unit/*) - test(b.sh)"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert!(summary(&out).contains(" 1 passed,"), "{}", both(&out));
+    let out = p.run(&["run", "-n", "1", "--skip", "unit"]);
+    assert!(summary(&out).contains(" 1 passed,"), "{}", both(&out));
+    let out = p.run(&["run", "-n", "1", "--exact", "t/unit/a.sh"]);
+    assert!(summary(&out).contains(" 1 passed,"), "{}", both(&out));
+    let out = p.run(&[
+        "run",
+        "-n",
+        "1",
+        "-E",
+        "kind(command) and not file(t/unit/**)",
+    ]);
+    assert!(summary(&out).contains(" 1 passed,"), "{}", both(&out));
+    let out = p.run(&["run", "-n", "1", "unit/z"]);
+    assert_eq!(out.status.code(), Some(4), "{}", both(&out));
+    assert!(stderr(&out).contains("no tests to run"), "{}", both(&out));
+}

@@ -461,3 +461,62 @@ def test_long(n, tmp_path):
         }
     }
 }
+
+#[test]
+fn filtersets_skip_and_junit_work_for_pytest_tests_too() {
+    if !have_pytest() {
+        return;
+    }
+    let p = project(&[
+        (
+            "tests/test_a.py",
+            "import pytest\n\n@pytest.mark.slow\ndef test_slow():\n    pass\n\ndef test_quick():\n    pass\n\nclass TestGroup:\n    def test_inside(self):\n        pass\n",
+        ),
+        ("tests/test_b.py", "def test_other():\n    pass\n"),
+    ]);
+    let summary = |out: &std::process::Output| {
+        stdout(out)
+            .lines()
+            .find(|l| l.starts_with("Summary"))
+            .unwrap_or_else(|| panic!("no summary:\n{}", both(out)))
+            .to_string()
+    };
+    // marker() and file() (partest's additions), with nextest's operators.
+    let out = run_in(
+        &p,
+        &[
+            "run",
+            "-n",
+            "1",
+            "-E",
+            "marker(slow) | file(tests/test_b.py)",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert!(summary(&out).contains(" 2 passed,"), "{}", both(&out));
+    // libtest's --skip: everything but what contains it.
+    let out = run_in(&p, &["run", "-n", "1", "--", "--skip", "test_a.py"]);
+    assert!(summary(&out).contains(" 1 passed,"), "{}", both(&out));
+    let out = run_in(&p, &["run", "-n", "1", "-E", "test(/TestGroup::/)"]);
+    assert!(summary(&out).contains(" 1 passed,"), "{}", both(&out));
+    let out = run_in(&p, &["run", "-n", "1", "-E", "marker(nonexistent)"]);
+    assert_eq!(out.status.code(), Some(4), "{}", both(&out));
+
+    // JUnit: a suite per module, classnames as pytest writes them.
+    let junit = p.path().join("junit.xml");
+    let out = run_in(&p, &["run", "-n", "1", "--junit", junit.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains(r#"<testsuite name="tests/test_a.py""#),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"<testsuite name="tests/test_b.py""#),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"<testcase name="test_inside" classname="tests.test_a.TestGroup""#),
+        "{xml}"
+    );
+}

@@ -82,14 +82,122 @@ pub struct SelectArgs {
     /// Isolation plugins to enable, comma-separated (e.g. redis,sqlite).
     #[arg(long, value_delimiter = ',')]
     pub plugins: Vec<String>,
-    /// Run #[ignore]d tests too (cargo).
+    // --- Selection and cargo's build (issue 11): kept together. ---
+    /// Run #[ignore]d tests (cargo): all of them (the bare flag, or
+    /// `--run-ignored=all`) or only them (`--run-ignored=only`).
+    #[arg(
+        long,
+        value_enum,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "all",
+        value_name = "WHICH"
+    )]
+    pub run_ignored: Option<RunIgnored>,
+    /// A filterset, as nextest's: test(), package(), binary(), binary_id(),
+    /// kind(), file(), marker(), all(), none(), with and/or/not/-; matchers
+    /// =exact, ~part, /regex/, #glob. Tests matching any -E run.
+    #[arg(
+        short = 'E',
+        long = "filterset",
+        alias = "filter-expr",
+        value_name = "EXPR"
+    )]
+    pub filterset: Vec<String>,
+    /// libtest's --skip: leave out tests whose names contain PATTERN (equal it with --exact).
+    #[arg(long, value_name = "PATTERN")]
+    pub skip: Vec<String>,
+    /// libtest's --exact: FILTERs and --skip patterns match whole test names.
     #[arg(long)]
-    pub run_ignored: bool,
+    pub exact: bool,
+    #[command(flatten)]
+    pub cargo: CargoArgs,
     #[command(flatten)]
     pub shard: ShardArgs,
-    /// Only tests whose names contain one of these strings.
+    /// Only tests whose names contain one of these strings. After `--`,
+    /// libtest's `--skip PATTERN`, `--exact`, `--ignored` and
+    /// `--include-ignored` are understood too.
     #[arg(value_name = "FILTER")]
     pub filters: Vec<String>,
+}
+
+/// `--run-ignored`: which #[ignore]d tests run.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RunIgnored {
+    /// Ignored tests are listed and skipped.
+    #[default]
+    Default,
+    /// Only the ignored tests run.
+    Only,
+    /// Ignored tests run with the others.
+    All,
+}
+
+/// cargo's own flags, passed to `cargo test --no-run` (the cargo adapter).
+/// Lists given here replace the same `[cargo]` keys; switches add to them.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Cargo options")]
+pub struct CargoArgs {
+    /// Package to test (repeatable).
+    #[arg(short = 'p', long = "package", value_name = "SPEC")]
+    pub package: Vec<String>,
+    /// Test all packages in the workspace.
+    #[arg(long)]
+    pub workspace: bool,
+    /// Exclude packages from --workspace.
+    #[arg(long, value_name = "SPEC")]
+    pub exclude: Vec<String>,
+    /// Features to activate (space- or comma-separated, repeatable).
+    #[arg(short = 'F', long, value_name = "FEATURES")]
+    pub features: Vec<String>,
+    /// Activate all available features.
+    #[arg(long)]
+    pub all_features: bool,
+    /// Do not activate the `default` feature.
+    #[arg(long)]
+    pub no_default_features: bool,
+    /// Build in release mode (cargo's --release).
+    #[arg(short = 'r', long)]
+    pub release: bool,
+    /// Build with this cargo profile (cargo's --profile).
+    #[arg(long, value_name = "NAME")]
+    pub cargo_profile: Option<String>,
+    /// Build for this target triple.
+    #[arg(long, value_name = "TRIPLE")]
+    pub target: Option<String>,
+    /// Test only the library's unit tests.
+    #[arg(long)]
+    pub lib: bool,
+    /// Test all binaries.
+    #[arg(long)]
+    pub bins: bool,
+    /// Test this binary (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub bin: Vec<String>,
+    /// Test all integration tests.
+    #[arg(long)]
+    pub tests: bool,
+    /// Test this integration test target (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub test: Vec<String>,
+    /// Test all targets (cargo's --all-targets; doctests are separate).
+    #[arg(long)]
+    pub all_targets: bool,
+    /// Path to Cargo.toml.
+    #[arg(long, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+    /// Require Cargo.lock to be up to date.
+    #[arg(long)]
+    pub locked: bool,
+    /// Run without accessing the network.
+    #[arg(long)]
+    pub offline: bool,
+    /// Both --locked and --offline.
+    #[arg(long)]
+    pub frozen: bool,
+    /// Also run doctests: one unit per library (`cargo test --doc -p NAME`).
+    #[arg(long)]
+    pub doctests: bool,
 }
 
 #[derive(Args, Debug)]

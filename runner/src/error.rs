@@ -28,6 +28,9 @@ pub enum Error {
     /// The run selected no test (`--no-tests=fail`, the default).
     #[error("{0}")]
     NoTests(String),
+    /// Ctrl-C or SIGTERM stopped it (after stopping what it ran).
+    #[error("interrupted during discovery; what it ran was stopped")]
+    Interrupted,
 }
 
 impl Error {
@@ -44,6 +47,7 @@ impl Error {
             Error::Config(_) => exit::USAGE,
             Error::Setup(_) | Error::Isolation(_) => exit::SETUP,
             Error::NoTests(_) => exit::NO_TESTS,
+            Error::Interrupted => exit::INTERRUPTED,
         }
     }
 }

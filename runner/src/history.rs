@@ -159,7 +159,7 @@ fn read(path: &Path) -> rusqlite::Result<HashMap<String, Duration>> {
 
 fn write<'a>(path: &Path, records: impl IntoIterator<Item = Record<'a>>) -> rusqlite::Result<()> {
     if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+        let _ = crate::config::Config::make_state_dir(dir);
     }
     let mut conn = open(path)?;
     let tx = conn.transaction()?;

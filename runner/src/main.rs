@@ -8,7 +8,13 @@ use partest::config::Config;
 use partest::error::{Error, exit};
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    std::process::exit(entry(std::env::args_os()));
+}
+
+/// The whole program, from its arguments to its exit code (shared with
+/// `cargo-partest`, which drops the `partest` that cargo passes first).
+pub fn entry(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -17,17 +23,16 @@ fn main() {
                 exit::OK
             };
             let _ = e.print();
-            std::process::exit(code);
+            return code;
         }
     };
-    let code = match run(&cli) {
+    match run(&cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("partest: error: {e}");
             e.exit_code()
         }
-    };
-    std::process::exit(code);
+    }
 }
 
 fn run(cli: &Cli) -> Result<i32, Error> {

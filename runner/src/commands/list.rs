@@ -5,18 +5,22 @@ use std::fmt::Write as _;
 use super::{discover, plan, workers};
 use crate::cli::{ListArgs, MessageFormat};
 use crate::config::{Config, Settings};
-use crate::discover::DiscoverOptions;
 use crate::error::Result;
 
 pub fn list(config: &Config, args: &ListArgs) -> Result<String> {
     let settings = Settings::resolve(config, &args.select.overrides())?;
-    let options = DiscoverOptions {
-        run_ignored: args.select.run_ignored,
-    };
+    // Ctrl-C stops cargo's build (in its own process group) with us.
+    let interrupts = crate::exec::Interrupts::install()
+        .map_err(|e| crate::error::Error::setup(format!("cannot install signal handlers: {e}")))?;
+    let (selection, options) = super::selection(&args.select, Some(interrupts.clone()))?;
+    let discovered = discover(config, &settings, &options, false);
+    if interrupts.is_set() {
+        return Err(crate::error::Error::Interrupted);
+    }
     // No plugin is loaded: listing needs no server.
-    let mut d = discover(config, &settings, &options, false)?;
+    let mut d = discovered?;
     let tests = d.tests.take().unwrap_or_default();
-    let plan = &plan(config, &settings, &args.select.filters, &d, tests);
+    let plan = &plan(config, &settings, &selection, &d, tests);
     let workers = workers(&settings, config, Some(plan), None);
     let name = |i: &u32| plan.tests[*i as usize].name.as_str();
     let group = |i: &u32| plan.group_of[*i as usize].map(|g| plan.groups[g as usize].name.as_str());

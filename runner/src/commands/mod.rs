@@ -15,13 +15,19 @@ pub use plugins::{plugins_inspect, plugins_list};
 pub use report::report;
 pub use run::run;
 
+use std::sync::Arc;
+
+use crate::cli::{RunIgnored, SelectArgs};
 use crate::config::{Config, Settings};
 use crate::discover::{Adapter, DiscoverOptions, Status, TestCase, adapter_for};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::exec::Interrupts;
 use crate::history::History;
 use crate::isolation::wasm::PluginHost;
 use crate::isolation::{Isolation, Lifecycle, TempDirs};
-use crate::plan::{Plan, PlanRules, SystemFacts, WorkerInputs, WorkerPlan, plan_workers, select};
+use crate::plan::{
+    Plan, PlanRules, Selection, SystemFacts, WorkerInputs, WorkerPlan, plan_workers, select,
+};
 use crate::shard::Sharding;
 
 /// What discovery found, before anything is set up.
@@ -76,11 +82,35 @@ pub fn discover(
     })
 }
 
-/// Selects (profile filter, name filters) and plans the discovered tests.
+/// The command line's selection (filters, `--skip`, `--exact`, `-E`, the
+/// libtest options after `--`) and the discovery options it implies.
+pub fn selection(
+    args: &SelectArgs,
+    interrupts: Option<Arc<Interrupts>>,
+) -> Result<(Selection, DiscoverOptions)> {
+    let sel = Selection::new(&args.filters, &args.skip, args.exact, &args.filterset)
+        .map_err(Error::config)?;
+    let run_ignored = if sel.ignored_only {
+        RunIgnored::Only
+    } else if sel.include_ignored && args.run_ignored.is_none() {
+        RunIgnored::All
+    } else {
+        args.run_ignored.unwrap_or_default()
+    };
+    let options = DiscoverOptions {
+        run_ignored,
+        cargo: args.cargo.clone(),
+        interrupts,
+    };
+    Ok((sel, options))
+}
+
+/// Selects (profile filter, the command line's selection) and plans the
+/// discovered tests.
 pub fn plan(
     config: &Config,
     settings: &Settings,
-    names: &[String],
+    names: &Selection,
     d: &Discovered,
     tests: Vec<TestCase>,
 ) -> Plan {

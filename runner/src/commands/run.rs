@@ -13,13 +13,14 @@ use crossbeam_channel::Sender;
 use super::{Discovered, discover, load_isolation, plan, workers};
 use crate::cli::RunArgs;
 use crate::config::{Config, NoTests, Settings};
-use crate::discover::{DiscoverOptions, ProcessEnd, TestCase};
+use crate::discover::{ProcessEnd, TestCase};
 use crate::error::{Error, Result, exit};
 use crate::exec::bounded::{BoundedCommand, Bounds};
 use crate::exec::{Interrupts, Spawner};
 use crate::history::Record;
 use crate::isolation::{Env, Lifecycle, RunInfo};
 use crate::plan::Plan;
+use crate::plan::Selection;
 use crate::pool::{self, PoolContext, PoolOptions};
 use crate::report::{self, Event, ReporterOptions};
 
@@ -44,10 +45,8 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
             crate::runs::runs_dir().display()
         ))
     })?;
-    let names = &args.select.filters;
-    let options = DiscoverOptions {
-        run_ignored: args.select.run_ignored,
-    };
+    let (selection, options) = super::selection(&args.select, Some(interrupts.clone()))?;
+    let names = &selection;
 
     // Discover and plan before anything is set up; pytest's workers collect
     // later, each with its slot's env (settings that read DATABASE_URL at
@@ -91,6 +90,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
             && std::io::stderr().is_terminal()
             && !args.no_capture,
         captured: !args.no_capture,
+        note: discovered.adapter.note(),
     })
     .map_err(|e| Error::setup(format!("cannot start the reporter thread: {e}")))?;
     if let Some(warning) = &discovered.history_warning {
@@ -132,6 +132,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
                 django_slot_db: postgres_template(config, &settings),
                 shard: discovered.sharding.env_value(),
                 queue: discovered.sharding.queue_options.clone(),
+                leak_fails: settings.leak_fails,
             },
         );
         let mut early_plan = early_plan;
@@ -230,7 +231,7 @@ fn postgres_template(config: &Config, settings: &Settings) -> bool {
 
 /// A run that selects no test is not a pass: it says why (nothing found, or
 /// everything filtered out) and, with `--no-tests=fail` (the default), exits 4.
-fn check_selection(plan: &Plan, settings: &Settings, names: &[String]) -> Result<()> {
+fn check_selection(plan: &Plan, settings: &Settings, names: &Selection) -> Result<()> {
     if plan.runnable() > 0 || settings.no_tests == NoTests::Pass {
         return Ok(());
     }
@@ -245,9 +246,7 @@ fn check_selection(plan: &Plan, settings: &Settings, names: &[String]) -> Result
         if let Some(profile) = &settings.profile {
             why.push(format!("profile {profile}'s filter"));
         }
-        if !names.is_empty() {
-            why.push(format!("the name filters {names:?}"));
-        }
+        why.extend(names.describe());
         format!("no tests to run: none matches {}", why.join(" and "))
     } else {
         format!(

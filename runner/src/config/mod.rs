@@ -19,14 +19,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use cargo::CargoTable;
+pub use cargo::{CargoBuild, CargoTable};
 pub use command::CommandTable;
 pub use groups::GroupTable;
 pub use limits::LimitsTable;
 pub use plugins::PluginTable;
 pub use profile::ProfileTable;
 pub use pytest::{CollectMode, PytestTable};
-pub use run::{AdapterKind, NoTests, Order, RunTable};
+pub use run::{AdapterKind, Leak, NoTests, Order, RunTable};
 pub use serial::SerialTable;
 pub use settings::{Overrides, Settings};
 pub use setup::SetupTable;
@@ -120,6 +120,20 @@ impl Config {
     /// `<root>/.partest`: history, the plugin cache, plugins' scratch dirs.
     pub fn state_dir(&self) -> PathBuf {
         self.root.join(".partest")
+    }
+
+    /// Creates the state dir (if needed) with a `.gitignore` of `*` in it,
+    /// as pytest's cache has, so `git status` never shows it.
+    pub fn make_state_dir(dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let ignore = dir.join(".gitignore");
+        if !ignore.exists() {
+            std::fs::write(
+                ignore,
+                "# Written by partest: its history, plugin caches and scratch dirs.\n*\n",
+            )?;
+        }
+        Ok(())
     }
 
     /// How errors name this config: the file, or "the defaults" without one.

@@ -50,6 +50,19 @@ pub struct RunTable {
     /// A portable timings file (JSON, test id → seconds) that balances
     /// `--shard` and is written back merged after each run.
     pub timings: Option<PathBuf>,
+    /// A test that leaves processes running: a pass marked LEAK, or a failure.
+    pub leak: Option<Leak>,
+}
+
+/// `[run] leak`: what a test that leaves processes behind is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Leak {
+    /// Its own result, marked LEAK (nextest's default).
+    #[default]
+    Pass,
+    /// A failure (LEAK-FAIL).
+    Fail,
 }
 
 /// `[run] order`.

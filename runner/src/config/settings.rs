@@ -50,6 +50,8 @@ pub struct Settings {
     pub timings: Option<PathBuf>,
     /// `--queue URL`, `--queue-run ID`, `--queue-lease SECS`.
     pub queue: (Option<String>, Option<String>, Option<Duration>),
+    /// `[run] leak = "fail"`: leaving processes behind fails a test.
+    pub leak_fails: bool,
 }
 
 impl Settings {
@@ -122,6 +124,7 @@ impl Settings {
                 .or_else(|| run.timings.clone())
                 .map(|t| config.root.join(t)),
             queue: o.queue.clone(),
+            leak_fails: run.leak == Some(super::Leak::Fail),
         })
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use walkdir::WalkDir;
 
-use super::{Adapter, Invocation, TestCase};
+use super::{Adapter, Invocation, ProcessAdapter, Runs, TestCase};
 use crate::config::{AdapterKind, Config, Filter};
 use crate::error::{Error, Result};
 
@@ -76,13 +76,21 @@ impl Adapter for CommandAdapter {
             };
             let Some(rel) = rel.to_str() else { continue };
             if self.tests.matches(rel) {
-                found.push(TestCase::new(rel));
+                let mut test = TestCase::new(rel);
+                std::sync::Arc::make_mut(&mut test.meta).kind = "command".into();
+                found.push(test);
             }
         }
         found.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(found)
     }
 
+    fn runs(&self) -> Runs<'_> {
+        Runs::Processes(self)
+    }
+}
+
+impl ProcessAdapter for CommandAdapter {
     fn invocation(&self, test: &TestCase) -> Invocation {
         let file = &test.target;
         let mut words = self

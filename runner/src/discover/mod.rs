@@ -8,13 +8,16 @@ pub mod pytest;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use cargo::CargoAdapter;
 pub use command::CommandAdapter;
 pub use pytest::{PytestAdapter, PytestWorker, TestReply, Wait};
 
+use crate::cli::{CargoArgs, RunIgnored};
 use crate::config::{AdapterKind, Config};
 use crate::error::Result;
+use crate::exec::Interrupts;
 
 /// One test, as partest schedules and reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,11 +36,42 @@ pub struct TestCase {
     /// among that file's tests (what a worker is sent).
     pub file: u32,
     pub position: u32,
+    /// Where it comes from, shared by the tests of one binary or file: what
+    /// filtersets and reports group by.
+    pub meta: Arc<TestMeta>,
+    /// pytest's markers on it (`slow`, `django_db`, ...).
+    pub markers: Vec<String>,
+}
+
+/// Where a test comes from: its binary (cargo) or file (pytest, command).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TestMeta {
+    /// cargo: the package's name; else empty.
+    pub package: String,
+    /// cargo: the target's name (`integration` for tests/integration.rs);
+    /// else the file.
+    pub binary: String,
+    /// cargo: `package`, `package::target`, `package::bin/name`, as nextest
+    /// writes it; else the file. One JUnit `<testsuite>` each.
+    pub binary_id: String,
+    /// cargo: lib, test, bin, bench, example, proc-macro, doctest; else
+    /// pytest or command.
+    pub kind: String,
+    /// The test's source file, relative to the project root, when known.
+    pub file: String,
 }
 
 impl TestCase {
+    /// A test named by its file (`tests/a.sh`) or node id (`tests/a.py::t`).
     pub fn new(name: impl Into<String>) -> TestCase {
         let name = name.into();
+        let file = name.split_once("::").map_or(name.as_str(), |(f, _)| f);
+        let meta = TestMeta {
+            binary: file.to_string(),
+            binary_id: file.to_string(),
+            file: file.to_string(),
+            ..TestMeta::default()
+        };
         TestCase {
             target: name.clone(),
             name,
@@ -46,6 +80,18 @@ impl TestCase {
             ignored: false,
             file: 0,
             position: 0,
+            meta: Arc::new(meta),
+            markers: Vec::new(),
+        }
+    }
+
+    /// The name within its binary or file, as `test()` filters and libtest
+    /// `--exact` see it (the whole name for a unit that is a whole binary).
+    pub fn test_name(&self) -> &str {
+        if self.target.is_empty() {
+            &self.name
+        } else {
+            &self.target
         }
     }
 }
@@ -112,27 +158,54 @@ pub trait Adapter: Send + Sync {
     /// Lists the tests (building them first if the adapter must).
     fn discover(&mut self) -> Result<Vec<TestCase>>;
 
-    /// The process that runs one test (process-per-test adapters).
-    fn invocation(&self, test: &TestCase) -> Invocation;
+    /// How its tests run: a process each, or in a long-lived worker per slot.
+    fn runs(&self) -> Runs<'_>;
+
+    /// A word for the summary line about what the adapter did not run
+    /// (cargo: doctests without `--doctests`).
+    fn note(&self) -> Option<String> {
+        None
+    }
 
     /// pytest: each slot's long-lived worker collects and runs the tests, so
     /// `partest run` does not call [`Adapter::discover`] up front.
     fn pytest(&self) -> Option<&PytestAdapter> {
-        None
+        match self.runs() {
+            Runs::Worker(pytest) => Some(pytest),
+            Runs::Processes(_) => None,
+        }
     }
 }
 
+/// How an adapter's tests are run.
+pub enum Runs<'a> {
+    /// One process per test (cargo, command).
+    Processes(&'a dyn ProcessAdapter),
+    /// A long-lived worker per slot that collects and runs them (pytest).
+    Worker(&'a PytestAdapter),
+}
+
+/// An adapter that runs each test in a process of its own.
+pub trait ProcessAdapter: Send + Sync {
+    /// The process that runs one test.
+    fn invocation(&self, test: &TestCase) -> Invocation;
+}
+
 /// Options of `run` and `list` that change what adapters find.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct DiscoverOptions {
-    pub run_ignored: bool,
+    pub run_ignored: RunIgnored,
+    /// cargo's flags from the command line.
+    pub cargo: CargoArgs,
+    /// Ctrl-C during discovery stops what discovery runs (cargo's build).
+    pub interrupts: Option<Arc<Interrupts>>,
 }
 
 /// The adapter for this project.
 pub fn adapter_for(config: &Config, options: &DiscoverOptions) -> Result<Box<dyn Adapter>> {
     Ok(match config.adapter()? {
         AdapterKind::Command => Box::new(CommandAdapter::new(config)?),
-        AdapterKind::Cargo => Box::new(CargoAdapter::new(config, options)),
+        AdapterKind::Cargo => Box::new(CargoAdapter::new(config, options)?),
         AdapterKind::Pytest => Box::new(PytestAdapter::new(config)?),
     })
 }

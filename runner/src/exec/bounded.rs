@@ -29,6 +29,8 @@ pub struct BoundedCommand {
     /// Start from partest's own environment (the user's commands), not an
     /// empty one (a plugin's program).
     inherit_env: bool,
+    /// stderr goes to partest's own (cargo's diagnostics), not captured.
+    stderr_inherited: bool,
 }
 
 /// How long it may run and how much of its output is kept.
@@ -61,6 +63,7 @@ impl BoundedCommand {
             env: Vec::new(),
             cwd: cwd.as_ref().to_path_buf(),
             inherit_env: false,
+            stderr_inherited: false,
         }
     }
 
@@ -92,6 +95,13 @@ impl BoundedCommand {
     /// user's own commands (`[setup]`), never for a plugin's program.
     pub fn inheriting_env(mut self) -> BoundedCommand {
         self.inherit_env = true;
+        self
+    }
+
+    /// Lets the program write to partest's stderr (a build's progress and
+    /// errors, shown as they come); stdout is still captured.
+    pub fn stderr_inherited(mut self) -> BoundedCommand {
+        self.stderr_inherited = true;
         self
     }
 
@@ -135,7 +145,11 @@ impl BoundedCommand {
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(if self.stderr_inherited {
+                Stdio::inherit()
+            } else {
+                Stdio::piped()
+            })
             .process_group(0);
         // Set last: a PATH among the given env does not replace partest's.
         if let Some(path) = std::env::var_os("PATH") {
@@ -155,6 +169,8 @@ impl BoundedCommand {
         // end; the leader is reaped only after, so the group id is still ours.
         kill_group(&child, libc::SIGKILL);
         let status = child.wait()?;
+        // Members orphaned to us (partest is the tests' subreaper) are reaped.
+        super::reap_group(child.id() as i32, Duration::from_millis(500));
         out.drain_available();
         let end = match end? {
             Some(end) => end,

@@ -22,31 +22,102 @@ use crate::discover::{Invocation, ProcessEnd};
 /// Once Ctrl-C was pressed twice, running tests get this long, not the grace.
 const HURRIED_GRACE: Duration = Duration::from_millis(100);
 
-/// Where a test's stdout and stderr go, interleaved as a terminal shows them.
-/// One file per slot, emptied before each test and read only when needed.
+/// Where a test's stdout and stderr go, each to a file of its own (kept
+/// apart for reports, as nextest keeps them). One pair per slot, emptied
+/// before each test and read only when needed.
 pub struct Capture {
-    file: File,
+    out: File,
+    err: File,
 }
 
 impl Capture {
     pub fn new(dir: &std::path::Path) -> std::io::Result<Capture> {
         Ok(Capture {
-            file: tempfile::tempfile_in(dir)?,
+            out: tempfile::tempfile_in(dir)?,
+            err: tempfile::tempfile_in(dir)?,
         })
     }
 
     fn reset(&mut self) -> std::io::Result<()> {
-        self.file.set_len(0)?;
-        self.file.seek(SeekFrom::Start(0)).map(drop)
+        for file in [&mut self.out, &mut self.err] {
+            file.set_len(0)?;
+            file.seek(SeekFrom::Start(0))?;
+        }
+        Ok(())
     }
 
-    /// The last test's output, lossily decoded: test output is not always UTF-8.
-    pub fn read(&mut self) -> String {
+    fn read_file(file: &mut File) -> String {
         let mut bytes = Vec::new();
-        if self.file.seek(SeekFrom::Start(0)).is_ok() {
-            let _ = self.file.read_to_end(&mut bytes);
+        if file.seek(SeekFrom::Start(0)).is_ok() {
+            let _ = file.read_to_end(&mut bytes);
         }
         String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// The last test's stdout, lossily decoded: test output is not always UTF-8.
+    pub fn read(&mut self) -> String {
+        Self::read_file(&mut self.out)
+    }
+
+    /// The last test's stderr.
+    pub fn read_stderr(&mut self) -> String {
+        Self::read_file(&mut self.err)
+    }
+}
+
+/// How long processes a test left behind get to end by themselves before
+/// they count as leaked (nextest's leak-timeout).
+const LEAK_GRACE: Duration = Duration::from_millis(100);
+
+/// Makes partest the reaper of its tests' orphans (once per process): a
+/// process a test leaves behind becomes partest's child when the test's
+/// main process ends, so partest can tell it is there (`waitid` on the
+/// test's process group) and reap it once killed.
+fn become_subreaper() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    });
+}
+
+/// After the group's leader was reaped: reaps members that already ended
+/// and says whether any is still running (a child of ours, as subreaper).
+/// While one is, the group id stays taken, so signalling it is safe.
+fn group_alive(pgid: i32) -> bool {
+    loop {
+        // SAFETY: waitid fills the zeroed siginfo we own.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PGID,
+                pgid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG,
+            )
+        };
+        if rc != 0 {
+            // ECHILD: no member of the group is our child any more.
+            return false;
+        }
+        // SAFETY: si_pid is valid to read after a successful waitid.
+        if unsafe { info.si_pid() } == 0 {
+            return true;
+        }
+    }
+}
+
+/// Kills what is left of a group whose leader was reaped (only while a
+/// member holds the group id) and reaps it, for at most `patience`.
+pub(crate) fn reap_group(pgid: i32, patience: Duration) {
+    if !group_alive(pgid) {
+        return;
+    }
+    // SAFETY: killpg has no memory effects; a live member keeps the id ours.
+    unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    let end = Instant::now() + patience;
+    while group_alive(pgid) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -62,6 +133,8 @@ pub struct Spawner {
 pub struct Finished {
     pub end: ProcessEnd,
     pub duration: Duration,
+    /// It ended but left processes running in its group (killed since).
+    pub leaked: bool,
 }
 
 impl Spawner {
@@ -89,21 +162,37 @@ impl Spawner {
             .process_group(0);
         if let Some(capture) = capture {
             capture.reset()?;
-            cmd.stdout(Stdio::from(capture.file.try_clone()?))
-                .stderr(Stdio::from(capture.file.try_clone()?));
+            cmd.stdout(Stdio::from(capture.out.try_clone()?))
+                .stderr(Stdio::from(capture.err.try_clone()?));
         }
+        become_subreaper();
         let start = Instant::now();
         let mut child = cmd.spawn()?;
+        let pgid = child.id() as i32;
         let stopped = self.wait(&mut child, start, timeout)?;
         let duration = start.elapsed();
-        // Whatever the test left running in its group goes with it, so it
-        // cannot write into the next test's output or hold its ports. The
-        // leader is not reaped yet, so its pid (the group's id) is not reused.
-        kill_group(&child, libc::SIGKILL);
+        if stopped.is_some() {
+            // Stopped: its whole group was killed before the leader is
+            // reaped, so the group's id cannot have been reused.
+            kill_group(&child, libc::SIGKILL);
+        }
         let status = child.wait()?;
+        // What it left running in its group became our child when the leader
+        // ended: given a moment to end, else it leaked, and is killed, so it
+        // cannot write into the next test's output or hold its ports.
+        let mut leaked = false;
+        if stopped.is_none() && group_alive(pgid) {
+            let end = Instant::now() + LEAK_GRACE;
+            while Instant::now() < end && group_alive(pgid) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            leaked = group_alive(pgid);
+        }
+        reap_group(pgid, Duration::from_secs(2));
         Ok(Finished {
             end: stopped.unwrap_or_else(|| end_of(status)),
             duration,
+            leaked,
         })
     }
 

@@ -2,12 +2,14 @@
 //! with how many workers, and in which order.
 
 mod facts;
+mod filterset;
 mod workers;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use facts::SystemFacts;
+pub use filterset::FilterSet;
 pub use workers::{Factor, WorkerInputs, WorkerPlan, plan_workers};
 
 use crate::config::{Filter, GroupTable, Order};
@@ -45,17 +47,124 @@ pub struct Plan {
     pub queue_units: Option<Vec<crate::shard::queue::QueueUnit>>,
 }
 
-/// Keeps the tests that a profile's filter and the command line's name
-/// filters (substrings, as `cargo test` takes them) select.
+/// What the command line selects: name filters (substrings, as `cargo
+/// test` takes them, or whole names with `--exact`), `--skip` patterns and
+/// filtersets (`-E`). A test runs when it matches a name filter (if any),
+/// a filterset (if any), and no skip pattern.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    pub names: Vec<String>,
+    pub skip: Vec<String>,
+    pub exact: bool,
+    pub filtersets: Vec<FilterSet>,
+    /// `--run-ignored only` (or libtest's `--ignored`): only ignored tests.
+    pub ignored_only: bool,
+    /// libtest's `--include-ignored` (or `--ignored`) after `--`.
+    pub include_ignored: bool,
+}
+
+impl Selection {
+    /// Reads the filters, filtersets and libtest options of the command line.
+    pub fn new(
+        filters: &[String],
+        skip: &[String],
+        exact: bool,
+        filtersets: &[String],
+    ) -> Result<Selection, String> {
+        let mut sel = Selection {
+            skip: skip.to_vec(),
+            exact,
+            ..Selection::default()
+        };
+        let mut args = filters.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--skip" => match args.next() {
+                    Some(p) => sel.skip.push(p.clone()),
+                    None => return Err("--skip needs a pattern".into()),
+                },
+                "--exact" => sel.exact = true,
+                "--ignored" => {
+                    sel.ignored_only = true;
+                    sel.include_ignored = true;
+                }
+                "--include-ignored" => sel.include_ignored = true,
+                "--nocapture" | "--no-capture" | "--show-output" => {
+                    return Err(format!(
+                        "{arg} is libtest's; partest's is `partest run --no-capture ...`"
+                    ));
+                }
+                "-E" | "--filterset" => match args.next() {
+                    Some(e) => sel.filtersets.push(FilterSet::parse(e)?),
+                    None => return Err(format!("{arg} needs an expression")),
+                },
+                other if other.starts_with("--skip=") => sel.skip.push(other[7..].to_string()),
+                other if other.starts_with('-') && other.len() > 1 => {
+                    return Err(format!(
+                        "{other:?} is not a test filter nor a libtest option partest knows \
+                         (--skip PATTERN, --exact, --ignored, --include-ignored)"
+                    ));
+                }
+                name => sel.names.push(name.to_string()),
+            }
+        }
+        for e in filtersets {
+            sel.filtersets.push(FilterSet::parse(e)?);
+        }
+        Ok(sel)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.skip.is_empty() && self.filtersets.is_empty()
+    }
+
+    fn name_matches(&self, pattern: &str, t: &TestCase) -> bool {
+        if self.exact {
+            t.name == pattern || t.test_name() == pattern
+        } else {
+            t.name.contains(pattern)
+        }
+    }
+
+    pub fn matches(&self, t: &TestCase) -> bool {
+        (self.names.is_empty() || self.names.iter().any(|n| self.name_matches(n, t)))
+            && !self.skip.iter().any(|n| self.name_matches(n, t))
+            && (self.filtersets.is_empty() || self.filtersets.iter().any(|f| f.matches(t)))
+    }
+
+    /// How the selection reads in a "no tests to run" message.
+    pub fn describe(&self) -> Vec<String> {
+        let mut why = Vec::new();
+        if !self.names.is_empty() {
+            why.push(format!(
+                "the name filters {:?}{}",
+                self.names,
+                if self.exact { " (--exact)" } else { "" }
+            ));
+        }
+        if !self.skip.is_empty() {
+            why.push(format!("--skip {:?}", self.skip));
+        }
+        for f in &self.filtersets {
+            why.push(format!("-E {:?}", f.text()));
+        }
+        if self.ignored_only {
+            why.push("--run-ignored only".into());
+        }
+        why
+    }
+}
+
+/// Keeps the tests that a profile's filter and the command line select.
 pub fn select(
     tests: Vec<TestCase>,
     profile_filter: Option<&Filter>,
-    names: &[String],
+    selection: &Selection,
 ) -> Vec<TestCase> {
     tests
         .into_iter()
         .filter(|t| profile_filter.is_none_or(|f| f.matches(&t.name)))
-        .filter(|t| names.is_empty() || names.iter().any(|n| t.name.contains(n.as_str())))
+        .filter(|t| selection.matches(t))
         .collect()
 }
 
@@ -326,11 +435,44 @@ mod tests {
     fn selection_by_profile_filter_and_names() {
         let tests = cases(&["tests/unit/a.sh", "tests/unit/b.sh", "tests/e2e/c.sh"]);
         let unit = Filter::new(&["tests/unit/**"]).unwrap();
-        assert_eq!(select(tests.clone(), Some(&unit), &[]).len(), 2);
+        let none = Selection::default();
+        assert_eq!(select(tests.clone(), Some(&unit), &none).len(), 2);
+        let b = Selection::new(&["b.sh".into()], &[], false, &[]).unwrap();
+        assert_eq!(select(tests.clone(), Some(&unit), &b).len(), 1);
+        assert_eq!(select(tests, None, &none).len(), 3);
+    }
+
+    fn picked(tests: &[TestCase], sel: &Selection) -> Vec<String> {
+        select(tests.to_vec(), None, sel)
+            .into_iter()
+            .map(|t| t.name)
+            .collect()
+    }
+
+    #[test]
+    fn libtest_skip_and_exact_as_libtest_means_them() {
+        let mut tests = cases(&["fx tests::slow", "fx tests::slower", "fx tests::fast"]);
+        for t in &mut tests {
+            t.target = t.name[3..].to_string();
+        }
+        let s = |f: &[&str]| {
+            let f: Vec<String> = f.iter().map(|x| x.to_string()).collect();
+            Selection::new(&f, &[], false, &[]).unwrap()
+        };
+        // `-- --skip slow`: everything but the slow ones (libtest), not only them.
+        assert_eq!(picked(&tests, &s(&["--skip", "slow"])), ["fx tests::fast"]);
         assert_eq!(
-            select(tests.clone(), Some(&unit), &["b.sh".into()]).len(),
-            1
+            picked(&tests, &s(&["--skip", "tests::slow", "--exact"])),
+            ["fx tests::slower", "fx tests::fast"]
         );
-        assert_eq!(select(tests, None, &[]).len(), 3);
+        assert_eq!(
+            picked(&tests, &s(&["tests::slow", "--exact"])),
+            ["fx tests::slow"]
+        );
+        assert_eq!(picked(&tests, &s(&["tests::slow"])).len(), 2);
+        let e = Selection::new(&[], &[], false, &["test(=tests::fast)".into()]).unwrap();
+        assert_eq!(picked(&tests, &e), ["fx tests::fast"]);
+        assert!(Selection::new(&["--bogus".into()], &[], false, &[]).is_err());
+        assert!(Selection::new(&[], &[], false, &["test(".into()]).is_err());
     }
 }

@@ -21,7 +21,7 @@ use queue::{Attempt, Queue};
 use slot::{Assignment, Command, Done, Report, SlotError, Work};
 
 use crate::discover::pytest::{FileTests, Files, TestAddress, check_same_files};
-use crate::discover::{Adapter, Status, TestCase};
+use crate::discover::{Adapter, Runs, Status, TestCase};
 use crate::error::Error;
 use crate::exec::Spawner;
 use crate::history::History;
@@ -47,6 +47,8 @@ pub struct PoolOptions {
     pub shard: Option<String>,
     /// `--shard queue`: the shared queue this machine pulls units from.
     pub queue: Option<crate::shard::queue::QueueOptions>,
+    /// `[run] leak = "fail"`: a test that leaves processes behind fails.
+    pub leak_fails: bool,
 }
 
 /// What the slot threads share for the run.
@@ -533,6 +535,8 @@ impl Coordinator<'_, '_> {
                 "ran on machine {}, which then stopped answering; its result is reported by this one\n",
                 a.machine
             )),
+            stderr: None,
+            leaked: false,
             will_retry: false,
         })));
     }
@@ -696,12 +700,12 @@ impl Coordinator<'_, '_> {
 
     fn send(&mut self, slot: usize, current: Attempt, next: Option<Attempt>) {
         let test = &self.plan.tests[current.test as usize];
-        let work = match self.ctx.adapter.pytest() {
-            Some(_) => Work::Pytest {
+        let work = match self.ctx.adapter.runs() {
+            Runs::Worker(_) => Work::Pytest {
                 test: address(test),
                 next: next.map(|n| address(&self.plan.tests[n.test as usize])),
             },
-            None => Work::Process(self.ctx.adapter.invocation(test)),
+            Runs::Processes(adapter) => Work::Process(adapter.invocation(test)),
         };
         let assignment = Assignment {
             test: current.test,
@@ -766,6 +770,8 @@ impl Coordinator<'_, '_> {
             status,
             duration: done.duration,
             output: done.output.clone(),
+            stderr: done.stderr.clone(),
+            leaked: done.leaked,
             will_retry,
         })));
         will_retry.then_some(Attempt {

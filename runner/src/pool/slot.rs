@@ -70,6 +70,10 @@ pub struct Done {
     pub status: Status,
     pub duration: Duration,
     pub output: Option<String>,
+    /// A process test's stderr, apart from its stdout.
+    pub stderr: Option<String>,
+    /// It left processes in its group after it ended.
+    pub leaked: bool,
     /// The test runner asked to stop the run (pytest's `-x`).
     pub stop: bool,
 }
@@ -303,6 +307,8 @@ impl Executor {
         }
         self.ran_any = true;
         let slot = self.slot.index;
+        let mut stderr = None;
+        let mut leaked = false;
         let (status, duration, output, stop) = match (&mut self.kind, &a.work) {
             (ExecutorKind::Process { capture, test_tmp }, Work::Process(invocation)) => {
                 let dir = self.scratch.join("test");
@@ -331,10 +337,24 @@ impl Executor {
                         a.name
                     ))
                 })?;
-                let status = Status::from_end(finished.end);
+                let mut status = Status::from_end(finished.end);
+                leaked = finished.leaked;
+                if leaked && status == Status::Pass && ctx.options.leak_fails {
+                    status = Status::Fail;
+                }
                 let output = (status.is_failure()).then(|| {
                     let text = capture.as_mut().map(Capture::read).unwrap_or_default();
-                    with_end(text, finished.end)
+                    stderr = capture.as_mut().map(Capture::read_stderr);
+                    let mut text = with_end(text, finished.end);
+                    if leaked {
+                        if !text.is_empty() && !text.ends_with('\n') {
+                            text.push('\n');
+                        }
+                        text.push_str(
+                            "[partest] the test left processes running in its group; they were killed",
+                        );
+                    }
+                    text
                 });
                 (status, finished.duration, output, false)
             }
@@ -355,6 +375,8 @@ impl Executor {
             status,
             duration,
             output,
+            stderr,
+            leaked,
             stop,
         })
     }

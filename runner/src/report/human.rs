@@ -42,10 +42,12 @@ impl Human {
     }
 }
 
-fn label(status: Status, flaky: bool, will_retry: bool) -> &'static str {
+fn label(status: Status, flaky: bool, will_retry: bool, leaked: bool) -> &'static str {
     match status {
         _ if will_retry => "RETRY",
         Status::Pass if flaky => "FLAKY",
+        Status::Pass if leaked => "LEAK",
+        Status::Fail if leaked => "LEAK-FAIL",
         Status::Pass => "PASS",
         Status::Fail => "FAIL",
         Status::Skip => "SKIP",
@@ -104,7 +106,7 @@ impl Sink for Human {
                 let flaky = results.get(&f.test).is_some_and(|r| r.flaky);
                 let mut text = format!(
                     "{:>8} {} gw{} {}",
-                    label(f.status, flaky, f.will_retry),
+                    label(f.status, flaky, f.will_retry, f.leaked),
                     fmt_duration(f.duration),
                     f.slot,
                     name(f.test)
@@ -154,18 +156,28 @@ impl Sink for Human {
             }
             out.push_str(&format!(
                 "\n--- {} {} (gw{}, attempt {}) ---\n",
-                label(r.status, false, false),
+                label(r.status, false, false, r.leaked),
                 name(**i),
                 r.slot,
                 r.attempts
             ));
+            let stderr = r.stderr.as_deref().filter(|t| !t.trim().is_empty());
             match &r.output {
                 Some(text) if !text.trim().is_empty() => {
+                    if stderr.is_some() {
+                        out.push_str("--- stdout ---\n");
+                    }
                     out.push_str(text.trim_end());
                     out.push('\n');
                 }
                 _ if !self.captured => out.push_str("(output was streamed above: --no-capture)\n"),
-                _ => out.push_str("(no output)\n"),
+                _ if stderr.is_none() => out.push_str("(no output)\n"),
+                _ => {}
+            }
+            if let Some(text) = stderr {
+                out.push_str("--- stderr ---\n");
+                out.push_str(text.trim_end());
+                out.push('\n');
             }
         }
         let stopped: Vec<&str> = failures
@@ -193,10 +205,28 @@ impl Sink for Human {
         if s.crashed > 0 {
             out.push_str(&format!(" ({} crashed)", s.crashed));
         }
+        if s.leaked > 0 {
+            out.push_str(&format!(", {} leaky", s.leaked));
+        }
         if s.cancelled > 0 {
             out.push_str(&format!(", {} not run", s.cancelled));
         }
+        if let Some(note) = &s.note {
+            out.push_str(&format!("; {note}"));
+        }
         out.push('\n');
+        // The failures once more, right under the summary, as nextest lists them.
+        for (i, r) in failures
+            .iter()
+            .filter(|(_, r)| r.status != Status::Cancelled)
+        {
+            out.push_str(&format!(
+                "{:>9} {} {}\n",
+                label(r.status, false, false, r.leaked),
+                fmt_duration(r.duration),
+                name(**i)
+            ));
+        }
         let mut slowest: Vec<(&u32, &FinalResult)> = s
             .results
             .iter()

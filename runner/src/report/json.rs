@@ -1,4 +1,7 @@
 //! `--message-format json`: one JSON object per line on stdout, for tools.
+//! The first is `{"type": "format", "format-version": 1, ...}`; every event
+//! has a `timestamp` (RFC 3339, UTC). A new version number means a field
+//! changed meaning or went away; added fields and events keep the version.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -12,14 +15,28 @@ pub struct Json {
     out: std::io::Stdout,
 }
 
+/// The JSON event format's version, in its first event.
+pub const FORMAT_VERSION: u32 = 1;
+
 impl Json {
     pub fn new() -> Json {
-        Json {
+        let mut json = Json {
             out: std::io::stdout(),
-        }
+        };
+        json.emit(json!({
+            "type": "format", "format-version": FORMAT_VERSION,
+            "partest-version": env!("CARGO_PKG_VERSION"),
+        }));
+        json
     }
 
-    fn emit(&mut self, value: serde_json::Value) {
+    fn emit(&mut self, mut value: serde_json::Value) {
+        if let Some(map) = value.as_object_mut() {
+            map.insert(
+                "timestamp".into(),
+                super::timestamp(std::time::SystemTime::now()).into(),
+            );
+        }
         let mut out = self.out.lock();
         let _ = serde_json::to_writer(&mut out, &value);
         let _ = out.write_all(b"\n");
@@ -64,7 +81,8 @@ impl Sink for Json {
             Event::TestFinished(f) => json!({
                 "type": "test-finished", "test": name(&f.test), "slot": format!("gw{}", f.slot),
                 "attempt": f.attempt, "status": f.status, "duration_secs": f.duration.as_secs_f64(),
-                "will_retry": f.will_retry, "output": f.output,
+                "will_retry": f.will_retry, "output": f.output, "stderr": f.stderr,
+                "leaked": f.leaked,
             }),
             Event::TestSkipped { test } => json!({"type": "test-skipped", "test": name(test)}),
             Event::Interrupted => json!({"type": "interrupted"}),
@@ -76,7 +94,8 @@ impl Sink for Json {
         self.emit(json!({
             "type": "run-finished", "passed": s.passed, "failed": s.failed, "timed_out": s.timed_out, "crashed": s.crashed,
             "skipped": s.skipped, "flaky": s.flaky, "cancelled": s.cancelled,
-            "interrupted": s.interrupted, "wall_secs": s.wall.as_secs_f64(),
+            "interrupted": s.interrupted, "leaked": s.leaked, "note": s.note,
+            "wall_secs": s.wall.as_secs_f64(),
         }));
     }
 }

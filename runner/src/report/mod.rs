@@ -65,8 +65,13 @@ pub struct TestFinished {
     pub attempt: u32,
     pub status: Status,
     pub duration: Duration,
-    /// Kept for failures (and for JUnit); `None` for most passes.
+    /// Kept for failures (and for JUnit); `None` for most passes. A process
+    /// test's stdout; a pytest test's report and captured output.
     pub output: Option<String>,
+    /// A process test's stderr, kept apart from its stdout.
+    pub stderr: Option<String>,
+    /// It left processes running in its group after it ended (LEAK).
+    pub leaked: bool,
     /// This failure will be retried.
     pub will_retry: bool,
 }
@@ -84,6 +89,17 @@ pub struct ReporterOptions {
     pub progress: bool,
     /// Output was streamed, so there is none to repeat for failures.
     pub captured: bool,
+    /// Said on the summary line: what the adapter left out (doctests).
+    pub note: Option<String>,
+}
+
+/// One failed attempt of a test that was retried.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    pub status: Status,
+    pub duration: Duration,
+    pub output: Option<String>,
+    pub stderr: Option<String>,
 }
 
 /// A test's final word, after any retries.
@@ -94,10 +110,13 @@ pub struct FinalResult {
     pub duration: Duration,
     pub slot: usize,
     pub output: Option<String>,
+    pub stderr: Option<String>,
+    /// Its last attempt left processes behind (LEAK).
+    pub leaked: bool,
     /// Passed, but only after failing: FLAKY.
     pub flaky: bool,
-    /// Output of the failed attempts, for JUnit's rerun entries.
-    pub failed_attempts: Vec<(Duration, Option<String>)>,
+    /// The failed attempts before the last, for JUnit's rerun entries.
+    pub failed_attempts: Vec<Attempt>,
 }
 
 /// What the run amounted to.
@@ -113,8 +132,12 @@ pub struct Summary {
     /// Not run, or stopped: Ctrl-C or --fail-fast.
     pub cancelled: usize,
     pub interrupted: bool,
+    /// Tests that left processes behind (passed or not).
+    pub leaked: usize,
     pub wall: Duration,
     pub results: HashMap<u32, FinalResult>,
+    /// What the adapter did not run, for the summary line.
+    pub note: Option<String>,
 }
 
 impl Summary {
@@ -173,6 +196,8 @@ fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
                         duration: Duration::ZERO,
                         slot: 0,
                         output: None,
+                        stderr: None,
+                        leaked: false,
                         flaky: false,
                         failed_attempts: Vec::new(),
                     },
@@ -184,7 +209,9 @@ fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
         sink.event(&event, &tests, &summary.results);
     }
     summary.wall = start.elapsed();
+    summary.note = options.note.clone();
     for r in summary.results.values() {
+        summary.leaked += usize::from(r.leaked);
         match r.status {
             Status::Pass if r.flaky => summary.flaky += 1,
             Status::Pass => summary.passed += 1,
@@ -217,13 +244,18 @@ fn record(results: &mut HashMap<u32, FinalResult>, f: &TestFinished) {
         duration: Duration::ZERO,
         slot: f.slot,
         output: None,
+        stderr: None,
+        leaked: false,
         flaky: false,
         failed_attempts: Vec::new(),
     });
     if entry.attempts > 0 && entry.status.is_failure() {
-        entry
-            .failed_attempts
-            .push((entry.duration, entry.output.take()));
+        entry.failed_attempts.push(Attempt {
+            status: entry.status,
+            duration: entry.duration,
+            output: entry.output.take(),
+            stderr: entry.stderr.take(),
+        });
     }
     entry.flaky = f.status == Status::Pass && !entry.failed_attempts.is_empty();
     entry.status = f.status;
@@ -231,6 +263,16 @@ fn record(results: &mut HashMap<u32, FinalResult>, f: &TestFinished) {
     entry.duration = f.duration;
     entry.slot = f.slot;
     entry.output = f.output.clone();
+    entry.stderr = f.stderr.clone();
+    entry.leaked = f.leaked;
+}
+
+/// Now as RFC 3339 in UTC with milliseconds (`2025-01-02T03:04:05.678Z`).
+pub fn timestamp(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    chrono::DateTime::from_timestamp(d.as_secs() as i64, d.subsec_nanos())
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
 }
 
 /// `[   0.123s]`, nextest's fixed-width duration.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use worker::CollectError;
 pub use worker::{Collected, FileTests, Files, PytestWorker, Reply, TestAddress, TestReply, Wait};
 
-use super::{Adapter, Invocation, TestCase};
+use super::{Adapter, Runs, TestCase};
 use crate::config::{AdapterKind, CollectMode, Config};
 use crate::error::{Error, Result};
 use crate::exec::Spawner;
@@ -150,19 +150,30 @@ impl PytestAdapter {
     /// The tests of every file, in file order, each addressed by its file
     /// and its offset in it.
     pub fn tests(&self, files: &[FileTests]) -> Vec<TestCase> {
+        // One shared description per module: what filtersets and JUnit group by.
+        let mut metas: std::collections::HashMap<String, std::sync::Arc<super::TestMeta>> =
+            std::collections::HashMap::new();
         files
             .iter()
             .flat_map(|f| {
-                f.ids.iter().enumerate().map(|(i, id)| {
-                    let mut test = TestCase::new(id.clone());
-                    test.file = f.file;
-                    test.position = i as u32;
-                    test.serial_marker = f
-                        .markers
-                        .get(i)
-                        .is_some_and(|names| names.iter().any(|m| self.serial_markers.contains(m)));
-                    test
-                })
+                f.ids.iter().enumerate().map(move |(i, id)| (f, i, id))
+            })
+            .map(|(f, i, id)| {
+                let mut test = TestCase::new(id.clone());
+                test.file = f.file;
+                test.position = i as u32;
+                test.markers = f.markers.get(i).cloned().unwrap_or_default();
+                test.serial_marker = test.markers.iter().any(|m| self.serial_markers.contains(m));
+                let file = test.meta.file.clone();
+                test.meta = metas
+                    .entry(file)
+                    .or_insert_with(|| {
+                        let mut meta = (*test.meta).clone();
+                        meta.kind = "pytest".into();
+                        std::sync::Arc::new(meta)
+                    })
+                    .clone();
+                test
             })
             .collect()
     }
@@ -294,17 +305,7 @@ impl Adapter for PytestAdapter {
         }
     }
 
-    fn invocation(&self, test: &TestCase) -> Invocation {
-        // Never called: pytest tests run in the slot's worker.
-        Invocation {
-            program: self.python.clone().into(),
-            args: vec!["-m".into(), "pytest".into(), test.target.clone().into()],
-            cwd: self.root.clone(),
-            env: Vec::new(),
-        }
-    }
-
-    fn pytest(&self) -> Option<&PytestAdapter> {
-        Some(self)
+    fn runs(&self) -> Runs<'_> {
+        Runs::Worker(self)
     }
 }

@@ -373,6 +373,7 @@ impl PluginHost {
 
     fn grants(&self, config: &Config, name: &str, table: &PluginTable) -> Result<Arc<Grants>> {
         let home = self.state_dir.join("plugins").join(name);
+        let _ = Config::make_state_dir(&self.state_dir);
         std::fs::create_dir_all(&home).map_err(|e| {
             Error::setup(format!(
                 "plugin {name}: cannot create its dir {}: {e}",
