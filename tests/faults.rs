@@ -513,13 +513,11 @@ macro_rules! cells {
 // group, stopped on Ctrl-C) on branch cargo-parity (issue 11); until that
 // is merged, partest waits for cargo to end before it stops.
 #[test]
-#[ignore = "needs the bounded cargo discovery of issue 11 (branch cargo-parity)"]
 fn sigint_in_discovery() {
     interrupt_in("sigint_in_discovery", Phase::Discovery, libc::SIGINT);
 }
 
 #[test]
-#[ignore = "needs the bounded cargo discovery of issue 11 (branch cargo-parity)"]
 fn sigterm_in_discovery() {
     interrupt_in("sigterm_in_discovery", Phase::Discovery, libc::SIGTERM);
 }

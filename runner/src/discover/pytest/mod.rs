@@ -155,9 +155,7 @@ impl PytestAdapter {
             std::collections::HashMap::new();
         files
             .iter()
-            .flat_map(|f| {
-                f.ids.iter().enumerate().map(move |(i, id)| (f, i, id))
-            })
+            .flat_map(|f| f.ids.iter().enumerate().map(move |(i, id)| (f, i, id)))
             .map(|(f, i, id)| {
                 let mut test = TestCase::new(id.clone());
                 test.file = f.file;
