@@ -4,27 +4,11 @@
 //! pytest: CI installs it; on a laptop without it these tests say so and pass.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use partest_e2e::*;
 
 fn fixture() -> PathBuf {
     workspace().join("tests/fixtures/pytest-project")
-}
-
-fn have_pytest() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import pytest"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            !in_ci(),
-            "pytest is not installed, and CI must run the pytest tests (.ci/run installs it)"
-        );
-        eprintln!("skipping: pytest is not installed (python3 -m pip install pytest)");
-    }
-    ok
 }
 
 fn run(args: &[&str], log: &std::path::Path, extra_env: &[(&str, &str)]) -> std::process::Output {

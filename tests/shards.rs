@@ -570,21 +570,6 @@ fn queue_mode_needs_a_url_and_a_run_id() {
     assert!(!both(&out).contains("secret"), "{}", both(&out));
 }
 
-fn have_pytest() -> bool {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import pytest"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            !in_ci(),
-            "pytest is not installed, and CI must run the pytest tests"
-        );
-        eprintln!("skipping: pytest is not installed (python3 -m pip install pytest)");
-    }
-    ok
-}
-
 /// A pytest project of 6 modules × 3 tests, each test writing
 /// `node-id worker PARTEST_SHARD` into log/seen-<id>.
 fn pytest_project() -> (Project, Vec<String>) {

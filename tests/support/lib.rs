@@ -278,3 +278,20 @@ pub fn sqlalchemy_reads(url: &str) -> Option<(String, String)> {
     let mut lines = text.lines();
     Some((lines.next()?.to_string(), lines.next()?.to_string()))
 }
+
+/// Whether python3 has pytest: CI must (`.ci/run` installs it); on a laptop
+/// without it the pytest tests say so and pass.
+pub fn have_pytest() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import pytest"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            !in_ci(),
+            "pytest is not installed, and CI must run the pytest tests (.ci/run installs it)"
+        );
+        eprintln!("skipping: pytest is not installed (python3 -m pip install pytest)");
+    }
+    ok
+}

@@ -2,23 +2,15 @@
 
 use std::fmt::Write as _;
 
-use super::{discover, plan, workers};
+use super::{plan, workers};
 use crate::cli::{ListArgs, MessageFormat};
 use crate::config::{Config, Settings};
 use crate::error::Result;
 
 pub fn list(config: &Config, args: &ListArgs) -> Result<String> {
     let settings = Settings::resolve(config, &args.select.overrides())?;
-    // Ctrl-C stops cargo's build (in its own process group) with us.
-    let interrupts = crate::exec::Interrupts::install()
-        .map_err(|e| crate::error::Error::setup(format!("cannot install signal handlers: {e}")))?;
-    let (selection, options) = super::selection(&args.select, Some(interrupts.clone()))?;
-    let discovered = discover(config, &settings, &options, false);
-    if interrupts.is_set() {
-        return Err(crate::error::Error::Interrupted);
-    }
     // No plugin is loaded: listing needs no server.
-    let mut d = discovered?;
+    let (selection, mut d) = super::discover_here(config, &settings, &args.select)?;
     let tests = d.tests.take().unwrap_or_default();
     let plan = &plan(config, &settings, &selection, &d, tests);
     let workers = workers(&settings, config, Some(plan), None);

@@ -105,6 +105,24 @@ pub fn selection(
     Ok((sel, options))
 }
 
+/// `list` and `report`: the selection, and the tests discovered here (pytest
+/// collects in one worker). Ctrl-C stops cargo's build (in its own process
+/// group) with us.
+pub fn discover_here(
+    config: &Config,
+    settings: &Settings,
+    select: &SelectArgs,
+) -> Result<(Selection, Discovered)> {
+    let interrupts = Interrupts::install()
+        .map_err(|e| Error::setup(format!("cannot install signal handlers: {e}")))?;
+    let (selection, options) = selection(select, Some(interrupts.clone()))?;
+    let discovered = discover(config, settings, &options, false);
+    if interrupts.is_set() {
+        return Err(Error::Interrupted);
+    }
+    Ok((selection, discovered?))
+}
+
 /// Selects (profile filter, the command line's selection) and plans the
 /// discovered tests.
 pub fn plan(
