@@ -285,7 +285,16 @@ mod tests {
             .spawn()
             .unwrap();
         let runs: BTreeSet<String> = [id.clone()].into();
-        let found = processes_of(&runs);
+        // spawn returns once exec has begun, but the kernel fills in the new
+        // program's environment a moment later: until then /proc shows none.
+        let mut found = processes_of(&runs);
+        for _ in 0..500 {
+            if !found.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            found = processes_of(&runs);
+        }
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(
             (found[0].pid, found[0].run_id.as_str()),
