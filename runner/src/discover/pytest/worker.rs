@@ -3,6 +3,7 @@
 //! runs the tests it is sent by address and answers each over its own pipe (never stdout or stderr, which tests
 //! write to). The wire format is in `partest_pytest.py`.
 
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -100,6 +101,8 @@ pub struct PytestWorker {
     child: Child,
     pidfd: Option<OwnedFd>,
     commands: File,
+    /// The command being written, kept between commands: one write each.
+    line: String,
     replies: LineReader,
     /// The leader exited and was reaped: nothing more to signal or wait for.
     reaped: bool,
@@ -137,6 +140,7 @@ impl PytestWorker {
             pidfd: exec::pidfd_open(child.id()),
             child,
             commands: File::from(cmd_write),
+            line: String::with_capacity(64),
             replies: LineReader::new(reply_read),
             reaped: false,
         })
@@ -164,11 +168,12 @@ impl PytestWorker {
     /// Tells the worker to import and collect `files` (indices into its
     /// file list); it answers with one `Collected`. False when it is gone.
     pub fn collect(&mut self, files: &[u32]) -> bool {
-        let mut line = String::from("collect");
+        self.line.clear();
+        self.line.push_str("collect");
         for f in files {
-            line.push_str(&format!(" {f}"));
+            let _ = write!(self.line, " {f}");
         }
-        writeln!(self.commands, "{line}").is_ok()
+        self.send()
     }
 
     /// Tells the worker to run the test at `test`, with `next` as pytest's
@@ -177,12 +182,21 @@ impl PytestWorker {
     /// tests. False when the worker is gone.
     pub fn run(&mut self, test: TestAddress, next: Option<TestAddress>, attempt: u32) -> bool {
         let (nf, no) = next.map_or((-1, -1), |n| (i64::from(n.file), i64::from(n.offset)));
-        writeln!(
-            self.commands,
+        self.line.clear();
+        let _ = write!(
+            self.line,
             "run {} {} {nf} {no} {attempt}",
             test.file, test.offset
-        )
-        .is_ok()
+        );
+        self.send()
+    }
+
+    /// Writes `self.line` and a newline with one write (the File is
+    /// unbuffered: `writeln!` on it makes a syscall per piece). False when
+    /// the worker is gone.
+    fn send(&mut self) -> bool {
+        self.line.push('\n');
+        self.commands.write_all(self.line.as_bytes()).is_ok()
     }
 
     /// Waits for the worker's next reply. On a timeout or an interrupt the
@@ -231,7 +245,9 @@ impl PytestWorker {
     /// Asks the worker to finish (session fixtures tear down) and waits for
     /// it, up to `timeout`; then its group is killed whatever remains.
     pub fn stop(mut self, spawner: &Spawner, timeout: Option<Duration>) -> std::io::Result<()> {
-        let _ = writeln!(self.commands, "stop");
+        self.line.clear();
+        self.line.push_str("stop");
+        let _ = self.send();
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
