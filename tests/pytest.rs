@@ -225,6 +225,59 @@ fn module_fixtures_set_up_once_per_worker_and_module() {
 }
 
 #[test]
+fn a_worker_still_runs_session_teardown_sessionfinish_and_atexit_handlers() {
+    if !have_pytest() {
+        return;
+    }
+    // A worker skips the interpreter's own teardown of every module when it
+    // exits, but nothing that pytest, plugins or tests asked to run at the end.
+    let p = project(&[
+        ("tests/test_a.py", MANY_TESTS),
+        ("tests/test_b.py", MANY_TESTS),
+        (
+            "tests/conftest_end.py",
+            r#"
+import atexit, os, pytest
+from conftest import _record
+
+@pytest.fixture(autouse=True, scope="session")
+def session_resource():
+    yield
+    _record("session-teardown", "-")
+
+def pytest_sessionfinish(session, exitstatus):
+    _record("sessionfinish", str(int(exitstatus)))
+
+atexit.register(lambda: _record("atexit", "-"))
+"#,
+        ),
+    ]);
+    p.file(
+        "pytest.ini",
+        "[pytest]
+pythonpath = tests
+",
+    );
+    p.file(
+        "tests/conftest.py",
+        &(std::fs::read_to_string(p.path().join("tests/conftest.py")).unwrap()
+            + "\nfrom conftest_end import *\n"),
+    );
+    let out = run_in(&p, &["run", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert_eq!(rows(&p, "test").len(), 24, "{}", both(&out));
+    let workers = |kind| {
+        rows(&p, kind)
+            .iter()
+            .map(|r| r[3].clone())
+            .collect::<std::collections::BTreeSet<String>>()
+    };
+    for kind in ["session-teardown", "sessionfinish", "atexit"] {
+        assert_eq!(workers(kind), workers("test"), "{kind}: {}", both(&out));
+    }
+}
+
+#[test]
 fn by_default_every_worker_imports_every_module_before_its_first_test() {
     if !have_pytest() {
         return;

@@ -61,9 +61,10 @@ pub struct PluginAllow {
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PluginLimits {
-    /// Wall time of one hook call (setup-slot, reset-slot, teardown-slot, ...).
+    /// Wall time of one hook call (setup-slot, reset-slot, ...).
     pub call_timeout: Option<Seconds>,
-    /// Wall time of setup-run, teardown-run and sweep (templates, migrations).
+    /// Wall time of setup-run, the teardowns and sweep (templates,
+    /// migrations, dropping what a slot holds).
     pub setup_run_timeout: Option<Seconds>,
     /// Linear memory of one instance.
     pub memory: Option<ByteSize>,

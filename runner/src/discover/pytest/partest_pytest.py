@@ -41,8 +41,10 @@ xdist working (below). It also does so inside partest:
 - the `worker_id` and `testrun_uid` fixtures return the slot and the run id.
 """
 
+import atexit
 import json
 import os
+import sys
 import time
 
 import pytest
@@ -74,6 +76,30 @@ def pytest_addoption(parser):
 
 def _worker():
     return os.environ.get("PYTEST_XDIST_WORKER")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    # Registered before any plugin's own cleanup, so it runs after them all.
+    if os.environ.get("PARTEST_PYTEST_FDS"):
+        config.add_cleanup(lambda: _exit_now(config))
+
+
+def _exit_now(config):
+    """A worker's last step, once pytest has finished and unconfigured:
+    what the interpreter would still run at exit (atexit handlers, which
+    include coverage's and logging's, and weakref finalizers), then exit
+    without tearing down every module and object the session made, which
+    takes a large suite's worker a few tenths of a second that partest (and
+    the slot's teardown) would wait for."""
+    status = getattr(config, "_partest_exitstatus", 0)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(status)
 
 
 @pytest.hookimpl(trylast=True)
@@ -170,6 +196,10 @@ class _Worker:
 
     def pytest_runtest_logreport(self, report):
         self.reports.append(report)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        self.config._partest_exitstatus = int(exitstatus)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
