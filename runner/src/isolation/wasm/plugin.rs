@@ -23,7 +23,7 @@ use super::bindings::v0_1_0::partest::plugin::types::{
 };
 use super::bindings::v0_1_0::{PluginWorld, PluginWorldPre};
 use super::env;
-use super::state::{Grants, HostState, SCRATCH_GUEST};
+use super::state::{Grants, HostState, MemoryLimitExceeded, SCRATCH_GUEST};
 use crate::isolation::{Env, IsoResult, Isolation, IsolationError, RunInfo, Slot};
 
 /// The sandbox limits of one plugin, resolved from its `limits` table.
@@ -271,19 +271,15 @@ impl WasmPlugin {
             format!(
                 "did not return within {limit:?} and was stopped (raise it with [plugins.{name}] limits = {{ call-timeout = \"...\" }} or setup-run-timeout)"
             )
-        } else if chain.contains("forcing trap when growing memory")
-            || chain.contains("memory growth failure")
-        {
+        } else if e.downcast_ref::<MemoryLimitExceeded>().is_some() {
             format!(
                 "tried to use more than its memory limit of {} MiB and was stopped ([plugins.{name}] limits = {{ memory = \"...\" }})",
                 self.limits.memory >> 20
             )
-        } else if chain.contains("fuel allocated for hostcalls has been exhausted") {
-            format!(
-                "tried to pass more than {} bytes to partest in one call and was stopped ([plugins.{name}] limits = {{ boundary = \"...\" }})",
-                self.limits.boundary
-            )
         } else {
+            // Anything else wasmtime stopped: a trap in the guest, or (its
+            // error type is private, so it is not told apart here) more
+            // bytes copied across the boundary than the limit allows.
             let mut msg = format!("crashed (wasm trap): {chain}");
             if msg.len() > 2000 {
                 let mut cut = 2000;
@@ -292,6 +288,11 @@ impl WasmPlugin {
                 }
                 msg.truncate(cut);
             }
+            msg.push_str(&format!(
+                " (its limits: {} bytes across the boundary per call, {} MiB of memory: [plugins.{name}] limits = {{ boundary = \"...\", memory = \"...\" }})",
+                self.limits.boundary,
+                self.limits.memory >> 20
+            ));
             msg
         }
     }

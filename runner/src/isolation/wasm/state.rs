@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::v0_1_0::partest::plugin::types::Error as WitError;
@@ -53,10 +53,72 @@ impl Grants {
     }
 }
 
+/// A plugin's memory limit: growing past it stops the call with a
+/// [`MemoryLimitExceeded`] the host recognises by type. Tables, instances and
+/// memories are bounded by wasmtime's own limiter.
+pub struct MemoryLimit {
+    bytes: usize,
+    others: StoreLimits,
+}
+
+/// A call tried to grow a plugin's linear memory past its limit (or the
+/// host could not give it the memory).
+#[derive(Debug)]
+pub struct MemoryLimitExceeded {
+    pub desired: usize,
+}
+
+impl std::fmt::Display for MemoryLimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "memory growth to {} bytes refused", self.desired)
+    }
+}
+
+impl std::error::Error for MemoryLimitExceeded {}
+
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.bytes {
+            return Err(wasmtime::Error::new(MemoryLimitExceeded { desired }));
+        }
+        self.others.memory_growing(current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        Err(wasmtime::Error::new(MemoryLimitExceeded { desired: 0 }))
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.others.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.others.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.others.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.others.memories()
+    }
+}
+
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub limits: StoreLimits,
+    pub limits: MemoryLimit,
     pub grants: Arc<Grants>,
     /// The host directory preopened as [`SCRATCH_GUEST`].
     pub scratch: PathBuf,
@@ -84,14 +146,15 @@ impl HostState {
         Ok(HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory)
-                .instances(16)
-                .tables(16)
-                .memories(4)
-                .table_elements(1 << 20)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: MemoryLimit {
+                bytes: memory,
+                others: StoreLimitsBuilder::new()
+                    .instances(16)
+                    .tables(16)
+                    .memories(4)
+                    .table_elements(1 << 20)
+                    .build(),
+            },
             grants,
             scratch: scratch.to_path_buf(),
             deadline: Instant::now(),
