@@ -17,6 +17,8 @@ const WEIGHT_OF_NEWEST: f64 = 0.5;
 pub struct History {
     path: Option<PathBuf>,
     expected: HashMap<String, Duration>,
+    /// How long each pytest file took to import and collect.
+    collect: HashMap<String, Duration>,
     /// Durations from a timings file, for tests this machine never ran.
     fallback: HashMap<String, Duration>,
     /// The file is not a database: the next save starts a new one.
@@ -43,8 +45,9 @@ impl History {
             return (history, None);
         }
         match read(path) {
-            Ok(expected) => {
+            Ok((expected, collect)) => {
                 history.expected = expected;
+                history.collect = collect;
                 (history, None)
             }
             Err(e) => {
@@ -97,6 +100,24 @@ impl History {
         totals
     }
 
+    /// How long importing and collecting each file took, for the files it
+    /// has a record of (pytest with `collect = "share"`).
+    pub fn collect_times(&self) -> &HashMap<String, Duration> {
+        &self.collect
+    }
+
+    /// Stores how long files took to import and collect; returns a warning
+    /// instead of failing.
+    pub fn save_collect_times(&self, times: &[(&str, Duration)]) -> Option<String> {
+        if self.read_only || times.is_empty() {
+            return None;
+        }
+        let path = self.path.as_ref()?;
+        write_collect(path, times)
+            .err()
+            .map(|e| format!("cannot update history {} ({e}); continuing", path.display()))
+    }
+
     pub fn len(&self) -> usize {
         self.expected.len()
     }
@@ -135,33 +156,72 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
             mean_secs REAL NOT NULL,
             last_status TEXT NOT NULL,
             runs INTEGER NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS files (
+            name TEXT PRIMARY KEY,
+            collect_secs REAL NOT NULL
         )",
     )?;
     Ok(conn)
 }
 
-fn read(path: &Path) -> rusqlite::Result<HashMap<String, Duration>> {
-    let conn = open(path)?;
-    let mut stmt = conn.prepare("SELECT name, mean_secs FROM tests")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?;
-    let mut map = HashMap::new();
-    for row in rows {
-        let (name, secs) = row?;
-        // A value no run could have written (NaN, negative, centuries) is ignored.
-        if let Ok(d) = Duration::try_from_secs_f64(secs)
-            && d < Duration::from_secs(365 * 24 * 3600)
-        {
-            map.insert(name, d);
-        }
-    }
-    Ok(map)
+/// A duration a run could have written (not NaN, negative or centuries).
+fn plausible(secs: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| *d < Duration::from_secs(365 * 24 * 3600))
 }
 
-fn write<'a>(path: &Path, records: impl IntoIterator<Item = Record<'a>>) -> rusqlite::Result<()> {
+type Durations = HashMap<String, Duration>;
+
+/// The tests' expected durations and the files' collection times.
+fn read(path: &Path) -> rusqlite::Result<(Durations, Durations)> {
+    let conn = open(path)?;
+    let table = |sql: &str| -> rusqlite::Result<Durations> {
+        let mut stmt = conn.prepare(sql)?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?;
+        let mut map = HashMap::new();
+        for row in rows {
+            let (name, secs) = row?;
+            if let Some(d) = plausible(secs) {
+                map.insert(name, d);
+            }
+        }
+        Ok(map)
+    };
+    Ok((
+        table("SELECT name, mean_secs FROM tests")?,
+        table("SELECT name, collect_secs FROM files")?,
+    ))
+}
+
+/// The history for writing, its directory made first (`.partest/`, with
+/// the `.gitignore` that keeps it out of `git status`).
+fn open_to_write(path: &Path) -> rusqlite::Result<Connection> {
     if let Some(dir) = path.parent() {
         let _ = crate::config::Config::make_state_dir(dir);
     }
-    let mut conn = open(path)?;
+    open(path)
+}
+
+fn write_collect(path: &Path, times: &[(&str, Duration)]) -> rusqlite::Result<()> {
+    let mut conn = open_to_write(path)?;
+    let tx = conn.transaction()?;
+    {
+        let mut upsert = tx.prepare(
+            "INSERT INTO files (name, collect_secs) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET
+                collect_secs = collect_secs * (1.0 - ?3) + excluded.collect_secs * ?3",
+        )?;
+        for (name, d) in times {
+            upsert.execute(params![name, d.as_secs_f64(), WEIGHT_OF_NEWEST])?;
+        }
+    }
+    tx.commit()
+}
+
+fn write<'a>(path: &Path, records: impl IntoIterator<Item = Record<'a>>) -> rusqlite::Result<()> {
+    let mut conn = open_to_write(path)?;
     let tx = conn.transaction()?;
     {
         let mut upsert = tx.prepare(
@@ -208,6 +268,25 @@ mod tests {
         assert!(h.save([rec(4.0)]).is_none());
         let (h, _) = History::load(&path);
         assert_eq!(h.expected("t"), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn collect_times_round_trip_and_average() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.db");
+        let (h, _) = History::load(&path);
+        assert!(h.collect_times().is_empty());
+        let secs = Duration::from_secs;
+        assert!(
+            h.save_collect_times(&[("a.py", secs(2)), ("b.py", secs(1))])
+                .is_none()
+        );
+        assert!(h.save_collect_times(&[("a.py", secs(4))]).is_none());
+        let (h, _) = History::load(&path);
+        assert_eq!(h.collect_times().get("a.py"), Some(&secs(3)));
+        assert_eq!(h.collect_times().get("b.py"), Some(&secs(1)));
+        // Test durations are apart: a file is not a test.
+        assert_eq!(h.expected("a.py"), None);
     }
 
     #[test]

@@ -360,6 +360,17 @@ fn ready(
     if !errors.is_empty() {
         return Err(pytest.collect_errors(&errors));
     }
+    let times: Vec<(&str, Duration)> = found
+        .iter()
+        .flatten()
+        .filter_map(|f| {
+            let secs = Duration::try_from_secs_f64(f.secs?).ok()?;
+            Some((files.files.get(f.file as usize)?.as_str(), secs))
+        })
+        .collect();
+    if let Some(warning) = ctx.history.save_collect_times(&times) {
+        let _ = events.send(Event::Warning(warning));
+    }
     let planned: Vec<FileTests> = found
         .into_iter()
         .enumerate()
@@ -377,12 +388,15 @@ fn ready(
     })
 }
 
-/// Which files each slot collects first: longest-processing-time over the
-/// files' expected time (history), or their size on disk when there is no
-/// history at all, so the slots' shares take about as long.
+/// Which files each slot collects first: longest-processing-time over what
+/// each file cost a worker before (history: its tests' expected time plus
+/// what importing and collecting it took), else the files' size on disk, so
+/// that the slots' shares take about as long and a slot seldom has to import
+/// another's file to keep busy.
 fn share_files(ctx: &PoolContext, files: &[String], slots: usize) -> Vec<Vec<u32>> {
-    let totals = ctx.history.file_totals();
-    let weights: Vec<f64> = if totals.is_empty() {
+    let tests = ctx.history.file_totals();
+    let collect = ctx.history.collect_times();
+    let weights: Vec<f64> = if tests.is_empty() && collect.is_empty() {
         let root = ctx.adapter.pytest().map(|p| p.root().to_path_buf());
         files
             .iter()
@@ -393,11 +407,17 @@ fn share_files(ctx: &PoolContext, files: &[String], slots: usize) -> Vec<Vec<u32
             })
             .collect()
     } else {
-        let known: Vec<f64> = totals.values().map(Duration::as_secs_f64).collect();
-        let mean = known.iter().sum::<f64>() / known.len() as f64;
+        let mean = |known: Vec<f64>| known.iter().sum::<f64>() / known.len().max(1) as f64;
+        let tests_mean = mean(tests.values().map(Duration::as_secs_f64).collect());
+        let collect_mean = mean(collect.values().map(Duration::as_secs_f64).collect());
         files
             .iter()
-            .map(|f| totals.get(f.as_str()).map_or(mean, Duration::as_secs_f64))
+            .map(|f| {
+                tests
+                    .get(f.as_str())
+                    .map_or(tests_mean, Duration::as_secs_f64)
+                    + collect.get(f).map_or(collect_mean, Duration::as_secs_f64)
+            })
             .collect()
     };
     let mut order: Vec<usize> = (0..files.len()).collect();

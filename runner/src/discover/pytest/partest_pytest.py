@@ -12,8 +12,9 @@ The protocol runs over two pipes whose fds are in `PARTEST_PYTEST_FDS`
 - worker -> partest, one JSON object a line: first
   `{"t": "files", "files": [...], "errors": [...]}`, the test files found
   (their node ids) without importing any; then a
-  `{"t": "collected", "files": [{"f": F, "ids": [...], "markers": [...]}],
-  "errors": [...]}` per `collect` command and a `{"t": "result", "f": F,
+  `{"t": "collected", "files": [{"f": F, "ids": [...], "markers": [...],
+  "secs": S}], "errors": [...]}` per `collect` command (`secs`: how long the
+  file took to import and collect, when this worker imported it then) and a `{"t": "result", "f": F,
   "o": O, ...}` per `run` command;
 - partest -> worker, one command a line: `collect F...` imports and collects
   those files (by their index in the file list); `run F O NF NO ATTEMPT`
@@ -222,10 +223,13 @@ class _Worker:
     def collect(self, session, files):
         errors_before = len(self.collect_errors)
         collected = []
+        secs = {}
         for f in files:
             if f not in self.items:
                 if self.lazy:
+                    start = time.perf_counter()
                     items = list(session.genitems(self.file_nodes[f]))
+                    secs[f] = time.perf_counter() - start
                     # Deselection (-k, -m, --deselect) and plugins' ordering, per file.
                     self.config.hook.pytest_collection_modifyitems(session=session, config=self.config, items=items)
                     session.items.extend(items)
@@ -233,13 +237,15 @@ class _Worker:
                     items = self.eager_items[f]
                 self.items[f] = items
             items = self.items[f]
-            collected.append(
-                {
-                    "f": f,
-                    "ids": [item.nodeid for item in items],
-                    "markers": [sorted({m.name for m in item.iter_markers()}) for item in items],
-                }
-            )
+            entry = {
+                "f": f,
+                "ids": [item.nodeid for item in items],
+                "markers": [sorted({m.name for m in item.iter_markers()}) for item in items],
+            }
+            if f in secs:
+                # How long importing and collecting it took: shares are balanced on it.
+                entry["secs"] = secs[f]
+            collected.append(entry)
         self.send({"t": "collected", "files": collected, "errors": self.collect_errors[errors_before:]})
 
     def run(self, session, item, nextitem, f, o):

@@ -41,6 +41,10 @@ pub struct FileTests {
     pub file: u32,
     pub ids: Vec<String>,
     pub markers: Vec<Vec<String>>,
+    /// How long the worker took to import and collect the file, when it
+    /// did so for this command (`collect = "share"`).
+    #[serde(default)]
+    pub secs: Option<f64>,
 }
 
 /// One collection error, with pytest's own text.
