@@ -3,8 +3,13 @@
 
 use partest_e2e::*;
 
+/// Both tests run partest in examples/quickstart, and one checks that no
+/// slot database is left there: one at a time.
+static QUICKSTART: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn the_quickstart_example_passes_with_a_database_per_slot() {
+    let _one_at_a_time = QUICKSTART.lock().unwrap_or_else(|e| e.into_inner());
     let dir = workspace().join("examples/quickstart");
     let out = partest(&dir).args(["run", "-n", "2"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
@@ -35,4 +40,31 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+#[test]
+fn the_readmes_first_command_runs_as_written() {
+    // The README's command for a fresh machine, run as written (through
+    // cargo, not the built binary), so that what a new user types first
+    // keeps working: it broke once when a second binary made `cargo run
+    // -p partest` ambiguous.
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("cargo run -p partest"))
+        .expect("the README gives a `cargo run -p partest` command");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let _one_at_a_time = QUICKSTART.lock().unwrap_or_else(|e| e.into_inner());
+    let out = std::process::Command::new(cargo)
+        .args(&words[1..])
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{line}: {}", both(&out));
+    assert!(
+        stdout(&out).contains("9 passed, 0 failed"),
+        "{}",
+        both(&out)
+    );
 }
