@@ -445,3 +445,140 @@ fn python_has(modules: &str, install: &str, what: &str) -> bool {
     }
     ok
 }
+
+#[test]
+fn django_settings_that_miss_the_slots_clone_stop_before_any_test_touches_their_database() {
+    if !server() {
+        return;
+    }
+    if !python_has(
+        "pytest, pytest_django, django, psycopg",
+        "django pytest-django 'psycopg[binary]'",
+        "examples/django",
+    ) {
+        return;
+    }
+    // The example, but with settings that read another variable than the
+    // plugin's (as projects with POSTGRES_DB-style settings do): the tests
+    // would run on that database, which no test_ prefix protects.
+    let p = django_example();
+    let example = workspace().join("examples/django");
+    let settings = std::fs::read_to_string(example.join("shop/settings.py"))
+        .unwrap()
+        .replace(
+            "os.environ.get(\"DATABASE_URL\"",
+            "os.environ.get(\"APP_DATABASE_URL\"",
+        );
+    p.file("shop/settings.py", &settings);
+    let decoy = format!("partest_e2e_decoy_{}", std::process::id());
+    psql(&format!("DROP DATABASE IF EXISTS {decoy}")).unwrap();
+    psql(&format!("CREATE DATABASE {decoy}")).unwrap();
+    let decoy_url = format!("postgresql://postgres@127.0.0.1:5432/{decoy}");
+    let keep = |sql: &str| {
+        Command::new("psql")
+            .args([&decoy_url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap()
+    };
+    // The decoy is migrated and holds a customer; a transactional test
+    // would flush it.
+    p.file(
+        "tests/test_flush.py",
+        "import pytest\n\n@pytest.mark.django_db(transaction=True)\ndef test_flushes_at_the_end():\n    pass\n",
+    );
+    let migrated = Command::new("python3")
+        .args(["manage.py", "migrate", "--noinput"])
+        .current_dir(p.path())
+        .env("APP_DATABASE_URL", &decoy_url)
+        .output()
+        .unwrap();
+    assert!(migrated.status.success(), "{}", both(&migrated));
+    keep("INSERT INTO orders_customer (email) VALUES ('kept@example.com')");
+    let out = partest(p.path())
+        .args(["run", "-n", "2"])
+        .env("APP_DATABASE_URL", &decoy_url)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    let kept = keep("SELECT count(*) FROM orders_customer");
+    let _ = psql(&format!("DROP DATABASE IF EXISTS {decoy} WITH (FORCE)"));
+    assert_ne!(out.status.code(), Some(0), "{}", both(&out));
+    assert!(
+        stdout(&out).contains("not this slot's clone"),
+        "{}",
+        both(&out)
+    );
+    assert_eq!(kept, "1", "{}", both(&out));
+}
+
+#[test]
+fn django_database_tests_run_before_transactional_ones_on_every_worker() {
+    if !server() {
+        return;
+    }
+    if !python_has(
+        "pytest, pytest_django, django, psycopg",
+        "django pytest-django 'psycopg[binary]'",
+        "examples/django",
+    ) {
+        return;
+    }
+    // A data migration seeds a row that a TestCase relies on; a slower
+    // TransactionTestCase flushes every table when it ends. Django and
+    // pytest-django run TestCases first; partest's longest-first order must
+    // not put the flush before them (the second run has the history).
+    let p = django_example();
+    // The example's own tests count the customers; this suite seeds one.
+    std::fs::remove_file(p.path().join("tests/test_orders.py")).unwrap();
+    p.file(
+        "shop/orders/migrations/0002_seed.py",
+        "from django.db import migrations\n\n\ndef seed(apps, schema_editor):\n    apps.get_model(\"orders\", \"Customer\").objects.create(email=\"seeded@example.com\")\n\n\nclass Migration(migrations.Migration):\n    dependencies = [(\"orders\", \"0001_initial\")]\n    operations = [migrations.RunPython(seed, migrations.RunPython.noop)]\n",
+    );
+    p.file(
+        "tests/test_a_transactional.py",
+        "import time\nfrom django.test import TransactionTestCase\n\n\nclass Flushes(TransactionTestCase):\n    def test_writes_then_flushes(self):\n        time.sleep(0.5)\n",
+    );
+    p.file(
+        "tests/test_b_seeded.py",
+        "from django.test import TestCase\nfrom shop.orders.models import Customer\n\n\nclass SeededData(TestCase):\n    def test_seed_is_there(self):\n        assert Customer.objects.filter(email=\"seeded@example.com\").exists()\n",
+    );
+    for round in 1..=2 {
+        let out = partest(p.path())
+            .args(["run", "-n", "1"])
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "run {round}: {}", both(&out));
+    }
+}
+
+/// A copy of examples/django to change.
+fn django_example() -> Project {
+    let p = Project::new();
+    let example = workspace().join("examples/django");
+    for path in walk_files(&example) {
+        let rel = path
+            .strip_prefix(&example)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if !rel.contains("__pycache__") && !rel.starts_with(".partest") {
+            p.file(&rel, &std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    p
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

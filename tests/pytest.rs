@@ -278,6 +278,50 @@ pythonpath = tests
 }
 
 #[test]
+fn pytest_cov_in_addopts_runs_and_each_worker_saves_its_coverage() {
+    if !have_pytest() {
+        return;
+    }
+    let has_cov = std::process::Command::new("python3")
+        .args(["-c", "import pytest_cov"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_cov {
+        assert!(
+            !in_ci(),
+            "CI=true but pytest-cov is missing (.ci/run installs it)"
+        );
+        eprintln!("skipping: python3 -m pip install pytest-cov");
+        return;
+    }
+    // pytest-cov takes partest's workers for xdist workers (they have a
+    // workerinput): it must find what it reads there, not crash them.
+    let p = project(&[
+        ("tests/test_a.py", MANY_TESTS),
+        ("tests/test_b.py", MANY_TESTS),
+        ("app.py", "def double(n):\n    return 2 * n\n"),
+        (
+            "tests/test_app.py",
+            "import app\n\ndef test_double():\n    assert app.double(2) == 4\n",
+        ),
+    ]);
+    p.file(
+        "pytest.ini",
+        "[pytest]\npythonpath = .\naddopts = --cov=app --cov-report=\n",
+    );
+    let out = run_in(&p, &["run", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert!(stdout(&out).contains("25 passed"), "{}", both(&out));
+    let data: Vec<String> = std::fs::read_dir(p.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".coverage"))
+        .collect();
+    assert!(!data.is_empty(), "no coverage data: {}", both(&out));
+}
+
+#[test]
 fn by_default_every_worker_imports_every_module_before_its_first_test() {
     if !have_pytest() {
         return;

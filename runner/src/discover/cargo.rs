@@ -701,6 +701,7 @@ impl Adapter for CargoAdapter {
                     position: tests.len() as u32,
                     meta: binary.meta.clone(),
                     markers: Vec::new(),
+                    rank: 0,
                 });
             }
         }
@@ -717,6 +718,7 @@ impl Adapter for CargoAdapter {
                     position: tests.len() as u32,
                     meta: binary.meta.clone(),
                     markers: Vec::new(),
+                    rank: 0,
                 });
             }
         }

@@ -41,6 +41,10 @@ pub struct TestCase {
     pub meta: Arc<TestMeta>,
     /// pytest's markers on it (`slow`, `django_db`, ...).
     pub markers: Vec<String>,
+    /// Its place in an order a plugin requires: on every worker, no test
+    /// runs after one of a higher rank (pytest-django, as Django: database
+    /// tests 0, transactional ones 1, the rest 2; else all 0).
+    pub rank: u8,
 }
 
 /// Where a test comes from: its binary (cargo) or file (pytest, command).
@@ -82,6 +86,7 @@ impl TestCase {
             position: 0,
             meta: Arc::new(meta),
             markers: Vec::new(),
+            rank: 0,
         }
     }
 

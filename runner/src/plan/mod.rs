@@ -224,13 +224,19 @@ impl Plan {
             let i = *i as usize;
             (expected[i].is_some(), std::cmp::Reverse(estimate[i]))
         };
+        let rank = |i: u32| tests[i as usize].rank;
         if rules.order == Order::History {
             serial.sort_by_key(longest_first);
         }
+        // Lower ranks first (stable: the order chosen above holds within a rank).
+        serial.sort_by_key(|&i| rank(i));
         let queues = if rules.by_file {
             let file_of = |i: u32| {
                 let name = tests[i as usize].name.as_str();
-                name.split_once("::").map_or(name, |(file, _)| file)
+                (
+                    rank(i),
+                    name.split_once("::").map_or(name, |(file, _)| file),
+                )
             };
             let mut files = group_by_file(&parallel, &file_of);
             for file in &mut files {
@@ -252,7 +258,14 @@ impl Plan {
                 (unknown, total, q)
             })
             .collect();
-        queues.sort_by_key(|(unknown, total, _)| (!unknown, std::cmp::Reverse(*total)));
+        // Lower ranks first; a queue holds tests of one rank.
+        queues.sort_by_key(|(unknown, total, q)| {
+            (
+                q.first().map_or(0, |&i| rank(i)),
+                !unknown,
+                std::cmp::Reverse(*total),
+            )
+        });
         Plan {
             tests,
             parallel: queues.into_iter().map(|(_, _, q)| q).collect(),
@@ -287,11 +300,11 @@ fn fallback_estimate(expected: &[Option<Duration>]) -> Duration {
     }
 }
 
-/// `tests` split by file: files in the order of their first appearance,
-/// tests within a file in their given order.
-fn group_by_file<'a>(tests: &[u32], file_of: &dyn Fn(u32) -> &'a str) -> Vec<Vec<u32>> {
+/// `tests` split by file (and rank): files in the order of their first
+/// appearance, tests within a file in their given order.
+fn group_by_file<'a>(tests: &[u32], file_of: &dyn Fn(u32) -> (u8, &'a str)) -> Vec<Vec<u32>> {
     let mut files: Vec<Vec<u32>> = Vec::new();
-    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut index: std::collections::HashMap<(u8, &str), usize> = std::collections::HashMap::new();
     for &i in tests {
         let slot = *index.entry(file_of(i)).or_insert_with(|| {
             files.push(Vec::new());

@@ -6,7 +6,9 @@
 //! first one of its own (pytest: a file its worker has already imported),
 //! then anyone's; when none is left it steals from the back of the queue
 //! with the most expected time left, so the tail stays short. Retries come
-//! before everything.
+//! before everything. Tests of a higher rank (pytest-django's transactional
+//! tests after its database ones) are handed out only once no test of a
+//! lower rank is left to hand out, so no worker runs one before the other.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -37,6 +39,8 @@ pub struct Queue<'a> {
     retries: VecDeque<Attempt>,
     /// Tests not yet handed out (retries included).
     pending: usize,
+    /// Of those, how many of each rank ([`crate::discover::TestCase::rank`]).
+    pending_by_rank: Vec<usize>,
 }
 
 impl<'a> Queue<'a> {
@@ -55,6 +59,7 @@ impl<'a> Queue<'a> {
             home: home.unwrap_or_else(|| vec![None; queues.len()]),
             claimed: vec![false; queues.len()],
             pending: plan.parallel_count(),
+            pending_by_rank: ranks(plan, plan.parallel.iter().flatten()),
             queues,
             left,
             cursor: 0,
@@ -66,6 +71,9 @@ impl<'a> Queue<'a> {
     /// Adds a queue of tests (`--shard queue`: a unit this machine claimed).
     pub fn add(&mut self, tests: Vec<u32>) {
         self.pending += tests.len();
+        for (rank, n) in ranks(self.plan, tests.iter()).into_iter().enumerate() {
+            self.count_rank(rank as u8, n as isize);
+        }
         self.left
             .push(tests.iter().map(|&t| self.plan.estimate[t as usize]).sum());
         self.queues.push(tests.into_iter().collect());
@@ -96,6 +104,7 @@ impl<'a> Queue<'a> {
             slot_queue: vec![None; slots],
             retries: VecDeque::new(),
             pending: 0,
+            pending_by_rank: Vec::new(),
         }
     }
 
@@ -111,7 +120,24 @@ impl<'a> Queue<'a> {
 
     pub fn retry(&mut self, attempt: Attempt) {
         self.pending += 1;
+        self.count_rank(self.plan.tests[attempt.test as usize].rank, 1);
         self.retries.push_back(attempt);
+    }
+
+    fn count_rank(&mut self, rank: u8, by: isize) {
+        let rank = usize::from(rank);
+        if self.pending_by_rank.len() <= rank {
+            self.pending_by_rank.resize(rank + 1, 0);
+        }
+        self.pending_by_rank[rank] = self.pending_by_rank[rank].saturating_add_signed(by);
+    }
+
+    /// The lowest rank of a test not yet handed out: only those go now.
+    fn rank_now(&self) -> u8 {
+        self.pending_by_rank
+            .iter()
+            .position(|&n| n > 0)
+            .map_or(0, |r| r as u8)
     }
 
     /// The next test for `slot` whose group has room, if any.
@@ -119,9 +145,13 @@ impl<'a> Queue<'a> {
         if self.pending == 0 {
             return None;
         }
-        let room = |t: &u32| groups.has_room(self.plan.group_of[*t as usize]);
+        let rank = self.rank_now();
+        let plan = self.plan;
+        let now = |t: &u32| plan.tests[*t as usize].rank == rank;
+        let room = |t: &u32| groups.has_room(plan.group_of[*t as usize]) && now(t);
         if let Some(i) = self.retries.iter().position(|a| room(&a.test)) {
             self.pending -= 1;
+            self.count_rank(rank, -1);
             return self.retries.remove(i);
         }
         let first = |t: u32| Attempt {
@@ -170,10 +200,15 @@ impl<'a> Queue<'a> {
             .map(first)
     }
 
-    /// The first test of queue `q` (from its back when stealing) whose group has room.
+    /// The first test of queue `q` (from its back when stealing) whose group
+    /// has room, if the queue's tests are of the rank handed out now.
     fn take_from(&mut self, q: usize, from_back: bool, groups: &GroupLimits) -> Option<u32> {
         let queue = &self.queues[q];
-        let room = |t: &u32| groups.has_room(self.plan.group_of[*t as usize]);
+        let rank = self.rank_now();
+        let plan = self.plan;
+        let room = |t: &u32| {
+            plan.tests[*t as usize].rank == rank && groups.has_room(plan.group_of[*t as usize])
+        };
         let at = if from_back {
             queue.iter().rposition(room)
         } else {
@@ -182,8 +217,22 @@ impl<'a> Queue<'a> {
         let t = self.queues[q].remove(at)?;
         self.left[q] = self.left[q].saturating_sub(self.plan.estimate[t as usize]);
         self.pending -= 1;
+        self.count_rank(rank, -1);
         Some(t)
     }
+}
+
+/// How many of `tests` there are of each rank.
+fn ranks<'a>(plan: &Plan, tests: impl Iterator<Item = &'a u32>) -> Vec<usize> {
+    let mut counts = vec![0];
+    for &t in tests {
+        let rank = usize::from(plan.tests[t as usize].rank);
+        if counts.len() <= rank {
+            counts.resize(rank + 1, 0);
+        }
+        counts[rank] += 1;
+    }
+    counts
 }
 
 #[cfg(test)]
@@ -260,6 +309,29 @@ mod tests {
         // Out of its own, slot 1 takes slot 0's unclaimed queue.
         assert_eq!(take(&mut queue, 1), Some(1));
         assert_eq!(take(&mut queue, 0), None);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn no_test_of_a_higher_rank_is_handed_out_while_a_lower_one_waits() {
+        // Queue 0 (rank 1) is the longest and comes first; queue 1 is rank 0.
+        let mut plan = plan(vec![vec![0, 1], vec![2, 3]], vec![None; 4], vec![]);
+        plan.tests[0].rank = 1;
+        plan.tests[1].rank = 1;
+        let groups = GroupLimits::new(&plan.groups);
+        let mut queue = Queue::new(&plan, 2, None);
+        let take = |q: &mut Queue, slot| q.take(slot, &groups).map(|a| a.test);
+        assert_eq!(take(&mut queue, 0), Some(2));
+        // Slot 1 steals the last rank-0 test rather than start rank 1.
+        assert_eq!(take(&mut queue, 1), Some(3));
+        assert_eq!(take(&mut queue, 0), Some(0));
+        // A retry of a rank-0 test goes before any more rank-1 tests.
+        queue.retry(Attempt {
+            test: 2,
+            attempt: 2,
+        });
+        assert_eq!(take(&mut queue, 1), Some(2));
+        assert_eq!(take(&mut queue, 1), Some(1));
         assert!(queue.is_empty());
     }
 

@@ -161,6 +161,12 @@ impl PytestAdapter {
                 test.file = f.file;
                 test.position = i as u32;
                 test.markers = f.markers.get(i).cloned().unwrap_or_default();
+                test.rank = f
+                    .ranks
+                    .as_ref()
+                    .and_then(|r| r.get(i))
+                    .copied()
+                    .unwrap_or(0);
                 test.serial_marker = test.markers.iter().any(|m| self.serial_markers.contains(m));
                 let file = test.meta.file.clone();
                 test.meta = metas

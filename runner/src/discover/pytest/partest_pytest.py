@@ -45,6 +45,7 @@ xdist working (below). It also does so inside partest:
 import atexit
 import json
 import os
+import socket
 import sys
 import time
 
@@ -112,7 +113,15 @@ def pytest_configure(config):
             "workercount": int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")),
             "testrunuid": os.environ.get("PARTEST_RUN_ID", ""),
             "mainargv": [],
+            # pytest-cov takes anything with a workerinput for an xdist
+            # worker and reads these: same host and folder, so each worker
+            # saves its own .coverage.* file, for `coverage combine`.
+            "cov_master_host": socket.gethostname(),
+            "cov_master_topdir": os.getcwd(),
+            "cov_master_rsync_roots": [],
         }
+        if not hasattr(config, "workeroutput"):
+            config.workeroutput = {}
     fds = os.environ.get("PARTEST_PYTEST_FDS")
     if fds:
         config.pluginmanager.register(_Worker(config, fds), "partest-worker")
@@ -143,6 +152,21 @@ class _DjangoSlotDatabase:
 
     @pytest.fixture(scope="session")
     def django_db_setup(self):
+        # The clone is the test database only if the settings point at it.
+        # Settings that read another variable would otherwise run the
+        # tests, flushes included, on whatever database they name, with no
+        # test_ prefix to protect it.
+        from django.db import connections
+
+        expected = os.environ.get("PGDATABASE")
+        name = connections["default"].settings_dict.get("NAME")
+        if expected and name != expected:
+            raise pytest.UsageError(
+                f"partest: Django's default database is {name!r}, not this slot's clone "
+                f"{expected!r}: the settings do not read the postgres plugin's URL "
+                "(DATABASE_URL, or the name its `var` setting gives) nor the PG* variables; "
+                "no test was run on it"
+            )
         yield
 
 
@@ -245,8 +269,19 @@ class _Worker:
             if f in secs:
                 # How long importing and collecting it took: shares are balanced on it.
                 entry["secs"] = secs[f]
+            rank = self.django_rank()
+            if rank is not None:
+                entry["ranks"] = [rank(item) for item in items]
             collected.append(entry)
         self.send({"t": "collected", "files": collected, "errors": self.collect_errors[errors_before:]})
+
+    def django_rank(self):
+        """pytest-django's order, which it sorts the items by and partest
+        keeps on every worker: a transactional test flushes the database,
+        so the tests that need its migrated data run before any of them."""
+        if not hasattr(self, "_django_rank"):
+            self._django_rank = _django_order(self.config)
+        return self._django_rank
 
     def run(self, session, item, nextitem, f, o):
         self.reports = []
@@ -262,6 +297,40 @@ class _Worker:
             message["stop"] = True
             session.shouldfail = session.shouldstop = False
         self.send(message)
+
+
+def _django_order(config):
+    """pytest-django's order number of an item, as its own
+    `pytest_collection_modifyitems` computes it (Django's order: database
+    tests 0, transactional ones 1, the rest 2), or None without it."""
+    if not config.pluginmanager.hasplugin("django"):
+        return None
+    try:
+        from pytest_django.plugin import django_settings_is_configured, validate_django_db
+
+        if not django_settings_is_configured():
+            return None
+        from django.test import TestCase, TransactionTestCase
+    except Exception:
+        return None
+
+    def order(item):
+        cls = getattr(item, "cls", None)
+        if cls and issubclass(cls, TransactionTestCase):
+            uses_db, transactional = True, not issubclass(cls, TestCase)
+        else:
+            marker = item.get_closest_marker("django_db")
+            if marker:
+                transaction, reset_sequences = validate_django_db(marker)[:2]
+                uses_db, transactional = True, bool(transaction or reset_sequences)
+            else:
+                uses_db = transactional = False
+            fixtures = getattr(item, "fixturenames", [])
+            transactional = transactional or "transactional_db" in fixtures or "live_server" in fixtures
+            uses_db = uses_db or "db" in fixtures
+        return 1 if transactional else 0 if uses_db else 2
+
+    return order
 
 
 def _outcome(reports):

@@ -45,6 +45,9 @@ pub struct FileTests {
     /// did so for this command (`collect = "share"`).
     #[serde(default)]
     pub secs: Option<f64>,
+    /// Each test's rank in the order pytest-django requires, when it is on.
+    #[serde(default)]
+    pub ranks: Option<Vec<u8>>,
 }
 
 /// One collection error, with pytest's own text.
