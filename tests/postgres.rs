@@ -502,6 +502,20 @@ fn django_settings_that_miss_the_slots_clone_stop_before_any_test_touches_their_
         .output()
         .unwrap();
     let kept = keep("SELECT count(*) FROM orders_customer");
+    // `[env]` points the project's own variable at the slot's clone: then
+    // it runs, with no change to the project.
+    let toml = std::fs::read_to_string(p.path().join("partest.toml")).unwrap();
+    p.file(
+        "partest.toml",
+        &format!("{toml}\n[env]\nAPP_DATABASE_URL = \"${{DATABASE_URL}}\"\n"),
+    );
+    let mapped = partest(p.path())
+        .args(["run", "-n", "2"])
+        .env("APP_DATABASE_URL", &decoy_url)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    let kept_after = keep("SELECT count(*) FROM orders_customer");
     let _ = psql(&format!("DROP DATABASE IF EXISTS {decoy} WITH (FORCE)"));
     assert_ne!(out.status.code(), Some(0), "{}", both(&out));
     assert!(
@@ -510,6 +524,9 @@ fn django_settings_that_miss_the_slots_clone_stop_before_any_test_touches_their_
         both(&out)
     );
     assert_eq!(kept, "1", "{}", both(&out));
+    assert_eq!(mapped.status.code(), Some(0), "{}", both(&mapped));
+    assert!(stdout(&mapped).contains("14 passed"), "{}", both(&mapped));
+    assert_eq!(kept_after, "1", "{}", both(&mapped));
 }
 
 #[test]

@@ -133,6 +133,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
                 shard: discovered.sharding.env_value(),
                 queue: discovered.sharding.queue_options.clone(),
                 leak_fails: settings.leak_fails,
+                env: config.file.env.clone(),
             },
         );
         let mut early_plan = early_plan;
@@ -298,6 +299,8 @@ fn run_setup_commands(
     interrupts: &Interrupts,
 ) -> Result<()> {
     let setup = &config.file.setup;
+    // `[env]` reaches the setup commands too, read against setup-run's variables.
+    let env = crate::exec::env::with_config_env(env.clone(), &config.file.env);
     let bounds = Bounds {
         timeout: setup.timeout.0,
         kill_grace: settings.kill_grace,

@@ -59,6 +59,11 @@ pub struct ConfigFile {
     pub setup: SetupTable,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginTable>,
+    /// `[env]`: variables for every test, pytest worker and setup command;
+    /// `${NAME}` in a value is the slot's (or partest's own) variable, so a
+    /// project's own names can follow a plugin's (`POSTGRES_DB = "${PGDATABASE}"`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 /// A loaded configuration and where it came from.
@@ -263,6 +268,14 @@ impl Invalid {
 }
 
 fn validate(file: &ConfigFile) -> std::result::Result<(), Invalid> {
+    for name in file.env.keys() {
+        if let Some(why) = crate::exec::env::not_settable(name) {
+            return Err(Invalid::at(
+                &["env", name],
+                format!("[env] {name:?}: {why}"),
+            ));
+        }
+    }
     let fixed_workers = |w: Option<WorkerCount>| match w {
         Some(WorkerCount::Fixed(n)) => Some(n.get()),
         _ => None,

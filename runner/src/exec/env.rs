@@ -1,7 +1,60 @@
 //! The environment contract: what every test process (and pytest worker)
 //! of a slot sees, built in this one place.
 
+use std::collections::BTreeMap;
+
 use crate::isolation::{Env, Slot};
+
+/// Variables partest sets for each slot itself: `[env]` may read them, not set them.
+const PARTEST_OWN: [&str; 3] = [
+    "PYTEST_XDIST_WORKER",
+    "PYTEST_XDIST_WORKER_COUNT",
+    "TEST_ENV_NUMBER",
+];
+
+/// Why `[env]` may not set `name`, if it may not.
+pub fn not_settable(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.contains(['=', '\0']) {
+        Some("not a variable name")
+    } else if name.starts_with("PARTEST_") || PARTEST_OWN.contains(&name) {
+        Some("partest sets this one itself")
+    } else {
+        None
+    }
+}
+
+/// `[env]` laid over `env`: each value with `${NAME}` replaced by `NAME`
+/// from `env`, else from partest's own environment, else nothing.
+pub fn with_config_env(mut env: Env, table: &BTreeMap<String, String>) -> Env {
+    let values: Vec<(String, String)> = table
+        .iter()
+        .map(|(name, value)| (name.clone(), expand(value, &env)))
+        .collect();
+    for (name, value) in values {
+        env.retain(|(k, _)| *k != name);
+        env.push((name, value));
+    }
+    env
+}
+
+fn expand(value: &str, env: &Env) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find("${") {
+        let Some(len) = rest[at + 2..].find('}') else {
+            break;
+        };
+        out.push_str(&rest[..at]);
+        let name = &rest[at + 2..at + 2 + len];
+        match env.iter().rev().find(|(k, _)| k == name) {
+            Some((_, v)) => out.push_str(v),
+            None => out.push_str(&std::env::var(name).unwrap_or_default()),
+        }
+        rest = &rest[at + 3 + len..];
+    }
+    out.push_str(rest);
+    out
+}
 
 /// The plugins' variables first, then partest's own, which win: a plugin
 /// cannot make a slot look like another one.
@@ -11,6 +64,7 @@ pub fn slot_env(
     run_id: &str,
     shard: Option<&str>,
     provided: Env,
+    config_env: &BTreeMap<String, String>,
 ) -> Env {
     let count = workers.to_string();
     let mut env = provided;
@@ -35,5 +89,38 @@ pub fn slot_env(
     if let Some(shard) = shard {
         env.push(("PARTEST_SHARD".into(), shard.to_string()));
     }
-    env
+    with_config_env(env, config_env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_env_reads_the_slots_variables_and_overrides_by_name() {
+        let env: Env = vec![
+            ("PGDATABASE".into(), "partest_ab_gw1".into()),
+            ("POSTGRES_DB".into(), "dev".into()),
+        ];
+        let table: BTreeMap<String, String> = [
+            ("POSTGRES_DB".to_string(), "${PGDATABASE}".to_string()),
+            (
+                "LABEL".to_string(),
+                "db=${PGDATABASE}, none=${PARTEST_NO_SUCH_VAR}, ${open".to_string(),
+            ),
+        ]
+        .into();
+        let env = with_config_env(env, &table);
+        let get = |k: &str| {
+            env.iter()
+                .filter(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("POSTGRES_DB"), ["partest_ab_gw1"]);
+        assert_eq!(get("LABEL"), ["db=partest_ab_gw1, none=, ${open"]);
+        assert!(not_settable("PARTEST_WORKER").is_some());
+        assert!(not_settable("A=B").is_some());
+        assert!(not_settable("POSTGRES_DB").is_none());
+    }
 }

@@ -3,7 +3,7 @@
 //! waited on with one `poll` on a pidfd, no thread per test or per pipe.
 
 pub mod bounded;
-mod env;
+pub mod env;
 mod signals;
 
 use std::fs::File;

@@ -49,6 +49,8 @@ pub struct PoolOptions {
     pub queue: Option<crate::shard::queue::QueueOptions>,
     /// `[run] leak = "fail"`: a test that leaves processes behind fails.
     pub leak_fails: bool,
+    /// `[env]`, laid over each slot's variables.
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// What the slot threads share for the run.

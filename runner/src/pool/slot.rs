@@ -173,7 +173,8 @@ enum ExecutorKind {
         /// The slot's `PARTEST_TEST_TMPDIR`, while it exists and is as made.
         test_tmp: Option<TestTmp>,
     },
-    Pytest(PytestSlot),
+    // Boxed: a worker and its queues dwarf the process variant.
+    Pytest(Box<PytestSlot>),
 }
 
 /// A slot's pytest worker, and what it takes to replace it.
@@ -214,6 +215,7 @@ impl Executor {
             &ctx.options.run_id,
             ctx.options.shard.as_deref(),
             provided,
+            &ctx.options.env,
         );
         let exec_err = |what: &str, e: std::io::Error| {
             SlotError::Exec(format!(
@@ -245,7 +247,7 @@ impl Executor {
                 };
                 slot_pytest.files = slot_pytest.start(ctx, &slot, &env)?;
                 slot_pytest.collected = vec![false; slot_pytest.files.files.len()];
-                ExecutorKind::Pytest(slot_pytest)
+                ExecutorKind::Pytest(Box::new(slot_pytest))
             }
             None => ExecutorKind::Process {
                 capture: if ctx.options.capture {
