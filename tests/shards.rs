@@ -698,6 +698,27 @@ fn pytest_queue_mode_runs_every_test_once_over_two_machines() {
     let out = p.run(&["merge", "--junit", "all.xml", "a.xml", "b.xml"]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     assert_eq!(testcases(&p.path().join("all.xml")).len(), 18);
+    // Every key the run left on the shared Redis expires, those written
+    // last (results, done, ended) included.
+    assert_eq!(keys_without_expiry(&run_id), Vec::<String>::new());
+}
+
+/// The queue run's keys on the test Redis that have no expiry.
+fn keys_without_expiry(run_id: &str) -> Vec<String> {
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-u", &format!("redis://{REDIS}/0")])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let keys = cli(&["--scan", "--pattern", &format!("partest:queue:{run_id}:*")]);
+    assert!(!keys.trim().is_empty(), "the run left no keys at all");
+    keys.lines()
+        .filter(|k| cli(&["ttl", k]).trim() == "-1")
+        .map(str::to_string)
+        .collect()
 }
 
 /// The partest command lines of examples/ci/ parse: every flag they use

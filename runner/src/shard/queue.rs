@@ -641,15 +641,9 @@ fn start_background(options: &QueueOptions, keys: &Keys) -> Result<Background, E
             let beat_every = (lease / 3).max(Duration::from_millis(50));
             let mut last_beat = Instant::now();
             let ttl = KEY_TTL.as_secs() as i64;
-            let beat = |conn: &mut Connection| -> redis::RedisResult<()> {
-                let mut p = redis::pipe();
-                p.set_options(
-                    keys.of("alive", &me),
-                    1,
-                    redis::SetOptions::default()
-                        .with_expiration(redis::SetExpiry::PX(lease.as_millis().max(1) as u64)),
-                )
-                .ignore();
+            // Every key of the run expires; EXPIRE on a key not yet written
+            // does nothing, so this runs again after the last write.
+            let expire_all = |p: &mut redis::Pipeline| {
                 for k in [
                     "ready",
                     "fingerprint",
@@ -666,6 +660,17 @@ fn start_background(options: &QueueOptions, keys: &Keys) -> Result<Background, E
                 for k in ["claimed", "claimed-serial", "results"] {
                     p.expire(keys.of(k, &me), ttl).ignore();
                 }
+            };
+            let beat = |conn: &mut Connection| -> redis::RedisResult<()> {
+                let mut p = redis::pipe();
+                p.set_options(
+                    keys.of("alive", &me),
+                    1,
+                    redis::SetOptions::default()
+                        .with_expiration(redis::SetExpiry::PX(lease.as_millis().max(1) as u64)),
+                )
+                .ignore();
+                expire_all(&mut p);
                 p.query(conn)
             };
             let mut error: Option<String> = None;
@@ -713,6 +718,11 @@ fn start_background(options: &QueueOptions, keys: &Keys) -> Result<Background, E
                         .hset(keys.k("ended"), &name, &me)
                         .query::<()>(&mut conn);
                 }
+            }
+            let mut last = redis::pipe();
+            expire_all(&mut last);
+            if let Err(e) = last.query::<()>(&mut conn) {
+                error.get_or_insert(e.to_string());
             }
             match error {
                 Some(e) => Err(e),
