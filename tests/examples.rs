@@ -20,26 +20,12 @@ fn the_quickstart_example_passes_with_a_database_per_slot() {
         "the template was migrated once: {text}"
     );
     // Teardown removed every slot database.
-    let left: Vec<_> = walk(&dir.join(".partest/plugins"))
+    let left: Vec<_> = files_under(&dir.join(".partest/plugins"))
         .into_iter()
+        .map(|p| p.display().to_string())
         .filter(|p| p.ends_with(".db"))
         .collect();
     assert!(left.is_empty(), "slot databases left behind: {left:?}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                out.extend(walk(&path));
-            } else {
-                out.push(path.to_string_lossy().into_owned());
-            }
-        }
-    }
-    out
 }
 
 #[test]

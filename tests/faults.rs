@@ -18,7 +18,7 @@
 //! Docker is not in the matrix: tests/docker.rs covers SIGINT and kill -9
 //! then `partest clean` for containers and compose projects.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -299,7 +299,7 @@ impl Cell {
         for e in std::fs::read_dir(self.tmp.path()).unwrap().flatten() {
             left.push(format!("temp dir entry {}", e.path().display()));
         }
-        for f in walk(&self.project.path().join(".partest/plugins")) {
+        for f in files_under(&self.project.path().join(".partest/plugins")) {
             let name = f.file_name().unwrap().to_string_lossy().into_owned();
             // What a plugin keeps between runs (its cache) is not a leftover.
             if !f.components().any(|c| c.as_os_str() == "cache") {
@@ -378,19 +378,6 @@ impl Run {
         // SAFETY: signalling the partest process this test spawned.
         unsafe { libc::kill(self.child.id() as i32, sig) };
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// Live processes (not zombies) with `var=value` in their environment.

@@ -8,7 +8,6 @@
 //! else uses the machine's Redis. Without redis-server they skip, except
 //! under CI=true, where they fail.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use partest_e2e::servers::Redis;
@@ -64,20 +63,10 @@ fn envs(p: &Project) -> Vec<Vec<String>> {
 /// The slot files left in the sqlite plugin's scratch dir.
 fn slot_files(p: &Project) -> Vec<String> {
     let dir = p.path().join(".partest/plugins/sqlite");
-    walk(&dir)
-}
-
-fn walk(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path.display().to_string());
-        }
-    }
-    out
+    files_under(&dir)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 fn db_of(url: &str) -> u32 {

@@ -407,14 +407,7 @@ fn the_postgres_example_passes_with_migrations_run_once() {
 
 #[test]
 fn the_django_example_uses_each_slots_clone_without_glue() {
-    if !server() {
-        return;
-    }
-    if !python_has(
-        "pytest, pytest_django, django, psycopg",
-        "django pytest-django 'psycopg[binary]'",
-        "examples/django",
-    ) {
+    if !django_ready() {
         return;
     }
     let dir = workspace().join("examples/django");
@@ -433,37 +426,27 @@ fn the_django_example_uses_each_slots_clone_without_glue() {
     );
 }
 
-/// Whether python3 can import `modules`; skips (in CI: fails) when not.
-fn python_has(modules: &str, install: &str, what: &str) -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", &format!("import {modules}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(!in_ci(), "CI=true but {modules} is missing for {what}");
-        eprintln!("skipping: python3 -m pip install {install} to run {what}");
-    }
-    ok
+/// Whether the Django examples can run here: PostgreSQL and Django with
+/// pytest-django and psycopg; skips (in CI: fails) when not.
+fn django_ready() -> bool {
+    server()
+        && python_has(
+            "pytest, pytest_django, django, psycopg",
+            "django pytest-django 'psycopg[binary]'",
+            "examples/django",
+        )
 }
 
 #[test]
 fn django_settings_that_miss_the_slots_clone_stop_before_any_test_touches_their_database() {
-    if !server() {
-        return;
-    }
-    if !python_has(
-        "pytest, pytest_django, django, psycopg",
-        "django pytest-django 'psycopg[binary]'",
-        "examples/django",
-    ) {
+    if !django_ready() {
         return;
     }
     // The example, but with settings that read another variable than the
     // plugin's (as projects with POSTGRES_DB-style settings do): the tests
     // would run on that database, which no test_ prefix protects.
     let p = django_example();
-    let example = workspace().join("examples/django");
-    let settings = std::fs::read_to_string(example.join("shop/settings.py"))
+    let settings = std::fs::read_to_string(p.path().join("shop/settings.py"))
         .unwrap()
         .replace(
             "os.environ.get(\"DATABASE_URL\"",
@@ -495,12 +478,15 @@ fn django_settings_that_miss_the_slots_clone_stop_before_any_test_touches_their_
         .unwrap();
     assert!(migrated.status.success(), "{}", both(&migrated));
     keep("INSERT INTO orders_customer (email) VALUES ('kept@example.com')");
-    let out = partest(p.path())
-        .args(["run", "-n", "2"])
-        .env("APP_DATABASE_URL", &decoy_url)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .unwrap();
+    let run = || {
+        partest(p.path())
+            .args(["run", "-n", "2"])
+            .env("APP_DATABASE_URL", &decoy_url)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .unwrap()
+    };
+    let out = run();
     let kept = keep("SELECT count(*) FROM orders_customer");
     // `[env]` points the project's own variable at the slot's clone: then
     // it runs, with no change to the project.
@@ -509,12 +495,7 @@ fn django_settings_that_miss_the_slots_clone_stop_before_any_test_touches_their_
         "partest.toml",
         &format!("{toml}\n[env]\nAPP_DATABASE_URL = \"${{DATABASE_URL}}\"\n"),
     );
-    let mapped = partest(p.path())
-        .args(["run", "-n", "2"])
-        .env("APP_DATABASE_URL", &decoy_url)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .unwrap();
+    let mapped = run();
     let kept_after = keep("SELECT count(*) FROM orders_customer");
     let _ = psql(&format!("DROP DATABASE IF EXISTS {decoy} WITH (FORCE)"));
     assert_ne!(out.status.code(), Some(0), "{}", both(&out));
@@ -531,14 +512,7 @@ fn django_settings_that_miss_the_slots_clone_stop_before_any_test_touches_their_
 
 #[test]
 fn django_database_tests_run_before_transactional_ones_on_every_worker() {
-    if !server() {
-        return;
-    }
-    if !python_has(
-        "pytest, pytest_django, django, psycopg",
-        "django pytest-django 'psycopg[binary]'",
-        "examples/django",
-    ) {
+    if !django_ready() {
         return;
     }
     // A data migration seeds a row that a TestCase relies on; a slower
@@ -574,7 +548,7 @@ fn django_database_tests_run_before_transactional_ones_on_every_worker() {
 fn django_example() -> Project {
     let p = Project::new();
     let example = workspace().join("examples/django");
-    for path in walk_files(&example) {
+    for path in files_under(&example) {
         let rel = path
             .strip_prefix(&example)
             .unwrap()
@@ -585,17 +559,4 @@ fn django_example() -> Project {
         }
     }
     p
-}
-
-fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            out.extend(walk_files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }

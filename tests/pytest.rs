@@ -282,16 +282,7 @@ fn pytest_cov_in_addopts_runs_and_each_worker_saves_its_coverage() {
     if !have_pytest() {
         return;
     }
-    let has_cov = std::process::Command::new("python3")
-        .args(["-c", "import pytest_cov"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_cov {
-        assert!(
-            !in_ci(),
-            "CI=true but pytest-cov is missing (.ci/run installs it)"
-        );
-        eprintln!("skipping: python3 -m pip install pytest-cov");
+    if !python_has("pytest_cov", "pytest-cov", "the pytest-cov test") {
         return;
     }
     // pytest-cov takes partest's workers for xdist workers (they have a

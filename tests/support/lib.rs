@@ -191,6 +191,33 @@ pub fn pid_alive(pid: i32) -> bool {
     }
 }
 
+/// Whether python3 can import `modules`; skips (in CI: fails) when not.
+pub fn python_has(modules: &str, install: &str, what: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(!in_ci(), "CI=true but {modules} is missing for {what}");
+        eprintln!("skipping: python3 -m pip install {install} to run {what}");
+    }
+    ok
+}
+
+/// Every file under `dir`, at any depth (none when it does not exist).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// Whether a CI run requires every service-backed test to run.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")

@@ -54,25 +54,29 @@ impl<'a> Queue<'a> {
             .iter()
             .map(|q| q.iter().map(|&t| plan.estimate[t as usize]).sum())
             .collect();
-        Queue {
+        let mut queue = Queue {
             plan,
             home: home.unwrap_or_else(|| vec![None; queues.len()]),
             claimed: vec![false; queues.len()],
             pending: plan.parallel_count(),
-            pending_by_rank: ranks(plan, plan.parallel.iter().flatten()),
+            pending_by_rank: Vec::new(),
             queues,
             left,
             cursor: 0,
             slot_queue: vec![None; slots],
             retries: VecDeque::new(),
+        };
+        for &t in plan.parallel.iter().flatten() {
+            queue.count_rank(plan.tests[t as usize].rank, 1);
         }
+        queue
     }
 
     /// Adds a queue of tests (`--shard queue`: a unit this machine claimed).
     pub fn add(&mut self, tests: Vec<u32>) {
         self.pending += tests.len();
-        for (rank, n) in ranks(self.plan, tests.iter()).into_iter().enumerate() {
-            self.count_rank(rank as u8, n as isize);
+        for &t in &tests {
+            self.count_rank(self.plan.tests[t as usize].rank, 1);
         }
         self.left
             .push(tests.iter().map(|&t| self.plan.estimate[t as usize]).sum());
@@ -220,19 +224,6 @@ impl<'a> Queue<'a> {
         self.count_rank(rank, -1);
         Some(t)
     }
-}
-
-/// How many of `tests` there are of each rank.
-fn ranks<'a>(plan: &Plan, tests: impl Iterator<Item = &'a u32>) -> Vec<usize> {
-    let mut counts = vec![0];
-    for &t in tests {
-        let rank = usize::from(plan.tests[t as usize].rank);
-        if counts.len() <= rank {
-            counts.resize(rank + 1, 0);
-        }
-        counts[rank] += 1;
-    }
-    counts
 }
 
 #[cfg(test)]
