@@ -544,6 +544,128 @@ fn django_database_tests_run_before_transactional_ones_on_every_worker() {
     }
 }
 
+#[test]
+fn classes_and_modules_stay_whole_run_after_run_as_plain_pytest_runs_them() {
+    if !django_ready() {
+        return;
+    }
+    // Two Django TestCase classes whose rows come from setUpTestData and
+    // whose state comes from setUpClass, and a pytest class with a
+    // class-scoped fixture: each test checks that its class ran alone, in
+    // order, with its set-up once. Slow tests in the middle of each class
+    // are what a longest-first order inside a module would pull forward.
+    let p = django_example();
+    std::fs::remove_file(p.path().join("tests/test_orders.py")).unwrap();
+    let class = |name: &str, slow: &str| {
+        format!(
+            "class {name}(TestCase):\n    @classmethod\n    def setUpClass(cls):\n        super().setUpClass()\n        cls.ran = []\n\n    @classmethod\n    def setUpTestData(cls):\n        Customer.objects.create(email=\"{name}@example.com\")\n\n    def check(self, step):\n        assert self.ran == list(range(1, step)), self.ran\n        self.ran.append(step)\n        assert list(Customer.objects.values_list(\"email\", flat=True)) == [\"{name}@example.com\"]\n\n    def test_1(self):\n        {}self.check(1)\n\n    def test_2(self):\n        {}self.check(2)\n\n    def test_3(self):\n        self.check(3)\n\n",
+            if slow == "1" {
+                "time.sleep(0.4)\n        "
+            } else {
+                ""
+            },
+            if slow == "2" {
+                "time.sleep(0.4)\n        "
+            } else {
+                ""
+            },
+        )
+    };
+    let module = format!(
+        "import time\n\nimport pytest\nfrom django.test import TestCase\n\nfrom shop.orders.models import Customer\n\n{}{}SETUPS = []\nORDER = []\n\n\n@pytest.fixture(scope=\"class\")\ndef resource():\n    SETUPS.append(1)\n    yield\n\n\nclass TestPlain:\n    def test_a(self, resource):\n        assert SETUPS == [1] and ORDER == []\n        ORDER.append(\"a\")\n\n    def test_b(self, resource):\n        time.sleep(0.4)\n        assert SETUPS == [1] and ORDER == [\"a\"]\n        ORDER.append(\"b\")\n\n    def test_c(self, resource):\n        assert SETUPS == [1] and ORDER == [\"a\", \"b\"]\n",
+        class("Alpha", "2"),
+        class("Beta", "1"),
+    );
+    p.file("tests/test_units.py", &module);
+    let others: String = (0..6)
+        .map(|i| {
+            format!(
+                "def test_other_{i}():\n    time.sleep(0.{})\n\n\n",
+                1 + i % 3
+            )
+        })
+        .collect();
+    p.file(
+        "tests/test_others.py",
+        &format!("import time\n\n\n{others}"),
+    );
+
+    // Plain pytest, serially, on a test database of its own.
+    let db = format!("partest_e2e_units_{}", std::process::id());
+    let plain_xml = p.path().join("plain.xml");
+    let out = Command::new("python3")
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:cacheprovider",
+        ])
+        .arg(format!("--junitxml={}", plain_xml.display()))
+        .env(
+            "DATABASE_URL",
+            format!("postgresql://postgres@127.0.0.1:5432/{db}"),
+        )
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .current_dir(p.path())
+        .output()
+        .unwrap();
+    let plain = junit_outcomes(&plain_xml);
+    assert_eq!(plain.len(), 15, "{}", both(&out));
+    assert!(
+        plain.values().all(|o| o == "passed"),
+        "the suite passes under plain pytest: {plain:?}\n{}",
+        both(&out)
+    );
+    for round in 1..=3 {
+        let xml = p.path().join(format!("run{round}.xml"));
+        let out = partest(p.path())
+            .args(["run", "-n", "2", "--junit"])
+            .arg(&xml)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .unwrap();
+        assert_eq!(
+            junit_outcomes(&xml),
+            plain,
+            "run {round} differs from plain pytest: {}",
+            both(&out)
+        );
+        assert_eq!(out.status.code(), Some(0), "run {round}: {}", both(&out));
+    }
+}
+
+/// Each test case of a JUnit file, `classname::name`, and how it ended.
+fn junit_outcomes(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let xml = std::fs::read_to_string(path).unwrap_or_default();
+    let Ok(doc) = roxmltree::Document::parse(&xml) else {
+        return Default::default();
+    };
+    doc.descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .map(|case| {
+            let outcome = case
+                .children()
+                .find_map(|c| match c.tag_name().name() {
+                    "failure" | "error" => Some("failed"),
+                    "skipped" => Some("skipped"),
+                    _ => None,
+                })
+                .unwrap_or("passed");
+            (
+                format!(
+                    "{}::{}",
+                    case.attribute("classname").unwrap_or_default(),
+                    case.attribute("name").unwrap_or_default()
+                ),
+                outcome.to_string(),
+            )
+        })
+        .collect()
+}
+
 /// A copy of examples/django to change.
 fn django_example() -> Project {
     let p = Project::new();

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod diagnose;
 pub mod discover;
 pub mod error;
 pub mod exec;

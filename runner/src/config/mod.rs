@@ -3,6 +3,7 @@
 
 mod cargo;
 mod command;
+mod diagnose;
 mod groups;
 mod limits;
 mod plugins;
@@ -21,6 +22,7 @@ use serde::Deserialize;
 
 pub use cargo::{CargoBuild, CargoTable};
 pub use command::CommandTable;
+pub use diagnose::DiagnoseTable;
 pub use groups::GroupTable;
 pub use limits::LimitsTable;
 pub use plugins::PluginTable;
@@ -57,6 +59,8 @@ pub struct ConfigFile {
     pub limits: LimitsTable,
     #[serde(default)]
     pub setup: SetupTable,
+    #[serde(default)]
+    pub diagnose: DiagnoseTable,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginTable>,
     /// `[env]`: variables for every test, pytest worker and setup command;

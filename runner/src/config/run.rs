@@ -69,11 +69,12 @@ pub enum Leak {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Order {
-    /// Longest first from history (never-seen tests first among equals).
+    /// Units (a pytest module, else a test) longest first from history,
+    /// never-seen ones first; a unit's tests always in collection order.
     #[default]
     History,
-    /// Each file's tests in their declared order, files longest first: for
-    /// suites whose tests depend on their order within a file.
+    /// As `history` in the parallel phase; the serial phase in declared
+    /// order.
     File,
 }
 

@@ -90,6 +90,21 @@ impl TestCase {
         }
     }
 
+    /// pytest: the class a test belongs to (`a.py::TestX` for
+    /// `a.py::TestX::test_y[p]`); `None` for a module-level test.
+    pub fn class_scope(&self) -> Option<&str> {
+        let id = self.name.split('[').next().unwrap_or(&self.name);
+        let (scope, _) = id.rsplit_once("::")?;
+        scope.contains("::").then_some(scope)
+    }
+
+    /// Whether a queue may be cut between `self` and the test after it:
+    /// not inside a class, whose set-up (`setUpClass`, `setUpTestData`,
+    /// class-scoped fixtures) holds for its tests together.
+    pub fn unit_ends_before(&self, next: &TestCase) -> bool {
+        self.class_scope().is_none() || self.class_scope() != next.class_scope()
+    }
+
     /// The name within its binary or file, as `test()` filters and libtest
     /// `--exact` see it (the whole name for a unit that is a whole binary).
     pub fn test_name(&self) -> &str {

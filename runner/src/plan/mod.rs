@@ -219,56 +219,50 @@ impl Plan {
                 parallel.push(i);
             }
         }
-        // Longest first; never-seen tests lead, as they may be long.
-        let longest_first = |i: &u32| {
-            let i = *i as usize;
-            (expected[i].is_some(), std::cmp::Reverse(estimate[i]))
-        };
         let rank = |i: u32| tests[i as usize].rank;
-        if rules.order == Order::History {
-            serial.sort_by_key(longest_first);
-        }
-        // Lower ranks first (stable: the order chosen above holds within a rank).
-        serial.sort_by_key(|&i| rank(i));
-        let queues = if rules.by_file {
-            let file_of = |i: u32| {
-                let name = tests[i as usize].name.as_str();
-                (
-                    rank(i),
-                    name.split_once("::").map_or(name, |(file, _)| file),
-                )
-            };
-            let mut files = group_by_file(&parallel, &file_of);
-            for file in &mut files {
-                if rules.order == Order::History {
-                    file.sort_by_key(longest_first);
-                }
+        // A unit whose tests run together, in their collection order: a
+        // file (by_file: pytest modules, and with them their classes), else
+        // one test. History orders units, never the tests inside one:
+        // reordering inside a module or class changes what the suite means.
+        let units = |list: Vec<u32>| -> Vec<Vec<u32>> {
+            if rules.by_file {
+                let file_of = |i: u32| {
+                    let name = tests[i as usize].name.as_str();
+                    (
+                        rank(i),
+                        name.split_once("::").map_or(name, |(file, _)| file),
+                    )
+                };
+                group_by_file(&list, &file_of)
+            } else {
+                list.into_iter().map(|i| vec![i]).collect()
             }
-            files
-        } else {
-            let mut tests = parallel;
-            tests.sort_by_key(longest_first);
-            tests.into_iter().map(|i| vec![i]).collect()
         };
-        let mut queues: Vec<(bool, Duration, Vec<u32>)> = queues
-            .into_iter()
-            .map(|q| {
-                let unknown = q.iter().any(|&i| expected[i as usize].is_none());
-                let total = q.iter().map(|&i| estimate[i as usize]).sum();
-                (unknown, total, q)
-            })
-            .collect();
-        // Lower ranks first; a queue holds tests of one rank.
-        queues.sort_by_key(|(unknown, total, q)| {
+        // Lower ranks first; then never-seen units (they may be long), then
+        // the longest first (a unit holds tests of one rank).
+        let unit_order = |u: &Vec<u32>| {
+            let unknown = u.iter().any(|&i| expected[i as usize].is_none());
+            let total: Duration = u.iter().map(|&i| estimate[i as usize]).sum();
             (
-                q.first().map_or(0, |&i| rank(i)),
+                u.first().map_or(0, |&i| rank(i)),
                 !unknown,
-                std::cmp::Reverse(*total),
+                std::cmp::Reverse(total),
             )
-        });
+        };
+        let mut serial_units = units(serial);
+        if rules.order == Order::History {
+            serial_units.sort_by_key(&unit_order);
+        } else {
+            serial_units.sort_by_key(|u| u.first().map_or(0, |&i| rank(i)));
+        }
+        let serial = serial_units.into_iter().flatten().collect();
+        // The parallel phase deals units longest first whatever the order:
+        // slots take them one after another.
+        let mut queues = units(parallel);
+        queues.sort_by_key(&unit_order);
         Plan {
             tests,
-            parallel: queues.into_iter().map(|(_, _, q)| q).collect(),
+            parallel: queues,
             serial,
             skipped,
             groups: groups.into_iter().map(|(g, _)| g).collect(),
@@ -396,7 +390,7 @@ mod tests {
     }
 
     #[test]
-    fn files_stay_together_longest_file_first() {
+    fn files_stay_together_longest_file_first_in_collection_order() {
         let (_d, h) = history(&[
             ("a.py::t1", 100),
             ("a.py::t2", 300),
@@ -406,20 +400,30 @@ mod tests {
         let serial = Filter::default();
         let groups = BTreeMap::new();
         let tests = cases(&["a.py::t1", "b.py::t1", "a.py::t2", "b.py::t2"]);
-        let plan = Plan::new(
-            tests.clone(),
-            &h,
-            &rules(&serial, &groups, Order::History, true),
-        );
+        // History orders the files, never the tests inside one (a.py's t2
+        // is the longer, and still runs after t1), whatever the order.
+        for order in [Order::History, Order::File] {
+            let plan = Plan::new(tests.clone(), &h, &rules(&serial, &groups, order, true));
+            assert_eq!(
+                queues(&plan),
+                [["b.py::t1", "b.py::t2"], ["a.py::t1", "a.py::t2"]]
+            );
+        }
+    }
+
+    #[test]
+    fn serial_units_stay_whole_in_collection_order() {
+        let (_d, h) = history(&[("a.py::C::t1", 10), ("a.py::C::t2", 900), ("b.py::t1", 500)]);
+        let mut tests = cases(&["a.py::C::t1", "b.py::t1", "a.py::C::t2"]);
+        for t in &mut tests {
+            t.serial_marker = true;
+        }
+        let serial = Filter::default();
+        let groups = BTreeMap::new();
+        let plan = Plan::new(tests, &h, &rules(&serial, &groups, Order::History, true));
         assert_eq!(
-            queues(&plan),
-            [["b.py::t1", "b.py::t2"], ["a.py::t2", "a.py::t1"]]
-        );
-        // order = "file": declared order inside each file.
-        let plan = Plan::new(tests, &h, &rules(&serial, &groups, Order::File, true));
-        assert_eq!(
-            queues(&plan),
-            [["b.py::t1", "b.py::t2"], ["a.py::t1", "a.py::t2"]]
+            names(&plan, &plan.serial),
+            ["a.py::C::t1", "a.py::C::t2", "b.py::t1"]
         );
     }
 

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{Event, FinalResult, Sink, Summary, fmt_duration};
+use super::{Diagnosis, Event, FinalResult, Sink, Summary, Verdict, fmt_duration};
 use crate::discover::{Status, TestCase};
 
 pub struct Human {
@@ -130,6 +130,8 @@ impl Sink for Human {
             Event::Interrupted => {
                 self.line("Interrupted: stopping running tests; teardown runs to its end")
             }
+            // Shown together, under the failures, by `finish`.
+            Event::Diagnosed(_) | Event::NotDiagnosed { .. } => {}
         }
     }
 
@@ -191,6 +193,7 @@ impl Sink for Human {
                 stopped.join(", ")
             ));
         }
+        out.push_str(&why_they_failed(s, &name));
         out.push_str(&format!(
             "\nSummary {} {} passed, {} failed, {} skipped, {} flaky",
             fmt_duration(s.wall),
@@ -243,6 +246,47 @@ impl Sink for Human {
         let _ = stdout.write_all(out.as_bytes());
         let _ = stdout.flush();
     }
+}
+
+/// The diagnoses, one block: a line per examined test with its verdict and
+/// culprits, then the verdict's advice.
+fn why_they_failed<'t>(s: &Summary, name: &dyn Fn(u32) -> &'t str) -> String {
+    if s.diagnoses.is_empty() && s.not_diagnosed.is_none() {
+        return String::new();
+    }
+    let mut out = String::from("\nWhy these failed (each run again with nothing else running):\n");
+    let mut found: Vec<&Diagnosis> = s.diagnoses.values().collect();
+    found.sort_by_key(|d| d.test);
+    for d in found {
+        let culprits: Vec<&str> = d.culprits.iter().map(|&c| name(c)).collect();
+        let what = match d.verdict {
+            Verdict::OrderDependent => format!(" after {}", culprits.join(" and ")),
+            Verdict::Concurrent => format!(" beside {}", culprits.join(" and ")),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "  {:>15} {}{what} [{} {}, {:.1}s{}]\n      {}\n",
+            d.verdict.as_str().to_uppercase(),
+            name(d.test),
+            d.reruns,
+            plural(d.reruns as usize, "rerun", "reruns"),
+            d.seconds,
+            if d.unfinished {
+                ", out of budget: not narrowed further"
+            } else {
+                ""
+            },
+            d.verdict.advice()
+        ));
+        if let Some(shared) = &d.shared {
+            out.push_str(&format!("      both use {shared}\n"));
+        }
+    }
+    if let Some((tests, why)) = &s.not_diagnosed {
+        let names: Vec<&str> = tests.iter().map(|&t| name(t)).collect();
+        out.push_str(&format!("  not examined ({why}): {}\n", names.join(", ")));
+    }
+    out
 }
 
 fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {

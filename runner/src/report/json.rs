@@ -86,6 +86,15 @@ impl Sink for Json {
             }),
             Event::TestSkipped { test } => json!({"type": "test-skipped", "test": name(test)}),
             Event::Interrupted => json!({"type": "interrupted"}),
+            Event::Diagnosed(d) => json!({
+                "type": "diagnosis", "test": name(&d.test), "verdict": d.verdict.as_str(),
+                "culprits": d.culprits.iter().map(name).collect::<Vec<_>>(),
+                "reruns": d.reruns, "seconds": d.seconds,
+            }),
+            Event::NotDiagnosed { tests, why } => json!({
+                "type": "not-diagnosed", "tests": tests.iter().map(name).collect::<Vec<_>>(),
+                "why": why,
+            }),
         };
         self.emit(value);
     }

@@ -40,7 +40,16 @@ fn build(tests: &[TestCase], summary: &Summary) -> Report {
         let suite = suites
             .entry((order, suite_name))
             .or_insert_with(|| TestSuite::new(suite_name));
-        suite.add_test_case(case(test, result));
+        let mut case = case(test, result);
+        if let Some(d) = summary.diagnoses.get(&index) {
+            let name = |i: &u32| tests.get(*i as usize).map_or("?", |t| t.name.as_str());
+            let culprits: Vec<&str> = d.culprits.iter().map(name).collect();
+            case.add_property(("partest.diagnosis.verdict", d.verdict.as_str()));
+            case.add_property(("partest.diagnosis.culprits", culprits.join(" ").as_str()));
+            case.add_property(("partest.diagnosis.reruns", d.reruns.to_string().as_str()));
+            case.add_property(("partest.diagnosis.advice", d.verdict.advice()));
+        }
+        suite.add_test_case(case);
     }
     let mut report = Report::new("partest");
     report.set_time(summary.wall);

@@ -56,6 +56,72 @@ pub enum Event {
     PhaseStarted {
         serial: bool,
     },
+    /// Why a test failed only in parallel (after the run's phases).
+    Diagnosed(Box<Diagnosis>),
+    /// Failed tests the diagnosis left unexamined, and why.
+    NotDiagnosed {
+        tests: Vec<u32>,
+        why: String,
+    },
+}
+
+/// What examining a failed test found (see `crate::diagnose`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    FailsAlone,
+    OrderDependent,
+    Concurrent,
+    Flaky,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::FailsAlone => "fails-alone",
+            Verdict::OrderDependent => "order-dependent",
+            Verdict::Concurrent => "concurrent",
+            Verdict::Flaky => "flaky",
+        }
+    }
+
+    /// One line of advice.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Verdict::FailsAlone => {
+                "it fails on its own too: a real failure, not one of running in parallel"
+            }
+            Verdict::OrderDependent => {
+                "a test its worker ran before it leaves state behind: make the culprit clean up \
+                 (or give the victim a fixture of its own), or mark the victim serial"
+            }
+            Verdict::Concurrent => {
+                "it fails while the culprit runs on another worker: both use something partest \
+                 does not isolate (a path, a port, a Redis DB, a database): isolate it \
+                 ([isolation] private-paths, a plugin) or put both in [serial]"
+            }
+            Verdict::Flaky => {
+                "it passed alone, after its worker's earlier tests and beside the tests that ran \
+                 with it: it fails by chance (timing, randomness, the network)"
+            }
+        }
+    }
+}
+
+/// One failed test's diagnosis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diagnosis {
+    pub test: u32,
+    pub verdict: Verdict,
+    /// The tests that make it fail (order-dependent, concurrent).
+    pub culprits: Vec<u32>,
+    /// Trials run for it.
+    pub reruns: u32,
+    pub seconds: f64,
+    /// The budget ran out before the culprits were narrowed down: they are
+    /// the smallest set found so far.
+    pub unfinished: bool,
+    /// What partest can tell the test and its culprits share (a path).
+    pub shared: Option<String>,
 }
 
 #[derive(Debug)]
@@ -138,6 +204,10 @@ pub struct Summary {
     pub results: HashMap<u32, FinalResult>,
     /// What the adapter did not run, for the summary line.
     pub note: Option<String>,
+    /// Why tests failed only in parallel, by test.
+    pub diagnoses: HashMap<u32, Diagnosis>,
+    /// Failed tests left unexamined, and why.
+    pub not_diagnosed: Option<(Vec<u32>, String)>,
 }
 
 impl Summary {
@@ -204,6 +274,12 @@ fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
                 );
             }
             Event::Interrupted => summary.interrupted = true,
+            Event::Diagnosed(d) => {
+                summary.diagnoses.insert(d.test, (**d).clone());
+            }
+            Event::NotDiagnosed { tests, why } => {
+                summary.not_diagnosed = Some((tests.clone(), why.clone()));
+            }
             _ => {}
         }
         sink.event(&event, &tests, &summary.results);

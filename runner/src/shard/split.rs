@@ -49,8 +49,8 @@ pub fn file_of(name: &str) -> &str {
 
 /// The units of a selection. `by_file`: a module's tests stay together,
 /// unless the module alone weighs more than half a shard's share (`total /
-/// shards / 2`): then its tests are units of their own, so that one heavy
-/// module cannot unbalance the split.
+/// shards / 2`): then its classes and its module-level tests are units of
+/// their own, so that one heavy module cannot unbalance the split.
 pub fn units(tests: &[TestCase], weights: &[u64], by_file: bool, shards: u32) -> Vec<Unit> {
     let single = |i: usize| Unit {
         key: tests[i].name.clone(),
@@ -80,10 +80,33 @@ pub fn units(tests: &[TestCase], weights: &[u64], by_file: bool, shards: u32) ->
     let mut out = Vec::with_capacity(files.len());
     for file in files {
         if file.tests.len() > 1 && file.weight > cap && shards > 1 {
-            out.extend(file.tests.iter().map(|&i| single(i as usize)));
+            out.extend(classes(tests, weights, &file.tests));
         } else {
             out.push(file);
         }
+    }
+    out
+}
+
+/// A heavy module's units: each class whole, each module-level test alone,
+/// in collection order (a class's set-up holds for its tests together).
+fn classes(tests: &[TestCase], weights: &[u64], members: &[u32]) -> Vec<Unit> {
+    let mut out: Vec<Unit> = Vec::new();
+    let mut prev: Option<&TestCase> = None;
+    for &i in members {
+        let t = &tests[i as usize];
+        match out.last_mut() {
+            Some(unit) if prev.is_some_and(|p| !p.unit_ends_before(t)) => {
+                unit.tests.push(i);
+                unit.weight += weights[i as usize];
+            }
+            _ => out.push(Unit {
+                key: t.class_scope().unwrap_or(&t.name).to_string(),
+                tests: vec![i],
+                weight: weights[i as usize],
+            }),
+        }
+        prev = Some(t);
     }
     out
 }
