@@ -228,12 +228,7 @@ pub fn kill(p: &LeftProcess) -> std::io::Result<()> {
 fn ancestors() -> Vec<u32> {
     let mut pids = vec![std::process::id()];
     while let Some(&pid) = pids.last() {
-        let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| {
-                let (_, rest) = stat.rsplit_once(')')?;
-                rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-            });
+        let parent = Stat::read(pid).and_then(|stat| stat.field(4)?.parse::<u32>().ok());
         match parent {
             Some(ppid) if ppid > 1 && !pids.contains(&ppid) => pids.push(ppid),
             _ => break,
@@ -245,15 +240,41 @@ fn ancestors() -> Vec<u32> {
 /// A process's start time in clock ticks since boot (field 22 of its stat),
 /// or None when it does not exist or is a zombie.
 fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
+    let stat = Stat::read(pid)?;
+    if stat.is_ended() {
         return None;
     }
-    // `rest` starts at field 3 (state); the start time is field 22.
-    fields.nth(18)?.parse().ok()
+    stat.field(22)?.parse().ok()
+}
+
+/// Whether a process runs (a zombie does not: it is only waiting to be reaped).
+pub fn process_runs(pid: u32) -> bool {
+    Stat::read(pid).is_some_and(|stat| !stat.is_ended())
+}
+
+/// A process's `/proc/PID/stat` from field 3 (its state) on: what follows
+/// the command name, which may itself hold spaces and parentheses.
+struct Stat(String);
+
+impl Stat {
+    /// None when there is no such process.
+    fn read(pid: u32) -> Option<Stat> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (_, rest) = stat.rsplit_once(')')?;
+        Some(Stat(rest.to_string()))
+    }
+
+    /// Field `n`, numbered as in proc(5) (3 is the state, 4 the parent pid,
+    /// 22 the start time); the fields before 3 are not kept.
+    fn field(&self, n: usize) -> Option<&str> {
+        self.0.split_whitespace().nth(n.checked_sub(3)?)
+    }
+
+    /// A zombie (Z) or dead (X) process: it no longer runs.
+    fn is_ended(&self) -> bool {
+        self.field(3)
+            .is_some_and(|state| state.starts_with(['Z', 'X']))
+    }
 }
 
 #[cfg(test)]

@@ -134,7 +134,9 @@ impl TempDirs {
             let is_dead = match crate::runs::liveness(run_id) {
                 crate::runs::Liveness::Dead => true,
                 crate::runs::Liveness::Alive => false,
-                crate::runs::Liveness::Unknown => pid.is_some_and(|p| !process_exists(p)),
+                crate::runs::Liveness::Unknown => {
+                    pid.is_some_and(|p| !crate::runs::process_runs(p))
+                }
             };
             if is_dead {
                 dead.push(DeadRunDir {
@@ -151,16 +153,6 @@ impl TempDirs {
     /// Removes one directory found by [`TempDirs::sweep`].
     pub fn remove_dead(found: &DeadRunDir) -> Result<(), String> {
         remove_tree(&found.dir)
-    }
-}
-
-/// Whether a process runs (a zombie does not: it is only waiting to be reaped).
-fn process_exists(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => false,
     }
 }
 

@@ -535,21 +535,7 @@ impl Feed {
                 .conn
                 .expire(self.keys.k("gone"), KEY_TTL.as_secs() as i64)
                 .map_err(self.err("cannot read the queue"))?;
-            for (claimed, list) in [("claimed", "pending"), ("claimed-serial", "serial")] {
-                loop {
-                    let unit: Option<String> = redis::cmd("LMOVE")
-                        .arg(self.keys.of(claimed, &m))
-                        .arg(self.keys.k(list))
-                        .arg("RIGHT")
-                        .arg("LEFT")
-                        .query(&mut self.conn)
-                        .map_err(self.err("cannot take back a dead machine's units"))?;
-                    if unit.is_none() {
-                        break;
-                    }
-                    round.more = true;
-                }
-            }
+            round.more |= self.give_back(&m, "cannot take back a dead machine's units")?;
             let results: HashMap<String, String> =
                 self.conn
                     .hgetall(self.keys.of("results", &m))
@@ -584,6 +570,29 @@ impl Feed {
         Ok(round)
     }
 
+    /// Puts every unit `machine` holds back at the head of its queue
+    /// (parallel and serial), last claimed first so the order is kept;
+    /// true if it held any. `what` names the step in an error.
+    fn give_back(&mut self, machine: &str, what: &str) -> Result<bool, Error> {
+        let mut any = false;
+        for (claimed, list) in [("claimed", "pending"), ("claimed-serial", "serial")] {
+            loop {
+                let unit: Option<String> = redis::cmd("LMOVE")
+                    .arg(self.keys.of(claimed, machine))
+                    .arg(self.keys.k(list))
+                    .arg("RIGHT")
+                    .arg("LEFT")
+                    .query(&mut self.conn)
+                    .map_err(self.err(what))?;
+                if unit.is_none() {
+                    break;
+                }
+                any = true;
+            }
+        }
+        Ok(any)
+    }
+
     /// Waits between two rounds.
     pub fn pause(&self) {
         std::thread::sleep(POLL);
@@ -603,20 +612,7 @@ impl Feed {
             None => Ok(()),
         };
         let me = self.options.machine.clone();
-        for (claimed, list) in [("claimed", "pending"), ("claimed-serial", "serial")] {
-            loop {
-                let unit: Option<String> = redis::cmd("LMOVE")
-                    .arg(self.keys.of(claimed, &me))
-                    .arg(self.keys.k(list))
-                    .arg("RIGHT")
-                    .arg("LEFT")
-                    .query(&mut self.conn)
-                    .map_err(self.err("cannot give back this machine's units"))?;
-                if unit.is_none() {
-                    break;
-                }
-            }
-        }
+        self.give_back(&me, "cannot give back this machine's units")?;
         let _: () = redis::pipe()
             .srem(self.keys.k("machines"), &me)
             .del(self.keys.of("alive", &me))
