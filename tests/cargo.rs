@@ -47,25 +47,32 @@ fn run(args: &[&str], log: &std::path::Path, extra_env: &[(&str, &str)]) -> std:
 #[test]
 fn runs_each_test_in_its_own_process_and_skips_ignored_ones() {
     let log = tempfile::tempdir().unwrap();
-    let out = run(&["run", "-n", "2"], log.path(), &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    let text = stdout(&out);
+    let run = Run::parse(run(&json_args(&["run", "-n", "2"]), log.path(), &[]));
+    assert_eq!(run.code(), Some(0), "{}", run.both());
+    let passed = run.with_status(Status::Pass);
     for name in [
         "cargo-fixture tests::adds",
         "cargo-fixture::integration nested::three",
         "cargo-fixture::integration one",
     ] {
-        assert!(text.contains(name), "{name} not reported:\n{text}");
+        assert!(passed.contains(name), "{name} did not pass: {passed:?}");
     }
+    let skipped = run.with_status(Status::Skip);
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
     assert!(
-        text.contains("SKIP") && text.contains("tests::ignored_slow"),
-        "{text}"
+        skipped.iter().all(|t| t.ends_with("tests::ignored_slow")),
+        "{skipped:?}"
     );
     assert!(
         !log.path().join("ignored_ran").exists(),
         "an ignored test ran"
     );
-    assert!(text.contains("6 passed, 0 failed, 1 skipped"), "{text}");
+    let counts = run.counts();
+    assert_eq!(
+        (counts.passed, counts.failures(), counts.skipped),
+        (6, 0, 1),
+        "{counts:?}"
+    );
     let t = traces(log.path());
     assert_eq!(t.len(), 3, "{t:?}");
     let pids: std::collections::BTreeSet<&String> = t.iter().map(|t| &t.extra[0]).collect();
@@ -87,27 +94,32 @@ fn run_ignored_runs_them_and_failures_exit_100() {
         both(&out)
     );
 
-    let out = run(&["run", "-n", "2"], log.path(), &[("FIXTURE_FAIL", "1")]);
-    assert_eq!(out.status.code(), Some(100), "{}", both(&out));
-    let text = stdout(&out);
+    let run = Run::parse(run(
+        &json_args(&["run", "-n", "2"]),
+        log.path(),
+        &[("FIXTURE_FAIL", "1")],
+    ));
+    assert_eq!(run.code(), Some(100), "{}", run.both());
+    let failed = run.with_status(Status::Fail);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let name = failed.first().unwrap();
+    assert!(name.ends_with("fails_on_request"), "{failed:?}");
     assert!(
-        text.contains("FAIL") && text.contains("fails_on_request"),
-        "{text}"
-    );
-    assert!(
-        text.contains("asked to fail"),
-        "the test's panic message is shown:\n{text}"
+        run.last_attempt(name).text().contains("asked to fail"),
+        "the test's panic message is kept: {}",
+        run.both()
     );
 }
 
 #[test]
 fn list_shows_phases_and_ignored_tests() {
     let log = tempfile::tempdir().unwrap();
-    let out = run(&["list", "-n", "2"], log.path(), &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    let text = stdout(&out);
-    assert!(text.contains("parallel: 6 tests on 2 workers"), "{text}");
-    assert!(text.contains("skipped: 1 ignored"), "{text}");
+    let listed = Listed::parse(&run(&json_args(&["list", "-n", "2"]), log.path(), &[]));
+    assert_eq!(listed.in_phase("parallel").len(), 6, "{listed:?}");
+    let skipped = listed.in_phase("skipped");
+    assert_eq!(skipped.len(), 1, "{listed:?}");
+    assert!(skipped[0].ends_with("tests::ignored_slow"), "{listed:?}");
+    assert!(listed.in_phase("serial").is_empty(), "{listed:?}");
 }
 
 // --- A real-shaped workspace: proc-macro member, features, a doctest, a
@@ -157,34 +169,28 @@ fn ws_run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
 
 #[test]
 fn a_proc_macro_workspace_runs_with_cargos_library_path_and_variables() {
-    let out = ws_run(&["run", "-n", "2"], &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    let text = stdout(&out);
+    let run = Run::parse(ws_run(&json_args(&["run", "-n", "2"]), &[]));
+    assert_eq!(run.code(), Some(0), "{}", run.both());
+    let passed = run.with_status(Status::Pass);
+    // The custom harness runs whole, with a warning naming it and why.
     for name in [
         "ws-macros tests::macro_crate_tests_run",
         "ws-app tests::uses_the_macro",
         "ws-app tests::sees_cargo_variables",
+        "ws-app::custom",
     ] {
-        assert!(
-            text.lines().any(|l| l.contains("PASS") && l.contains(name)),
-            "{name} did not pass:\n{text}"
-        );
+        assert!(passed.contains(name), "{name} did not pass: {passed:?}");
     }
-    // The custom harness runs whole, with a warning naming it and why.
-    assert!(
-        text.lines()
-            .any(|l| l.contains("PASS") && l.ends_with("ws-app::custom")),
-        "{text}"
-    );
-    let err = stderr(&out);
+    let err = run.stderr();
     assert!(
         err.contains("ws-app::custom") && err.contains("cannot list its tests"),
         "{err}"
     );
     // Doctests are not run without --doctests, and the summary says so.
+    let note = run.counts().note.unwrap_or_default();
     assert!(
-        text.contains("doctests not run (2 libraries have them; --doctests runs them)"),
-        "{text}"
+        note.contains("doctests not run (2 libraries have them; --doctests runs them)"),
+        "{note}"
     );
     // .partest/ keeps itself out of git status.
     let ignore = std::fs::read_to_string(workspace_fixture().join(".partest/.gitignore")).unwrap();
@@ -193,66 +199,51 @@ fn a_proc_macro_workspace_runs_with_cargos_library_path_and_variables() {
 
 #[test]
 fn filtersets_skip_exact_and_cargo_flags_select_as_nextest_and_libtest() {
-    let passed = |out: &std::process::Output| -> String {
-        let text = stdout(out);
-        text.lines()
-            .find(|l| l.starts_with("Summary"))
-            .unwrap_or_else(|| panic!("no summary:\n{}", both(out)))
-            .to_string()
-    };
-    let out = ws_run(&["run", "-E", "package(ws-app) and test(slow)"], &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    // The tests that passed; none failed.
+    let passed = |args: &[&str]| Run::parse(ws_run(&json_args(args), &[])).passed();
+    let both_slow = passed(&["run", "-E", "package(ws-app) and test(slow)"]);
+    assert_eq!(both_slow.len(), 2, "{both_slow:?}");
     assert!(
-        passed(&out).contains(" 2 passed, 0 failed"),
-        "{}",
-        both(&out)
+        both_slow.iter().all(|t| t.contains("tests::slow_")),
+        "{both_slow:?}"
     );
 
-    let out = ws_run(
-        &[
-            "run",
-            "-E",
-            "test(/^tests::slow_(one|two)$/) - test(=tests::slow_two)",
-        ],
-        &[],
+    let one = passed(&[
+        "run",
+        "-E",
+        "test(/^tests::slow_(one|two)$/) - test(=tests::slow_two)",
+    ]);
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert!(
+        one.iter().all(|t| t.ends_with("tests::slow_one")),
+        "{one:?}"
     );
-    assert!(passed(&out).contains(" 1 passed,"), "{}", both(&out));
 
     // `-- --skip slow` leaves the slow tests out, as libtest does.
-    let out = ws_run(
-        &["run", "-p", "ws-app", "--lib", "--", "--skip", "slow"],
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    assert!(!stdout(&out).contains("slow_one"), "{}", both(&out));
-    assert!(
-        stdout(&out).contains("tests::uses_the_macro"),
-        "{}",
-        both(&out)
-    );
+    let lib = passed(&["run", "-p", "ws-app", "--lib", "--", "--skip", "slow"]);
+    assert!(!lib.iter().any(|t| t.contains("slow_one")), "{lib:?}");
+    assert!(lib.contains("ws-app tests::uses_the_macro"), "{lib:?}");
 
-    let out = ws_run(&["run", "--exact", "tests::slow_one"], &[]);
-    assert!(passed(&out).contains(" 1 passed,"), "{}", both(&out));
+    let exact = passed(&["run", "--exact", "tests::slow_one"]);
+    assert_eq!(exact.len(), 1, "{exact:?}");
 
     // -p picks the package: the proc-macro crate's one test.
-    let out = ws_run(&["run", "-p", "ws-macros"], &[]);
-    assert!(passed(&out).contains(" 1 passed,"), "{}", both(&out));
+    assert_eq!(
+        passed(&["run", "-p", "ws-macros"]),
+        ["ws-macros tests::macro_crate_tests_run".to_string()].into()
+    );
 
     // --features reaches the build.
     let out = ws_run(&["run", "-E", "test(extra_feature)"], &[]);
     assert_eq!(out.status.code(), Some(4), "{}", both(&out));
-    let out = ws_run(
-        &[
-            "run",
-            "--features",
-            "ws-app/extra",
-            "-E",
-            "test(extra_feature)",
-        ],
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    assert!(passed(&out).contains(" 1 passed,"), "{}", both(&out));
+    let extra = passed(&[
+        "run",
+        "--features",
+        "ws-app/extra",
+        "-E",
+        "test(extra_feature)",
+    ]);
+    assert_eq!(extra.len(), 1, "{extra:?}");
 
     // Nothing matched is not green; a bad filterset is a usage error.
     let out = ws_run(&["run", "nonexistent"], &[]);
@@ -264,23 +255,29 @@ fn filtersets_skip_exact_and_cargo_flags_select_as_nextest_and_libtest() {
 
 #[test]
 fn doctests_run_as_one_unit_per_library_with_the_flag() {
-    let out = ws_run(&["run", "--doctests", "-E", "kind(doctest)"], &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    let text = stdout(&out);
+    let run = Run::parse(ws_run(
+        &json_args(&["run", "--doctests", "-E", "kind(doctest)"]),
+        &[],
+    ));
+    assert_eq!(run.code(), Some(0), "{}", run.both());
     assert!(
-        text.lines()
-            .any(|l| l.contains("PASS") && l.ends_with("ws-app::doctests")),
-        "{text}"
+        run.with_status(Status::Pass).contains("ws-app::doctests"),
+        "{}",
+        run.both()
     );
-    assert!(!text.contains("doctests not run"), "{text}");
+    let note = run.counts().note;
+    assert!(
+        !note.as_deref().unwrap_or("").contains("doctests not run"),
+        "{note:?}"
+    );
 }
 
 #[test]
 fn junit_has_a_suite_per_binary_reruns_and_streams_apart_and_leaks_show() {
     let dir = tempfile::tempdir().unwrap();
     let junit = dir.path().join("junit.xml");
-    let out = ws_run(
-        &[
+    let run = Run::parse(ws_run(
+        &json_args(&[
             "run",
             "--retries",
             "1",
@@ -288,38 +285,30 @@ fn junit_has_a_suite_per_binary_reruns_and_streams_apart_and_leaks_show() {
             junit.to_str().unwrap(),
             "-E",
             "test(writes_both) | test(leaves) | test(uses_the_macro) | package(ws-macros)",
-        ],
+        ]),
         &[("WS_FAIL", "1"), ("WS_LEAK", "1")],
+    ));
+    assert_eq!(run.code(), Some(100), "{}", run.both());
+    // The leaky test passed, leaving a process behind.
+    let leaky = run.last_attempt("ws-app tests::leaves_a_process_when_asked");
+    assert!(leaky.status == Status::Pass && leaky.leaked, "{leaky:?}");
+    assert_eq!(
+        run.outcomes()["ws-app tests::writes_both_streams"],
+        Status::Fail,
+        "{}",
+        run.both()
     );
-    assert_eq!(out.status.code(), Some(100), "{}", both(&out));
-    let text = stdout(&out);
-    assert!(
-        text.lines()
-            .any(|l| l.contains("LEAK") && l.contains("leaves_a_process_when_asked")),
-        "{text}"
-    );
-    // The failures again, under the summary.
-    let summary_at = text.find("\nSummary").expect("a summary");
-    assert!(
-        text[summary_at..].contains("FAIL")
-            && text[summary_at..].contains("tests::writes_both_streams"),
-        "{text}"
-    );
-    assert!(text[summary_at..].contains("1 leaky"), "{text}");
+    let counts = run.counts();
+    assert_eq!((counts.failed, counts.leaked), (1, 1), "{counts:?}");
 
-    let xml = std::fs::read_to_string(&junit).unwrap();
-    let doc = roxmltree::Document::parse(&xml).expect("JUnit is well-formed XML");
-    let root = doc.root_element();
-    assert_eq!(root.tag_name().name(), "testsuites");
-    let suites: Vec<_> = root
-        .children()
-        .filter(|n| n.has_tag_name("testsuite"))
-        .collect();
-    let names: Vec<&str> = suites.iter().filter_map(|s| s.attribute("name")).collect();
-    assert_eq!(names.len(), 2, "one suite per binary: {names:?}\n{xml}");
-    assert!(
-        names.contains(&"ws-app") && names.contains(&"ws-macros"),
-        "{names:?}"
+    let junit = read_junit(&junit);
+    let xml = &junit.xml;
+    let mut names = junit.suite_names();
+    names.sort();
+    assert_eq!(
+        names,
+        ["ws-app", "ws-macros"],
+        "one suite per binary: {xml}"
     );
     let allowed = [
         "name",
@@ -330,46 +319,24 @@ fn junit_has_a_suite_per_binary_reruns_and_streams_apart_and_leaks_show() {
         "file",
         "line",
     ];
-    for case in doc.descendants().filter(|n| n.has_tag_name("testcase")) {
-        for a in case.attributes() {
+    for case in junit.cases() {
+        for a in &case.attributes {
             assert!(
-                allowed.contains(&a.name()),
-                "non-standard attribute {}: {xml}",
-                a.name()
+                allowed.contains(&a.as_str()),
+                "non-standard attribute {a}: {xml}"
             );
         }
-        assert!(case.attribute("classname").is_some(), "{xml}");
-        assert!(case.attribute("time").is_some(), "{xml}");
+        assert!(case.classname.is_some(), "{xml}");
+        assert!(case.time.is_some(), "{xml}");
     }
-    let failing = doc
-        .descendants()
-        .find(|n| {
-            n.has_tag_name("testcase") && n.attribute("name") == Some("tests::writes_both_streams")
-        })
-        .expect("the failing test is reported");
-    assert_eq!(failing.attribute("classname"), Some("ws-app"));
-    let failure = failing
-        .children()
-        .find(|n| n.has_tag_name("failure"))
-        .expect("<failure>");
-    assert_eq!(failure.attribute("message"), Some("asked to fail"), "{xml}");
-    assert_eq!(failure.attribute("type"), Some("test failure"), "{xml}");
-    assert_eq!(
-        failing
-            .children()
-            .filter(|n| n.has_tag_name("rerunFailure"))
-            .count(),
-        1,
-        "one rerun per retried attempt: {xml}"
-    );
-    let out_text = failing
-        .children()
-        .find(|n| n.has_tag_name("system-out"))
-        .and_then(|n| n.text());
-    let err_text = failing
-        .children()
-        .find(|n| n.has_tag_name("system-err"))
-        .and_then(|n| n.text());
+    let failing = junit.case("tests::writes_both_streams");
+    assert_eq!(failing.classname.as_deref(), Some("ws-app"));
+    assert_eq!(failing.result, CaseResult::Failed, "{xml}");
+    assert_eq!(failing.message.as_deref(), Some("asked to fail"), "{xml}");
+    assert_eq!(failing.kind.as_deref(), Some("test failure"), "{xml}");
+    assert_eq!(failing.reruns, 1, "one rerun per retried attempt: {xml}");
+    let out_text = failing.system_out.as_deref();
+    let err_text = failing.system_err.as_deref();
     assert!(
         out_text.is_some_and(|t| t.contains("to stdout") && !t.contains("to stderr")),
         "{xml}"
@@ -389,8 +356,8 @@ fn leak_fail_makes_a_leaky_test_fail() {
     )
     .unwrap();
     let manifest = workspace_fixture().join("Cargo.toml");
-    let out = ws_run(
-        &[
+    let run = Run::parse(ws_run(
+        &json_args(&[
             "--config",
             dir.path().join("partest.toml").to_str().unwrap(),
             "run",
@@ -398,11 +365,13 @@ fn leak_fail_makes_a_leaky_test_fail() {
             manifest.to_str().unwrap(),
             "-E",
             "test(leaves)",
-        ],
+        ]),
         &[("WS_LEAK", "1")],
-    );
-    assert_eq!(out.status.code(), Some(100), "{}", both(&out));
-    assert!(stdout(&out).contains("LEAK-FAIL"), "{}", both(&out));
+    ));
+    assert_eq!(run.code(), Some(100), "{}", run.both());
+    let leaky = run.last_attempt("ws-app tests::leaves_a_process_when_asked");
+    assert!(leaky.status == Status::Fail && leaky.leaked, "{leaky:?}");
+    assert_eq!(run.counts().leaked, 1, "{}", run.both());
     // The state dir is out of git's way there too.
     assert!(dir.path().join(".partest/.gitignore").is_file());
 }
@@ -483,7 +452,7 @@ fn cargo_partest_works_as_a_cargo_subcommand() {
     )
     .unwrap();
     let out = std::process::Command::new(&cargo)
-        .args([
+        .args(json_args(&[
             "partest",
             "list",
             "-n",
@@ -491,14 +460,18 @@ fn cargo_partest_works_as_a_cargo_subcommand() {
             "--",
             "--skip",
             "fails_on_request",
-        ])
+        ]))
         .current_dir(fixture())
         .env("PATH", path)
         .env("CARGO_TARGET_DIR", fixture_target())
         .env("PARTEST_RUNS_DIR", target_dir().join("partest-e2e-runs"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    let text = stdout(&out);
-    assert!(text.contains("parallel: 5 tests on 2 workers"), "{text}");
+    let listed = Listed::parse(&out);
+    let parallel = listed.in_phase("parallel");
+    assert_eq!(parallel.len(), 5, "{listed:?}");
+    assert!(
+        !parallel.iter().any(|t| t.contains("fails_on_request")),
+        "{listed:?}"
+    );
 }

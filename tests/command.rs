@@ -19,8 +19,8 @@ fn tests_run_concurrently_on_distinct_slots() {
             &traced(&log, &format!("s{i}"), "sleep 0.4"),
         );
     }
-    let out = p.run(&["run", "-n", "2"]);
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let run = p.run_json(&["run", "-n", "2"]);
+    assert_eq!(run.code(), Some(0), "{}", run.both());
     let t = traces(&log);
     assert_eq!(t.len(), 4);
     let workers: std::collections::BTreeSet<&str> = t.iter().map(|t| t.worker.as_str()).collect();
@@ -39,10 +39,12 @@ fn tests_run_concurrently_on_distinct_slots() {
             );
         }
     }
-    assert!(
-        stdout(&out).contains("4 passed, 0 failed"),
-        "{}",
-        both(&out)
+    assert_eq!(
+        run.counts(),
+        Counts {
+            passed: 4,
+            ..Counts::default()
+        }
     );
 }
 
@@ -107,8 +109,13 @@ fn serial_tests_run_alone_after_the_parallel_phase() {
             &traced(&log, &format!("serial{i}"), "sleep 0.2"),
         );
     }
-    let out = p.run(&["run", "-n", "2"]);
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let run = p.run_json(&["run", "-n", "2"]);
+    assert_eq!(run.code(), Some(0), "{}", run.both());
+    let started = run.started();
+    assert_eq!(
+        (started.workers, started.parallel, started.serial),
+        (2, 4, 2)
+    );
     let t = traces(&log);
     assert_eq!(t.len(), 6);
     for s in t.iter().filter(|t| t.name.starts_with("serial")) {
@@ -126,10 +133,13 @@ fn serial_tests_run_alone_after_the_parallel_phase() {
             "serial test started before the parallel phase ended"
         );
     }
-    let list = p.run(&["list", "-n", "2"]);
-    let text = stdout(&list);
-    assert!(text.contains("parallel: 4 tests on 2 workers"), "{text}");
-    assert!(text.contains("serial: 2 tests"), "{text}");
+    let listed = p.list_json(&["list", "-n", "2"]);
+    assert_eq!(listed.in_phase("parallel").len(), 4, "{listed:?}");
+    assert_eq!(
+        listed.in_phase("serial"),
+        ["t/serial/s0.sh", "t/serial/s1.sh"],
+        "{listed:?}"
+    );
 }
 
 #[test]
@@ -181,22 +191,42 @@ fn a_failing_test_exits_100_and_shows_its_output() {
         "echo 'expected 3, got 4' >&2\necho on-stdout\nexit 7\n",
     );
     let junit = p.path().join("out/junit.xml");
-    let out = p.run(&["run", "-n", "2", "--junit", junit.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(100), "{}", both(&out));
-    let text = stdout(&out);
-    assert!(text.contains("FAIL") && text.contains("t/bad.sh"), "{text}");
-    assert!(
-        text.contains("expected 3, got 4") && text.contains("on-stdout"),
-        "{text}"
+    let run = p.run_json(&["run", "-n", "2", "--junit", junit.to_str().unwrap()]);
+    assert_eq!(run.code(), Some(100), "{}", run.both());
+    assert_eq!(
+        run.with_status(Status::Fail),
+        ["t/bad.sh".to_string()].into()
     );
-    assert!(text.contains("exit code 7"), "{text}");
-    assert!(text.contains("1 passed, 1 failed"), "{text}");
-    let xml = std::fs::read_to_string(&junit).expect("junit written");
-    assert!(
-        xml.contains("t/bad.sh") && xml.contains("<failure"),
-        "{xml}"
+    assert_eq!(
+        run.with_status(Status::Pass),
+        ["t/ok.sh".to_string()].into()
     );
-    assert!(xml.contains("tests=\"2\""), "{xml}");
+    // Its stdout and stderr apart, and how it ended.
+    let bad = run.last_attempt("t/bad.sh");
+    assert!(
+        bad.stderr
+            .as_deref()
+            .unwrap_or("")
+            .contains("expected 3, got 4"),
+        "{bad:?}"
+    );
+    let output = bad.output.as_deref().unwrap_or("");
+    assert!(
+        output.contains("on-stdout") && output.contains("exit code 7"),
+        "{bad:?}"
+    );
+    assert_eq!(
+        run.counts(),
+        Counts {
+            passed: 1,
+            failed: 1,
+            ..Counts::default()
+        }
+    );
+    let junit = read_junit(&junit);
+    assert_eq!((junit.tests, junit.failures, junit.errors), (2, 1, 0));
+    assert_eq!(junit.case("t/bad.sh").result, CaseResult::Failed);
+    assert_eq!(junit.case("t/ok.sh").result, CaseResult::Passed);
 }
 
 #[test]
@@ -214,9 +244,15 @@ fn a_hanging_test_is_killed_at_the_timeout_with_its_process_group() {
     );
     p.file("t/quick.sh", "exit 0\n");
     // Without the timeout this run would take 300 s and report a PASS.
-    let out = p.run(&["run", "-n", "2", "--timeout", "1"]);
-    assert_eq!(out.status.code(), Some(100), "{}", both(&out));
-    assert!(stdout(&out).contains("TIMEOUT"), "{}", both(&out));
+    let run = p.run_json(&["run", "-n", "2", "--timeout", "1"]);
+    assert_eq!(run.code(), Some(100), "{}", run.both());
+    assert_eq!(
+        run.outcomes()["t/hang.sh"],
+        Status::Timeout,
+        "{}",
+        run.both()
+    );
+    assert_eq!(run.counts().timed_out, 1, "{}", run.both());
     for file in ["child.pid", "test.pid"] {
         let pid: i32 = std::fs::read_to_string(log.join(file))
             .unwrap()
@@ -243,15 +279,31 @@ fn retries_mark_a_test_that_passes_later_as_flaky() {
             log.display()
         ),
     );
-    let out = p.run(&["run", "-n", "1", "--retries", "2"]);
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let run = p.run_json(&["run", "-n", "1", "--retries", "2"]);
+    assert_eq!(run.code(), Some(0), "{}", run.both());
     assert_eq!(
         std::fs::read_to_string(log.join("attempts")).unwrap(),
         "1\n2\n"
     );
-    let text = stdout(&out);
-    assert!(text.contains("RETRY") && text.contains("FLAKY"), "{text}");
-    assert!(text.contains("1 flaky"), "{text}");
+    // A retried failure, then a pass: flaky.
+    let attempts: Vec<(u64, Status, bool)> = run
+        .attempts()
+        .iter()
+        .map(|a| (a.attempt, a.status, a.will_retry))
+        .collect();
+    assert_eq!(
+        attempts,
+        [(1, Status::Fail, true), (2, Status::Pass, false)],
+        "{}",
+        run.both()
+    );
+    assert_eq!(
+        run.counts(),
+        Counts {
+            flaky: 1,
+            ..Counts::default()
+        }
+    );
 }
 
 #[test]
@@ -266,10 +318,18 @@ fn fail_fast_stops_starting_tests() {
             &traced(&log, &format!("b{i}"), "sleep 0.1"),
         );
     }
-    let out = p.run(&["run", "-n", "1", "--fail-fast"]);
-    assert_eq!(out.status.code(), Some(100), "{}", both(&out));
-    assert!(traces(&log).len() < 5, "fail-fast still ran everything");
-    assert!(stdout(&out).contains("not run"), "{}", both(&out));
+    let run = p.run_json(&["run", "-n", "1", "--fail-fast"]);
+    assert_eq!(run.code(), Some(100), "{}", run.both());
+    let ran = traces(&log).len();
+    assert!(ran < 5, "fail-fast still ran everything");
+    // What did not run is counted as such.
+    let counts = run.counts();
+    assert_eq!(
+        (counts.failed, counts.passed),
+        (1, ran as u64),
+        "{counts:?}"
+    );
+    assert_eq!(counts.cancelled, 5 - ran as u64, "{counts:?}");
 }
 
 #[test]
@@ -287,7 +347,7 @@ fn sigint_mid_run_tears_down_and_exits_130() {
         );
     }
     let child = partest(p.path())
-        .args(["run", "-n", "2"])
+        .args(json_args(&["run", "-n", "2"]))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -301,9 +361,20 @@ fn sigint_mid_run_tears_down_and_exits_130() {
     }
     // SAFETY: sending SIGINT to the partest process we spawned.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", both(&out));
-    assert!(stdout(&out).contains("Interrupted"), "{}", both(&out));
+    let run = Run::parse(child.wait_with_output().unwrap());
+    assert_eq!(run.code(), Some(130), "{}", run.both());
+    assert_eq!(run.of_type("interrupted").count(), 1, "{}", run.both());
+    // The two running tests stopped, the third never started: none passed.
+    assert_eq!(
+        run.counts(),
+        Counts {
+            cancelled: 3,
+            interrupted: true,
+            ..Counts::default()
+        },
+        "{}",
+        run.both()
+    );
     for entry in std::fs::read_dir(&log).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -370,28 +441,31 @@ fn filtersets_skip_and_exact_select_command_tests() {
     for name in ["t/unit/a.sh", "t/unit/b.sh", "t/e2e/c.sh"] {
         p.file(name, "true");
     }
-    let summary = |out: &std::process::Output| {
-        stdout(out)
-            .lines()
-            .find(|l| l.starts_with("Summary"))
-            .unwrap_or_else(|| panic!("no summary:\n{}", both(out)))
-            .to_string()
-    };
-    let out = p.run(&["run", "-n", "1", "-E", "file(t/unit/*) - test(b.sh)"]);
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    assert!(summary(&out).contains(" 1 passed,"), "{}", both(&out));
-    let out = p.run(&["run", "-n", "1", "--skip", "unit"]);
-    assert!(summary(&out).contains(" 1 passed,"), "{}", both(&out));
-    let out = p.run(&["run", "-n", "1", "--exact", "t/unit/a.sh"]);
-    assert!(summary(&out).contains(" 1 passed,"), "{}", both(&out));
-    let out = p.run(&[
-        "run",
-        "-n",
-        "1",
-        "-E",
-        "kind(command) and not file(t/unit/**)",
-    ]);
-    assert!(summary(&out).contains(" 1 passed,"), "{}", both(&out));
+    // Which tests ran, and that they passed.
+    let passed = |args: &[&str]| p.run_json(args).passed();
+    let only = |test: &str| std::collections::BTreeSet::from([test.to_string()]);
+    assert_eq!(
+        passed(&["run", "-n", "1", "-E", "file(t/unit/*) - test(b.sh)"]),
+        only("t/unit/a.sh")
+    );
+    assert_eq!(
+        passed(&["run", "-n", "1", "--skip", "unit"]),
+        only("t/e2e/c.sh")
+    );
+    assert_eq!(
+        passed(&["run", "-n", "1", "--exact", "t/unit/a.sh"]),
+        only("t/unit/a.sh")
+    );
+    assert_eq!(
+        passed(&[
+            "run",
+            "-n",
+            "1",
+            "-E",
+            "kind(command) and not file(t/unit/**)",
+        ]),
+        only("t/e2e/c.sh")
+    );
     let out = p.run(&["run", "-n", "1", "unit/z"]);
     assert_eq!(out.status.code(), Some(4), "{}", both(&out));
     assert!(stderr(&out).contains("no tests to run"), "{}", both(&out));

@@ -11,13 +11,19 @@ static QUICKSTART: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn the_quickstart_example_passes_with_a_database_per_slot() {
     let _one_at_a_time = QUICKSTART.lock().unwrap_or_else(|e| e.into_inner());
     let dir = workspace().join("examples/quickstart");
-    let out = partest(&dir).args(["run", "-n", "2"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    let text = stdout(&out);
-    assert!(text.contains("9 passed, 0 failed"), "{text}");
-    assert!(
-        text.contains("SETUP"),
-        "the template was migrated once: {text}"
+    let run = Run::parse(
+        partest(&dir)
+            .args(json_args(&["run", "-n", "2"]))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.both());
+    assert_eq!(run.passed_and_failed(), (9, 0), "{}", run.both());
+    assert_eq!(
+        run.of_type("setup-command").count(),
+        1,
+        "the template was migrated once: {}",
+        run.both()
     );
     // Teardown removed every slot database.
     let left: Vec<_> = files_under(&dir.join(".partest/plugins"))
@@ -42,15 +48,15 @@ fn the_readmes_first_command_runs_as_written() {
     let words: Vec<&str> = line.split_whitespace().collect();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let _one_at_a_time = QUICKSTART.lock().unwrap_or_else(|e| e.into_inner());
-    let out = std::process::Command::new(cargo)
-        .args(&words[1..])
-        .current_dir(workspace())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{line}: {}", both(&out));
-    assert!(
-        stdout(&out).contains("9 passed, 0 failed"),
-        "{}",
-        both(&out)
+    // As written, with the JSON format added at the end to read the outcome.
+    let run = Run::parse(
+        std::process::Command::new(cargo)
+            .args(&words[1..])
+            .args(["--message-format", "json"])
+            .current_dir(workspace())
+            .output()
+            .unwrap(),
     );
+    assert_eq!(run.code(), Some(0), "{line}: {}", run.both());
+    assert_eq!(run.passed_and_failed(), (9, 0), "{}", run.both());
 }

@@ -19,7 +19,7 @@
 //! then `partest clean` for containers and compose projects.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use partest_e2e::servers::{Postgres, Redis};
@@ -79,20 +79,6 @@ fn faults_plugin() -> PathBuf {
     target_dir()
         .join("partest-guests/wasm32-wasip2/release")
         .join("test_faults.wasm")
-}
-
-fn have(test: &str, program: &str, arg: &str) -> bool {
-    let ok = Command::new(program)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(!in_ci(), "{test}: CI=true but `{program} {arg}` failed");
-        eprintln!("skipping {test}: `{program} {arg}` failed; install it");
-    }
-    ok
 }
 
 /// A test body: writes to the slot's SQLite file, Redis database and

@@ -183,20 +183,7 @@ fn a_database_owned_by_a_dead_run_is_reclaimed() {
     assert_eq!(left, 0, "reclaimed, used and flushed");
 
     // Owned by a live run (this test process): not touched, exit 3.
-    let me = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let start = me
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .nth(19)
-        .unwrap()
-        .to_string();
-    std::fs::write(
-        runs.path().join("e2elive1"),
-        format!("{} {start}\n", std::process::id()),
-    )
-    .unwrap();
+    std::fs::write(runs.path().join("e2elive1"), live_run_entry()).unwrap();
     server.cli(11, &["SET", "partest:owner", "e2elive1:gw0"]);
     let out = partest(p.path())
         .env("PARTEST_RUNS_DIR", runs.path())
@@ -332,19 +319,20 @@ fn unreachable_redis_fails_cleanly_with_exit_3() {
         "[command]\ntests = [\"t/*.sh\"]\nrun = \"sh {}\"\n\n[plugins.redis]\nurl = \"redis://127.0.0.1:1\"\n\n[plugins.sqlite]\n",
     );
     p.file("t/a.sh", "true\n");
-    let out = p.run(&["run", "--plugins", "sqlite,redis"]);
-    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+    let run = p.run_json(&["run", "--plugins", "sqlite,redis"]);
+    assert_eq!(run.code(), Some(3), "{}", run.both());
     assert!(
-        stderr(&out).contains(
+        run.stderr().contains(
             "cannot reach redis at redis://127.0.0.1:1: connection refused — is redis-server running?"
         ),
         "{}",
-        both(&out)
+        run.both()
     );
-    assert!(
-        !stdout(&out).contains("PASS"),
+    assert_eq!(
+        run.of_type("test-started").count(),
+        0,
         "no test ran: {}",
-        both(&out)
+        run.both()
     );
     assert_eq!(
         slot_files(&p),

@@ -111,13 +111,6 @@ fn assert_isolated(seen: &[Vec<String>], row: &[String]) {
 }
 
 /// The run id of the human output's "Starting … [run <id>]" line.
-fn run_id_in_output(text: &str) -> &str {
-    text.split("[run ")
-        .nth(1)
-        .and_then(|r| r.split(']').next())
-        .expect("the run id")
-}
-
 fn run_id_of(db: &str) -> String {
     db.split('_').nth(1).expect("partest_<run>_...").to_string()
 }
@@ -301,17 +294,7 @@ fn clean_never_drops_a_database_without_our_marker_nor_a_live_runs() {
     .unwrap();
     // A live run's database: this test process stands in for the run.
     let live = "a11ve0c1";
-    let me = std::process::id();
-    let start = std::fs::read_to_string(format!("/proc/{me}/stat")).unwrap();
-    let start = start
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .nth(19)
-        .unwrap()
-        .to_string();
-    std::fs::write(runs.path().join(live), format!("{me} {start}\n")).unwrap();
+    std::fs::write(runs.path().join(live), live_run_entry()).unwrap();
     let live_db = format!("partest_{live}_gw0");
     let _ = psql(&format!("DROP DATABASE IF EXISTS {live_db}"));
     psql(&format!("CREATE DATABASE {live_db}")).unwrap();
@@ -392,15 +375,17 @@ fn the_postgres_example_passes_with_migrations_run_once() {
         return;
     }
     let dir = workspace().join("examples/postgres");
-    let out = partest(&dir)
-        .args(["run", "--plugins", "postgres", "-n", "3"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    let text = stdout(&out);
-    assert!(text.contains("19 passed, 0 failed"), "{text}");
-    assert_eq!(text.matches("SETUP").count(), 1, "migrated once: {text}");
-    let id = run_id_in_output(&text);
+    let run = Run::parse(
+        partest(&dir)
+            .args(json_args(&["run", "--plugins", "postgres", "-n", "3"]))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.both());
+    assert_eq!(run.passed_and_failed(), (19, 0), "{}", run.both());
+    let setups = run.of_type("setup-command").count();
+    assert_eq!(setups, 1, "migrated once: {}", run.both());
+    let id = run.started().run_id;
     let left = databases(&format!("partest\\_{id}\\_%"));
     assert!(left.is_empty(), "left behind: {left:?}");
 }
@@ -411,14 +396,19 @@ fn the_django_example_uses_each_slots_clone_without_glue() {
         return;
     }
     let dir = workspace().join("examples/django");
-    let out = partest(&dir).args(["run", "-n", "2"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    let text = stdout(&out);
+    let run = Run::parse(
+        partest(&dir)
+            .args(json_args(&["run", "-n", "2"]))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.both());
     // 13 tests, one of which checks that the test database is the slot's
     // clone (not a test_* database pytest-django made) and is migrated.
-    assert!(text.contains("13 passed, 0 failed"), "{text}");
-    assert_eq!(text.matches("SETUP").count(), 1, "migrated once: {text}");
-    let id = run_id_in_output(&text);
+    assert_eq!(run.passed_and_failed(), (13, 0), "{}", run.both());
+    let setups = run.of_type("setup-command").count();
+    assert_eq!(setups, 1, "migrated once: {}", run.both());
+    let id = run.started().run_id;
     assert!(databases(&format!("%{id}%")).is_empty(), "left behind");
     assert!(
         databases("test_partest%").is_empty(),
@@ -479,12 +469,14 @@ fn django_settings_that_miss_the_slots_clone_stop_before_any_test_touches_their_
     assert!(migrated.status.success(), "{}", both(&migrated));
     keep("INSERT INTO orders_customer (email) VALUES ('kept@example.com')");
     let run = || {
-        partest(p.path())
-            .args(["run", "-n", "2"])
-            .env("APP_DATABASE_URL", &decoy_url)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .output()
-            .unwrap()
+        Run::parse(
+            partest(p.path())
+                .args(json_args(&["run", "-n", "2"]))
+                .env("APP_DATABASE_URL", &decoy_url)
+                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .output()
+                .unwrap(),
+        )
     };
     let out = run();
     let kept = keep("SELECT count(*) FROM orders_customer");
@@ -498,16 +490,19 @@ fn django_settings_that_miss_the_slots_clone_stop_before_any_test_touches_their_
     let mapped = run();
     let kept_after = keep("SELECT count(*) FROM orders_customer");
     let _ = psql(&format!("DROP DATABASE IF EXISTS {decoy} WITH (FORCE)"));
-    assert_ne!(out.status.code(), Some(0), "{}", both(&out));
+    assert_ne!(out.code(), Some(0), "{}", out.both());
+    // The tests that met the decoy say why they failed.
     assert!(
-        stdout(&out).contains("not this slot's clone"),
+        out.attempts()
+            .iter()
+            .any(|a| a.status == Status::Fail && a.text().contains("not this slot's clone")),
         "{}",
-        both(&out)
+        out.both()
     );
-    assert_eq!(kept, "1", "{}", both(&out));
-    assert_eq!(mapped.status.code(), Some(0), "{}", both(&mapped));
-    assert!(stdout(&mapped).contains("14 passed"), "{}", both(&mapped));
-    assert_eq!(kept_after, "1", "{}", both(&mapped));
+    assert_eq!(kept, "1", "{}", out.both());
+    assert_eq!(mapped.code(), Some(0), "{}", mapped.both());
+    assert_eq!(mapped.counts().passed, 14, "{}", mapped.both());
+    assert_eq!(kept_after, "1", "{}", mapped.both());
 }
 
 #[test]

@@ -14,23 +14,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use partest_e2e::servers::{chown_postgres, make_certs, pg_bin};
 use partest_e2e::*;
 
 const PASSWORD: &str = "e2e-pg-secret-5b9e";
-
-/// initdb's directory, or why there is none.
-fn pg_bin() -> Result<PathBuf, String> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map_err(|e| format!("/usr/lib/postgresql: {e}"))?
-        .flatten()
-        .map(|e| e.path().join("bin"))
-        .filter(|b| b.join("initdb").is_file() && b.join("pg_ctl").is_file())
-        .collect();
-    found.sort();
-    found
-        .pop()
-        .ok_or_else(|| "no /usr/lib/postgresql/*/bin with initdb and pg_ctl".into())
-}
 
 fn usable(test: &str) -> Option<PathBuf> {
     let why = match pg_bin() {
@@ -59,83 +46,6 @@ fn as_postgres(bin: &Path, program: &str, args: &[&str]) -> String {
         .expect("running runuser");
     assert!(out.status.success(), "{program} {args:?}: {}", both(&out));
     stdout(&out)
-}
-
-fn chown_postgres(path: &Path) {
-    let ok = Command::new("chown")
-        .args(["-R", "postgres:postgres"])
-        .arg(path)
-        .status()
-        .expect("chown");
-    assert!(ok.success(), "chown postgres {}", path.display());
-}
-
-/// `openssl args` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("running openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", both(&out));
-}
-
-/// A CA (`<name>.crt`) and, for `server`, a certificate it signed for
-/// 127.0.0.1 and localhost.
-fn make_certs(dir: &Path) {
-    let key = ["-newkey", "rsa:2048", "-nodes"];
-    for ca in ["ca", "wrong-ca"] {
-        openssl(
-            dir,
-            &[
-                &["req", "-x509"][..],
-                &key,
-                &["-days", "2", "-subj", &format!("/CN=partest e2e {ca}")],
-                &[
-                    "-keyout",
-                    &format!("{ca}.key"),
-                    "-out",
-                    &format!("{ca}.crt"),
-                ],
-            ]
-            .concat(),
-        );
-    }
-    openssl(
-        dir,
-        &[
-            &["req"][..],
-            &key,
-            &["-subj", "/CN=localhost"],
-            &["-keyout", "server.key", "-out", "server.csr"],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "server.crt",
-        ],
-    );
 }
 
 /// A private PostgreSQL cluster, stopped (immediately) when dropped, even
@@ -185,7 +95,7 @@ impl Server {
             .unwrap();
         let certs = dir.path().join("certs");
         std::fs::create_dir(&certs).unwrap();
-        make_certs(&certs);
+        make_certs(&certs, &["ca", "wrong-ca"]);
         // Readable by the test (psql as root) and the server alike.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let pwfile = dir.path().join("pw");

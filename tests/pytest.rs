@@ -28,18 +28,21 @@ fn one_worker_per_slot_runs_in_parallel_and_serial_markers_run_alone() {
         return;
     }
     let log = tempfile::tempdir().unwrap();
-    let out = run(&["run", "-n", "2"], log.path(), &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    let text = stdout(&out);
-    assert!(text.contains("14 passed, 0 failed, 1 skipped"), "{text}");
-    assert!(
-        text.contains("tests/test_math.py::TestStrings::test_upper"),
-        "{text}"
+    let run = Run::parse(run(&json_args(&["run", "-n", "2"]), log.path(), &[]));
+    assert_eq!(run.code(), Some(0), "{}", run.both());
+    let counts = run.counts();
+    assert_eq!(
+        (counts.passed, counts.failures(), counts.skipped),
+        (14, 0, 1),
+        "{counts:?}"
     );
-    assert!(
-        text.contains("tests/test_math.py::test_square[3]"),
-        "{text}"
-    );
+    let passed = run.with_status(Status::Pass);
+    for name in [
+        "tests/test_math.py::TestStrings::test_upper",
+        "tests/test_math.py::test_square[3]",
+    ] {
+        assert!(passed.contains(name), "{name} did not pass: {passed:?}");
+    }
     let t = traces(log.path());
     assert_eq!(t.len(), 14, "{t:?}");
     let serial: Vec<&Trace> = t.iter().filter(|t| t.name.contains("alone")).collect();
@@ -64,15 +67,28 @@ fn a_failing_test_is_reported_alone_with_pytests_text() {
         return;
     }
     let log = tempfile::tempdir().unwrap();
-    let out = run(&["run", "-n", "2"], log.path(), &[("FIXTURE_FAIL", "1")]);
-    assert_eq!(out.status.code(), Some(100), "{}", both(&out));
-    let text = stdout(&out);
-    assert!(text.contains("13 passed, 1 failed, 1 skipped"), "{text}");
-    assert!(
-        text.contains("FAIL") && text.contains("test_fails_on_request"),
-        "{text}"
+    let run = Run::parse(run(
+        &json_args(&["run", "-n", "2"]),
+        log.path(),
+        &[("FIXTURE_FAIL", "1")],
+    ));
+    assert_eq!(run.code(), Some(100), "{}", run.both());
+    let counts = run.counts();
+    assert_eq!(
+        (counts.passed, counts.failures(), counts.skipped),
+        (13, 1, 1),
+        "{counts:?}"
     );
-    assert!(text.contains("asked to fail"), "{text}");
+    let failed = run.with_status(Status::Fail);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let name = failed.first().unwrap();
+    assert!(name.ends_with("test_fails_on_request"), "{failed:?}");
+    // pytest's own report of it.
+    assert!(
+        run.last_attempt(name).text().contains("asked to fail"),
+        "{}",
+        run.both()
+    );
 }
 
 #[test]
@@ -81,16 +97,15 @@ fn list_shows_serial_tests_from_markers() {
         return;
     }
     let log = tempfile::tempdir().unwrap();
-    let out = run(&["list", "-n", "2"], log.path(), &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    let text = stdout(&out);
-    assert!(text.contains("serial: 2 tests"), "{text}");
-    let serial_part = &text[text.find("serial:").unwrap()..];
-    assert!(
-        serial_part.contains("test_migration_alone")
-            && serial_part.contains("test_global_state_alone"),
-        "{text}"
-    );
+    let listed = Listed::parse(&run(&json_args(&["list", "-n", "2"]), log.path(), &[]));
+    let serial = listed.in_phase("serial");
+    assert_eq!(serial.len(), 2, "{listed:?}");
+    for name in ["test_migration_alone", "test_global_state_alone"] {
+        assert!(
+            serial.iter().any(|t| t.ends_with(name)),
+            "{name} is not serial: {listed:?}"
+        );
+    }
 }
 
 /// A project in a temp dir with `conftest.py` recording every test and every
@@ -166,13 +181,9 @@ fn verbose_addopts_and_strict_markers_do_not_touch_the_protocol() {
             "import pytest\n\n@pytest.mark.slow\ndef test_slow():\n    pass\n\ndef test_plain():\n    pass\n",
         ),
     ]);
-    let out = run_in(&p, &["run", "-n", "2"]);
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    assert!(
-        stdout(&out).contains("14 passed, 0 failed"),
-        "{}",
-        both(&out)
-    );
+    let run = Run::parse(run_in(&p, &json_args(&["run", "-n", "2"])));
+    assert_eq!(run.code(), Some(0), "{}", run.both());
+    assert_eq!(run.passed_and_failed(), (14, 0), "{}", run.both());
     assert_eq!(rows(&p, "test").len(), 14);
 }
 
@@ -185,13 +196,9 @@ fn ids_that_change_between_processes_run_by_index() {
         "tests/test_time.py",
         "import time, pytest\n\n@pytest.mark.parametrize('stamp', [time.time_ns(), time.time_ns() + 1])\ndef test_stamp(stamp):\n    assert stamp > 0\n\n@pytest.mark.parametrize('n', range(6))\ndef test_n(n):\n    pass\n",
     )]);
-    let out = run_in(&p, &["run", "-n", "2"]);
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    assert!(
-        stdout(&out).contains("8 passed, 0 failed"),
-        "{}",
-        both(&out)
-    );
+    let run = Run::parse(run_in(&p, &json_args(&["run", "-n", "2"])));
+    assert_eq!(run.code(), Some(0), "{}", run.both());
+    assert_eq!(run.passed_and_failed(), (8, 0), "{}", run.both());
 }
 
 #[test]
@@ -300,16 +307,17 @@ fn pytest_cov_in_addopts_runs_and_each_worker_saves_its_coverage() {
         "pytest.ini",
         "[pytest]\npythonpath = .\naddopts = --cov=app --cov-report=\n",
     );
-    let out = run_in(&p, &["run", "-n", "2"]);
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    assert!(stdout(&out).contains("25 passed"), "{}", both(&out));
+    let run = Run::parse(run_in(&p, &json_args(&["run", "-n", "2"])));
+    assert_eq!(run.code(), Some(0), "{}", run.both());
+    assert_eq!(run.counts().passed, 25, "{}", run.both());
+    let out = &run.out;
     let data: Vec<String> = std::fs::read_dir(p.path())
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(".coverage"))
         .collect();
-    assert!(!data.is_empty(), "no coverage data: {}", both(&out));
+    assert!(!data.is_empty(), "no coverage data: {}", both(out));
 }
 
 #[test]
@@ -390,26 +398,40 @@ fn a_crashing_and_a_hanging_test_are_reported_and_their_workers_replaced() {
         ),
         ("tests/test_good.py", MANY_TESTS),
     ]);
-    let out = run_in(&p, &["run", "-n", "2", "--timeout", "3"]);
-    assert_eq!(out.status.code(), Some(100), "{}", both(&out));
-    let text = stdout(&out);
-    assert!(
-        text.contains("CRASH") && text.contains("test_segfault"),
-        "{text}"
-    );
-    assert!(
-        text.contains("TIMEOUT") && text.contains("test_hangs"),
-        "{text}"
+    let run = Run::parse(run_in(
+        &p,
+        &json_args(&["run", "-n", "2", "--timeout", "3"]),
+    ));
+    assert_eq!(run.code(), Some(100), "{}", run.both());
+    let segfault = "tests/test_bad.py::test_segfault";
+    let outcomes = run.outcomes();
+    assert_eq!(outcomes[segfault], Status::Crash, "{}", run.both());
+    assert_eq!(
+        outcomes["tests/test_bad.py::test_hangs"],
+        Status::Timeout,
+        "{}",
+        run.both()
     );
     // The worker's output up to its death: pytest's faulthandler names the
     // test's frame (what the test printed went down with pytest's capture).
+    let text = run.last_attempt(segfault).text();
     assert!(
         text.contains("Segmentation fault") && text.contains("test_bad.py"),
         "{text}"
     );
     assert!(text.contains("signal 11"), "{text}");
     // Every good test still ran and passed.
-    assert!(text.contains("12 passed, 2 failed"), "{text}");
+    let counts = run.counts();
+    assert_eq!(
+        (
+            counts.passed,
+            counts.failed,
+            counts.crashed,
+            counts.timed_out
+        ),
+        (12, 0, 1, 1),
+        "{counts:?}"
+    );
     assert_eq!(rows(&p, "test").len(), 12);
     // The hanging test's process is gone (no pytest left sleeping).
     let left = std::process::Command::new("pgrep")
@@ -546,31 +568,36 @@ fn filtersets_skip_and_junit_work_for_pytest_tests_too() {
         ),
         ("tests/test_b.py", "def test_other():\n    pass\n"),
     ]);
-    let summary = |out: &std::process::Output| {
-        stdout(out)
-            .lines()
-            .find(|l| l.starts_with("Summary"))
-            .unwrap_or_else(|| panic!("no summary:\n{}", both(out)))
-            .to_string()
+    // The tests that passed (and that they were all that ran).
+    let passed = |args: &[&str]| {
+        let run = Run::parse(run_in(&p, &json_args(args)));
+        let passed = run.passed();
+        assert_eq!(run.tests(), passed, "{}", run.both());
+        passed
+    };
+    let set = |names: &[&str]| -> std::collections::BTreeSet<String> {
+        names.iter().map(|n| n.to_string()).collect()
     };
     // marker() and file() (partest's additions), with nextest's operators.
-    let out = run_in(
-        &p,
-        &[
+    assert_eq!(
+        passed(&[
             "run",
             "-n",
             "1",
             "-E",
             "marker(slow) | file(tests/test_b.py)",
-        ],
+        ]),
+        set(&["tests/test_a.py::test_slow", "tests/test_b.py::test_other"])
     );
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    assert!(summary(&out).contains(" 2 passed,"), "{}", both(&out));
     // libtest's --skip: everything but what contains it.
-    let out = run_in(&p, &["run", "-n", "1", "--", "--skip", "test_a.py"]);
-    assert!(summary(&out).contains(" 1 passed,"), "{}", both(&out));
-    let out = run_in(&p, &["run", "-n", "1", "-E", "test(/TestGroup::/)"]);
-    assert!(summary(&out).contains(" 1 passed,"), "{}", both(&out));
+    assert_eq!(
+        passed(&["run", "-n", "1", "--", "--skip", "test_a.py"]),
+        set(&["tests/test_b.py::test_other"])
+    );
+    assert_eq!(
+        passed(&["run", "-n", "1", "-E", "test(/TestGroup::/)"]),
+        set(&["tests/test_a.py::TestGroup::test_inside"])
+    );
     let out = run_in(&p, &["run", "-n", "1", "-E", "marker(nonexistent)"]);
     assert_eq!(out.status.code(), Some(4), "{}", both(&out));
 
@@ -578,17 +605,18 @@ fn filtersets_skip_and_junit_work_for_pytest_tests_too() {
     let junit = p.path().join("junit.xml");
     let out = run_in(&p, &["run", "-n", "1", "--junit", junit.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-    let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(
-        xml.contains(r#"<testsuite name="tests/test_a.py""#),
-        "{xml}"
+    let junit = read_junit(&junit);
+    assert_eq!(
+        junit.suite_names(),
+        ["tests/test_a.py", "tests/test_b.py"],
+        "{}",
+        junit.xml
     );
-    assert!(
-        xml.contains(r#"<testsuite name="tests/test_b.py""#),
-        "{xml}"
+    assert_eq!(
+        junit.case("test_inside").classname.as_deref(),
+        Some("tests.test_a.TestGroup"),
+        "{}",
+        junit.xml
     );
-    assert!(
-        xml.contains(r#"<testcase name="test_inside" classname="tests.test_a.TestGroup""#),
-        "{xml}"
-    );
+    assert_eq!((junit.tests, junit.failures, junit.errors), (4, 0, 0));
 }

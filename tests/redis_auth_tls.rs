@@ -13,36 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use partest_e2e::servers::{make_certs, spare_port};
 use partest_e2e::*;
-
-/// Whether `program --version` runs; panics under CI when it does not.
-fn have(test: &str, program: &str) -> bool {
-    // The openssl CLI takes a subcommand, not a flag.
-    let version = if program == "openssl" {
-        "version"
-    } else {
-        "--version"
-    };
-    match Command::new(program)
-        .arg(version)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(s) if s.success() => true,
-        other if in_ci() => panic!("{test}: CI=true but `{program} --version` failed: {other:?}"),
-        other => {
-            eprintln!("skipping {test}: `{program} --version` failed ({other:?}); install it");
-            false
-        }
-    }
-}
-
-/// A port nobody listens on right now.
-fn spare_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a spare port");
-    l.local_addr().unwrap().port()
-}
 
 /// How a private server is reached.
 enum Kind {
@@ -73,69 +45,6 @@ impl Drop for Server {
     }
 }
 
-/// A self-signed CA and a server certificate for 127.0.0.1 and localhost.
-fn make_certs(dir: &Path) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("running openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let key = ["-newkey", "rsa:2048", "-nodes"];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &key,
-            &["-days", "2", "-subj", "/CN=partest e2e CA"],
-            &["-keyout", "ca.key", "-out", "ca.crt"],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req"][..],
-            &key,
-            &[
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "server.crt",
-    ]);
-}
-
 impl Server {
     /// Starts one on a spare port and waits until it answers. `None` (after
     /// saying why) when this redis-server cannot serve TLS, outside CI.
@@ -146,7 +55,7 @@ impl Server {
             .unwrap();
         let mut kind = match kind {
             Kind::Tls { .. } => {
-                make_certs(dir.path());
+                make_certs(dir.path(), &["ca"]);
                 Kind::Tls {
                     ca: dir.path().join("ca.crt"),
                 }
@@ -359,7 +268,7 @@ fn assert_distinct_databases(p: &Project, out: &Output, url_start: &str, dbs: &[
 #[test]
 fn rediss_urls_work_insecure_and_verified_and_a_bad_certificate_is_exit_3() {
     let test = "rediss_urls_work_insecure_and_verified_and_a_bad_certificate_is_exit_3";
-    if !have(test, "redis-server") || !have(test, "openssl") {
+    if !have(test, "redis-server", "--version") || !have(test, "openssl", "version") {
         return;
     }
     let Some(server) = Server::start(test, Kind::Tls { ca: PathBuf::new() }) else {
@@ -454,7 +363,7 @@ fn rediss_urls_work_insecure_and_verified_and_a_bad_certificate_is_exit_3() {
 #[test]
 fn passwords_in_the_url_work_and_a_wrong_one_is_exit_3_without_showing_it() {
     let test = "passwords_in_the_url_work_and_a_wrong_one_is_exit_3_without_showing_it";
-    if !have(test, "redis-server") {
+    if !have(test, "redis-server", "--version") {
         return;
     }
     let server = Server::start(test, Kind::Auth).expect("a plain server always starts");
@@ -549,7 +458,7 @@ fn passwords_in_the_url_work_and_a_wrong_one_is_exit_3_without_showing_it() {
 #[test]
 fn prefix_mode_shares_one_database_and_teardown_unlinks_only_the_runs_keys() {
     let test = "prefix_mode_shares_one_database_and_teardown_unlinks_only_the_runs_keys";
-    if !have(test, "redis-server") {
+    if !have(test, "redis-server", "--version") {
         return;
     }
     let server = Server::start(test, Kind::Plain).expect("a plain server always starts");

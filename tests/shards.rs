@@ -22,34 +22,13 @@ fn sleeper(log: &Path, name: &str, secs: f64, exit: i32) -> String {
     )
 }
 
-/// An attribute of a tag's text (`key="value"`, not `otherkey="..."`).
-fn attr(tag: &str, key: &str) -> Option<String> {
-    let pat = format!("{key}=\"");
-    let mut from = 0;
-    while let Some(at) = tag[from..].find(&pat) {
-        let at = from + at;
-        if at == 0 || tag.as_bytes()[at - 1] == b' ' {
-            let rest = &tag[at + pat.len()..];
-            return Some(rest[..rest.find('"')?].to_string());
-        }
-        from = at + pat.len();
-    }
-    None
-}
-
 /// Each `<testcase>`'s name in a JUnit file, and its time.
 fn testcases(path: &Path) -> Vec<(String, f64)> {
-    let xml = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    xml.split("<testcase ")
-        .skip(1)
-        .map(|case| {
-            let tag = &case[..case.find('>').unwrap_or(case.len())];
-            (
-                attr(tag, "name").expect("a testcase has a name"),
-                attr(tag, "time")
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or(0.0),
-            )
+    read_junit(path)
+        .cases()
+        .map(|c| {
+            let time = c.time.as_deref().and_then(|t| t.parse().ok());
+            (c.name.clone(), time.unwrap_or(0.0))
         })
         .collect()
 }
@@ -174,11 +153,14 @@ fn three_shards_as_processes_merge_into_the_whole_suite() {
         v
     };
     assert_eq!(merged, expected);
-    let xml = std::fs::read_to_string(p.path().join("merged.xml")).unwrap();
-    assert!(
-        xml.contains("tests=\"12\"") && xml.contains("failures=\"1\""),
-        "{xml}"
+    let merged = read_junit(&p.path().join("merged.xml"));
+    assert_eq!(
+        (merged.tests, merged.failures, merged.errors),
+        (12, 1, 0),
+        "{}",
+        merged.xml
     );
+    assert_eq!(merged.with_result(CaseResult::Failed).len(), 1);
     // The merged timings know every test, measured on whichever machine ran it.
     let timings: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(p.path().join("timings.json")).unwrap())
@@ -320,12 +302,11 @@ fn shard_auto_reads_the_ci_engine_and_report_shows_it() {
     );
 
     let listed = |env: &[(&str, &str)]| {
-        let out = run(&["list", "--shard", "auto"], env);
-        assert_eq!(out.status.code(), Some(0), "{}", both(&out));
-        stdout(&out)
-            .lines()
-            .filter(|l| l.starts_with("  "))
-            .map(|l| l.trim().to_string())
+        let listed = Listed::parse(&run(&json_args(&["list", "--shard", "auto"]), env));
+        listed
+            .0
+            .into_iter()
+            .map(|e| e.test)
             .collect::<BTreeSet<String>>()
     };
     // Kubernetes: 0-based index, total from PARTEST_SHARD_TOTAL; the same

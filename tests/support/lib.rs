@@ -1,7 +1,10 @@
 //! Helpers for the end-to-end tests: find (or build) the real binary, make
 //! fixture projects in temp dirs, run partest and read what it left behind.
 
+pub mod report;
 pub mod servers;
+
+pub use report::*;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -179,16 +182,45 @@ pub fn traced(log: &Path, name: &str, body: &str) -> String {
     )
 }
 
+/// The fields of `/proc/PID/stat` after the parenthesised command name
+/// (which may hold spaces): the state is `[0]`, the start time `[19]`.
+/// None when there is no such process.
+pub fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
 /// Whether a process still runs. A zombie does not: it is dead, waiting for
 /// a parent (here often a PID 1 that never reaps) to collect its status.
 pub fn pid_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => false,
+    u32::try_from(pid)
+        .ok()
+        .and_then(proc_stat)
+        .is_some_and(|f| f.first().is_some_and(|s| !s.starts_with(['Z', 'X'])))
+}
+
+/// A run-register entry (`PID START`) that names this test process, so
+/// that partest takes the run as live.
+pub fn live_run_entry() -> String {
+    let me = std::process::id();
+    let stat = proc_stat(me).expect("/proc/self/stat");
+    format!("{me} {}\n", stat[19])
+}
+
+/// Whether `program arg` (a version flag) runs; skips (in CI: fails) when not.
+pub fn have(test: &str, program: &str, arg: &str) -> bool {
+    let ok = Command::new(program)
+        .arg(arg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(!in_ci(), "{test}: CI=true but `{program} {arg}` failed");
+        eprintln!("skipping {test}: `{program} {arg}` failed; install it");
     }
+    ok
 }
 
 /// Whether python3 can import `modules`; skips (in CI: fails) when not.

@@ -173,7 +173,7 @@ impl Redis {
 }
 
 /// initdb's directory, or why there is none.
-fn pg_bin() -> Result<PathBuf, String> {
+pub fn pg_bin() -> Result<PathBuf, String> {
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .map_err(|e| format!("/usr/lib/postgresql: {e}"))?
         .flatten()
@@ -249,7 +249,8 @@ fn remove_at_exit(dir: PathBuf) {
     dirs.push(dir);
 }
 
-fn chown_postgres(path: &Path) {
+/// Gives `path` (recursively) to the postgres user, for a cluster's files.
+pub fn chown_postgres(path: &Path) {
     let ok = Command::new("chown")
         .args(["-R", "postgres:postgres"])
         .arg(path)
@@ -395,4 +396,74 @@ impl Postgres {
         }
         assert!(self.start_again(), "PostgreSQL did not restart");
     }
+}
+
+/// `openssl args` in `dir`; panics with its output when it fails.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("running openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", both(&out));
+}
+
+/// In `dir`: a self-signed CA per name in `cas` (`NAME.crt`, `NAME.key`)
+/// and `server.crt`/`server.key` for 127.0.0.1 and localhost, signed by
+/// the first of them.
+pub fn make_certs(dir: &Path, cas: &[&str]) {
+    let key = ["-newkey", "rsa:2048", "-nodes"];
+    for ca in cas {
+        openssl(
+            dir,
+            &[
+                &["req", "-x509"][..],
+                &key,
+                &["-days", "2", "-subj", &format!("/CN=partest e2e {ca}")],
+                &[
+                    "-keyout",
+                    &format!("{ca}.key"),
+                    "-out",
+                    &format!("{ca}.crt"),
+                ],
+            ]
+            .concat(),
+        );
+    }
+    openssl(
+        dir,
+        &[
+            &["req"][..],
+            &key,
+            &["-subj", "/CN=localhost"],
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("write ext.cnf");
+    let signer = cas.first().expect("a CA to sign the server certificate");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            &format!("{signer}.crt"),
+            "-CAkey",
+            &format!("{signer}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.crt",
+        ],
+    );
 }
