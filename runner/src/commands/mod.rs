@@ -17,14 +17,15 @@ pub use run::run;
 
 use std::sync::Arc;
 
-use crate::cli::{RunIgnored, SelectArgs};
+use crate::cli::SelectArgs;
 use crate::config::{Config, Settings};
-use crate::discover::{Adapter, DiscoverOptions, Status, TestCase, adapter_for};
+use crate::discover::{Adapter, DiscoverOptions, adapter_for};
 use crate::error::{Error, Result};
 use crate::exec::Interrupts;
 use crate::history::History;
 use crate::isolation::wasm::PluginHost;
 use crate::isolation::{Isolation, Lifecycle, TempDirs};
+use crate::model::{RunIgnored, Status, TestCase};
 use crate::plan::{
     Plan, PlanRules, Selection, SystemFacts, WorkerInputs, WorkerPlan, plan_workers, select,
 };

@@ -13,12 +13,12 @@ use crossbeam_channel::Sender;
 use super::{Discovered, discover, load_isolation, plan, workers};
 use crate::cli::RunArgs;
 use crate::config::{Config, NoTests, Settings};
-use crate::discover::{ProcessEnd, TestCase};
 use crate::error::{Error, Result, exit};
 use crate::exec::bounded::{BoundedCommand, Bounds};
 use crate::exec::{Interrupts, Spawner};
 use crate::history::Record;
-use crate::isolation::{Env, Lifecycle, RunInfo};
+use crate::isolation::{Lifecycle, RunInfo};
+use crate::model::{Env, MessageFormat, ProcessEnd, TestCase};
 use crate::plan::Plan;
 use crate::plan::Selection;
 use crate::pool::{self, PoolContext, PoolOptions};
@@ -82,11 +82,11 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     }
     let workers = workers(&settings, config, early_plan.as_ref(), Some(&lifecycle)).workers;
 
-    let format = args.message_format.into();
+    let format = args.message_format;
     let (events, reporter) = report::start(ReporterOptions {
         format,
         junit: settings.junit.clone(),
-        progress: format == report::Format::Human
+        progress: format == MessageFormat::Human
             && std::io::stderr().is_terminal()
             && !args.no_capture,
         captured: !args.no_capture,
@@ -280,7 +280,7 @@ fn teardown(
     lifecycle: &Lifecycle,
     run_failed: bool,
     events: &Sender<Event>,
-) -> Vec<crate::isolation::IsolationError> {
+) -> Vec<crate::error::IsolationError> {
     let errors = lifecycle.teardown(run_failed);
     for e in &errors {
         let _ = events.send(Event::Warning(format!("teardown: {e}")));

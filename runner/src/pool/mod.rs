@@ -21,11 +21,12 @@ use queue::{Attempt, Queue};
 use slot::{Assignment, Command, Done, Report, SlotError, Work};
 
 use crate::discover::pytest::{FileTests, Files, TestAddress, check_same_files};
-use crate::discover::{Adapter, Runs, Status, TestCase};
+use crate::discover::{Adapter, Runs};
 use crate::error::Error;
 use crate::exec::Spawner;
 use crate::history::History;
 use crate::isolation::Lifecycle;
+use crate::model::{Status, TestCase};
 use crate::plan::Plan;
 use crate::report::{Event, TestFinished};
 use crate::shard::queue::{Adopted, Feed};

@@ -39,7 +39,7 @@ pub struct Queue<'a> {
     retries: VecDeque<Attempt>,
     /// Tests not yet handed out (retries included).
     pending: usize,
-    /// Of those, how many of each rank ([`crate::discover::TestCase::rank`]).
+    /// Of those, how many of each rank ([`crate::model::TestCase::rank`]).
     pending_by_rank: Vec<usize>,
 }
 
@@ -229,7 +229,7 @@ impl<'a> Queue<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discover::TestCase;
+    use crate::model::TestCase;
     use crate::plan::Group;
 
     fn plan(queues: Vec<Vec<u32>>, group_of: Vec<Option<u16>>, groups: Vec<Group>) -> Plan {

@@ -15,9 +15,10 @@ use super::PoolContext;
 use crate::discover::pytest::{
     Collected, Files, Reply, TestAddress, check_same_files, check_same_tests,
 };
-use crate::discover::{Invocation, ProcessEnd, PytestWorker, Status, TestReply, Wait};
+use crate::discover::{PytestWorker, TestReply, Wait};
+use crate::error::IsolationError;
 use crate::exec::Capture;
-use crate::isolation::{Env, IsolationError, Slot};
+use crate::model::{Env, Invocation, ProcessEnd, Slot, Status};
 
 /// What the coordinator sends a slot.
 pub enum Command {

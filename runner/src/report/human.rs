@@ -7,7 +7,7 @@ use std::io::Write;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{Event, FinalResult, Sink, Summary, fmt_duration};
-use crate::discover::{Status, TestCase};
+use crate::model::{Status, TestCase};
 
 pub struct Human {
     bar: Option<ProgressBar>,

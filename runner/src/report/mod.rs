@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::discover::{Status, TestCase};
+use crate::model::{MessageFormat, Status, TestCase};
 
 /// What happened, in the order it happened.
 #[derive(Debug)]
@@ -76,14 +76,8 @@ pub struct TestFinished {
     pub will_retry: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Human,
-    Json,
-}
-
 pub struct ReporterOptions {
-    pub format: Format,
+    pub format: MessageFormat,
     pub junit: Option<PathBuf>,
     /// Draw a progress bar (a terminal, human format).
     pub progress: bool,
@@ -171,8 +165,8 @@ pub fn start(options: ReporterOptions) -> std::io::Result<(Sender<Event>, JoinHa
 fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
     let start = Instant::now();
     let mut sink: Box<dyn Sink> = match options.format {
-        Format::Human => Box::new(human::Human::new(options.progress, options.captured)),
-        Format::Json => Box::new(json::Json::new()),
+        MessageFormat::Human => Box::new(human::Human::new(options.progress, options.captured)),
+        MessageFormat::Json => Box::new(json::Json::new()),
     };
     let mut tests: Arc<Vec<TestCase>> = Arc::default();
     let mut total = 0;

@@ -13,10 +13,11 @@ use std::time::Duration;
 use worker::CollectError;
 pub use worker::{Collected, FileTests, Files, PytestWorker, Reply, TestAddress, TestReply, Wait};
 
-use super::{Adapter, Runs, TestCase};
+use super::{Adapter, Runs};
 use crate::config::{AdapterKind, CollectMode, Config};
 use crate::error::{Error, Result};
 use crate::exec::Spawner;
+use crate::model::{TestCase, TestMeta};
 
 pub struct PytestAdapter {
     root: PathBuf,
@@ -151,7 +152,7 @@ impl PytestAdapter {
     /// and its offset in it.
     pub fn tests(&self, files: &[FileTests]) -> Vec<TestCase> {
         // One shared description per module: what filtersets and JUnit group by.
-        let mut metas: std::collections::HashMap<String, std::sync::Arc<super::TestMeta>> =
+        let mut metas: std::collections::HashMap<String, std::sync::Arc<TestMeta>> =
             std::collections::HashMap::new();
         files
             .iter()

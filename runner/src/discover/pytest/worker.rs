@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::discover::ProcessEnd;
 use crate::exec::{self, Spawner};
+use crate::model::ProcessEnd;
 
 /// The test files a worker found before importing any, in pytest's order:
 /// a file's index in this list is how partest names it to every worker.
