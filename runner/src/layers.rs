@@ -228,3 +228,30 @@ fn the_check_sees_upward_sibling_and_grouped_imports_but_not_comments() {
     );
     assert!(violations("pool/m.rs", "pool", "use crate::{model::Slot, exec};").is_empty());
 }
+
+/// The pool drives executors and knows no adapter: no adapter's name in its
+/// code or its comments.
+#[test]
+fn the_pool_names_no_adapter() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&root, &root, &mut files);
+    let named: Vec<String> = files
+        .iter()
+        .filter(|(_, module)| module == "pool")
+        .flat_map(|(path, _)| {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            text.lines()
+                .enumerate()
+                .filter(|(_, line)| {
+                    let line = line.to_lowercase();
+                    ["pytest", "cargoadapter", "commandadapter"]
+                        .iter()
+                        .any(|name| line.contains(name))
+                })
+                .map(|(n, line)| format!("{path}:{}: {}", n + 1, line.trim()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(named.is_empty(), "the pool names an adapter:\n{}", named.join("\n"));
+}

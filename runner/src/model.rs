@@ -4,10 +4,12 @@
 //! below it read. Every other module builds on these; this one imports
 //! nothing of the crate.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
@@ -82,6 +84,14 @@ impl TestCase {
         }
     }
 
+    /// Where it is in a long-lived worker's collection.
+    pub fn address(&self) -> TestAddress {
+        TestAddress {
+            file: self.file,
+            offset: self.position,
+        }
+    }
+
     /// The name within its binary or file, as `test()` filters and libtest
     /// `--exact` see it (the whole name for a unit that is a whole binary).
     pub fn test_name(&self) -> &str {
@@ -103,6 +113,34 @@ pub struct Invocation {
     pub env: Vec<(String, String)>,
 }
 
+/// Where a test is in a long-lived worker's collection: its file's index in
+/// the file list every worker shares, and its offset among that file's tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestAddress {
+    pub file: u32,
+    pub offset: u32,
+}
+
+/// One attempt of a test, as the coordinator sends it to a slot.
+pub struct Assignment {
+    pub test: u32,
+    pub attempt: u32,
+    pub name: String,
+    pub work: Work,
+}
+
+/// What runs an assignment.
+pub enum Work {
+    /// A process of its own (cargo, command).
+    Process(Invocation),
+    /// A test of the slot worker's collection, and the one it will be sent
+    /// next (pytest's `nextitem`: the fixtures they share live on).
+    Item {
+        test: TestAddress,
+        next: Option<TestAddress>,
+    },
+}
+
 /// How a test process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProcessEnd {
@@ -115,6 +153,16 @@ pub enum ProcessEnd {
 impl ProcessEnd {
     pub fn success(self) -> bool {
         self == ProcessEnd::Exited(0)
+    }
+
+    /// How it ended, in words: `exit code 1`, `killed by signal 9`.
+    pub fn describe(self) -> String {
+        match self {
+            ProcessEnd::Exited(code) => format!("exit code {code}"),
+            ProcessEnd::Signalled(sig) => format!("killed by signal {sig}"),
+            ProcessEnd::TimedOut => "timed out".into(),
+            ProcessEnd::Interrupted => "interrupted".into(),
+        }
     }
 }
 
@@ -148,6 +196,28 @@ impl Status {
     }
 }
 
+/// How one attempt of a test ended: what a slot's executor answers and
+/// the reporter shows.
+#[derive(Debug)]
+pub struct TestFinished {
+    pub test: u32,
+    pub slot: usize,
+    pub attempt: u32,
+    pub status: Status,
+    pub duration: Duration,
+    /// Kept for failures (and for JUnit); `None` for most passes. A process
+    /// test's stdout; a pytest test's report and captured output.
+    pub output: Option<String>,
+    /// A process test's stderr, kept apart from its stdout.
+    pub stderr: Option<String>,
+    /// It left processes running in its group after it ended (LEAK).
+    pub leaked: bool,
+    /// This failure will be retried (the coordinator decides).
+    pub will_retry: bool,
+    /// The test runner asked to stop the run (pytest's `-x`).
+    pub stop: bool,
+}
+
 /// Environment variables a provider hands to processes, in order.
 pub type Env = Vec<(String, String)>;
 
@@ -165,6 +235,27 @@ impl Slot {
             name: format!("gw{index}"),
         }
     }
+}
+
+/// The options of a run that every slot's executor reads.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub workers: usize,
+    pub timeout: Option<Duration>,
+    /// false: `--no-capture`, output streams to the terminal.
+    pub capture: bool,
+    pub run_id: String,
+    /// Long-lived workers that may be replaced after a crash or timeout.
+    pub max_worker_restart: usize,
+    /// pytest-django uses each slot's database as it is (a migrated clone
+    /// from the postgres plugin's template) instead of making its own.
+    pub django_slot_db: bool,
+    /// `PARTEST_SHARD` for every test: `K/N`, or `queue`.
+    pub shard: Option<String>,
+    /// `[run] leak = "fail"`: a test that leaves processes behind fails.
+    pub leak_fails: bool,
+    /// `[env]`, laid over each slot's variables.
+    pub env: BTreeMap<String, String>,
 }
 
 /// `--run-ignored`: which #[ignore]d tests run.

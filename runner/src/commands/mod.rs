@@ -53,7 +53,7 @@ pub fn discover(
 ) -> Result<Discovered> {
     let sharding = Sharding::resolve(settings)?;
     let mut adapter = adapter_for(config, options)?;
-    let tests = if in_workers && adapter.pytest().is_some() {
+    let tests = if in_workers && adapter.in_workers() {
         None
     } else {
         Some(adapter.discover()?)
@@ -133,7 +133,7 @@ pub fn plan(
     d: &Discovered,
     tests: Vec<TestCase>,
 ) -> Plan {
-    let by_file = d.adapter.pytest().is_some();
+    let by_file = d.adapter.in_workers();
     let rules = PlanRules {
         serial_filter: &config.file.serial.filter,
         groups: &config.file.groups,

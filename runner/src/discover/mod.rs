@@ -1,21 +1,27 @@
 //! Discovery: each adapter lists a project's tests and says how to run one.
-//! cargo and command run a process per test; pytest runs a long-lived worker
-//! per slot, which collects the tests itself (with the slot's env set).
+//! cargo and command run a process per test ([`process::ProcessExecutor`]);
+//! pytest is a [`executor::WorkerAdapter`]: a long-lived worker per slot,
+//! which collects the tests itself (with the slot's env set). The pool
+//! drives either through [`executor::Executor`], knowing no adapter.
 
 mod cargo;
+pub mod collect;
 mod command;
-pub mod pytest;
+pub mod executor;
+pub mod process;
+mod pytest;
 
 use std::sync::Arc;
 
 pub use cargo::CargoAdapter;
 pub use command::CommandAdapter;
-pub use pytest::{PytestAdapter, PytestWorker, TestReply, Wait};
+pub use pytest::PytestAdapter;
 
 use crate::config::{AdapterKind, Config};
 use crate::error::Result;
 use crate::exec::Interrupts;
 use crate::model::{CargoArgs, Invocation, RunIgnored, TestCase};
+use executor::WorkerAdapter;
 
 /// What a run needs from an adapter.
 pub trait Adapter: Send + Sync {
@@ -33,13 +39,11 @@ pub trait Adapter: Send + Sync {
         None
     }
 
-    /// pytest: each slot's long-lived worker collects and runs the tests, so
-    /// `partest run` does not call [`Adapter::discover`] up front.
-    fn pytest(&self) -> Option<&PytestAdapter> {
-        match self.runs() {
-            Runs::Worker(pytest) => Some(pytest),
-            Runs::Processes(_) => None,
-        }
+    /// Each slot's long-lived worker collects and runs the tests (pytest):
+    /// `partest run` does not call [`Adapter::discover`] up front, and plans
+    /// by file.
+    fn in_workers(&self) -> bool {
+        matches!(self.runs(), Runs::Workers(_))
     }
 }
 
@@ -48,7 +52,7 @@ pub enum Runs<'a> {
     /// One process per test (cargo, command).
     Processes(&'a dyn ProcessAdapter),
     /// A long-lived worker per slot that collects and runs them (pytest).
-    Worker(&'a PytestAdapter),
+    Workers(&'a dyn WorkerAdapter),
 }
 
 /// An adapter that runs each test in a process of its own.

@@ -1,13 +1,13 @@
 //! What the parallel phase has left to run, and which slot takes what next.
 //!
 //! The plan's queues come longest first. A slot keeps taking from the queue
-//! it claimed (for pytest, one file: the module's fixtures set up once on
-//! that worker); when that is empty it claims the next unclaimed queue —
-//! first one of its own (pytest: a file its worker has already imported),
+//! it claimed (for a long-lived worker, one file: the module's fixtures set
+//! up once on that worker); when that is empty it claims the next unclaimed
+//! queue — first one of its own (a file its worker has already imported),
 //! then anyone's; when none is left it steals from the back of the queue
 //! with the most expected time left, so the tail stays short. Retries come
-//! before everything. Tests of a higher rank (pytest-django's transactional
-//! tests after its database ones) are handed out only once no test of a
+//! before everything. Tests of a higher rank (see `TestCase::rank`: Django's
+//! transactional tests after its database ones) are handed out only once no test of a
 //! lower rank is left to hand out, so no worker runs one before the other.
 
 use std::collections::VecDeque;
@@ -33,8 +33,8 @@ pub struct Queue<'a> {
     cursor: usize,
     /// The queue each slot works through.
     slot_queue: Vec<Option<usize>>,
-    /// The slot each queue belongs to first (pytest: the worker that
-    /// imported its file), if any.
+    /// The slot each queue belongs to first (the worker that imported its
+    /// file), if any.
     home: Vec<Option<usize>>,
     retries: VecDeque<Attempt>,
     /// Tests not yet handed out (retries included).

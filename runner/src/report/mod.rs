@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::model::{MessageFormat, Status, TestCase};
+use crate::model::{MessageFormat, Status, TestCase, TestFinished};
 
 /// What happened, in the order it happened.
 #[derive(Debug)]
@@ -56,24 +56,6 @@ pub enum Event {
     PhaseStarted {
         serial: bool,
     },
-}
-
-#[derive(Debug)]
-pub struct TestFinished {
-    pub test: u32,
-    pub slot: usize,
-    pub attempt: u32,
-    pub status: Status,
-    pub duration: Duration,
-    /// Kept for failures (and for JUnit); `None` for most passes. A process
-    /// test's stdout; a pytest test's report and captured output.
-    pub output: Option<String>,
-    /// A process test's stderr, kept apart from its stdout.
-    pub stderr: Option<String>,
-    /// It left processes running in its group after it ended (LEAK).
-    pub leaked: bool,
-    /// This failure will be retried.
-    pub will_retry: bool,
 }
 
 pub struct ReporterOptions {
