@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use partest::config::{self, Config};
 use partest::isolation::wasm::{self, PluginHost};
-use partest::isolation::{Lifecycle, RunInfo, Slot};
+use partest::isolation::{Lifecycle, RunInfo};
+use partest::model::Slot;
 
 fn main() {
     let guests = [

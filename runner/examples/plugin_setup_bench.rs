@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use partest::config::{self, Config};
 use partest::isolation::wasm::PluginHost;
-use partest::isolation::{Lifecycle, RunInfo, Slot};
+use partest::isolation::{Lifecycle, RunInfo};
+use partest::model::Slot;
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();

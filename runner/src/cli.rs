@@ -2,11 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::{NoTests, Overrides, Seconds, WorkerCount};
-use crate::report::Format;
-use crate::shard::ShardMode;
+use crate::model::{CargoArgs, MessageFormat, RunIgnored, ShardMode};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -121,85 +120,6 @@ pub struct SelectArgs {
     pub filters: Vec<String>,
 }
 
-/// `--run-ignored`: which #[ignore]d tests run.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum RunIgnored {
-    /// Ignored tests are listed and skipped.
-    #[default]
-    Default,
-    /// Only the ignored tests run.
-    Only,
-    /// Ignored tests run with the others.
-    All,
-}
-
-/// cargo's own flags, passed to `cargo test --no-run` (the cargo adapter).
-/// Lists given here replace the same `[cargo]` keys; switches add to them.
-#[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Cargo options")]
-pub struct CargoArgs {
-    /// Package to test (repeatable).
-    #[arg(short = 'p', long = "package", value_name = "SPEC")]
-    pub package: Vec<String>,
-    /// Test all packages in the workspace.
-    #[arg(long)]
-    pub workspace: bool,
-    /// Exclude packages from --workspace.
-    #[arg(long, value_name = "SPEC")]
-    pub exclude: Vec<String>,
-    /// Features to activate (space- or comma-separated, repeatable).
-    #[arg(short = 'F', long, value_name = "FEATURES")]
-    pub features: Vec<String>,
-    /// Activate all available features.
-    #[arg(long)]
-    pub all_features: bool,
-    /// Do not activate the `default` feature.
-    #[arg(long)]
-    pub no_default_features: bool,
-    /// Build in release mode (cargo's --release).
-    #[arg(short = 'r', long)]
-    pub release: bool,
-    /// Build with this cargo profile (cargo's --profile).
-    #[arg(long, value_name = "NAME")]
-    pub cargo_profile: Option<String>,
-    /// Build for this target triple.
-    #[arg(long, value_name = "TRIPLE")]
-    pub target: Option<String>,
-    /// Test only the library's unit tests.
-    #[arg(long)]
-    pub lib: bool,
-    /// Test all binaries.
-    #[arg(long)]
-    pub bins: bool,
-    /// Test this binary (repeatable).
-    #[arg(long, value_name = "NAME")]
-    pub bin: Vec<String>,
-    /// Test all integration tests.
-    #[arg(long)]
-    pub tests: bool,
-    /// Test this integration test target (repeatable).
-    #[arg(long, value_name = "NAME")]
-    pub test: Vec<String>,
-    /// Test all targets (cargo's --all-targets; doctests are separate).
-    #[arg(long)]
-    pub all_targets: bool,
-    /// Path to Cargo.toml.
-    #[arg(long, value_name = "PATH")]
-    pub manifest_path: Option<PathBuf>,
-    /// Require Cargo.lock to be up to date.
-    #[arg(long)]
-    pub locked: bool,
-    /// Run without accessing the network.
-    #[arg(long)]
-    pub offline: bool,
-    /// Both --locked and --offline.
-    #[arg(long)]
-    pub frozen: bool,
-    /// Also run doctests: one unit per library (`cargo test --doc -p NAME`).
-    #[arg(long)]
-    pub doctests: bool,
-}
-
 #[derive(Args, Debug)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -244,21 +164,6 @@ pub struct ListArgs {
 pub struct ReportArgs {
     #[command(flatten)]
     pub select: SelectArgs,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MessageFormat {
-    Human,
-    Json,
-}
-
-impl From<MessageFormat> for Format {
-    fn from(f: MessageFormat) -> Format {
-        match f {
-            MessageFormat::Human => Format::Human,
-            MessageFormat::Json => Format::Json,
-        }
-    }
 }
 
 impl SelectArgs {

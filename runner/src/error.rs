@@ -24,7 +24,7 @@ pub enum Error {
     Setup(String),
     /// An isolation provider (a plugin, the temp dirs) failed; the cause is kept.
     #[error(transparent)]
-    Isolation(#[from] crate::isolation::IsolationError),
+    Isolation(#[from] IsolationError),
     /// The run selected no test (`--no-tests=fail`, the default).
     #[error("{0}")]
     NoTests(String),
@@ -53,3 +53,23 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a provider failed; the message names the provider and the hook.
+#[derive(Debug, Clone)]
+pub struct IsolationError {
+    pub provider: String,
+    pub hook: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for IsolationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} failed in {}: {}",
+            self.provider, self.hook, self.message
+        )
+    }
+}
+
+impl std::error::Error for IsolationError {}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, params};
 
-use crate::discover::Status;
+use crate::model::Status;
 
 /// How much one run moves a test's expected duration (exponential average).
 const WEIGHT_OF_NEWEST: f64 = 0.5;

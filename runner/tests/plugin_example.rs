@@ -6,7 +6,8 @@ use std::process::Command;
 
 use partest::config::{self, Config};
 use partest::isolation::wasm::{self, PluginHost};
-use partest::isolation::{Lifecycle, RunInfo, Slot};
+use partest::isolation::{Lifecycle, RunInfo};
+use partest::model::Slot;
 
 #[test]
 fn the_custom_plugin_example_builds_and_runs() {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use partest::config::{self, Config};
 use partest::error::Error;
 use partest::isolation::wasm::{self, LogLevel, PluginHost};
-use partest::isolation::{Isolation, Lifecycle, RunInfo, Slot, TempDirs};
+use partest::isolation::{Isolation, Lifecycle, RunInfo, TempDirs};
+use partest::model::Slot;
 
 struct Project {
     dir: tempfile::TempDir,

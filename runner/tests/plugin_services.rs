@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use partest::config::{self, Config};
 use partest::isolation::wasm::{self, PluginHost};
-use partest::isolation::{Env, Lifecycle, RunInfo, Slot};
+use partest::isolation::{Lifecycle, RunInfo};
+use partest::model::{Env, Slot};
 
 fn reachable(addr: &str) -> bool {
     TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(300)).is_ok()

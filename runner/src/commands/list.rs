@@ -3,9 +3,10 @@
 use std::fmt::Write as _;
 
 use super::{plan, workers};
-use crate::cli::{ListArgs, MessageFormat};
+use crate::cli::ListArgs;
 use crate::config::{Config, Settings};
 use crate::error::Result;
+use crate::model::MessageFormat;
 
 pub fn list(config: &Config, args: &ListArgs) -> Result<String> {
     let settings = Settings::resolve(config, &args.select.overrides())?;

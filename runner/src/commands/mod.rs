@@ -17,14 +17,15 @@ pub use run::run;
 
 use std::sync::Arc;
 
-use crate::cli::{RunIgnored, SelectArgs};
+use crate::cli::SelectArgs;
 use crate::config::{Config, Settings};
-use crate::discover::{Adapter, DiscoverOptions, Status, TestCase, adapter_for};
+use crate::discover::{Adapter, DiscoverOptions, adapter_for};
 use crate::error::{Error, Result};
 use crate::exec::Interrupts;
 use crate::history::History;
 use crate::isolation::wasm::PluginHost;
 use crate::isolation::{Isolation, Lifecycle, TempDirs};
+use crate::model::{RunIgnored, Status, TestCase};
 use crate::plan::{
     Plan, PlanRules, Selection, SystemFacts, WorkerInputs, WorkerPlan, plan_workers, select,
 };
@@ -52,7 +53,7 @@ pub fn discover(
 ) -> Result<Discovered> {
     let sharding = Sharding::resolve(settings)?;
     let mut adapter = adapter_for(config, options)?;
-    let tests = if in_workers && adapter.pytest().is_some() {
+    let tests = if in_workers && adapter.in_workers() {
         None
     } else {
         Some(adapter.discover()?)
@@ -132,7 +133,7 @@ pub fn plan(
     d: &Discovered,
     tests: Vec<TestCase>,
 ) -> Plan {
-    let by_file = d.adapter.pytest().is_some();
+    let by_file = d.adapter.in_workers();
     let rules = PlanRules {
         serial_filter: &config.file.serial.filter,
         groups: &config.file.groups,

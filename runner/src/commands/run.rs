@@ -13,15 +13,15 @@ use crossbeam_channel::Sender;
 use super::{Discovered, discover, load_isolation, plan, workers};
 use crate::cli::RunArgs;
 use crate::config::{Config, NoTests, Settings};
-use crate::discover::{ProcessEnd, TestCase};
 use crate::error::{Error, Result, exit};
 use crate::exec::bounded::{BoundedCommand, Bounds};
 use crate::exec::{Interrupts, Spawner};
 use crate::history::Record;
-use crate::isolation::{Env, Lifecycle, RunInfo};
+use crate::isolation::{Lifecycle, RunInfo};
+use crate::model::{Env, MessageFormat, ProcessEnd, RunOptions};
 use crate::plan::Plan;
 use crate::plan::Selection;
-use crate::pool::{self, PoolContext, PoolOptions};
+use crate::pool::{Pool, PoolContext, PoolOptions, PoolOutcome};
 use crate::report::{self, Event, ReporterOptions};
 
 /// Runs the tests; returns the exit code.
@@ -82,11 +82,11 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     }
     let workers = workers(&settings, config, early_plan.as_ref(), Some(&lifecycle)).workers;
 
-    let format = args.message_format.into();
+    let format = args.message_format;
     let (events, reporter) = report::start(ReporterOptions {
         format,
         junit: settings.junit.clone(),
-        progress: format == report::Format::Human
+        progress: format == MessageFormat::Human
             && std::io::stderr().is_terminal()
             && !args.no_capture,
         captured: !args.no_capture,
@@ -121,37 +121,53 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
             &lifecycle,
             &spawner,
             &discovered.history,
-            PoolOptions {
+            RunOptions {
                 workers,
-                retries: settings.retries,
                 timeout: settings.timeout,
-                fail_fast: settings.fail_fast,
                 capture: !args.no_capture,
                 run_id: run_id.clone(),
                 max_worker_restart: settings.max_worker_restart.unwrap_or(4 * workers),
                 django_slot_db: postgres_template(config, &settings),
                 shard: discovered.sharding.env_value(),
-                queue: discovered.sharding.queue_options.clone(),
                 leak_fails: settings.leak_fails,
                 env: config.file.env.clone(),
             },
+            PoolOptions {
+                retries: settings.retries,
+                fail_fast: settings.fail_fast,
+                queue: discovered.sharding.queue_options.clone(),
+            },
         );
-        let mut early_plan = early_plan;
-        let outcome = pool::run(&ctx, &events, |collected: Option<Vec<TestCase>>| {
-            match (early_plan.take(), collected) {
-                (Some(plan), _) => Ok(plan),
-                (None, Some(tests)) => {
-                    let plan = plan(config, &settings, names, &discovered, tests);
-                    super::announce_shard(&discovered, &plan);
-                    check_selection(&plan, &settings, names)?;
-                    Ok(plan)
+        // The slots start and set up; a worker adapter's workers collect the
+        // tests, which are planned here; then the pool runs the plan.
+        let (planned, outcome) = std::thread::scope(|scope| {
+            let mut pool = match Pool::start(scope, &ctx) {
+                Ok(pool) => pool,
+                Err(e) => return (None, PoolOutcome::failed(e)),
+            };
+            let planned = pool
+                .ready(&events)
+                .and_then(|collected| match (early_plan, collected) {
+                    (Some(plan), _) => Ok(plan),
+                    (None, Some(tests)) => {
+                        let plan = plan(config, &settings, names, &discovered, tests);
+                        super::announce_shard(&discovered, &plan);
+                        check_selection(&plan, &settings, names)?;
+                        Ok(plan)
+                    }
+                    (None, None) => Err(Error::setup("the adapter found no tests to plan")),
+                });
+            match planned {
+                Ok(plan) => {
+                    let outcome = pool.run(&plan, &events);
+                    (Some(plan), outcome)
                 }
-                (None, None) => Err(Error::setup("the adapter found no tests to plan")),
+                Err(e) => (None, PoolOutcome::failed(e)),
             }
         });
         tests_failed = outcome.tests_failed;
         failure = outcome.error;
-        ran_plan = outcome.plan;
+        ran_plan = planned;
     }
     let announced = interrupts.is_set();
     if announced {
@@ -280,7 +296,7 @@ fn teardown(
     lifecycle: &Lifecycle,
     run_failed: bool,
     events: &Sender<Event>,
-) -> Vec<crate::isolation::IsolationError> {
+) -> Vec<crate::error::IsolationError> {
     let errors = lifecycle.teardown(run_failed);
     for e in &errors {
         let _ = events.send(Event::Warning(format!("teardown: {e}")));

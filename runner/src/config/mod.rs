@@ -271,9 +271,27 @@ impl Invalid {
     }
 }
 
+/// Variables partest sets for each slot itself: `[env]` may read them, not set them.
+const PARTEST_OWN: [&str; 3] = [
+    "PYTEST_XDIST_WORKER",
+    "PYTEST_XDIST_WORKER_COUNT",
+    "TEST_ENV_NUMBER",
+];
+
+/// Why `[env]` may not set `name`, if it may not.
+pub fn not_settable(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.contains(['=', '\0']) {
+        Some("not a variable name")
+    } else if name.starts_with("PARTEST_") || PARTEST_OWN.contains(&name) {
+        Some("partest sets this one itself")
+    } else {
+        None
+    }
+}
+
 fn validate(file: &ConfigFile) -> std::result::Result<(), Invalid> {
     for name in file.env.keys() {
-        if let Some(why) = crate::exec::env::not_settable(name) {
+        if let Some(why) = not_settable(name) {
             return Err(Invalid::at(
                 &["env", name],
                 format!("[env] {name:?}: {why}"),
@@ -397,6 +415,14 @@ mod tests {
         parse(text, Path::new("/repo/partest.toml"))
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn env_may_not_set_partests_own_variables() {
+        assert!(not_settable("PARTEST_WORKER").is_some());
+        assert!(not_settable("PYTEST_XDIST_WORKER").is_some());
+        assert!(not_settable("A=B").is_some());
+        assert!(not_settable("POSTGRES_DB").is_none());
     }
 
     #[test]

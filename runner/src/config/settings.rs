@@ -19,7 +19,7 @@ pub struct Overrides {
     pub junit: Option<PathBuf>,
     pub no_tests: Option<NoTests>,
     pub max_worker_restart: Option<usize>,
-    pub shard: Option<crate::shard::ShardMode>,
+    pub shard: Option<crate::model::ShardMode>,
     pub timings: Option<PathBuf>,
     /// `--queue`, `--queue-run`, `--queue-lease`.
     pub queue: (Option<String>, Option<String>, Option<Duration>),
@@ -45,7 +45,7 @@ pub struct Settings {
     /// pytest workers replaced after a crash or timeout before the run gives up.
     pub max_worker_restart: Option<usize>,
     /// `--shard`: one machine's share of the selection.
-    pub shard: Option<crate::shard::ShardMode>,
+    pub shard: Option<crate::model::ShardMode>,
     /// `--timings` / `[run] timings`, relative to the project root.
     pub timings: Option<PathBuf>,
     /// `--queue URL`, `--queue-run ID`, `--queue-lease SECS`.

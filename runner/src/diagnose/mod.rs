@@ -15,8 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::discover::Status;
-use crate::report::{Diagnosis, Verdict};
+use crate::model::{Diagnosis, Status, Verdict};
 
 /// One test's run in the parallel phase, as the run's timeline recorded it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -182,7 +181,6 @@ fn examine(
         reruns: x.reruns,
         seconds: started.elapsed().as_secs_f64(),
         unfinished: x.cut_short,
-        shared: None,
     };
     if x.after(&[])? {
         return Some(done(&x, Verdict::FailsAlone, Vec::new()));

@@ -15,14 +15,12 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{
-    Adapter, DiscoverOptions, Invocation, ProcessAdapter, ProcessEnd, Runs, TestCase, TestMeta,
-};
-use crate::cli::RunIgnored;
+use super::{Adapter, DiscoverOptions, ProcessAdapter, Runs};
 use crate::config::{AdapterKind, CargoBuild, Config};
 use crate::error::{Error, Result};
 use crate::exec::Interrupts;
 use crate::exec::bounded::{BoundedCommand, BoundedOutput, Bounds};
+use crate::model::{Invocation, ProcessEnd, RunIgnored, TestCase, TestMeta};
 
 pub struct CargoAdapter {
     root: PathBuf,

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use walkdir::WalkDir;
 
-use super::{Adapter, Invocation, ProcessAdapter, Runs, TestCase};
+use super::{Adapter, ProcessAdapter, Runs};
 use crate::config::{AdapterKind, Config, Filter};
 use crate::error::{Error, Result};
+use crate::model::{Invocation, TestCase};
 
 pub struct CommandAdapter {
     root: PathBuf,

@@ -17,7 +17,7 @@ use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{Interrupts, end_of, exited_unreaped, kill_group, pidfd_open, poll_ms};
-use crate::discover::ProcessEnd;
+use crate::model::ProcessEnd;
 
 /// One program to run: what, with which arguments and env, where.
 #[derive(Clone, Debug)]

@@ -3,25 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::isolation::{Env, Slot};
-
-/// Variables partest sets for each slot itself: `[env]` may read them, not set them.
-const PARTEST_OWN: [&str; 3] = [
-    "PYTEST_XDIST_WORKER",
-    "PYTEST_XDIST_WORKER_COUNT",
-    "TEST_ENV_NUMBER",
-];
-
-/// Why `[env]` may not set `name`, if it may not.
-pub fn not_settable(name: &str) -> Option<&'static str> {
-    if name.is_empty() || name.contains(['=', '\0']) {
-        Some("not a variable name")
-    } else if name.starts_with("PARTEST_") || PARTEST_OWN.contains(&name) {
-        Some("partest sets this one itself")
-    } else {
-        None
-    }
-}
+use crate::model::{Env, Slot};
 
 /// `[env]` laid over `env`: each value with `${NAME}` replaced by `NAME`
 /// from `env`, else from partest's own environment, else nothing.
@@ -119,8 +101,5 @@ mod tests {
         };
         assert_eq!(get("POSTGRES_DB"), ["partest_ab_gw1"]);
         assert_eq!(get("LABEL"), ["db=partest_ab_gw1, none=, ${open"]);
-        assert!(not_settable("PARTEST_WORKER").is_some());
-        assert!(not_settable("A=B").is_some());
-        assert!(not_settable("POSTGRES_DB").is_none());
     }
 }

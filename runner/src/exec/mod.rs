@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 pub use env::slot_env;
 pub use signals::Interrupts;
 
-use crate::discover::{Invocation, ProcessEnd};
+use crate::model::{Invocation, ProcessEnd};
 
 /// Once Ctrl-C was pressed twice, running tests get this long, not the grace.
 const HURRIED_GRACE: Duration = Duration::from_millis(100);

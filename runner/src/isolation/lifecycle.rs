@@ -4,7 +4,9 @@
 
 use std::sync::Mutex;
 
-use super::{Env, IsoResult, Isolation, IsolationError, RunInfo, Slot};
+use super::{IsoResult, Isolation, RunInfo};
+use crate::error::IsolationError;
+use crate::model::{Env, Slot};
 
 /// The env one slot's tests get from all providers, in provider order.
 pub type SlotEnv = Env;

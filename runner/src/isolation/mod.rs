@@ -15,8 +15,8 @@ use std::path::PathBuf;
 pub use lifecycle::{Lifecycle, SlotEnv};
 pub use tempdir::TempDirs;
 
-/// Environment variables a provider hands to processes, in order.
-pub type Env = Vec<(String, String)>;
+use crate::error::IsolationError;
+use crate::model::{Env, Slot};
 
 /// What a provider knows of the run when it sets up.
 #[derive(Clone, Debug)]
@@ -29,42 +29,6 @@ pub struct RunInfo {
     /// `<root>/.partest`: partest's own state (history, run records).
     pub state_dir: PathBuf,
 }
-
-/// One worker slot: `gw0` … `gwN-1`, owned by one pool thread for the run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Slot {
-    pub index: usize,
-    pub name: String,
-}
-
-impl Slot {
-    pub fn new(index: usize) -> Slot {
-        Slot {
-            index,
-            name: format!("gw{index}"),
-        }
-    }
-}
-
-/// Why a provider failed; the message names the provider and the hook.
-#[derive(Debug, Clone)]
-pub struct IsolationError {
-    pub provider: String,
-    pub hook: &'static str,
-    pub message: String,
-}
-
-impl std::fmt::Display for IsolationError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} failed in {}: {}",
-            self.provider, self.hook, self.message
-        )
-    }
-}
-
-impl std::error::Error for IsolationError {}
 
 pub type IsoResult<T> = Result<T, IsolationError>;
 

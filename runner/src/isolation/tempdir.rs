@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::{Env, IsoResult, Isolation, IsolationError, RunInfo, Slot};
+use super::{IsoResult, Isolation, RunInfo};
+use crate::error::IsolationError;
+use crate::model::{Env, Slot};
 
 #[derive(Default)]
 pub struct TempDirs {

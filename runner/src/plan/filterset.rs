@@ -12,7 +12,7 @@
 use globset::{Glob, GlobMatcher};
 use regex::Regex;
 
-use crate::discover::TestCase;
+use crate::model::TestCase;
 
 /// A parsed `-E` expression.
 #[derive(Clone, Debug)]
@@ -325,7 +325,7 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discover::TestMeta;
+    use crate::model::TestMeta;
     use std::sync::Arc;
 
     fn cargo_test(package: &str, binary: &str, kind: &str, name: &str) -> TestCase {

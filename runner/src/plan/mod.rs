@@ -13,8 +13,8 @@ pub use filterset::FilterSet;
 pub use workers::{Factor, WorkerInputs, WorkerPlan, plan_workers};
 
 use crate::config::{Filter, GroupTable, Order};
-use crate::discover::TestCase;
 use crate::history::History;
+use crate::model::TestCase;
 
 /// A `[groups.NAME]`: at most `max` of its tests at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -324,7 +324,7 @@ mod tests {
         let records = pairs.iter().map(|(n, ms)| crate::history::Record {
             name: n,
             duration: Duration::from_millis(*ms),
-            status: crate::discover::Status::Pass,
+            status: crate::model::Status::Pass,
         });
         assert!(h.save(records).is_none());
         (dir, History::load(&path).0)

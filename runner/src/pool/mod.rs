@@ -10,62 +10,46 @@ mod queue;
 mod slot;
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::thread::Scope;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
 use groups::GroupLimits;
 use queue::{Attempt, Queue};
-use slot::{Assignment, Command, Done, Report, SlotError, Work};
+use slot::{Command, Report};
 
-use crate::discover::pytest::{FileTests, Files, TestAddress, check_same_files};
-use crate::discover::{Adapter, Runs, Status, TestCase};
+use crate::discover::collect::{Collected, Files, check_same_files};
+use crate::discover::executor::{ExecContext, PastCosts, SlotError};
+use crate::discover::{Adapter, Runs};
 use crate::error::Error;
 use crate::exec::Spawner;
 use crate::history::History;
 use crate::isolation::Lifecycle;
+use crate::model::{Assignment, RunOptions, Status, TestCase, TestFinished, Work};
 use crate::plan::Plan;
 use crate::report::{Event, TestFinished};
 use crate::shard::queue::{Adopted, Feed};
 
+/// What the coordinator itself decides by (the executors' options are
+/// [`RunOptions`]).
 pub struct PoolOptions {
-    pub workers: usize,
     pub retries: u32,
-    pub timeout: Option<Duration>,
     pub fail_fast: bool,
-    /// false: `--no-capture`, output streams to the terminal.
-    pub capture: bool,
-    pub run_id: String,
-    /// pytest workers that may be replaced after a crash or timeout.
-    pub max_worker_restart: usize,
-    /// pytest-django uses each slot's database as it is (a migrated clone
-    /// from the postgres plugin's template) instead of making its own.
-    pub django_slot_db: bool,
-    /// `PARTEST_SHARD` for every test: `K/N`, or `queue`.
-    pub shard: Option<String>,
     /// `--shard queue`: the shared queue this machine pulls units from.
     pub queue: Option<crate::shard::queue::QueueOptions>,
-    /// `[run] leak = "fail"`: a test that leaves processes behind fails.
-    pub leak_fails: bool,
-    /// `[env]`, laid over each slot's variables.
-    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// What the slot threads share for the run.
 pub struct PoolContext<'a> {
     pub adapter: &'a dyn Adapter,
     pub lifecycle: &'a Lifecycle,
-    pub spawner: &'a Spawner,
-    /// Past durations: how pytest's files are shared out to be collected.
+    /// Past durations: how a worker adapter's files are shared out to be collected.
     pub history: &'a History,
     pub options: PoolOptions,
-    /// pytest workers that may still be replaced.
-    restarts_left: AtomicUsize,
-    /// pytest: every file's tests as first collected, what the run is
-    /// planned on; a worker that collects a file again must agree.
-    planned_files: OnceLock<Vec<FileTests>>,
+    /// What every slot's executor shares.
+    pub exec: ExecContext<'a>,
 }
 
 impl<'a> PoolContext<'a> {
@@ -74,16 +58,15 @@ impl<'a> PoolContext<'a> {
         lifecycle: &'a Lifecycle,
         spawner: &'a Spawner,
         history: &'a History,
+        run: RunOptions,
         options: PoolOptions,
     ) -> PoolContext<'a> {
         PoolContext {
             adapter,
             lifecycle,
-            spawner,
             history,
-            restarts_left: AtomicUsize::new(options.max_worker_restart),
             options,
-            planned_files: OnceLock::new(),
+            exec: ExecContext::new(spawner, run),
         }
     }
 }
@@ -91,8 +74,6 @@ impl<'a> PoolContext<'a> {
 /// How the pool's work ended, beyond the per-test events.
 #[derive(Debug, Default)]
 pub struct PoolOutcome {
-    /// The plan the tests ran by (None when the slots never got ready).
-    pub plan: Option<Arc<Plan>>,
     /// Why the run could not go on: a slot's setup, a worker, a plan.
     pub error: Option<Error>,
     /// A test failed for good: plugins' teardown hears `run_failed`
@@ -100,25 +81,40 @@ pub struct PoolOutcome {
     pub tests_failed: bool,
 }
 
-/// Starts every slot, waits until all are set up (pytest workers: each has
-/// collected its share of the files), asks `make_plan` for the plan (given
-/// the workers' collection, for pytest),
-/// runs the parallel phase and then the serial one on slot 0, and stops the
-/// slots' workers. Slots stay set up: the caller tears them down through the
-/// lifecycle on every path.
-pub fn run(
-    ctx: &PoolContext,
-    events: &Sender<Event>,
-    make_plan: impl FnOnce(Option<Vec<TestCase>>) -> Result<Plan, Error>,
-) -> PoolOutcome {
-    let workers = ctx.options.workers.max(1);
-    let (report_tx, reports) = crossbeam_channel::unbounded();
-    std::thread::scope(|scope| {
+/// The running slots. [`Pool::start`] starts a thread per slot,
+/// [`Pool::ready`] waits until each is set up (a worker adapter's slots then
+/// collect the suite between them), and [`Pool::run`] runs the plan made
+/// from that: the parallel phase, then the serial one on slot 0. Dropping
+/// it lets the slots go (their workers stop); the slots stay set up, and
+/// the caller tears them down through the lifecycle on every path.
+pub struct Pool<'a> {
+    ctx: &'a PoolContext<'a>,
+    seats: Vec<Seat>,
+    reports: Receiver<Report>,
+    /// A worker adapter's: the slot that collected each file first (its home).
+    home: Option<Vec<usize>>,
+}
+
+impl PoolOutcome {
+    /// The run could not go on before any test ran.
+    pub fn failed(error: Error) -> PoolOutcome {
+        PoolOutcome {
+            error: Some(error),
+            ..PoolOutcome::default()
+        }
+    }
+}
+
+impl<'a> Pool<'a> {
+    /// Starts a thread per slot in `scope`; each sets its slot up.
+    pub fn start(scope: &'a Scope<'a, '_>, ctx: &'a PoolContext<'a>) -> Result<Pool<'a>, Error> {
+        let workers = ctx.exec.options.workers.max(1);
+        let (report_tx, reports) = crossbeam_channel::unbounded();
         let mut seats = Vec::with_capacity(workers);
         for index in 0..workers {
             let (tx, rx) = crossbeam_channel::unbounded();
             let report_tx = report_tx.clone();
-            let spawned = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name(format!("partest-gw{index}"))
                 .spawn_scoped(scope, move || {
                     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -135,13 +131,8 @@ pub fn run(
                             error: SlotError::Panicked(message),
                         });
                     }
-                });
-            if let Err(e) = spawned {
-                return PoolOutcome {
-                    error: Some(Error::setup(format!("cannot start a pool thread: {e}"))),
-                    ..PoolOutcome::default()
-                };
-            }
+                })
+                .map_err(|e| Error::setup(format!("cannot start a pool thread: {e}")))?;
             seats.push(Seat {
                 commands: tx,
                 sent: VecDeque::new(),
@@ -149,92 +140,161 @@ pub fn run(
                 alive: true,
             });
         }
-        drop(report_tx);
-        let mut outcome = PoolOutcome::default();
-        let ready = ready(ctx, &reports, &mut seats, events);
-        let home = ready.as_ref().ok().and_then(|r| r.home.clone());
-        match ready.and_then(|r| make_plan(r.tests)) {
-            Ok(plan) => {
-                let plan = Arc::new(plan);
-                outcome.plan = Some(plan.clone());
-                let home_of_queue = home.map(|home| {
-                    plan.parallel
-                        .iter()
-                        .map(|q| {
-                            q.first()
-                                .and_then(|&t| home.get(plan.tests[t as usize].file as usize))
-                                .copied()
-                        })
-                        .collect()
-                });
-                let feed = match start_feed(ctx, &plan) {
-                    Ok(feed) => feed,
-                    Err(e) => {
-                        outcome.error.get_or_insert(e);
-                        for seat in &seats {
-                            let _ = seat.commands.send(Command::Finish);
-                        }
-                        return outcome;
-                    }
-                };
-                let queue = if feed.is_some() {
-                    Queue::empty(&plan, workers)
-                } else {
-                    Queue::new(&plan, workers, home_of_queue)
-                };
-                let mut coordinator = Coordinator {
-                    ctx,
-                    queue,
-                    feed,
-                    drained: false,
-                    groups: GroupLimits::new(&plan.groups),
-                    plan: &plan,
-                    seats: &mut seats,
-                    events,
-                    reports: &reports,
-                    stop: false,
-                    lookahead: ctx.adapter.pytest().is_some(),
-                    // A pytest worker has two tests queued behind the one it
-                    // runs, so it never waits for us between tests even when
-                    // its slot thread is slow to wake (the workers keep both
-                    // cores busy); not when a plugin resets the slot between
-                    // tests, nor with fail-fast (which then would start
-                    // tests too many).
-                    depth: if ctx.adapter.pytest().is_some()
-                        && !ctx.options.fail_fast
-                        && !ctx.lifecycle.resets_between_tests()
-                    {
-                        PYTEST_DEPTH
-                    } else {
-                        1
-                    },
-                    outcome: &mut outcome,
-                };
-                coordinator.run();
-                let feed = coordinator.feed.take();
-                drop(coordinator);
-                if let Some(feed) = feed
-                    && let Err(e) = feed.finish()
-                {
-                    outcome.error.get_or_insert(e);
+        Ok(Pool {
+            ctx,
+            seats,
+            reports,
+            home: None,
+        })
+    }
+
+    /// Waits until every slot is set up. A worker adapter's workers must
+    /// find the same files; each then collects its share of them, and
+    /// what they found together is returned to plan on (None: the adapter
+    /// listed the tests up front).
+    pub fn ready(&mut self, events: &Sender<Event>) -> Result<Option<Vec<TestCase>>, Error> {
+        let (ctx, reports, seats) = (self.ctx, &self.reports, &mut self.seats);
+        let mut lists: Vec<Option<Files>> = vec![None; seats.len()];
+        let mut error = None;
+        for _ in 0..seats.len() {
+            let Ok(report) = reports.recv() else { break };
+            match report {
+                Report::Ready { slot, files } => {
+                    let _ = events.send(Event::SlotReady { slot });
+                    lists[slot] = files;
                 }
+                Report::Failed { slot, error: e } => {
+                    seats[slot].alive = false;
+                    error.get_or_insert(slot_error(slot, e));
+                }
+                Report::Done(_) | Report::Collected(_) => {}
             }
+        }
+        if let Some(e) = error {
+            return Err(e);
+        }
+        let Runs::Workers(workers) = ctx.adapter.runs() else {
+            return Ok(None);
+        };
+        let Some(Some(files)) = lists.first() else {
+            return Err(Error::setup("slot gw0 reported no test files"));
+        };
+        for (slot, other) in lists.iter().enumerate().skip(1) {
+            if let Some(other) = other {
+                check_same_files(files, other, &format!("gw{slot}"))?;
+            }
+        }
+        let past = PastCosts {
+            tests: ctx.history.file_totals(),
+            collect: ctx.history.collect_times(),
+        };
+        let shares = workers.shares(&files.files, seats.len(), &past);
+        let mut home = vec![0; files.files.len()];
+        for (slot, share) in shares.iter().enumerate() {
+            for &f in share {
+                home[f as usize] = slot;
+            }
+            let _ = seats[slot].commands.send(Command::Collect(share.clone()));
+        }
+        let mut collected: Vec<Collected> = Vec::with_capacity(seats.len());
+        for _ in 0..seats.len() {
+            let Ok(report) = reports.recv() else { break };
+            match report {
+                Report::Collected(c) => collected.push(c),
+                Report::Failed { slot, error: e } => {
+                    seats[slot].alive = false;
+                    error.get_or_insert(slot_error(slot, e));
+                }
+                Report::Ready { .. } | Report::Done(_) => {}
+            }
+        }
+        if let Some(e) = error {
+            return Err(e);
+        }
+        let merged = workers.merge(&ctx.exec, files, collected)?;
+        let times: Vec<(&str, Duration)> = merged
+            .collect_times
+            .iter()
+            .map(|(f, d)| (f.as_str(), *d))
+            .collect();
+        if let Some(warning) = ctx.history.save_collect_times(&times) {
+            let _ = events.send(Event::Warning(warning));
+        }
+        let tests = merged.tests?;
+        self.home = Some(home);
+        Ok(Some(tests))
+    }
+
+    /// Runs `plan`'s tests: the parallel phase, then the serial one on slot 0.
+    pub fn run(mut self, plan: &Plan, events: &Sender<Event>) -> PoolOutcome {
+        let ctx = self.ctx;
+        let workers = self.seats.len();
+        let mut outcome = PoolOutcome::default();
+        let home_of_queue = self.home.take().map(|home| {
+            plan.parallel
+                .iter()
+                .map(|q| {
+                    q.first()
+                        .and_then(|&t| home.get(plan.tests[t as usize].file as usize))
+                        .copied()
+                })
+                .collect()
+        });
+        let feed = match start_feed(ctx, plan) {
+            Ok(feed) => feed,
             Err(e) => {
                 outcome.error.get_or_insert(e);
+                return outcome;
             }
-        }
-        for seat in &seats {
-            let _ = seat.commands.send(Command::Finish);
+        };
+        let queue = if feed.is_some() {
+            Queue::empty(plan, workers)
+        } else {
+            Queue::new(plan, workers, home_of_queue)
+        };
+        let in_workers = matches!(ctx.adapter.runs(), Runs::Workers(_));
+        let mut coordinator = Coordinator {
+            ctx,
+            queue,
+            feed,
+            drained: false,
+            groups: GroupLimits::new(&plan.groups),
+            plan,
+            seats: &mut self.seats,
+            events,
+            reports: &self.reports,
+            stop: false,
+            lookahead: in_workers,
+            // A long-lived worker has two tests queued behind the one it
+            // runs, so it never waits for us between tests even when its
+            // slot thread is slow to wake (the workers keep both cores
+            // busy); not when a plugin resets the slot between tests, nor
+            // with fail-fast (which then would start tests too many).
+            depth: if in_workers && !ctx.options.fail_fast && !ctx.lifecycle.resets_between_tests()
+            {
+                WORKER_DEPTH
+            } else {
+                1
+            },
+            outcome: &mut outcome,
+        };
+        coordinator.run();
+        let feed = coordinator.feed.take();
+        drop(coordinator);
+        if let Some(feed) = feed
+            && let Err(e) = feed.finish()
+        {
+            outcome.error.get_or_insert(e);
         }
         outcome
-    })
+    }
 }
 
-/// Where a pytest test is in its worker's collection.
-fn address(test: &TestCase) -> TestAddress {
-    TestAddress {
-        file: test.file,
-        offset: test.position,
+impl Drop for Pool<'_> {
+    fn drop(&mut self) {
+        for seat in &self.seats {
+            let _ = seat.commands.send(Command::Finish);
+        }
     }
 }
 
@@ -260,184 +320,20 @@ struct Seat {
     commands: Sender<Command>,
     /// Sent to the slot and not finished yet, oldest (running) first.
     sent: VecDeque<Attempt>,
-    /// Promised to this slot as its next test (pytest's `nextitem`).
+    /// Promised to this slot as its next test (a worker's lookahead).
     next: Option<Attempt>,
     /// It has not failed: it takes work.
     alive: bool,
 }
 
-/// Tests sent to a pytest worker at once (the one it runs and those queued
-/// behind it).
-const PYTEST_DEPTH: usize = 3;
+/// Tests sent to a long-lived worker at once (the one it runs and those
+/// queued behind it).
+const WORKER_DEPTH: usize = 3;
 
 /// A test is queued behind those a slot runs only while they are known to
 /// take less than this: queueing saves a round trip per test, worth it for
 /// short tests, while a long test queued on a busy slot can lengthen the tail.
 const QUEUE_BEHIND_BELOW: Duration = Duration::from_millis(50);
-
-/// What the slots found once set up.
-struct Ready {
-    /// pytest: the tests the workers collected together.
-    tests: Option<Vec<TestCase>>,
-    /// pytest: the slot that collected each file first (its home).
-    home: Option<Vec<usize>>,
-}
-
-/// Waits until every slot is set up. pytest: the workers' file lists must
-/// agree; each worker then collects its share of the files, so each module
-/// is imported by one worker rather than by all of them.
-fn ready(
-    ctx: &PoolContext,
-    reports: &Receiver<Report>,
-    seats: &mut [Seat],
-    events: &Sender<Event>,
-) -> Result<Ready, Error> {
-    let mut lists: Vec<Option<Files>> = vec![None; seats.len()];
-    let mut error = None;
-    for _ in 0..seats.len() {
-        let Ok(report) = reports.recv() else { break };
-        match report {
-            Report::Ready { slot, files } => {
-                let _ = events.send(Event::SlotReady { slot });
-                lists[slot] = files;
-            }
-            Report::Failed { slot, error: e } => {
-                seats[slot].alive = false;
-                error.get_or_insert(slot_error(slot, e));
-            }
-            Report::Done(_) | Report::Collected(_) => {}
-        }
-    }
-    if let Some(e) = error {
-        return Err(e);
-    }
-    let Some(pytest) = ctx.adapter.pytest() else {
-        return Ok(Ready {
-            tests: None,
-            home: None,
-        });
-    };
-    let Some(Some(files)) = lists.first() else {
-        return Err(Error::setup("slot gw0 reported no test files"));
-    };
-    for (slot, other) in lists.iter().enumerate().skip(1) {
-        if let Some(other) = other {
-            check_same_files(files, other, &format!("gw{slot}"))?;
-        }
-    }
-    let shares = share_files(ctx, &files.files, seats.len());
-    let mut home = vec![0; files.files.len()];
-    for (slot, share) in shares.iter().enumerate() {
-        for &f in share {
-            home[f as usize] = slot;
-        }
-        let _ = seats[slot]
-            .commands
-            .send(slot::Command::Collect(share.clone()));
-    }
-    let mut found: Vec<Option<FileTests>> = vec![None; files.files.len()];
-    let mut errors = Vec::new();
-    for _ in 0..seats.len() {
-        let Ok(report) = reports.recv() else { break };
-        match report {
-            Report::Collected(collected) => {
-                errors.extend(collected.errors);
-                for f in collected.files {
-                    let at = f.file as usize;
-                    if at < found.len() {
-                        found[at] = Some(f);
-                    }
-                }
-            }
-            Report::Failed { slot, error: e } => {
-                seats[slot].alive = false;
-                error.get_or_insert(slot_error(slot, e));
-            }
-            Report::Ready { .. } | Report::Done(_) => {}
-        }
-    }
-    if let Some(e) = error {
-        return Err(e);
-    }
-    if !errors.is_empty() {
-        return Err(pytest.collect_errors(&errors));
-    }
-    let times: Vec<(&str, Duration)> = found
-        .iter()
-        .flatten()
-        .filter_map(|f| {
-            let secs = Duration::try_from_secs_f64(f.secs?).ok()?;
-            Some((files.files.get(f.file as usize)?.as_str(), secs))
-        })
-        .collect();
-    if let Some(warning) = ctx.history.save_collect_times(&times) {
-        let _ = events.send(Event::Warning(warning));
-    }
-    let planned: Vec<FileTests> = found
-        .into_iter()
-        .enumerate()
-        .map(|(f, tests)| {
-            tests.ok_or_else(|| {
-                Error::setup(format!("no pytest worker collected {}", files.files[f]))
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    let tests = pytest.tests(&planned);
-    let _ = ctx.planned_files.set(planned);
-    Ok(Ready {
-        tests: Some(tests),
-        home: Some(home),
-    })
-}
-
-/// Which files each slot collects first: longest-processing-time over what
-/// each file cost a worker before (history: its tests' expected time plus
-/// what importing and collecting it took), else the files' size on disk, so
-/// that the slots' shares take about as long and a slot seldom has to import
-/// another's file to keep busy.
-fn share_files(ctx: &PoolContext, files: &[String], slots: usize) -> Vec<Vec<u32>> {
-    let tests = ctx.history.file_totals();
-    let collect = ctx.history.collect_times();
-    let weights: Vec<f64> = if tests.is_empty() && collect.is_empty() {
-        let root = ctx.adapter.pytest().map(|p| p.root().to_path_buf());
-        files
-            .iter()
-            .map(|f| {
-                root.as_ref()
-                    .and_then(|r| std::fs::metadata(r.join(f)).ok())
-                    .map_or(1.0, |m| m.len().max(1) as f64)
-            })
-            .collect()
-    } else {
-        let mean = |known: Vec<f64>| known.iter().sum::<f64>() / known.len().max(1) as f64;
-        let tests_mean = mean(tests.values().map(Duration::as_secs_f64).collect());
-        let collect_mean = mean(collect.values().map(Duration::as_secs_f64).collect());
-        files
-            .iter()
-            .map(|f| {
-                tests
-                    .get(f.as_str())
-                    .map_or(tests_mean, Duration::as_secs_f64)
-                    + collect.get(f).map_or(collect_mean, Duration::as_secs_f64)
-            })
-            .collect()
-    };
-    let mut order: Vec<usize> = (0..files.len()).collect();
-    order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(a.cmp(&b)));
-    let mut load = vec![0.0_f64; slots.max(1)];
-    let mut shares = vec![Vec::new(); slots.max(1)];
-    for f in order {
-        let slot = (0..load.len())
-            .min_by(|&a, &b| load[a].total_cmp(&load[b]))
-            .unwrap_or(0);
-        load[slot] += weights[f];
-        shares[slot].push(f as u32);
-    }
-    for share in &mut shares {
-        share.sort_unstable();
-    }
-    shares
-}
 
 fn slot_error(slot: usize, error: SlotError) -> Error {
     match error {
@@ -463,8 +359,8 @@ struct Coordinator<'a, 'b> {
     reports: &'b Receiver<Report>,
     /// fail-fast tripped, or a slot failed: start nothing more.
     stop: bool,
-    /// Promise each slot its next test (pytest workers keep fixtures the
-    /// next test shares).
+    /// Promise each slot its next test (a long-lived worker keeps the
+    /// fixtures the next test shares).
     lookahead: bool,
     /// How many tests a slot is sent at once.
     depth: usize,
@@ -484,7 +380,7 @@ impl Coordinator<'_, '_> {
             total,
         });
         let _ = self.events.send(Event::RunStarted {
-            run_id: self.ctx.options.run_id.clone(),
+            run_id: self.ctx.exec.options.run_id.clone(),
             workers: self.seats.len(),
             parallel: plan.parallel_count(),
             serial: plan.serial.len(),
@@ -560,6 +456,7 @@ impl Coordinator<'_, '_> {
             stderr: None,
             leaked: false,
             will_retry: false,
+            stop: false,
         })));
     }
 
@@ -582,7 +479,7 @@ impl Coordinator<'_, '_> {
     }
 
     fn halted(&self) -> bool {
-        self.stop || self.ctx.spawner.interrupts.is_set()
+        self.stop || self.ctx.exec.spawner.interrupts.is_set()
     }
 
     fn parallel_phase(&mut self) {
@@ -597,7 +494,7 @@ impl Coordinator<'_, '_> {
             };
             match report {
                 Report::Done(done) => {
-                    if let Some(retry) = self.finished(&done) {
+                    if let Some(retry) = self.finished(done) {
                         self.queue.retry(retry);
                     }
                     // A slot came free, and perhaps a group place or a retry:
@@ -652,7 +549,7 @@ impl Coordinator<'_, '_> {
             loop {
                 match self.reports.recv() {
                     Ok(Report::Done(done)) => {
-                        if let Some(retry) = self.finished(&done) {
+                        if let Some(retry) = self.finished(done) {
                             // A retried serial test runs again at once, still alone.
                             list.push_front(retry);
                         }
@@ -723,9 +620,9 @@ impl Coordinator<'_, '_> {
     fn send(&mut self, slot: usize, current: Attempt, next: Option<Attempt>) {
         let test = &self.plan.tests[current.test as usize];
         let work = match self.ctx.adapter.runs() {
-            Runs::Worker(_) => Work::Pytest {
-                test: address(test),
-                next: next.map(|n| address(&self.plan.tests[n.test as usize])),
+            Runs::Workers(_) => Work::Item {
+                test: test.address(),
+                next: next.map(|n| self.plan.tests[n.test as usize].address()),
             },
             Runs::Processes(adapter) => Work::Process(adapter.invocation(test)),
         };
@@ -752,8 +649,9 @@ impl Coordinator<'_, '_> {
         }
     }
 
-    /// Records a finished test; returns its retry, if it gets one.
-    fn finished(&mut self, done: &Done) -> Option<Attempt> {
+    /// Records a finished test and reports it; returns its retry, if it
+    /// gets one.
+    fn finished(&mut self, mut done: Box<TestFinished>) -> Option<Attempt> {
         let seat = &mut self.seats[done.slot];
         if let Some(at) = seat
             .sent
@@ -763,12 +661,11 @@ impl Coordinator<'_, '_> {
             seat.sent.remove(at);
         }
         self.groups.leave(self.plan.group_of[done.test as usize]);
-        let interrupted = self.ctx.spawner.interrupts.is_set();
-        let status = if interrupted && done.status.is_failure() {
-            Status::Cancelled
-        } else {
-            done.status
-        };
+        let interrupted = self.ctx.exec.spawner.interrupts.is_set();
+        if interrupted && done.status.is_failure() {
+            done.status = Status::Cancelled;
+        }
+        let status = done.status;
         let will_retry = status.is_failure() && done.attempt <= self.ctx.options.retries;
         if status.is_failure() && !will_retry {
             self.outcome.tests_failed = true;
@@ -785,21 +682,13 @@ impl Coordinator<'_, '_> {
         {
             feed.ended(done.test, status, done.duration);
         }
-        let _ = self.events.send(Event::TestFinished(Box::new(TestFinished {
-            test: done.test,
-            slot: done.slot,
-            attempt: done.attempt,
-            status,
-            duration: done.duration,
-            output: done.output.clone(),
-            stderr: done.stderr.clone(),
-            leaked: done.leaked,
-            will_retry,
-        })));
-        will_retry.then_some(Attempt {
+        done.will_retry = will_retry;
+        let retry = will_retry.then_some(Attempt {
             test: done.test,
             attempt: done.attempt + 1,
-        })
+        });
+        let _ = self.events.send(Event::TestFinished(done));
+        retry
     }
 
     /// Start nothing more; promised tests are let go (reported as not run).

@@ -1,14 +1,15 @@
 //! What the parallel phase has left to run, and which slot takes what next.
 //!
 //! The plan's queues come longest first. A slot keeps taking from the queue
-//! it claimed (for pytest, one file: the module's fixtures set up once on
-//! that worker), in its order; when that is empty it takes a retry, else
-//! claims the next unclaimed queue — first one of its own (pytest: a file
-//! its worker has already imported), then anyone's; when none is left it
-//! steals the back of the queue with the most expected time left, cut
+//! it claimed (for a long-lived worker, one file: the module's fixtures set
+//! up once on that worker), in its order; when that is empty it takes a
+//! retry, else claims the next unclaimed queue — first one of its own (a
+//! file its worker has already imported), then anyone's; when none is left
+//! it steals the back of the queue with the most expected time left, cut
 //! between classes, as a queue of its own, so the tail stays short and a
-//! module's tests still run in their order on each worker. Tests of a higher rank (pytest-django's transactional
-//! tests after its database ones) are handed out only once no test of a
+//! module's tests still run in their order on each worker. Tests of a
+//! higher rank (see `TestCase::rank`: Django's transactional tests after its
+//! database ones) are handed out only once no test of a
 //! lower rank is left to hand out, so no worker runs one before the other.
 
 use std::collections::VecDeque;
@@ -35,8 +36,8 @@ pub struct Queue<'a> {
     cursor: usize,
     /// The queue each slot works through.
     slot_queue: Vec<Option<usize>>,
-    /// The slot each queue belongs to first (pytest: the worker that
-    /// imported its file), if any.
+    /// The slot each queue belongs to first (the worker that imported its
+    /// file), if any.
     home: Vec<Option<usize>>,
     /// The unit (a plan queue, or one added) each queue was cut from.
     origin: Vec<usize>,
@@ -52,7 +53,7 @@ pub struct Queue<'a> {
     retries: VecDeque<Attempt>,
     /// Tests not yet handed out (retries included).
     pending: usize,
-    /// Of those, how many of each rank ([`crate::discover::TestCase::rank`]).
+    /// Of those, how many of each rank ([`crate::model::TestCase::rank`]).
     pending_by_rank: Vec<usize>,
 }
 
@@ -306,7 +307,7 @@ impl<'a> Queue<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discover::TestCase;
+    use crate::model::TestCase;
     use crate::plan::Group;
 
     fn plan(queues: Vec<Vec<u32>>, group_of: Vec<Option<u16>>, groups: Vec<Group>) -> Plan {

@@ -6,8 +6,8 @@ use std::io::Write;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{Diagnosis, Event, FinalResult, Sink, Summary, Verdict, fmt_duration};
-use crate::discover::{Status, TestCase};
+use super::{Event, FinalResult, Sink, Summary, fmt_duration};
+use crate::model::{Diagnosis, Status, TestCase, Verdict};
 
 pub struct Human {
     bar: Option<ProgressBar>,
@@ -278,9 +278,6 @@ fn why_they_failed<'t>(s: &Summary, name: &dyn Fn(u32) -> &'t str) -> String {
             },
             d.verdict.advice()
         ));
-        if let Some(shared) = &d.shared {
-            out.push_str(&format!("      both use {shared}\n"));
-        }
     }
     if let Some((tests, why)) = &s.not_diagnosed {
         let names: Vec<&str> = tests.iter().map(|&t| name(t)).collect();

@@ -9,7 +9,7 @@ use std::io::Write;
 use serde_json::json;
 
 use super::{Event, FinalResult, Sink, Summary};
-use crate::discover::TestCase;
+use crate::model::TestCase;
 
 pub struct Json {
     out: std::io::Stdout,

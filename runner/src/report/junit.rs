@@ -12,7 +12,7 @@ use std::path::Path;
 use quick_junit::{NonSuccessKind, Report, TestCaseStatus, TestRerun, TestSuite};
 
 use super::{Attempt, FinalResult, Summary};
-use crate::discover::{Status, TestCase};
+use crate::model::{Status, TestCase};
 
 pub fn write(path: &Path, tests: &[TestCase], summary: &Summary) -> std::io::Result<()> {
     let report = build(tests, summary);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::discover::{Status, TestCase};
+use crate::model::{Diagnosis, MessageFormat, Status, TestCase, TestFinished};
 
 /// What happened, in the order it happened.
 #[derive(Debug)]
@@ -65,91 +65,8 @@ pub enum Event {
     },
 }
 
-/// What examining a failed test found (see `crate::diagnose`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    FailsAlone,
-    OrderDependent,
-    Concurrent,
-    Flaky,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::FailsAlone => "fails-alone",
-            Verdict::OrderDependent => "order-dependent",
-            Verdict::Concurrent => "concurrent",
-            Verdict::Flaky => "flaky",
-        }
-    }
-
-    /// One line of advice.
-    pub fn advice(self) -> &'static str {
-        match self {
-            Verdict::FailsAlone => {
-                "it fails on its own too: a real failure, not one of running in parallel"
-            }
-            Verdict::OrderDependent => {
-                "a test its worker ran before it leaves state behind: make the culprit clean up \
-                 (or give the victim a fixture of its own), or mark the victim serial"
-            }
-            Verdict::Concurrent => {
-                "it fails while the culprit runs on another worker: both use something partest \
-                 does not isolate (a path, a port, a Redis DB, a database): isolate it \
-                 ([isolation] private-paths, a plugin) or put both in [serial]"
-            }
-            Verdict::Flaky => {
-                "it passed alone, after its worker's earlier tests and beside the tests that ran \
-                 with it: it fails by chance (timing, randomness, the network)"
-            }
-        }
-    }
-}
-
-/// One failed test's diagnosis.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Diagnosis {
-    pub test: u32,
-    pub verdict: Verdict,
-    /// The tests that make it fail (order-dependent, concurrent).
-    pub culprits: Vec<u32>,
-    /// Trials run for it.
-    pub reruns: u32,
-    pub seconds: f64,
-    /// The budget ran out before the culprits were narrowed down: they are
-    /// the smallest set found so far.
-    pub unfinished: bool,
-    /// What partest can tell the test and its culprits share (a path).
-    pub shared: Option<String>,
-}
-
-#[derive(Debug)]
-pub struct TestFinished {
-    pub test: u32,
-    pub slot: usize,
-    pub attempt: u32,
-    pub status: Status,
-    pub duration: Duration,
-    /// Kept for failures (and for JUnit); `None` for most passes. A process
-    /// test's stdout; a pytest test's report and captured output.
-    pub output: Option<String>,
-    /// A process test's stderr, kept apart from its stdout.
-    pub stderr: Option<String>,
-    /// It left processes running in its group after it ended (LEAK).
-    pub leaked: bool,
-    /// This failure will be retried.
-    pub will_retry: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Human,
-    Json,
-}
-
 pub struct ReporterOptions {
-    pub format: Format,
+    pub format: MessageFormat,
     pub junit: Option<PathBuf>,
     /// Draw a progress bar (a terminal, human format).
     pub progress: bool,
@@ -241,8 +158,8 @@ pub fn start(options: ReporterOptions) -> std::io::Result<(Sender<Event>, JoinHa
 fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
     let start = Instant::now();
     let mut sink: Box<dyn Sink> = match options.format {
-        Format::Human => Box::new(human::Human::new(options.progress, options.captured)),
-        Format::Json => Box::new(json::Json::new()),
+        MessageFormat::Human => Box::new(human::Human::new(options.progress, options.captured)),
+        MessageFormat::Json => Box::new(json::Json::new()),
     };
     let mut tests: Arc<Vec<TestCase>> = Arc::default();
     let mut total = 0;

@@ -11,52 +11,14 @@ pub mod timings;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use crate::config::Settings;
 use crate::error::{Error, Result};
+use crate::model::{ShardMode, parse_fraction};
 
 pub use split::{Unit, assign, units};
 pub use timings::Timings;
-
-/// What `--shard` asked for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ShardMode {
-    /// Shard `index` (1-based) of `total`.
-    Static { index: u32, total: u32 },
-    /// Read the index and total from the CI engine's variables.
-    Auto,
-    /// Pull units from a shared Redis queue.
-    Queue,
-}
-
-impl FromStr for ShardMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<ShardMode, String> {
-        match s.trim() {
-            "auto" => Ok(ShardMode::Auto),
-            "queue" => Ok(ShardMode::Queue),
-            other => {
-                let (index, total) = parse_fraction(other)?;
-                Ok(ShardMode::Static { index, total })
-            }
-        }
-    }
-}
-
-/// `K/N` with 1 ≤ K ≤ N.
-fn parse_fraction(s: &str) -> Result<(u32, u32), String> {
-    let bad = || format!("{s:?}: expected K/N (1 ≤ K ≤ N, e.g. 2/3), auto or queue");
-    let (k, n) = s.split_once('/').ok_or_else(bad)?;
-    let k: u32 = k.trim().parse().map_err(|_| bad())?;
-    let n: u32 = n.trim().parse().map_err(|_| bad())?;
-    if k == 0 || n == 0 || k > n {
-        return Err(bad());
-    }
-    Ok((k, n))
-}
 
 /// One machine's place among the shards: shard `index` (1-based) of `total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

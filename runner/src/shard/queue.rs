@@ -29,8 +29,8 @@ use redis::{Commands, Connection};
 
 use super::split::{dealing_order, file_of, weights};
 use super::stable_hash;
-use crate::discover::{Status, TestCase};
 use crate::error::Error;
+use crate::model::{Status, TestCase};
 
 /// How long the queue's keys live after the last heartbeat.
 const KEY_TTL: Duration = Duration::from_secs(3600);

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::{Shard, stable_hash};
-use crate::discover::TestCase;
+use crate::model::TestCase;
 
 /// Tests that go to one shard (or one queue claim) together.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,19 +4,22 @@
 //! it by index (see `worker.rs` and `partest_pytest.py`). `partest list`
 //! starts one worker that only collects.
 
+mod share;
+mod slot;
 mod worker;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use worker::CollectError;
-pub use worker::{Collected, FileTests, Files, PytestWorker, Reply, TestAddress, TestReply, Wait};
+use worker::{PytestWorker, Reply, Wait};
 
-use super::{Adapter, Runs, TestCase};
+use super::collect::{CollectError, FileTests};
+use super::{Adapter, Runs};
 use crate::config::{AdapterKind, CollectMode, Config};
 use crate::error::{Error, Result};
 use crate::exec::Spawner;
+use crate::model::{TestCase, TestMeta};
 
 pub struct PytestAdapter {
     root: PathBuf,
@@ -151,7 +154,7 @@ impl PytestAdapter {
     /// and its offset in it.
     pub fn tests(&self, files: &[FileTests]) -> Vec<TestCase> {
         // One shared description per module: what filtersets and JUnit group by.
-        let mut metas: std::collections::HashMap<String, std::sync::Arc<super::TestMeta>> =
+        let mut metas: std::collections::HashMap<String, std::sync::Arc<TestMeta>> =
             std::collections::HashMap::new();
         files
             .iter()
@@ -198,58 +201,6 @@ impl PytestAdapter {
             self.root.display()
         ))
     }
-}
-
-/// Every worker must find the same test files in the same order: a file's
-/// index is its name in the protocol.
-pub fn check_same_files(reference: &Files, other: &Files, slot: &str) -> Result<()> {
-    if reference.files == other.files {
-        return Ok(());
-    }
-    let first = reference
-        .files
-        .iter()
-        .zip(&other.files)
-        .find(|(a, b)| a != b)
-        .map(|(a, b)| format!("; first difference:\n  gw0: {a}\n  {slot}: {b}"))
-        .unwrap_or_default();
-    Err(Error::setup(format!(
-        "pytest workers found different test files (gw0: {}, {slot}: {}); \
-         the files must not depend on the worker{first}",
-        reference.files.len(),
-        other.files.len()
-    )))
-}
-
-/// A file collected again (by another worker, or a fresh one) must give the
-/// same tests in the same order. Ids may differ only inside their parameter
-/// brackets (a timestamp in a parametrize id), which addressing by offset
-/// makes harmless.
-pub fn check_same_tests(reference: &FileTests, other: &FileTests, slot: &str) -> Result<()> {
-    let base = |id: &str| id.split_once('[').map_or(id, |(head, _)| head).to_string();
-    let differing: Vec<String> = reference
-        .ids
-        .iter()
-        .zip(&other.ids)
-        .filter(|(x, y)| base(x) != base(y))
-        .take(5)
-        .map(|(x, y)| format!("  first collection: {x}\n  {slot}: {y}"))
-        .collect();
-    if reference.ids.len() == other.ids.len() && differing.is_empty() {
-        return Ok(());
-    }
-    Err(Error::setup(format!(
-        "pytest workers collected different tests from the same file ({} and {} tests, {slot}); \
-         the test list must not depend on the worker (random or time-based collection?){}{}",
-        reference.ids.len(),
-        other.ids.len(),
-        if differing.is_empty() {
-            ""
-        } else {
-            "; first differences:\n"
-        },
-        differing.join("\n")
-    )))
 }
 
 impl Adapter for PytestAdapter {
@@ -310,6 +261,6 @@ impl Adapter for PytestAdapter {
     }
 
     fn runs(&self) -> Runs<'_> {
-        Runs::Worker(self)
+        Runs::Workers(self)
     }
 }

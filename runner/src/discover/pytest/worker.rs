@@ -13,57 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::discover::ProcessEnd;
+use crate::discover::collect::{Collected, Files};
 use crate::exec::{self, Spawner};
-
-/// The test files a worker found before importing any, in pytest's order:
-/// a file's index in this list is how partest names it to every worker.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Files {
-    pub files: Vec<String>,
-    #[serde(default)]
-    pub errors: Vec<CollectError>,
-}
-
-/// The tests of the files a `collect` command named.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Collected {
-    pub files: Vec<FileTests>,
-    #[serde(default)]
-    pub errors: Vec<CollectError>,
-}
-
-/// One file's tests: node ids and each item's marker names, in pytest's
-/// order (a test's offset in it is the address partest sends).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct FileTests {
-    #[serde(rename = "f")]
-    pub file: u32,
-    pub ids: Vec<String>,
-    pub markers: Vec<Vec<String>>,
-    /// How long the worker took to import and collect the file, when it
-    /// did so for this command (`collect = "share"`).
-    #[serde(default)]
-    pub secs: Option<f64>,
-    /// Each test's rank in the order pytest-django requires, when it is on.
-    #[serde(default)]
-    pub ranks: Option<Vec<u8>>,
-}
-
-/// One collection error, with pytest's own text.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CollectError {
-    pub id: String,
-    pub text: String,
-}
-
-/// Where a test is in a worker's collection: its file's index in the file
-/// list, and its offset among that file's tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TestAddress {
-    pub file: u32,
-    pub offset: u32,
-}
+use crate::model::{ProcessEnd, TestAddress};
 
 /// A worker's answer for one test.
 #[derive(Debug, Clone, Deserialize)]

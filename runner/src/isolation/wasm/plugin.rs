@@ -24,7 +24,9 @@ use super::bindings::v0_1_0::partest::plugin::types::{
 use super::bindings::v0_1_0::{PluginWorld, PluginWorldPre};
 use super::env;
 use super::state::{Grants, HostState, MemoryLimitExceeded, SCRATCH_GUEST};
-use crate::isolation::{Env, IsoResult, Isolation, IsolationError, RunInfo, Slot};
+use crate::error::IsolationError;
+use crate::isolation::{IsoResult, Isolation, RunInfo};
+use crate::model::{Env, Slot};
 
 /// The sandbox limits of one plugin, resolved from its `limits` table.
 #[derive(Clone, Copy, Debug)]

@@ -15,8 +15,8 @@ use super::capability::Capability;
 use super::env;
 use super::state::HostState;
 use crate::config::PluginTable;
-use crate::discover::ProcessEnd;
 use crate::exec::bounded::{BoundedCommand, Bounds};
+use crate::model::ProcessEnd;
 
 /// Between TERM and KILL of a granted program's group at the deadline.
 const KILL_GRACE: Duration = Duration::from_millis(500);
