@@ -15,6 +15,8 @@ use std::path::PathBuf;
 pub use lifecycle::{Lifecycle, SlotEnv};
 pub use tempdir::TempDirs;
 
+pub use crate::error::{IsolationError, IsolationErrorKind};
+
 /// Environment variables a provider hands to processes, in order.
 pub type Env = Vec<(String, String)>;
 
@@ -46,26 +48,6 @@ impl Slot {
     }
 }
 
-/// Why a provider failed; the message names the provider and the hook.
-#[derive(Debug, Clone)]
-pub struct IsolationError {
-    pub provider: String,
-    pub hook: &'static str,
-    pub message: String,
-}
-
-impl std::fmt::Display for IsolationError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} failed in {}: {}",
-            self.provider, self.hook, self.message
-        )
-    }
-}
-
-impl std::error::Error for IsolationError {}
-
 pub type IsoResult<T> = Result<T, IsolationError>;
 
 /// One isolation provider. Methods take `&self` because slots are set up,
@@ -90,6 +72,12 @@ pub trait Isolation: Send + Sync {
 
     /// Whether [`Isolation::reset_slot`] must run between tests.
     fn resets_between_tests(&self) -> bool {
+        false
+    }
+
+    /// Whether each slot's database is a copy of the template the setup
+    /// commands migrate (the postgres plugin in database mode).
+    fn slots_copy_template(&self) -> bool {
         false
     }
 

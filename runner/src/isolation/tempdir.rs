@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::{Env, IsoResult, Isolation, IsolationError, RunInfo, Slot};
+use super::{Env, IsoResult, Isolation, IsolationError, IsolationErrorKind, RunInfo, Slot};
 
 #[derive(Default)]
 pub struct TempDirs {
@@ -32,11 +32,7 @@ impl TempDirs {
     }
 
     fn err(&self, hook: &'static str, message: String) -> IsolationError {
-        IsolationError {
-            provider: "tempdir".into(),
-            hook,
-            message,
-        }
+        IsolationError::new("tempdir", hook, IsolationErrorKind::Failed, message)
     }
 }
 
