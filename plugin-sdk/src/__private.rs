@@ -5,7 +5,7 @@ use core::marker::PhantomData;
 
 use crate::Plugin;
 use crate::bindings::exports::partest::plugin::plugin::Guest;
-use crate::bindings::partest::plugin::types::{Error, Info, RunInfo, Slot};
+use crate::bindings::partest::plugin::types::{DefaultLimits, Error, Info, RunInfo, Slot};
 
 /// What `register!` knows of the plugin crate.
 pub trait Meta: 'static {
@@ -15,6 +15,10 @@ pub trait Meta: 'static {
 }
 
 pub struct Adapter<M>(PhantomData<M>);
+
+fn millis(d: core::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 std::thread_local! {
     static SETTINGS: RefCell<String> = const { RefCell::new(String::new()) };
@@ -46,6 +50,10 @@ impl<M: Meta> Guest for Adapter<M> {
             config_keys: M::Plugin::config_keys(),
             env_vars: M::Plugin::ENV_VARS.iter().map(|v| v.to_string()).collect(),
             setting_grants: M::Plugin::setting_grants(),
+            default_limits: DefaultLimits {
+                call_timeout_ms: M::Plugin::CALL_TIMEOUT.map(millis),
+                setup_run_timeout_ms: M::Plugin::SETUP_RUN_TIMEOUT.map(millis),
+            },
         }
     }
 
@@ -68,6 +76,10 @@ impl<M: Meta> Guest for Adapter<M> {
     fn env_vars() -> Vec<String> {
         with_plugin(|p: &mut M::Plugin| Ok(p.env_vars()))
             .unwrap_or_else(|_| M::Plugin::ENV_VARS.iter().map(|v| v.to_string()).collect())
+    }
+
+    fn slots_copy_template() -> bool {
+        with_plugin(|p: &mut M::Plugin| Ok(p.slots_copy_template())).unwrap_or(false)
     }
 
     fn setup_run(run: RunInfo) -> Result<Vec<(String, String)>, Error> {

@@ -123,6 +123,13 @@ pub trait Plugin: Sized + 'static {
     /// `BASH_ENV`, `PATH`, `PYTHON*`, `NODE_OPTIONS`, ...) and the ones it
     /// sets itself (`PARTEST_WORKER`, `TMPDIR`, ...).
     const ENV_VARS: &'static [&'static str] = &[];
+    /// The time limit of one hook call the plugin needs when the user sets
+    /// none (`None`: partest's 5 s). Honoured for partest's built-in
+    /// plugins only: a custom plugin's limits are the user's `limits`.
+    const CALL_TIMEOUT: Option<core::time::Duration> = None;
+    /// As [`Plugin::CALL_TIMEOUT`], for setup-run, the teardowns and sweep
+    /// (`None`: partest's 2 minutes).
+    const SETUP_RUN_TIMEOUT: Option<core::time::Duration> = None;
 
     /// The keys of your table, for `partest plugins inspect`.
     fn config_keys() -> Vec<ConfigKey> {
@@ -162,6 +169,15 @@ pub trait Plugin: Sized + 'static {
     /// returns `ENV_VARS` by default.
     fn env_vars(&self) -> Vec<String> {
         Self::ENV_VARS.iter().map(|v| v.to_string()).collect()
+    }
+
+    /// Whether each slot's database is a copy of the template
+    /// [`Plugin::setup_run`] made, which the setup commands migrate (the
+    /// postgres plugin in database mode). Asked once after
+    /// [`Plugin::configure`]; when the run has setup commands, pytest-django
+    /// then uses the slot's database as it is instead of building its own.
+    fn slots_copy_template(&self) -> bool {
+        false
     }
 
     /// Once per run: make templates; the env goes to the setup commands.

@@ -22,7 +22,9 @@ pub enum Error {
     /// Discovery, a setup command or a worker failed: the environment is wrong.
     #[error("{0}")]
     Setup(String),
-    /// An isolation provider (a plugin, the temp dirs) failed; the cause is kept.
+    /// An isolation provider (a plugin, the temp dirs) failed during the
+    /// run; the cause is kept. (A plugin whose settings are wrong is found
+    /// at load, by [`IsolationErrorKind::BadConfig`], and is a `Config` error.)
     #[error(transparent)]
     Isolation(#[from] IsolationError),
     /// The run selected no test (`--no-tests=fail`, the default).
@@ -54,12 +56,73 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Why a provider failed; the message names the provider and the hook.
+/// Why an isolation provider failed: the provider, the hook, what kind of
+/// failure it was and the message.
 #[derive(Debug, Clone)]
 pub struct IsolationError {
     pub provider: String,
     pub hook: &'static str,
+    /// The failure happened while configuring the instance made for `hook`.
+    pub configuring: bool,
+    pub kind: IsolationErrorKind,
     pub message: String,
+}
+
+/// What kind of failure a provider reported; the plugin contract's error
+/// cases, and what the host itself stopped or refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IsolationErrorKind {
+    /// Its settings are wrong (a plugin's `bad-config`): at load, exit 2.
+    BadConfig,
+    /// A service it needs is not there (`unavailable`).
+    Unavailable,
+    /// It would not do this, on purpose (`refused`).
+    Refused,
+    /// It went over a sandbox limit (time, memory, disk, bytes) or trapped,
+    /// and was stopped.
+    Stopped,
+    /// Anything else: its own failure (`failed`), or what it returned broke a rule.
+    Failed,
+}
+
+impl IsolationErrorKind {
+    /// How the message is introduced: the plugin contract's case.
+    pub fn label(self) -> &'static str {
+        match self {
+            IsolationErrorKind::BadConfig => "bad config: ",
+            IsolationErrorKind::Unavailable => "unavailable: ",
+            IsolationErrorKind::Refused => "refused: ",
+            IsolationErrorKind::Stopped | IsolationErrorKind::Failed => "",
+        }
+    }
+}
+
+impl IsolationError {
+    /// `kind` in `provider`'s `hook`.
+    pub fn new(
+        provider: impl Into<String>,
+        hook: &'static str,
+        kind: IsolationErrorKind,
+        message: impl Into<String>,
+    ) -> IsolationError {
+        IsolationError {
+            provider: provider.into(),
+            hook,
+            configuring: false,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The message with its kind's label (`bad config: ...`), without the provider.
+    pub fn detail(&self) -> String {
+        format!(
+            "{}{}{}",
+            if self.configuring { "configure: " } else { "" },
+            self.kind.label(),
+            self.message
+        )
+    }
 }
 
 impl std::fmt::Display for IsolationError {
@@ -67,7 +130,9 @@ impl std::fmt::Display for IsolationError {
         write!(
             f,
             "{} failed in {}: {}",
-            self.provider, self.hook, self.message
+            self.provider,
+            self.hook,
+            self.detail()
         )
     }
 }

@@ -426,6 +426,10 @@ impl Docker {
 impl Plugin for Docker {
     const SUMMARY: &'static str =
         "a Docker Compose project (or a container) per slot, with its own host ports";
+    /// `compose up --wait` and pulling images take minutes, not seconds.
+    const CALL_TIMEOUT: Option<std::time::Duration> = Some(std::time::Duration::from_secs(300));
+    const SETUP_RUN_TIMEOUT: Option<std::time::Duration> =
+        Some(std::time::Duration::from_secs(300));
 
     fn config_keys() -> Vec<ConfigKey> {
         let key = |name: &str, default: Option<&str>, description: &str| ConfigKey {

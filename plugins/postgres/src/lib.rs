@@ -371,6 +371,11 @@ impl Plugin for Postgres {
         "PGOPTIONS",
     ];
 
+    /// Database mode clones the template into each slot's database.
+    fn slots_copy_template(&self) -> bool {
+        self.s.mode == Mode::Database
+    }
+
     fn env_vars(&self) -> Vec<String> {
         let libpq = if self.s.libpq_env {
             &Self::ENV_VARS[1..]

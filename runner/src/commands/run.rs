@@ -127,7 +127,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
                 capture: !args.no_capture,
                 run_id: run_id.clone(),
                 max_worker_restart: settings.max_worker_restart.unwrap_or(4 * workers),
-                django_slot_db: postgres_template(config, &settings),
+                django_slot_db: slots_copy_migrated_template(config, &lifecycle),
                 shard: discovered.sharding.env_value(),
                 leak_fails: settings.leak_fails,
                 env: config.file.env.clone(),
@@ -232,18 +232,10 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     })
 }
 
-/// The postgres plugin clones a template that `[setup] commands` migrated:
-/// each slot's database is ready to test on as it is.
-fn postgres_template(config: &Config, settings: &Settings) -> bool {
-    let mode = config
-        .file
-        .plugins
-        .get("postgres")
-        .and_then(|t| t.settings.get("mode"))
-        .and_then(|m| m.as_str());
-    settings.plugins.iter().any(|p| p == "postgres")
-        && mode.is_none_or(|m| m == "database")
-        && !config.file.setup.commands.is_empty()
+/// A plugin's slot databases are copies of a template that `[setup]
+/// commands` migrated: each is ready to test on as it is.
+fn slots_copy_migrated_template(config: &Config, lifecycle: &Lifecycle) -> bool {
+    lifecycle.slots_copy_template() && !config.file.setup.commands.is_empty()
 }
 
 /// A run that selects no test is not a pass: it says why (nothing found, or

@@ -4,8 +4,7 @@
 
 use std::sync::Mutex;
 
-use super::{IsoResult, Isolation, RunInfo};
-use crate::error::IsolationError;
+use super::{IsoResult, Isolation, IsolationError, IsolationErrorKind, RunInfo};
 use crate::model::{Env, Slot};
 
 /// The env one slot's tests get from all providers, in provider order.
@@ -88,6 +87,12 @@ impl Lifecycle {
         !self.resetting.is_empty()
     }
 
+    /// Whether some provider's slot databases are copies of the template
+    /// the setup commands migrate: each is ready to test on as it is.
+    pub fn slots_copy_template(&self) -> bool {
+        self.providers.iter().any(|p| p.slots_copy_template())
+    }
+
     /// Between two tests on a slot.
     pub fn reset_slot(&self, slot: &Slot) -> IsoResult<()> {
         for &i in &self.resetting {
@@ -165,15 +170,18 @@ impl MergedEnv {
             if let Some(at) = self.vars.iter().position(|(n, _)| *n == name) {
                 let first = providers[self.from[at]].name();
                 let second = providers[index].name();
-                return Err(IsolationError {
-                    provider: format!("{first} and {second}"),
+                // A conflict of two accepted settings, found while the
+                // run sets up: a setup failure (exit 3), as it always was.
+                return Err(IsolationError::new(
+                    format!("{first} and {second}"),
                     hook,
-                    message: format!(
+                    IsolationErrorKind::Failed,
+                    format!(
                         "both set {name}; rename one with its `var` setting \
                          (for example [plugins.{second}] var = \"{}_{name}\")",
                         second.to_uppercase()
                     ),
-                });
+                ));
             }
             self.vars.push((name, value));
             self.from.push(index);
@@ -224,11 +232,12 @@ mod tests {
         }
         fn setup_slot(&self, slot: &Slot) -> IsoResult<Env> {
             if self.fail_slot == Some(slot.index) {
-                return Err(IsolationError {
-                    provider: self.name.into(),
-                    hook: "setup-slot",
-                    message: "boom".into(),
-                });
+                return Err(IsolationError::new(
+                    self.name,
+                    "setup-slot",
+                    IsolationErrorKind::Failed,
+                    "boom",
+                ));
             }
             self.calls
                 .lock()

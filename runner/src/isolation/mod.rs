@@ -15,7 +15,7 @@ use std::path::PathBuf;
 pub use lifecycle::{Lifecycle, SlotEnv};
 pub use tempdir::TempDirs;
 
-use crate::error::IsolationError;
+pub use crate::error::{IsolationError, IsolationErrorKind};
 use crate::model::{Env, Slot};
 
 /// What a provider knows of the run when it sets up.
@@ -54,6 +54,12 @@ pub trait Isolation: Send + Sync {
 
     /// Whether [`Isolation::reset_slot`] must run between tests.
     fn resets_between_tests(&self) -> bool {
+        false
+    }
+
+    /// Whether each slot's database is a copy of the template the setup
+    /// commands migrate (the postgres plugin in database mode).
+    fn slots_copy_template(&self) -> bool {
         false
     }
 

@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::{IsoResult, Isolation, RunInfo};
-use crate::error::IsolationError;
+use super::{IsoResult, Isolation, IsolationError, IsolationErrorKind, RunInfo};
 use crate::model::{Env, Slot};
 
 #[derive(Default)]
@@ -34,11 +33,7 @@ impl TempDirs {
     }
 
     fn err(&self, hook: &'static str, message: String) -> IsolationError {
-        IsolationError {
-            provider: "tempdir".into(),
-            hook,
-            message,
-        }
+        IsolationError::new("tempdir", hook, IsolationErrorKind::Failed, message)
     }
 }
 

@@ -22,7 +22,6 @@
 //! let lifecycle = Lifecycle::new(providers);
 //! ```
 
-mod bindings;
 mod capability;
 mod deadline;
 mod engine;
@@ -39,9 +38,11 @@ mod quota;
 mod redact;
 mod redis;
 mod runs;
+mod since_v0_1_0;
 mod sqlite;
 mod state;
 mod tls;
+mod types;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,19 +50,18 @@ use std::sync::Arc;
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
 
-use bindings::v0_1_0::PluginWorld;
-use bindings::v0_1_0::PluginWorldPre;
-use bindings::v0_1_0::partest::plugin::types::{Info, SettingGrant};
-use bindings::{PACKAGE, PLUGIN_EXPORT_V0_1_0};
-use capability::CAPABILITIES;
+use capability::{CAPABILITIES, Granted, SettingGrantError};
 pub use engine::CacheStats;
 use engine::Runtime;
 pub use plugin::{Limits, WasmPlugin};
+use since_v0_1_0::Pre;
 use state::{Grants, HostState};
+pub use types::Info;
+use types::SettingGrant;
 
 use crate::config::{Config, PluginTable};
 use crate::error::{Error, Result};
-use crate::isolation::Isolation;
+use crate::isolation::{Isolation, IsolationErrorKind};
 
 mod builtin {
     include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
@@ -181,11 +181,10 @@ impl PluginHost {
         }
         let mut probe = self.probe(config, name, &written, &source, &component)?;
         let info = probe
-            .world
-            .partest_plugin_plugin()
-            .call_describe(&mut probe.store)
+            .plugin
+            .describe(&mut probe.store)
             .map_err(|e| probe.fail(e))?;
-        let table = with_setting_grants(config, name, written, &info.setting_grants)?;
+        let table = with_builtin_declarations(config, name, written, &info)?;
         Ok((table, source, component))
     }
 
@@ -209,8 +208,7 @@ impl PluginHost {
         let grants = self.grants(config, name, table)?;
         let pre = self
             .linker(None)
-            .and_then(|l| l.instantiate_pre(component))
-            .and_then(PluginWorldPre::new)
+            .and_then(|l| Pre::new(&l, component))
             .map_err(fail)?;
         let scratch = tempfile::Builder::new()
             .prefix("describe-")
@@ -221,10 +219,10 @@ impl PluginHost {
         store
             .data_mut()
             .begin_call(std::time::Duration::from_secs(5), false);
-        let world = pre.instantiate(&mut store).map_err(fail)?;
+        let plugin = pre.instantiate(&mut store).map_err(fail)?;
         Ok(Probe {
             store,
-            world,
+            plugin,
             _scratch: scratch,
             name: name.to_string(),
             label,
@@ -234,20 +232,17 @@ impl PluginHost {
     fn load_one(&self, config: &Config, name: &str) -> Result<WasmPlugin> {
         let (table, source, component) = self.prepare(config, name)?;
         let table = &table;
-        self.check_imports(config, name, table, &source, &component)?;
         let grants = self.grants(config, name, table)?;
+        self.check_imports(config, name, &grants.caps, &source, &component)?;
         let linker = self
-            .linker(Some(table))
+            .linker(Some(&grants.caps))
             .map_err(|e| Error::setup(format!("plugin {name}: cannot link: {e:#}")))?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .and_then(PluginWorldPre::new)
-            .map_err(|e| {
-                Error::setup(format!(
-                    "plugin {name} ({}): cannot link its imports: {e:#}",
-                    source.label
-                ))
-            })?;
+        let pre = Pre::new(&linker, &component).map_err(|e| {
+            Error::setup(format!(
+                "plugin {name} ({}): cannot link its imports: {e:#}",
+                source.label
+            ))
+        })?;
         let limits = Limits {
             call: table.limits.call_timeout(),
             setup_run: table.limits.setup_run_timeout(),
@@ -262,18 +257,15 @@ impl PluginHost {
             table.settings_toml(),
             limits,
         )
-        .map_err(|e| {
-            if plugin::is_bad_config(&e) {
-                Error::config(format!(
-                    "[plugins.{name}] in {}: {}",
-                    config.at(&["plugins", name]),
-                    e.message
-                        .trim_start_matches("configure: ")
-                        .trim_start_matches("bad config: ")
-                ))
-            } else {
-                Error::setup(e.to_string())
-            }
+        .map_err(|e| match e.kind {
+            // Its settings, found wrong by its configure or max-slots: the
+            // user's to fix (exit 2); anything else stops the run (exit 3).
+            IsolationErrorKind::BadConfig => Error::config(format!(
+                "[plugins.{name}] in {}: {}",
+                config.at(&["plugins", name]),
+                e.message
+            )),
+            _ => Error::Isolation(e),
         })
     }
 
@@ -332,17 +324,18 @@ impl PluginHost {
         &self,
         config: &Config,
         name: &str,
-        table: &PluginTable,
+        granted: &Granted,
         source: &Source,
         component: &wasmtime::component::Component,
     ) -> Result<()> {
         let ty = component.component_type();
         let engine = &self.runtime.engine;
-        if !ty.exports(engine).any(|(n, _)| n == PLUGIN_EXPORT_V0_1_0) {
+        if !ty.exports(engine).any(|(n, _)| n == since_v0_1_0::EXPORT) {
             return Err(Error::setup(format!(
-                "plugin {name} ({}) does not export {PLUGIN_EXPORT_V0_1_0}: it is not a partest plugin, or it was built \
+                "plugin {name} ({}) does not export {}: it is not a partest plugin, or it was built \
                  against a newer partest-plugin-sdk than this partest supports",
-                source.label
+                source.label,
+                since_v0_1_0::EXPORT
             )));
         }
         for (import, _) in ty.imports(engine) {
@@ -350,7 +343,7 @@ impl PluginHost {
                 Some("types") => {}
                 Some(cap) => {
                     // Exit 3, like every other plugin that tries more than it may.
-                    if let Some(grant) = grant_hint(cap, table) {
+                    if let Some(grant) = grant_hint(cap, granted) {
                         return Err(Error::setup(format!(
                             "plugin {name} ({}) imports the `{cap}` capability, which is not granted; to allow it, \
                              add to [plugins.{name}] in {}: {grant}",
@@ -380,16 +373,18 @@ impl PluginHost {
                 home.display()
             ))
         })?;
+        let caps = Granted::read(table).map_err(|why| {
+            Error::config(format!(
+                "[plugins.{name}] {why} ({})",
+                config.at(&["plugins", name, "allow"])
+            ))
+        })?;
         Ok(Arc::new(Grants {
             plugin: name.to_string(),
             home,
             root: self.root.clone(),
             builtin: is_builtin(config, name),
-            process: table.allow.process.clone(),
-            redis: table.allow.redis.clone(),
-            postgres: table.allow.postgres.clone(),
-            allow_superuser: table.allow_superuser,
-            sqlite: table.allow.sqlite.clone(),
+            caps,
             boundary: usize::try_from(table.limits.boundary()).unwrap_or(usize::MAX),
             scratch_quota: table.limits.scratch(),
             keep_on_failure: matches!(
@@ -401,14 +396,14 @@ impl PluginHost {
         }))
     }
 
-    /// WASI always, then each capability `table` grants (`None`: every
-    /// one, for describing a plugin, which runs no hook that uses them).
-    fn linker(&self, table: Option<&PluginTable>) -> wasmtime::Result<Linker<HostState>> {
+    /// WASI always, then each capability granted (`None`: every one, for
+    /// describing a plugin, which runs no hook that uses them).
+    fn linker(&self, granted: Option<&Granted>) -> wasmtime::Result<Linker<HostState>> {
         let mut linker = Linker::new(&self.runtime.engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         for cap in CAPABILITIES {
-            if table.is_none_or(|t| cap.missing_grant(t).is_none()) {
-                cap.link(&mut linker)?;
+            if granted.is_none_or(|g| g.has(cap.name())) {
+                since_v0_1_0::link(&mut linker, cap.name())?;
             }
         }
         Ok(linker)
@@ -432,30 +427,31 @@ impl PluginHost {
         imports.sort();
         imports.dedup();
         let mut probe = self.probe(config, name, &table, &source, &component)?;
+        let granted = probe.store.data().grants.clone();
         let fail = |e: wasmtime::Error| {
             Error::setup(format!(
                 "plugin {name} ({}): cannot describe it: {e:#}",
                 source.label
             ))
         };
-        let Probe { store, world, .. } = &mut probe;
-        let hooks = world.partest_plugin_plugin();
-        let info = hooks.call_describe(&mut *store).map_err(fail)?;
-        let configured = match hooks.call_configure(&mut *store, &table.settings_toml()) {
-            Ok(Ok(())) => match hooks.call_max_slots(&mut *store) {
+        let Probe { store, plugin, .. } = &mut probe;
+        let info = plugin.describe(&mut *store).map_err(fail)?;
+        let said = |e: types::Error| format!("{}{}", e.kind().label(), e.into_message());
+        let configured = match plugin.configure(&mut *store, &table.settings_toml()) {
+            Ok(Ok(())) => match plugin.max_slots(&mut *store) {
                 Ok(Ok(n)) => Ok(Configured {
                     max_slots: n,
-                    resets: hooks
-                        .call_resets_between_tests(&mut *store)
+                    resets: plugin
+                        .resets_between_tests(&mut *store)
                         .unwrap_or(info.resets_between_tests),
-                    env_vars: hooks
-                        .call_env_vars(&mut *store)
+                    env_vars: plugin
+                        .env_vars(&mut *store)
                         .unwrap_or_else(|_| info.env_vars.clone()),
                 }),
-                Ok(Err(e)) => Err(format!("max-slots: {}", plugin::wit_message(&e))),
+                Ok(Err(e)) => Err(format!("max-slots: {}", said(e))),
                 Err(e) => Err(format!("max-slots: {e:#}")),
             },
-            Ok(Err(e)) => Err(format!("configure: {}", plugin::wit_message(&e))),
+            Ok(Err(e)) => Err(format!("configure: {}", said(e))),
             Err(e) => Err(format!("configure: {e:#}")),
         };
         Ok(Described {
@@ -463,7 +459,7 @@ impl PluginHost {
             configured,
             imports,
             source: source.label,
-            table,
+            granted,
         })
     }
 }
@@ -472,7 +468,7 @@ impl PluginHost {
 struct Probe {
     // Dropped before the scratch dir it sees.
     store: Store<HostState>,
-    world: PluginWorld,
+    plugin: since_v0_1_0::Plugin,
     _scratch: tempfile::TempDir,
     name: String,
     label: String,
@@ -489,8 +485,8 @@ impl Probe {
 
 struct Described {
     info: Info,
-    /// Its table as the host applies it.
-    table: PluginTable,
+    /// Its grants as the host applies them.
+    granted: Arc<Grants>,
     /// What the plugin says after `configure` with the user's settings, or
     /// why it could not be asked.
     configured: std::result::Result<Configured, String>,
@@ -516,10 +512,6 @@ fn is_builtin(config: &Config, name: &str) -> bool {
         && builtin_names().contains(&name)
 }
 
-/// The built-in docker plugin is given time for `compose up --wait`
-/// unless the user set a limit.
-const DOCKER: &str = "docker";
-
 /// `[plugins.NAME]` as written, or empty.
 fn written_table(config: &Config, name: &str) -> PluginTable {
     config.file.plugins.get(name).cloned().unwrap_or_default()
@@ -536,87 +528,62 @@ fn granted_value(table: &PluginTable, grant: &SettingGrant) -> Option<toml::Valu
     })
 }
 
-/// `table` with the grants a built-in plugin takes from its own settings
-/// (`declared`), so that a user writes a URL once: the plugin reads the
-/// same setting and can reach nothing else. An explicit `allow` naming
-/// another server is an error: the plugin would be configured for one
-/// server and granted another.
-fn with_setting_grants(
+/// `table` with what a built-in plugin declares for itself: the grants it
+/// takes from its own settings (`declared.setting_grants`), so that a user
+/// writes a URL once and the plugin can reach nothing else, and its own
+/// time limits where the user set none. An explicit `allow` naming another
+/// server is an error: the plugin would be configured for one server and
+/// granted another.
+fn with_builtin_declarations(
     config: &Config,
     name: &str,
     mut table: PluginTable,
-    declared: &[SettingGrant],
+    declared: &Info,
 ) -> Result<PluginTable> {
-    for grant in declared {
+    for grant in &declared.setting_grants {
         let Some(value) = granted_value(&table, grant) else {
             continue;
         };
-        let cap = grant.capability.as_str();
-        let key = grant.setting.as_deref().unwrap_or("default");
-        let expected = |what: &str| {
-            Error::config(format!(
-                "[plugins.{name}] {key} in {}: expected {what}, found {value}",
-                config.at(&["plugins", name, key])
-            ))
+        // A capability this partest does not know: its import is refused anyway.
+        let Some(cap) = capability::find(&grant.capability) else {
+            continue;
         };
-        match cap {
-            "redis" | "postgres" => {
-                let toml::Value::String(url) = &value else {
-                    return Err(expected("a URL string"));
-                };
-                let slot = if cap == "redis" {
-                    &mut table.allow.redis
-                } else {
-                    &mut table.allow.postgres
-                };
-                match slot.as_deref() {
-                    None => *slot = Some(url.clone()),
-                    Some(granted) if granted != url => {
-                        return Err(Error::config(format!(
-                            "[plugins.{name}] in {}: {key} = {:?} but allow.{cap} = {:?}; \
-                             the built-in {name} plugin is granted its own {key}, so drop allow.{cap}",
-                            config.at(&["plugins", name, "allow"]),
-                            redact::url(url),
-                            redact::url(granted),
-                        )));
-                    }
-                    Some(_) => {}
-                }
+        let key = grant.setting.as_deref().unwrap_or("default");
+        let mut allow = table.allow.remove(cap.name());
+        let merged = cap.grant_setting(&mut allow, &value);
+        if let Some(allow) = allow {
+            table.allow.insert(cap.name().to_string(), allow);
+        }
+        match merged {
+            Ok(()) => {}
+            Err(SettingGrantError::Expected(what)) => {
+                return Err(Error::config(format!(
+                    "[plugins.{name}] {key} in {}: expected {what}, found {value}",
+                    config.at(&["plugins", name, key])
+                )));
             }
-            "sqlite" => {
-                let toml::Value::String(file) = &value else {
-                    return Err(expected("a file name"));
-                };
-                if !table.allow.sqlite.contains(file) {
-                    table.allow.sqlite.push(file.clone());
-                }
+            Err(SettingGrantError::Conflict { setting, granted }) => {
+                return Err(Error::config(format!(
+                    "[plugins.{name}] in {}: {key} = {setting:?} but allow.{cap} = {granted:?}; \
+                     the built-in {name} plugin is granted its own {key}, so drop allow.{cap}",
+                    config.at(&["plugins", name, "allow"]),
+                    cap = cap.name(),
+                )));
             }
-            "process" => {
-                let programs: Option<Vec<String>> = match &value {
-                    toml::Value::Array(items) => items
-                        .iter()
-                        .map(|v| v.as_str().map(str::to_string))
-                        .collect(),
-                    _ => None,
-                };
-                let Some(programs) = programs else {
-                    return Err(expected("a list of program names"));
-                };
-                if table.allow.process.is_empty() {
-                    table.allow.process = programs;
-                }
-            }
-            // A capability this partest does not know: its import is refused anyway.
-            _ => {}
         }
     }
-    if name == DOCKER {
-        let slow = crate::config::Seconds(std::time::Duration::from_secs(300));
-        table.limits.call_timeout.get_or_insert(slow);
-        table.limits.setup_run_timeout.get_or_insert(slow);
+    let own = |limit: Option<std::time::Duration>| limit.map(crate::config::Seconds);
+    if let Some(call) = own(declared.default_limits.call) {
+        table.limits.call_timeout.get_or_insert(call);
+    }
+    if let Some(setup_run) = own(declared.default_limits.setup_run) {
+        table.limits.setup_run_timeout.get_or_insert(setup_run);
     }
     Ok(table)
 }
+
+/// The package of every capability import: `partest:plugin/redis@0.1.0`.
+const PACKAGE: &str = "partest:plugin/";
 
 /// `partest:plugin/redis@0.1.0` → `redis`.
 fn capability_of(import: &str) -> Option<&str> {
@@ -624,10 +591,11 @@ fn capability_of(import: &str) -> Option<&str> {
     Some(rest.split('@').next().unwrap_or(rest))
 }
 
-/// `None` when `cap` is granted by `table`, else the config line that grants it.
-fn grant_hint(cap: &str, table: &PluginTable) -> Option<String> {
+/// `None` when `cap` is granted, else the config line that grants it.
+fn grant_hint(cap: &str, granted: &Granted) -> Option<String> {
     match capability::find(cap) {
-        Some(c) => c.missing_grant(table),
+        Some(_) if granted.has(cap) => None,
+        Some(c) => Some(c.hint()),
         None => Some(format!(
             "nothing: this partest does not provide `{cap}` (is the plugin built against a newer SDK?)"
         )),
@@ -681,7 +649,7 @@ pub fn plugins_list(config: &Config, state_dir: &Path) -> Result<String> {
 pub fn plugins_inspect(config: &Config, state_dir: &Path, name: &str) -> Result<String> {
     let host = PluginHost::new(&config.root, state_dir)?;
     let d = host.describe(config, name)?;
-    let table = &d.table;
+    let granted = &d.granted.caps;
     let mut out = String::new();
     out.push_str(&format!("plugin     {name}\n"));
     out.push_str(&format!("version    {}\n", d.info.version));
@@ -719,10 +687,12 @@ pub fn plugins_inspect(config: &Config, state_dir: &Path, name: &str) -> Result<
         out.push_str("  none\n");
     }
     for cap in &d.imports {
-        let status = match (capability::find(cap), grant_hint(cap, table)) {
-            (Some(c), None) => c.describe_grant(table),
-            (_, Some(hint)) => format!("NOT granted: add to [plugins.{name}]: {hint}"),
-            (None, None) => "granted".to_string(),
+        let status = match (capability::find(cap), granted.grant(cap)) {
+            (Some(c), Some(grant)) => c.describe_grant(grant),
+            _ => format!(
+                "NOT granted: add to [plugins.{name}]: {}",
+                grant_hint(cap, granted).unwrap_or_default()
+            ),
         };
         out.push_str(&format!("  {cap:<9} {status}\n"));
     }

@@ -9,11 +9,15 @@
 //! system store. As in libpq, a root file makes `require` and `prefer` check
 //! the chain, and unix sockets never use TLS.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use postgres::config::{Host as PgHost, SslMode as PgSslMode};
 use postgres::error::SqlState;
+use postgres::tls::{MakeTlsConnect, TlsConnect};
 use postgres::{CancelToken, Client};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -213,8 +217,13 @@ pub fn connect(config: &mut postgres::Config, tls: &Tls) -> Result<Client, postg
         }
         SslMode::Prefer => {
             config.ssl_mode(PgSslMode::Prefer);
-            match config.connect(connector()) {
-                Err(e) if rejected(&e) || e.to_string().contains("TLS") => {
+            let handshake_failed = Arc::new(AtomicBool::new(false));
+            let noting = Noting {
+                inner: connector(),
+                failed: handshake_failed.clone(),
+            };
+            match config.connect(noting) {
+                Err(e) if rejected(&e) || handshake_failed.load(Ordering::SeqCst) => {
                     config.ssl_mode(PgSslMode::Disable);
                     config.connect(postgres::NoTls)
                 }
@@ -241,19 +250,25 @@ pub fn cancel(token: &CancelToken, tls: &Tls) -> Result<(), postgres::Error> {
 /// handshake fail, saying why.
 fn connector(tls: &Tls) -> MakeRustlsConnect {
     let provider = super::tls::provider();
-    let verifier: Arc<dyn ServerCertVerifier> = match tls.roots.as_ref().map(load_roots) {
-        None => Arc::new(Unchecked(provider.clone())),
-        Some(Err(why)) => Arc::new(NoRoots(why)),
+    let check = match tls.roots.as_ref().map(load_roots) {
+        None => Check::Unchecked,
+        Some(Err(why)) => Check::NoRoots(why),
         Some(Ok(roots)) => {
             match WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
             {
-                Ok(webpki) if tls.mode == SslMode::VerifyFull => webpki,
-                Ok(webpki) => Arc::new(ChainOnly(webpki)),
-                Err(e) => Arc::new(NoRoots(e.to_string())),
+                Ok(webpki) => Check::Chain {
+                    webpki,
+                    host_name: tls.mode == SslMode::VerifyFull,
+                },
+                Err(e) => Check::NoRoots(e.to_string()),
             }
         }
     };
+    let verifier = Arc::new(Verifier {
+        check,
+        provider: provider.clone(),
+    });
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("ring supports TLS 1.2 and 1.3")
@@ -292,65 +307,38 @@ fn load_roots(roots: &Roots) -> Result<RootCertStore, String> {
     Ok(store)
 }
 
-/// `require`, `prefer` and `allow` without a root file: the server's
-/// certificate is not checked (only the handshake's signatures are).
+/// What a connection checks of the server's certificate, as `sslmode` and
+/// the roots say. The handshake's signatures are always checked.
 #[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
+enum Check {
+    /// `require`, `prefer` and `allow` without a root file: nothing.
+    Unchecked,
+    /// The chain (`verify-ca`), and with `host_name` the name too (`verify-full`).
+    Chain {
+        webpki: Arc<WebPkiServerVerifier>,
+        host_name: bool,
+    },
+    /// Roots that could not be loaded: every certificate is refused, saying why.
+    NoRoots(String),
+}
 
-/// `verify-ca`: the chain is checked, the host name is not.
+/// The one certificate verifier of partest's PostgreSQL connections.
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct Verifier {
+    check: Check,
+    provider: Arc<CryptoProvider>,
+}
 
-/// Roots that could not be loaded: every certificate is refused, saying why.
-#[derive(Debug)]
-struct NoRoots(String);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+impl Verifier {
+    fn refused(&self) -> Result<(), rustls::Error> {
+        match &self.check {
+            Check::NoRoots(why) => Err(rustls::Error::General(why.clone())),
+            _ => Ok(()),
+        }
     }
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -359,14 +347,15 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        self.refused()?;
+        let Check::Chain { webpki, host_name } = &self.check else {
+            return Ok(ServerCertVerified::assertion());
+        };
         // webpki checks the name last, after the chain.
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            )) if !host_name => Ok(ServerCertVerified::assertion()),
             r => r,
         }
     }
@@ -377,7 +366,13 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        self.refused()?;
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -386,48 +381,80 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        self.refused()?;
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
-impl ServerCertVerifier for NoRoots {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Err(rustls::Error::General(self.0.clone()))
-    }
+/// [`connector`], noting in `failed` when the TLS handshake (or the
+/// connector for the host name) fails: `prefer`'s cue to retry without TLS,
+/// told by type, not by the error's text.
+struct Noting {
+    inner: MakeRustlsConnect,
+    failed: Arc<AtomicBool>,
+}
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General(self.0.clone()))
-    }
+struct NotingConnect<C> {
+    inner: C,
+    failed: Arc<AtomicBool>,
+}
 
-    fn verify_tls13_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General(self.0.clone()))
-    }
+impl<S> MakeTlsConnect<S> for Noting
+where
+    MakeRustlsConnect: MakeTlsConnect<S>,
+    <MakeRustlsConnect as MakeTlsConnect<S>>::TlsConnect: Send + 'static,
+    <<MakeRustlsConnect as MakeTlsConnect<S>>::TlsConnect as TlsConnect<S>>::Future: Send,
+    S: Send + 'static,
+{
+    type Stream = <MakeRustlsConnect as MakeTlsConnect<S>>::Stream;
+    type TlsConnect = NotingConnect<<MakeRustlsConnect as MakeTlsConnect<S>>::TlsConnect>;
+    type Error = <MakeRustlsConnect as MakeTlsConnect<S>>::Error;
 
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        super::tls::provider()
-            .signature_verification_algorithms
-            .supported_schemes()
+    fn make_tls_connect(&mut self, domain: &str) -> Result<Self::TlsConnect, Self::Error> {
+        match self.inner.make_tls_connect(domain) {
+            Ok(inner) => Ok(NotingConnect {
+                inner,
+                failed: self.failed.clone(),
+            }),
+            Err(e) => {
+                self.failed.store(true, Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<S, C> TlsConnect<S> for NotingConnect<C>
+where
+    C: TlsConnect<S> + Send + 'static,
+    C::Future: Send,
+    S: Send + 'static,
+{
+    type Stream = C::Stream;
+    type Error = C::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<C::Stream, C::Error>> + Send>>;
+
+    fn connect(self, stream: S) -> Self::Future {
+        let failed = self.failed;
+        let handshake = self.inner.connect(stream);
+        Box::pin(async move {
+            let r = handshake.await;
+            if r.is_err() {
+                failed.store(true, Ordering::SeqCst);
+            }
+            r
+        })
     }
 }
 

@@ -18,14 +18,11 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Store, UpdateDeadline};
 
-use super::bindings::v0_1_0::partest::plugin::types::{
-    Error as WitError, Info, RunInfo as WitRunInfo, Slot as WitSlot,
-};
-use super::bindings::v0_1_0::{PluginWorld, PluginWorldPre};
 use super::env;
+use super::since_v0_1_0::{self as contract, Pre};
 use super::state::{Grants, HostState, MemoryLimitExceeded, SCRATCH_GUEST};
-use crate::error::IsolationError;
-use crate::isolation::{IsoResult, Isolation, RunInfo};
+use super::types::{self, Info, RunInfo as PluginRunInfo};
+use crate::isolation::{IsoResult, Isolation, IsolationError, IsolationErrorKind as Kind, RunInfo};
 use crate::model::{Env, Slot};
 
 /// The sandbox limits of one plugin, resolved from its `limits` table.
@@ -40,7 +37,7 @@ pub struct Limits {
 /// A live instance and the Store it lives in.
 struct Live {
     store: Store<HostState>,
-    world: PluginWorld,
+    plugin: contract::Plugin,
 }
 
 type Cell = Arc<Mutex<Option<Live>>>;
@@ -88,15 +85,17 @@ pub struct WasmPlugin {
     max_slots: Option<u32>,
     /// Whether the configured plugin resets between tests.
     resets: bool,
+    /// Whether its slots' databases are copies of the template (`slots-copy-template`).
+    copies_template: bool,
     /// The variables its hooks may return (`env-vars`, asked at load).
     env_vars: Vec<String>,
     scratch: Mutex<Scratch>,
     scratch_released: AtomicBool,
-    pre: PluginWorldPre<HostState>,
+    pre: Pre,
     grants: Arc<Grants>,
     settings: String,
     limits: Limits,
-    run_info: Mutex<Option<WitRunInfo>>,
+    run_info: Mutex<Option<PluginRunInfo>>,
     run_cell: Cell,
     slots: Mutex<Vec<Cell>>,
 }
@@ -107,28 +106,25 @@ impl WasmPlugin {
     pub(super) fn start(
         name: String,
         source: String,
-        pre: PluginWorldPre<HostState>,
+        pre: Pre,
         grants: Arc<Grants>,
         settings: String,
         limits: Limits,
     ) -> Result<WasmPlugin, IsolationError> {
         let placeholder = Info {
             name: name.clone(),
-            version: String::new(),
-            summary: String::new(),
-            max_slots: None,
-            resets_between_tests: false,
-            config_keys: Vec::new(),
-            env_vars: Vec::new(),
-            setting_grants: Vec::new(),
+            ..Info::default()
         };
         let load_scratch = tempfile::Builder::new()
             .prefix("load-")
             .tempdir_in(&grants.home)
-            .map_err(|e| IsolationError {
-                provider: name.clone(),
-                hook: "describe",
-                message: format!("cannot make its scratch dir: {e}"),
+            .map_err(|e| {
+                IsolationError::new(
+                    name.clone(),
+                    "describe",
+                    Kind::Failed,
+                    format!("cannot make its scratch dir: {e}"),
+                )
             })?;
         let mut plugin = WasmPlugin {
             name,
@@ -136,6 +132,7 @@ impl WasmPlugin {
             info: placeholder,
             max_slots: None,
             resets: false,
+            copies_template: false,
             env_vars: Vec::new(),
             scratch: Mutex::new(Scratch::Load(load_scratch)),
             scratch_released: AtomicBool::new(false),
@@ -148,23 +145,21 @@ impl WasmPlugin {
             slots: Mutex::new(Vec::new()),
         };
         let cell = plugin.run_cell.clone();
-        plugin.info = plugin.call(&cell, "describe", limits.call, |w, s| {
-            w.partest_plugin_plugin().call_describe(s).map(Ok)
-        })?;
+        plugin.info = plugin.call(&cell, "describe", limits.call, |p, s| p.describe(s).map(Ok))?;
         // The instance is configured by now (the call above made it), so
         // the plugin can size itself from its settings or its server.
-        plugin.max_slots = plugin.call(&cell, "max-slots", limits.call, |w, s| {
-            w.partest_plugin_plugin().call_max_slots(s)
+        plugin.max_slots = plugin.call(&cell, "max-slots", limits.call, |p, s| p.max_slots(s))?;
+        plugin.resets = plugin.call(&cell, "resets-between-tests", limits.call, |p, s| {
+            p.resets_between_tests(s).map(Ok)
         })?;
-        plugin.resets = plugin.call(&cell, "resets-between-tests", limits.call, |w, s| {
-            w.partest_plugin_plugin()
-                .call_resets_between_tests(s)
-                .map(Ok)
-        })?;
-        plugin.env_vars = plugin.call(&cell, "env-vars", limits.call, |w, s| {
-            w.partest_plugin_plugin().call_env_vars(s).map(Ok)
-        })?;
-        env::check_declared(&plugin.env_vars).map_err(|m| plugin.err("env-vars", m))?;
+        plugin.env_vars =
+            plugin.call(&cell, "env-vars", limits.call, |p, s| p.env_vars(s).map(Ok))?;
+        plugin.copies_template =
+            plugin.call(&cell, "slots-copy-template", limits.call, |p, s| {
+                p.slots_copy_template(s).map(Ok)
+            })?;
+        env::check_declared(&plugin.env_vars)
+            .map_err(|m| plugin.err("env-vars", Kind::Failed, m))?;
         Ok(plugin)
     }
 
@@ -187,40 +182,46 @@ impl WasmPlugin {
         &self.source
     }
 
-    fn err(&self, hook: &'static str, message: String) -> IsolationError {
-        IsolationError {
-            provider: self.name.clone(),
-            hook,
-            message,
-        }
+    fn err(&self, hook: &'static str, kind: Kind, message: String) -> IsolationError {
+        IsolationError::new(self.name.clone(), hook, kind, message)
+    }
+
+    /// The plugin's own error from `hook`.
+    fn plugin_err(&self, hook: &'static str, e: types::Error) -> IsolationError {
+        self.err(hook, e.kind(), e.into_message())
     }
 
     /// A fresh instance, configured. `configure` failing is reported as the
     /// hook the instance was made for.
     fn instantiate(&self, hook: &'static str) -> IsoResult<Live> {
         let scratch = lock(&self.scratch).path().to_path_buf();
-        let state = HostState::new(self.grants.clone(), self.limits.memory, &scratch)
-            .map_err(|e| self.err(hook, format!("cannot set up its sandbox: {e:#}")))?;
+        let state =
+            HostState::new(self.grants.clone(), self.limits.memory, &scratch).map_err(|e| {
+                self.err(
+                    hook,
+                    Kind::Failed,
+                    format!("cannot set up its sandbox: {e:#}"),
+                )
+            })?;
         let mut store = new_store(self.pre.engine(), state);
         store.set_hostcall_fuel(self.limits.boundary);
         store
             .data_mut()
             .begin_call(self.limits.call, interruptible(hook));
-        let world = self
+        let plugin = self
             .pre
             .instantiate(&mut store)
-            .map_err(|e| self.err(hook, self.trap_message(&e, self.limits.call)))?;
-        let configured = world
-            .partest_plugin_plugin()
-            .call_configure(&mut store, &self.settings);
-        match configured {
-            Ok(Ok(())) => Ok(Live { store, world }),
-            Ok(Err(e)) => Err(self.err(hook, format!("configure: {}", wit_message(&e)))),
-            Err(e) => Err(self.err(
-                hook,
-                format!("configure: {}", self.trap_message(&e, self.limits.call)),
-            )),
-        }
+            .map_err(|e| self.trapped(hook, &e, self.limits.call))?;
+        let configured = plugin.configure(&mut store, &self.settings);
+        let failed = match configured {
+            Ok(Ok(())) => return Ok(Live { store, plugin }),
+            Ok(Err(e)) => self.plugin_err(hook, e),
+            Err(e) => self.trapped(hook, &e, self.limits.call),
+        };
+        Err(IsolationError {
+            configuring: true,
+            ..failed
+        })
     }
 
     /// Runs one hook on the instance in `cell` (made first if needed) under
@@ -230,7 +231,7 @@ impl WasmPlugin {
         cell: &Cell,
         hook: &'static str,
         limit: Duration,
-        f: impl FnOnce(&PluginWorld, &mut Store<HostState>) -> wasmtime::Result<Result<R, WitError>>,
+        f: impl FnOnce(&contract::Plugin, &mut Store<HostState>) -> contract::Hook<R>,
     ) -> IsoResult<R> {
         let mut guard = lock(cell);
         if guard.is_none() {
@@ -239,7 +240,7 @@ impl WasmPlugin {
         let live = guard.as_mut().expect("instantiated above");
         live.store.set_epoch_deadline(CHECK_TICKS);
         live.store.data_mut().begin_call(limit, interruptible(hook));
-        let result = f(&live.world, &mut live.store);
+        let result = f(&live.plugin, &mut live.store);
         // Host calls write too (WASI, SQLite): look once more at the end.
         if result.is_ok()
             && let Some(why) = live.store.data().over_quota()
@@ -247,17 +248,23 @@ impl WasmPlugin {
             *guard = None;
             return Err(self.err(
                 hook,
+                Kind::Stopped,
                 format!("went over its disk quota and was stopped: {why}"),
             ));
         }
         match result {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(self.err(hook, wit_message(&e))),
+            Ok(Err(e)) => Err(self.plugin_err(hook, e)),
             Err(trap) => {
                 *guard = None;
-                Err(self.err(hook, self.trap_message(&trap, limit)))
+                Err(self.trapped(hook, &trap, limit))
             }
         }
+    }
+
+    /// A call that wasmtime stopped, as the user's error.
+    fn trapped(&self, hook: &'static str, e: &wasmtime::Error, limit: Duration) -> IsolationError {
+        self.err(hook, Kind::Stopped, self.trap_message(e, limit))
     }
 
     /// Why a call trapped, in the user's terms, with the key that changes the limit.
@@ -299,10 +306,10 @@ impl WasmPlugin {
         }
     }
 
-    fn run_info(&self, hook: &'static str) -> IsoResult<WitRunInfo> {
+    fn run_info(&self, hook: &'static str) -> IsoResult<PluginRunInfo> {
         lock(&self.run_info)
             .clone()
-            .ok_or_else(|| self.err(hook, "setup-run did not run".into()))
+            .ok_or_else(|| self.err(hook, Kind::Failed, "setup-run did not run".into()))
     }
 
     fn slot_cell(&self, index: usize) -> Cell {
@@ -339,28 +346,6 @@ pub(super) fn new_store(engine: &wasmtime::Engine, state: HostState) -> Store<Ho
     store
 }
 
-fn wit_slot(slot: &Slot) -> WitSlot {
-    WitSlot {
-        index: slot.index as u32,
-        name: slot.name.clone(),
-    }
-}
-
-pub(super) fn wit_message(e: &WitError) -> String {
-    match e {
-        WitError::BadConfig(m) => format!("bad config: {m}"),
-        WitError::Unavailable(m) => format!("unavailable: {m}"),
-        WitError::Refused(m) => format!("refused: {m}"),
-        WitError::Failed(m) => m.clone(),
-    }
-}
-
-/// Whether a plugin error is the user's config (exit 2) rather than the environment.
-pub(super) fn is_bad_config(e: &IsolationError) -> bool {
-    e.message.starts_with("configure: bad config:")
-        || (e.hook == "max-slots" && e.message.starts_with("bad config:"))
-}
-
 impl Isolation for WasmPlugin {
     fn name(&self) -> &str {
         &self.name
@@ -374,8 +359,12 @@ impl Isolation for WasmPlugin {
         self.resets
     }
 
+    fn slots_copy_template(&self) -> bool {
+        self.copies_template
+    }
+
     fn setup_run(&self, run: &RunInfo) -> IsoResult<Env> {
-        let info = WitRunInfo {
+        let info = PluginRunInfo {
             run_id: run.run_id.clone(),
             workers: run.workers as u32,
             scratch: SCRATCH_GUEST.to_string(),
@@ -389,6 +378,7 @@ impl Isolation for WasmPlugin {
         std::fs::create_dir_all(&dir).map_err(|e| {
             self.err(
                 "setup-run",
+                Kind::Failed,
                 format!("cannot create its scratch dir {}: {e}", dir.display()),
             )
         })?;
@@ -399,7 +389,7 @@ impl Isolation for WasmPlugin {
             &self.run_cell,
             "setup-run",
             self.limits.setup_run,
-            |w, s| w.partest_plugin_plugin().call_setup_run(s, &info),
+            |p, s| p.setup_run(s, &info),
         )?;
         self.checked_env("setup-run", env)
     }
@@ -407,9 +397,8 @@ impl Isolation for WasmPlugin {
     fn setup_slot(&self, slot: &Slot) -> IsoResult<Env> {
         let run = self.run_info("setup-slot")?;
         let cell = self.slot_cell(slot.index);
-        let env = self.call(&cell, "setup-slot", self.limits.call, |w, s| {
-            w.partest_plugin_plugin()
-                .call_setup_slot(s, &run, &wit_slot(slot))
+        let env = self.call(&cell, "setup-slot", self.limits.call, |p, s| {
+            p.setup_slot(s, &run, slot)
         })?;
         self.checked_env("setup-slot", env)
     }
@@ -417,9 +406,8 @@ impl Isolation for WasmPlugin {
     fn reset_slot(&self, slot: &Slot) -> IsoResult<()> {
         let run = self.run_info("reset-slot")?;
         let cell = self.slot_cell(slot.index);
-        self.call(&cell, "reset-slot", self.limits.call, |w, s| {
-            w.partest_plugin_plugin()
-                .call_reset_slot(s, &run, &wit_slot(slot))
+        self.call(&cell, "reset-slot", self.limits.call, |p, s| {
+            p.reset_slot(s, &run, slot)
         })
     }
 
@@ -428,9 +416,8 @@ impl Isolation for WasmPlugin {
         let cell = self.slot_cell(slot.index);
         // Teardown has the longer limit: cut short, it leaves behind what
         // the slot holds (a DROP DATABASE can wait seconds on a busy server).
-        let r = self.call(&cell, "teardown-slot", self.limits.setup_run, |w, s| {
-            w.partest_plugin_plugin()
-                .call_teardown_slot(s, &run, &wit_slot(slot), run_failed)
+        let r = self.call(&cell, "teardown-slot", self.limits.setup_run, |p, s| {
+            p.teardown_slot(s, &run, slot, run_failed)
         });
         *lock(&cell) = None;
         r
@@ -442,10 +429,7 @@ impl Isolation for WasmPlugin {
             &self.run_cell,
             "teardown-run",
             self.limits.setup_run,
-            |w, s| {
-                w.partest_plugin_plugin()
-                    .call_teardown_run(s, &run, run_failed)
-            },
+            |p, s| p.teardown_run(s, &run, run_failed),
         );
         *lock(&self.run_cell) = None;
         match self.release_scratch(run_failed) {
@@ -459,15 +443,15 @@ impl WasmPlugin {
     /// `partest clean`: the plugin removes what crashed runs left behind
     /// (with `dry_run`, only lists it).
     pub fn sweep(&self, dry_run: bool) -> IsoResult<Vec<String>> {
-        let run = WitRunInfo {
+        let run = PluginRunInfo {
             run_id: String::new(),
             workers: 0,
             scratch: SCRATCH_GUEST.to_string(),
         };
         let mut swept = self.sweep_scratch(dry_run);
         swept.extend(
-            self.call(&self.run_cell, "sweep", self.limits.setup_run, |w, s| {
-                w.partest_plugin_plugin().call_sweep(s, &run, dry_run)
+            self.call(&self.run_cell, "sweep", self.limits.setup_run, |p, s| {
+                p.sweep(s, &run, dry_run)
             })?,
         );
         Ok(swept)
@@ -495,6 +479,7 @@ impl WasmPlugin {
         match std::fs::remove_dir_all(dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Some(self.err(
                 "teardown-run",
+                Kind::Failed,
                 format!("cannot remove its scratch dir {}: {e}", dir.display()),
             )),
             _ => None,
@@ -530,7 +515,7 @@ impl WasmPlugin {
 
     /// `env` if it holds only what the plugin declared and may set.
     fn checked_env(&self, hook: &'static str, env: Env) -> IsoResult<Env> {
-        env::check(&env, Some(&self.env_vars)).map_err(|m| self.err(hook, m))?;
+        env::check(&env, Some(&self.env_vars)).map_err(|m| self.err(hook, Kind::Failed, m))?;
         Ok(env)
     }
 }

@@ -16,18 +16,26 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use postgres::error::SqlState;
 use postgres::{Client, SimpleQueryMessage};
-use wasmtime::component::{HasSelf, Linker};
 
-use super::bindings::v0_1_0::partest::plugin::postgres::{self as wit, Host, Rows};
-use super::bindings::v0_1_0::partest::plugin::types::Error;
-use super::capability::Capability;
+use super::capability::{
+    Capability, Grant, InstanceState, SettingGrantError, grant_url, url_value,
+};
 use super::pg_tls::{self, Roots, Tls, split_tls};
 use super::state::HostState;
+use super::types::{Error, Rows};
 use super::{deadline, redact};
 use crate::config::PluginTable;
+
+/// `allow.postgres`: the one server a plugin may run SQL on, and whether a
+/// custom plugin may log in there as a superuser (`allow-superuser`).
+pub struct Server {
+    pub url: String,
+    pub allow_superuser: bool,
+}
 
 pub struct Postgres;
 
@@ -35,26 +43,44 @@ impl Capability for Postgres {
     fn name(&self) -> &'static str {
         "postgres"
     }
-    fn missing_grant(&self, table: &PluginTable) -> Option<String> {
-        table
-            .allow
-            .postgres
-            .is_none()
-            .then(|| "allow = { postgres = \"postgres://user@127.0.0.1:5432/postgres\" }".into())
+    fn grant(
+        &self,
+        value: Option<&toml::Value>,
+        table: &PluginTable,
+    ) -> Result<Option<Grant>, String> {
+        value
+            .map(|v| {
+                Ok(Arc::new(Server {
+                    url: url_value(v)?,
+                    allow_superuser: table.allow_superuser,
+                }) as Grant)
+            })
+            .transpose()
     }
-    fn describe_grant(&self, table: &PluginTable) -> String {
+    fn hint(&self) -> String {
+        "allow = { postgres = \"postgres://user@127.0.0.1:5432/postgres\" }".into()
+    }
+    fn describe_grant(&self, grant: &Grant) -> String {
+        let server = grant.downcast_ref::<Server>();
         format!(
             "granted: {} (that database and the ones named after the run; {}; statements cancelled at the call's deadline)",
-            redact::url(table.allow.postgres.as_deref().unwrap_or("")),
-            if table.allow_superuser {
+            redact::url(server.map_or("", |s| &s.url)),
+            if server.is_some_and(|s| s.allow_superuser) {
                 "superuser allowed"
             } else {
                 "a custom plugin never as a superuser"
             }
         )
     }
-    fn link(&self, linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    fn grant_setting(
+        &self,
+        allow: &mut Option<toml::Value>,
+        value: &toml::Value,
+    ) -> Result<(), SettingGrantError> {
+        grant_url(allow, value)
+    }
+    fn instance_state(&self) -> Option<Box<dyn InstanceState>> {
+        Some(Box::new(Connections::default()))
     }
 }
 
@@ -72,9 +98,9 @@ pub struct Connections {
     check: bool,
 }
 
-impl Connections {
+impl InstanceState for Connections {
     /// A new plugin call begins: check the connections before its first statement.
-    pub fn begin_call(&mut self) {
+    fn begin_call(&mut self) {
         self.check = true;
     }
 }
@@ -94,150 +120,161 @@ fn granted_database(url: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-impl HostState {
-    /// Refuses a database the grant does not name.
-    fn check_database(&self, url: &str, database: &Option<String>) -> Result<(), Error> {
-        let Some(db) = database else {
-            return Ok(());
-        };
-        let granted = granted_database(url);
-        let run_id = self.grants.run_id.get();
-        if granted.as_deref() == Some(db.as_str())
-            || run_id.is_some_and(|id| !id.is_empty() && db.contains(id.as_str()))
-        {
-            return Ok(());
-        }
-        Err(Error::Refused(format!(
-            "plugin {} may not reach database {db:?}: only the granted one ({}) and databases \
+/// The grant, if there is one.
+fn granted(state: &HostState) -> Option<&Server> {
+    state.grants.caps.get::<Server>()
+}
+
+/// Refuses a database the grant does not name.
+fn check_database(state: &HostState, url: &str, database: &Option<String>) -> Result<(), Error> {
+    let Some(db) = database else {
+        return Ok(());
+    };
+    let granted = granted_database(url);
+    let run_id = state.grants.run_id.get();
+    if granted.as_deref() == Some(db.as_str())
+        || run_id.is_some_and(|id| !id.is_empty() && db.contains(id.as_str()))
+    {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "plugin {} may not reach database {db:?}: only the granted one ({}) and databases \
              whose names carry this run's id ({})",
-            self.grants.plugin,
-            granted.as_deref().unwrap_or("the user's default"),
-            run_id.map_or("no run yet", String::as_str)
-        )))
-    }
+        state.grants.plugin,
+        granted.as_deref().unwrap_or("the user's default"),
+        run_id.map_or("no run yet", String::as_str)
+    )))
+}
 
-    fn pg(&mut self, database: &Option<String>) -> Result<&mut Session, Error> {
-        let Some(url) = self.grants.postgres.clone() else {
-            return Err(Error::Refused(
-                "no PostgreSQL server was granted (allow.postgres)".into(),
-            ));
-        };
-        self.check_database(&url, database)?;
-        if std::mem::take(&mut self.postgres.check) {
-            let limit = self.remaining();
-            self.postgres
-                .open
-                .retain(|_, session| session.client.is_valid(limit).is_ok());
-        }
-        if !self.postgres.open.contains_key(database) {
-            let shown = redact::url(&url);
-            let bad = |e: String| {
-                Error::BadConfig(format!(
-                    "allow.postgres = {shown:?}: {}",
-                    redact::text(&e, &url)
-                ))
-            };
-            let (rest, tls) = split_tls(&url).map_err(bad)?;
-            let mut config = postgres::Config::from_str(&rest).map_err(|e| bad(e.to_string()))?;
-            let tls = tls.resolve(&config).map_err(bad)?;
-            if let Some(db) = database {
-                config.dbname(db);
-            }
-            config.connect_timeout(self.remaining());
-            let mut client =
-                pg_tls::connect(&mut config, &tls).map_err(|e| connect_error(&url, &tls, &e))?;
-            if !self.grants.builtin && !self.grants.allow_superuser {
-                self.refuse_superuser(&mut client, &url)?;
-            }
-            self.postgres
-                .open
-                .insert(database.clone(), Session { client, tls });
-        }
-        Ok(self
-            .postgres
+/// The session on `database` (`None`: the granted one), checked at a
+/// call's first statement and opened when there is none.
+fn session<'s>(
+    state: &'s mut HostState,
+    database: &Option<String>,
+) -> Result<&'s mut Session, Error> {
+    let Some((url, superuser_allowed)) = granted(state).map(|s| (s.url.clone(), s.allow_superuser))
+    else {
+        return Err(Error::Refused(
+            "no PostgreSQL server was granted (allow.postgres)".into(),
+        ));
+    };
+    check_database(state, &url, database)?;
+    let limit = state.remaining();
+    let connections = state.instance::<Connections>();
+    if std::mem::take(&mut connections.check) {
+        connections
             .open
-            .get_mut(database)
-            .expect("just connected"))
+            .retain(|_, session| session.client.is_valid(limit).is_ok());
     }
+    if !state.instance::<Connections>().open.contains_key(database) {
+        let shown = redact::url(&url);
+        let bad = |e: String| {
+            Error::BadConfig(format!(
+                "allow.postgres = {shown:?}: {}",
+                redact::text(&e, &url)
+            ))
+        };
+        let (rest, tls) = split_tls(&url).map_err(bad)?;
+        let mut config = postgres::Config::from_str(&rest).map_err(|e| bad(e.to_string()))?;
+        let tls = tls.resolve(&config).map_err(bad)?;
+        if let Some(db) = database {
+            config.dbname(db);
+        }
+        config.connect_timeout(state.remaining());
+        let mut client =
+            pg_tls::connect(&mut config, &tls).map_err(|e| connect_error(&url, &tls, &e))?;
+        if !state.grants.builtin && !superuser_allowed {
+            refuse_superuser(state, &mut client, &url)?;
+        }
+        state
+            .instance::<Connections>()
+            .open
+            .insert(database.clone(), Session { client, tls });
+    }
+    Ok(state
+        .instance::<Connections>()
+        .open
+        .get_mut(database)
+        .expect("just connected"))
+}
 
-    /// A custom plugin must not get a role that runs programs on the server
-    /// or reaches every database.
-    fn refuse_superuser(&self, client: &mut Client, url: &str) -> Result<(), Error> {
-        let rows = client
-            .simple_query(
-                "SELECT current_user, current_setting('is_superuser') = 'on', \
+/// A custom plugin must not get a role that runs programs on the server
+/// or reaches every database.
+fn refuse_superuser(state: &HostState, client: &mut Client, url: &str) -> Result<(), Error> {
+    let rows = client
+        .simple_query(
+            "SELECT current_user, current_setting('is_superuser') = 'on', \
                  coalesce((SELECT pg_has_role(oid, 'MEMBER') FROM pg_roles \
                            WHERE rolname = 'pg_execute_server_program'), false)",
-            )
-            .map_err(pg_err)?;
-        let Some(row) = rows.iter().find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(row),
-            _ => None,
-        }) else {
-            return Err(Error::Failed(
-                "PostgreSQL did not say who the grant logs in as".into(),
-            ));
-        };
-        let user = row.get(0).unwrap_or("?").to_string();
-        let superuser = row.get(1) == Some("t");
-        let programs = row.get(2) == Some("t");
-        if !superuser && !programs {
-            return Ok(());
-        }
-        let plugin = &self.grants.plugin;
-        Err(Error::Refused(format!(
-            "the postgres grant {} logs in as {user:?}, {} — it could run programs on the database \
+        )
+        .map_err(pg_err)?;
+    let Some(row) = rows.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => Some(row),
+        _ => None,
+    }) else {
+        return Err(Error::Failed(
+            "PostgreSQL did not say who the grant logs in as".into(),
+        ));
+    };
+    let user = row.get(0).unwrap_or("?").to_string();
+    let superuser = row.get(1) == Some("t");
+    let programs = row.get(2) == Some("t");
+    if !superuser && !programs {
+        return Ok(());
+    }
+    let plugin = &state.grants.plugin;
+    Err(Error::Refused(format!(
+        "the postgres grant {} logs in as {user:?}, {} — it could run programs on the database \
              server (COPY ... TO PROGRAM) and reach every database, so custom plugins do not get it. \
              Give the plugin a role that can only create databases:\n\
              \x20   CREATE ROLE partest_plugin LOGIN PASSWORD '...' CREATEDB;\n\
              and grant postgres://partest_plugin:...@host/{} instead; or, if you trust plugin {plugin} \
              with the whole server, set [plugins.{plugin}] allow-superuser = true",
-            redact::url(url),
-            if superuser {
-                "a superuser"
-            } else {
-                "a member of pg_execute_server_program"
-            },
-            granted_database(url).unwrap_or_else(|| "postgres".into())
-        )))
-    }
+        redact::url(url),
+        if superuser {
+            "a superuser"
+        } else {
+            "a member of pg_execute_server_program"
+        },
+        granted_database(url).unwrap_or_else(|| "postgres".into())
+    )))
+}
 
-    /// Runs `statement` on `database`'s connection, cancelled from the host
-    /// at the call's deadline; a connection to a database other than the
-    /// granted one is closed after.
-    fn on_database<R>(
-        &mut self,
-        database: Option<String>,
-        statement: impl FnOnce(&mut Client) -> Result<R, postgres::Error>,
-    ) -> Result<R, Error> {
-        let deadline = self.deadline;
-        let session = self.pg(&database)?;
-        let token = session.client.cancel_token();
-        let tls = session.tls.clone();
-        let (result, cancelled) = deadline::bounded(
-            deadline,
-            || false,
-            move || {
-                let _ = pg_tls::cancel(&token, &tls);
-            },
-            || statement(&mut session.client),
-        );
-        let closed = matches!(&result, Err(e) if e.is_closed());
-        if database.is_some() || closed {
-            self.postgres.open.remove(&database);
-        }
-        result.map_err(|e| {
-            if cancelled && e.code() == Some(&SqlState::QUERY_CANCELED) {
-                Error::Failed(
-                    "PostgreSQL: the statement did not finish within the plugin's call time limit; \
-                     partest cancelled it"
-                        .into(),
-                )
-            } else {
-                pg_err(e)
-            }
-        })
+/// Runs `statement` on `database`'s connection, cancelled from the host
+/// at the call's deadline; a connection to a database other than the
+/// granted one is closed after.
+fn on_database<R>(
+    state: &mut HostState,
+    database: Option<String>,
+    statement: impl FnOnce(&mut Client) -> Result<R, postgres::Error>,
+) -> Result<R, Error> {
+    let deadline = state.deadline;
+    let session = session(state, &database)?;
+    let token = session.client.cancel_token();
+    let tls = session.tls.clone();
+    let (result, cancelled) = deadline::bounded(
+        deadline,
+        || false,
+        move || {
+            let _ = pg_tls::cancel(&token, &tls);
+        },
+        || statement(&mut session.client),
+    );
+    let closed = matches!(&result, Err(e) if e.is_closed());
+    if database.is_some() || closed {
+        state.instance::<Connections>().open.remove(&database);
     }
+    result.map_err(|e| {
+        if cancelled && e.code() == Some(&SqlState::QUERY_CANCELED) {
+            Error::Failed(
+                "PostgreSQL: the statement did not finish within the plugin's call time limit; \
+                     partest cancelled it"
+                    .into(),
+            )
+        } else {
+            pg_err(e)
+        }
+    })
 }
 
 /// Why the granted server could not be reached: one line, the password
@@ -314,46 +351,44 @@ fn pg_err(e: postgres::Error) -> Error {
     }
 }
 
-impl Host for HostState {
-    fn url(&mut self, database: Option<String>) -> String {
-        let url = self.grants.postgres.clone().unwrap_or_default();
-        match database {
-            Some(db) => with_database(&url, &db),
-            None => url,
-        }
+/// The granted URL with its database replaced by `database`.
+pub fn url(state: &HostState, database: Option<String>) -> String {
+    let url = granted(state).map(|s| s.url.clone()).unwrap_or_default();
+    match database {
+        Some(db) => with_database(&url, &db),
+        None => url,
     }
+}
 
-    fn execute(&mut self, database: Option<String>, sql: String) -> Result<(), Error> {
-        self.check_size("the SQL", sql.len())?;
-        self.on_database(database, |client| client.batch_execute(&sql))
-    }
+/// Runs statements on `database`, or the granted one.
+pub fn execute(state: &mut HostState, database: Option<String>, sql: String) -> Result<(), Error> {
+    state.check_size("the SQL", sql.len())?;
+    on_database(state, database, |client| client.batch_execute(&sql))
+}
 
-    fn query(&mut self, database: Option<String>, sql: String) -> Result<Rows, Error> {
-        self.check_size("the SQL", sql.len())?;
-        let messages = self.on_database(database, |client| client.simple_query(&sql))?;
-        let mut rows = Rows {
-            columns: Vec::new(),
-            rows: Vec::new(),
-        };
-        let mut size = 0;
-        for m in messages {
-            if let SimpleQueryMessage::Row(row) = m {
-                if rows.columns.is_empty() {
-                    rows.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
-                }
-                let values: Vec<Option<String>> = (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect();
-                size += values
-                    .iter()
-                    .map(|v| v.as_ref().map_or(0, String::len))
-                    .sum::<usize>();
-                rows.rows.push(values);
+/// Runs a query; its rows in text form.
+pub fn query(state: &mut HostState, database: Option<String>, sql: String) -> Result<Rows, Error> {
+    state.check_size("the SQL", sql.len())?;
+    let messages = on_database(state, database, |client| client.simple_query(&sql))?;
+    let mut rows = Rows::default();
+    let mut size = 0;
+    for m in messages {
+        if let SimpleQueryMessage::Row(row) = m {
+            if rows.columns.is_empty() {
+                rows.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
             }
+            let values: Vec<Option<String>> = (0..row.len())
+                .map(|i| row.get(i).map(str::to_string))
+                .collect();
+            size += values
+                .iter()
+                .map(|v| v.as_ref().map_or(0, String::len))
+                .sum::<usize>();
+            rows.rows.push(values);
         }
-        self.check_size("the query result", size)?;
-        Ok(rows)
     }
+    state.check_size("the query result", size)?;
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -3,14 +3,28 @@
 //! commands on [`ALLOWED`] pass; every reply must come within the call's
 //! deadline (a read timeout), else the connection is dropped.
 
-use wasmtime::component::{HasSelf, Linker};
+use std::sync::Arc;
 
-use super::bindings::v0_1_0::partest::plugin::redis::{self as wit, Host, Node};
-use super::bindings::v0_1_0::partest::plugin::types::Error;
-use super::capability::Capability;
+use super::capability::{
+    Capability, Grant, InstanceState, SettingGrantError, grant_url, url_value,
+};
 use super::redact;
 use super::state::HostState;
+use super::types::Error;
 use crate::config::PluginTable;
+
+/// One node of a reply, in pre-order: `Array(n)` is followed by its n children.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Node {
+    Nil,
+    Int(i64),
+    Data(Vec<u8>),
+    Status(String),
+    Array(u32),
+}
+
+/// `allow.redis`: the one server a plugin may send commands to.
+pub struct Server(pub String);
 
 /// The commands isolation needs, and all a plugin may send: data commands
 /// on the selected database, `SELECT`, transactions. Not here, so refused:
@@ -153,21 +167,33 @@ impl Capability for Redis {
     fn name(&self) -> &'static str {
         "redis"
     }
-    fn missing_grant(&self, table: &PluginTable) -> Option<String> {
-        table
-            .allow
-            .redis
-            .is_none()
-            .then(|| "allow = { redis = \"redis://127.0.0.1:6379\" }".into())
+    fn grant(
+        &self,
+        value: Option<&toml::Value>,
+        _table: &PluginTable,
+    ) -> Result<Option<Grant>, String> {
+        value
+            .map(|v| Ok(Arc::new(Server(url_value(v)?)) as Grant))
+            .transpose()
     }
-    fn describe_grant(&self, table: &PluginTable) -> String {
+    fn hint(&self) -> String {
+        "allow = { redis = \"redis://127.0.0.1:6379\" }".into()
+    }
+    fn describe_grant(&self, grant: &Grant) -> String {
         format!(
             "granted: {} (data commands on any of its databases; no scripting, no administration)",
-            redact::url(table.allow.redis.as_deref().unwrap_or(""))
+            redact::url(grant.downcast_ref::<Server>().map_or("", |s| &s.0))
         )
     }
-    fn link(&self, linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    fn grant_setting(
+        &self,
+        allow: &mut Option<toml::Value>,
+        value: &toml::Value,
+    ) -> Result<(), SettingGrantError> {
+        grant_url(allow, value)
+    }
+    fn instance_state(&self) -> Option<Box<dyn InstanceState>> {
+        Some(Box::new(Conn::default()))
     }
 }
 
@@ -195,12 +221,14 @@ pub struct Conn {
     check: bool,
 }
 
-impl Conn {
+impl InstanceState for Conn {
     /// A new plugin call begins: check the connection before its first command.
-    pub fn begin_call(&mut self) {
+    fn begin_call(&mut self) {
         self.check = true;
     }
+}
 
+impl Conn {
     /// The connection is done (an I/O error, a timeout): the next command
     /// opens another.
     fn drop_connection(&mut self) {
@@ -229,84 +257,102 @@ impl Conn {
     }
 }
 
-impl HostState {
-    fn redis_conn(&mut self) -> Result<&mut redis::Connection, Error> {
-        let Some(url) = self.grants.redis.clone() else {
-            return Err(Error::Refused(
-                "no Redis server was granted (allow.redis)".into(),
-            ));
-        };
-        let remaining = self.remaining();
-        let state = &mut self.redis;
-        if std::mem::take(&mut state.check)
-            && !state.in_transaction
-            && let Some(conn) = state.conn.as_mut()
-        {
-            let _ = conn.set_read_timeout(Some(remaining));
-            let _ = conn.set_write_timeout(Some(remaining));
-            // Any error here (closed, reset, timed out) means: start over.
-            if redis::cmd("PING").query::<redis::Value>(conn).is_err() {
-                state.drop_connection();
-            }
+/// The granted server's URL, if one was granted.
+fn granted(state: &HostState) -> Option<String> {
+    state.grants.caps.get::<Server>().map(|s| s.0.clone())
+}
+
+/// This instance's connection, checked at a call's first command and
+/// opened (the database and name restored) when there is none.
+fn connection(state: &mut HostState) -> Result<&mut redis::Connection, Error> {
+    let Some(url) = granted(state) else {
+        return Err(Error::Refused(
+            "no Redis server was granted (allow.redis)".into(),
+        ));
+    };
+    let remaining = state.remaining();
+    let conn_state = state.instance::<Conn>();
+    if std::mem::take(&mut conn_state.check)
+        && !conn_state.in_transaction
+        && let Some(conn) = conn_state.conn.as_mut()
+    {
+        let _ = conn.set_read_timeout(Some(remaining));
+        let _ = conn.set_write_timeout(Some(remaining));
+        // Any error here (closed, reset, timed out) means: start over.
+        if redis::cmd("PING").query::<redis::Value>(conn).is_err() {
+            conn_state.drop_connection();
         }
-        if state.conn.is_none() {
-            let shown = redact::url(&url);
-            let client = redis::Client::open(url.as_str()).map_err(|e| {
-                Error::BadConfig(format!(
-                    "allow.redis = {shown:?}: {}",
+    }
+    if state.instance::<Conn>().conn.is_none() {
+        let shown = redact::url(&url);
+        let client = redis::Client::open(url.as_str()).map_err(|e| {
+            Error::BadConfig(format!(
+                "allow.redis = {shown:?}: {}",
+                redact::text(&e.to_string(), &url)
+            ))
+        })?;
+        if url.starts_with("rediss:") || url.starts_with("valkeys:") {
+            super::tls::provider();
+        }
+        let mut conn = client
+            .get_connection_with_timeout(state.remaining())
+            .map_err(|e| connect_error(&url, &e))?;
+        let remaining = state.remaining();
+        let _ = conn.set_read_timeout(Some(remaining));
+        let _ = conn.set_write_timeout(Some(remaining));
+        // What the plugin set on the connection it had, so a new one
+        // looks the same to it.
+        let conn_state = state.instance::<Conn>();
+        let mut restore = Vec::new();
+        if let Some(db) = &conn_state.db {
+            let mut cmd = redis::cmd("SELECT");
+            cmd.arg(db.as_slice());
+            restore.push(("SELECT", cmd));
+        }
+        if let Some(name) = &conn_state.name {
+            let mut cmd = redis::cmd("CLIENT");
+            cmd.arg("SETNAME").arg(name.as_slice());
+            restore.push(("CLIENT SETNAME", cmd));
+        }
+        for (what, cmd) in restore {
+            cmd.query::<redis::Value>(&mut conn).map_err(|e| {
+                Error::Unavailable(format!(
+                    "Redis at {shown}: the connection was lost, and on a new one {what} failed: {}",
                     redact::text(&e.to_string(), &url)
                 ))
             })?;
-            if url.starts_with("rediss:") || url.starts_with("valkeys:") {
-                super::tls::provider();
-            }
-            let mut conn = client
-                .get_connection_with_timeout(self.remaining())
-                .map_err(|e| connect_error(&url, &e))?;
-            let remaining = self.remaining();
-            let _ = conn.set_read_timeout(Some(remaining));
-            let _ = conn.set_write_timeout(Some(remaining));
-            // What the plugin set on the connection it had, so a new one
-            // looks the same to it.
-            let state = &mut self.redis;
-            let mut restore = Vec::new();
-            if let Some(db) = &state.db {
-                let mut cmd = redis::cmd("SELECT");
-                cmd.arg(db.as_slice());
-                restore.push(("SELECT", cmd));
-            }
-            if let Some(name) = &state.name {
-                let mut cmd = redis::cmd("CLIENT");
-                cmd.arg("SETNAME").arg(name.as_slice());
-                restore.push(("CLIENT SETNAME", cmd));
-            }
-            for (what, cmd) in restore {
-                cmd.query::<redis::Value>(&mut conn).map_err(|e| {
-                    Error::Unavailable(format!(
-                        "Redis at {shown}: the connection was lost, and on a new one {what} failed: {}",
-                        redact::text(&e.to_string(), &url)
-                    ))
-                })?;
-            }
-            state.conn = Some(conn);
-            state.in_transaction = false;
         }
-        let remaining = self.remaining();
-        let conn = self.redis.conn.as_mut().expect("connected above");
-        let _ = conn.set_read_timeout(Some(remaining));
-        let _ = conn.set_write_timeout(Some(remaining));
-        Ok(conn)
+        conn_state.conn = Some(conn);
+        conn_state.in_transaction = false;
     }
+    let remaining = state.remaining();
+    let conn = state
+        .instance::<Conn>()
+        .conn
+        .as_mut()
+        .expect("connected above");
+    let _ = conn.set_read_timeout(Some(remaining));
+    let _ = conn.set_write_timeout(Some(remaining));
+    Ok(conn)
+}
+
+/// Whether the server refused the URL's credentials: redis-rs's kind, or
+/// the server's error code (`WRONGPASS`, `NOAUTH`), which redis-rs keeps
+/// as the first word of the reply when it wraps one (a refused `SELECT`).
+fn credentials_refused(e: &redis::RedisError) -> bool {
+    const CODES: &[&str] = &["WRONGPASS", "NOAUTH"];
+    e.kind() == redis::ErrorKind::AuthenticationFailed
+        || e.code().is_some_and(|c| CODES.contains(&c))
+        || e.detail()
+            .and_then(|d| d.split_whitespace().next())
+            .is_some_and(|c| CODES.contains(&c))
 }
 
 /// Why the granted server could not be reached, one line, without the password.
 fn connect_error(url: &str, e: &redis::RedisError) -> Error {
     let shown = redact::url(url);
     let detail = redact::text(&e.to_string(), url);
-    if e.kind() == redis::ErrorKind::AuthenticationFailed
-        || detail.contains("WRONGPASS")
-        || detail.contains("NOAUTH")
-    {
+    if credentials_refused(e) {
         return Error::Refused(format!(
             "Redis at {shown} refused the credentials in the url: {detail}"
         ));
@@ -367,52 +413,52 @@ fn size(nodes: &[Node]) -> usize {
         .sum()
 }
 
-impl Host for HostState {
-    fn url(&mut self) -> String {
-        self.grants.redis.clone().unwrap_or_default()
-    }
+/// The granted URL (for handing `REDIS_URL` to tests).
+pub fn url(state: &HostState) -> String {
+    granted(state).unwrap_or_default()
+}
 
-    fn command(&mut self, args: Vec<Vec<u8>>) -> Result<Vec<Node>, Error> {
-        let Some(first) = args.first() else {
-            return Err(Error::Failed("an empty Redis command".into()));
-        };
-        if let Some(why) = refusal(&args) {
-            return Err(Error::Refused(why));
-        }
-        let name = String::from_utf8_lossy(first).to_ascii_uppercase();
-        let bytes: usize = args.iter().map(Vec::len).sum();
-        self.check_size("the Redis command", bytes)?;
-        let mut cmd = redis::cmd(&name);
-        for a in &args[1..] {
-            cmd.arg(a.as_slice());
-        }
-        let conn = self.redis_conn()?;
-        let value: redis::Value = match cmd.query(conn) {
-            Ok(v) => v,
-            Err(e) => {
-                let url = self.grants.redis.as_deref().unwrap_or("");
-                let detail = redact::text(&e.to_string(), url);
-                if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
-                    // A reply may still be on its way: this connection is done.
-                    self.redis.drop_connection();
-                    return Err(Error::Unavailable(format!(
-                        "Redis {name}: {detail}{}",
-                        if e.is_timeout() {
-                            " (no reply within the plugin's call time limit)"
-                        } else {
-                            ""
-                        }
-                    )));
-                }
-                return Err(Error::Failed(format!("Redis {name}: {detail}")));
-            }
-        };
-        self.redis.note(&name, &args, &value);
-        let mut out = Vec::new();
-        flatten(value, &mut out);
-        self.check_size("the Redis reply", size(&out))?;
-        Ok(out)
+/// Runs one allowed command on this instance's connection.
+pub fn command(state: &mut HostState, args: Vec<Vec<u8>>) -> Result<Vec<Node>, Error> {
+    let Some(first) = args.first() else {
+        return Err(Error::Failed("an empty Redis command".into()));
+    };
+    if let Some(why) = refusal(&args) {
+        return Err(Error::Refused(why));
     }
+    let name = String::from_utf8_lossy(first).to_ascii_uppercase();
+    let bytes: usize = args.iter().map(Vec::len).sum();
+    state.check_size("the Redis command", bytes)?;
+    let mut cmd = redis::cmd(&name);
+    for a in &args[1..] {
+        cmd.arg(a.as_slice());
+    }
+    let conn = connection(state)?;
+    let value: redis::Value = match cmd.query(conn) {
+        Ok(v) => v,
+        Err(e) => {
+            let url = granted(state).unwrap_or_default();
+            let detail = redact::text(&e.to_string(), &url);
+            if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+                // A reply may still be on its way: this connection is done.
+                state.instance::<Conn>().drop_connection();
+                return Err(Error::Unavailable(format!(
+                    "Redis {name}: {detail}{}",
+                    if e.is_timeout() {
+                        " (no reply within the plugin's call time limit)"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+            return Err(Error::Failed(format!("Redis {name}: {detail}")));
+        }
+    };
+    state.instance::<Conn>().note(&name, &args, &value);
+    let mut out = Vec::new();
+    flatten(value, &mut out);
+    state.check_size("the Redis reply", size(&out))?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -2,13 +2,7 @@
 //! machine-wide register ([`crate::runs`]). Always granted: it only reads
 //! pid records and reveals nothing but alive / dead / unknown.
 
-use wasmtime::component::{HasSelf, Linker};
-
-use super::bindings::v0_1_0::partest::plugin::runs::{self as wit, Host, Liveness};
-use super::capability::Capability;
-use super::state::HostState;
-use crate::config::PluginTable;
-use crate::runs;
+use super::capability::{Capability, Grant};
 
 pub struct Runs;
 
@@ -16,23 +10,12 @@ impl Capability for Runs {
     fn name(&self) -> &'static str {
         "runs"
     }
-    fn missing_grant(&self, _table: &PluginTable) -> Option<String> {
-        None
-    }
-    fn describe_grant(&self, _table: &PluginTable) -> String {
+    fn describe_grant(&self, _grant: &Grant) -> String {
         "granted (always: is a run alive?)".into()
-    }
-    fn link(&self, linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
     }
 }
 
-impl Host for HostState {
-    fn liveness_of(&mut self, run_id: String) -> Liveness {
-        match runs::liveness(&run_id) {
-            runs::Liveness::Alive => Liveness::Alive,
-            runs::Liveness::Dead => Liveness::Dead,
-            runs::Liveness::Unknown => Liveness::Unknown,
-        }
-    }
+/// Whether run `run_id` is alive, from the machine-wide register.
+pub fn liveness_of(run_id: &str) -> crate::runs::Liveness {
+    crate::runs::liveness(run_id)
 }

@@ -19,14 +19,17 @@ use std::time::Instant;
 use rusqlite::config::DbConfig;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, ffi};
-use wasmtime::component::{HasSelf, Linker};
+use std::sync::Arc;
 
-use super::bindings::v0_1_0::partest::plugin::sqlite::{self as wit, Host, Rows};
-use super::bindings::v0_1_0::partest::plugin::types::Error;
-use super::capability::Capability;
+use super::capability::{Capability, Grant, SettingGrantError, string_list};
 use super::state::HostState;
+use super::types::{Error, Rows};
 use super::{deadline, quota};
 use crate::config::PluginTable;
+
+/// `allow.sqlite`: database files outside its own a plugin may copy from,
+/// relative to the project root (read only).
+pub struct Sources(Vec<String>);
 
 /// The files SQLite keeps next to a database.
 const SIDECARS: &[&str] = &["-wal", "-shm", "-journal"];
@@ -37,21 +40,51 @@ impl Capability for Sqlite {
     fn name(&self) -> &'static str {
         "sqlite"
     }
-    fn missing_grant(&self, _table: &PluginTable) -> Option<String> {
-        None
+    fn grant(
+        &self,
+        value: Option<&toml::Value>,
+        _table: &PluginTable,
+    ) -> Result<Option<Grant>, String> {
+        let sources = match value {
+            None => Vec::new(),
+            Some(v) => string_list(v).ok_or("expected a list of database files")?,
+        };
+        // Always granted: its own databases reach nothing of anyone else's.
+        Ok(Some(Arc::new(Sources(sources))))
     }
-    fn describe_grant(&self, table: &PluginTable) -> String {
-        if table.allow.sqlite.is_empty() {
-            "granted (its own databases only)".into()
-        } else {
-            format!(
-                "granted (its own databases; copies from: {})",
-                table.allow.sqlite.join(", ")
-            )
+    fn hint(&self) -> String {
+        "nothing: it is always granted".into()
+    }
+    fn describe_grant(&self, grant: &Grant) -> String {
+        match grant.downcast_ref::<Sources>() {
+            Some(Sources(files)) if !files.is_empty() => {
+                format!(
+                    "granted (its own databases; copies from: {})",
+                    files.join(", ")
+                )
+            }
+            _ => "granted (its own databases only)".into(),
         }
     }
-    fn link(&self, linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    fn grant_setting(
+        &self,
+        allow: &mut Option<toml::Value>,
+        value: &toml::Value,
+    ) -> Result<(), SettingGrantError> {
+        if !value.is_str() {
+            return Err(SettingGrantError::Expected("a file name"));
+        }
+        match allow {
+            Some(toml::Value::Array(items)) => {
+                if !items.contains(value) {
+                    items.push(value.clone());
+                }
+            }
+            // A value that is not a list is reported by `grant`.
+            Some(_) => {}
+            None => *allow = Some(toml::Value::Array(vec![value.clone()])),
+        }
+        Ok(())
     }
 }
 
@@ -173,140 +206,139 @@ impl HostState {
     }
 }
 
-impl Host for HostState {
-    fn execute(&mut self, name: String, sql: String) -> Result<(), Error> {
-        self.check_size("the SQL", sql.len())?;
-        let conn = self.open_db(&name)?;
-        self.bounded(&conn, || conn.execute_batch(&sql))
-            .map_err(|e| self.interrupted(&name, e))
-    }
+pub fn execute(state: &mut HostState, name: String, sql: String) -> Result<(), Error> {
+    state.check_size("the SQL", sql.len())?;
+    let conn = state.open_db(&name)?;
+    state
+        .bounded(&conn, || conn.execute_batch(&sql))
+        .map_err(|e| state.interrupted(&name, e))
+}
 
-    fn query(&mut self, name: String, sql: String) -> Result<Rows, Error> {
-        self.check_size("the SQL", sql.len())?;
-        let conn = self.open_db(&name)?;
-        let limit = self.grants.boundary;
-        let result = self.bounded(&conn, || -> Result<Result<Rows, Error>, rusqlite::Error> {
-            let mut stmt = conn.prepare(&sql)?;
-            let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
-            let n = columns.len();
-            let mut out = Vec::new();
-            let mut size = 0usize;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
-                let mut values = Vec::with_capacity(n);
-                for i in 0..n {
-                    let v = match row.get_ref(i)? {
-                        ValueRef::Null => None,
-                        ValueRef::Integer(i) => Some(i.to_string()),
-                        ValueRef::Real(f) => Some(f.to_string()),
-                        ValueRef::Text(t) | ValueRef::Blob(t) => {
-                            Some(String::from_utf8_lossy(t).into_owned())
-                        }
-                    };
-                    size += v.as_ref().map_or(0, String::len);
-                    values.push(v);
-                }
-                if size > limit {
-                    return Ok(Err(Error::Refused(format!(
-                        "the query result is over {size} bytes, over the plugin's boundary limit of {limit} bytes (limits.boundary)"
-                    ))));
-                }
-                out.push(values);
+pub fn query(state: &mut HostState, name: String, sql: String) -> Result<Rows, Error> {
+    state.check_size("the SQL", sql.len())?;
+    let conn = state.open_db(&name)?;
+    let limit = state.grants.boundary;
+    let result = state.bounded(&conn, || -> Result<Result<Rows, Error>, rusqlite::Error> {
+        let mut stmt = conn.prepare(&sql)?;
+        let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
+        let n = columns.len();
+        let mut out = Vec::new();
+        let mut size = 0usize;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let mut values = Vec::with_capacity(n);
+            for i in 0..n {
+                let v = match row.get_ref(i)? {
+                    ValueRef::Null => None,
+                    ValueRef::Integer(i) => Some(i.to_string()),
+                    ValueRef::Real(f) => Some(f.to_string()),
+                    ValueRef::Text(t) | ValueRef::Blob(t) => {
+                        Some(String::from_utf8_lossy(t).into_owned())
+                    }
+                };
+                size += v.as_ref().map_or(0, String::len);
+                values.push(v);
             }
-            Ok(Ok(Rows { columns, rows: out }))
-        });
-        result.map_err(|e| self.interrupted(&name, e))?
-    }
-
-    fn backup(&mut self, source: String, target: String) -> Result<(), Error> {
-        let src_path = self.database_path(&source)?;
-        if !src_path.is_file() {
-            return Err(Error::Failed(format!(
-                "sqlite backup: {source} does not exist"
-            )));
-        }
-        let src = self.open_db(&source)?;
-        let dst = self.open_db(&target)?;
-        backup(&src, &dst, self.deadline)
-            .map_err(|e| Error::Failed(format!("sqlite backup {source} -> {target}: {e}")))
-    }
-
-    fn copy_granted(&mut self, source: String, target: String) -> Result<(), Error> {
-        if !self.grants.sqlite.contains(&source) {
-            return Err(Error::Refused(format!(
-                "sqlite {source:?} is not the plugin's and not granted \
-                 (allow = {{ sqlite = [{source:?}] }})"
-            )));
-        }
-        let full = self.grants.root.join(&source);
-        if !full.is_file() {
-            return Err(Error::BadConfig(format!(
-                "{source}: no such database file ({})",
-                full.display()
-            )));
-        }
-        let src = Connection::open_with_flags(
-            &full,
-            OpenFlags::SQLITE_OPEN_READ_ONLY
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                | OpenFlags::SQLITE_OPEN_NOFOLLOW,
-        )
-        .map_err(|e| Error::Failed(format!("cannot open {}: {e}", full.display())))?;
-        harden(&src, &source)?;
-        let _ = src.busy_timeout(self.remaining());
-        let dst = self.open_db(&target)?;
-        backup(&src, &dst, self.deadline).map_err(|e| {
-            Error::Failed(format!("sqlite backup {} -> {target}: {e}", full.display()))
-        })
-    }
-
-    fn remove(&mut self, name: String) -> Result<(), Error> {
-        let full = self.database_path(&name)?;
-        let base = self.grants.databases();
-        no_links(&base, &full)?;
-        for suffix in SIDECARS.iter().chain(&[""]) {
-            let mut file = full.clone().into_os_string();
-            file.push(suffix);
-            match std::fs::remove_file(&file) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::Failed(format!("cannot remove {name}{suffix}: {e}")));
-                }
-                _ => {}
+            if size > limit {
+                return Ok(Err(Error::Refused(format!(
+                    "the query result is over {size} bytes, over the plugin's boundary limit of {limit} bytes (limits.boundary)"
+                ))));
             }
+            out.push(values);
         }
-        // Directories the names made, once empty (remove_dir fails otherwise).
-        let mut dir = full.parent();
-        while let Some(d) = dir.filter(|d| d.starts_with(&base) && *d != base) {
-            if std::fs::remove_dir(d).is_err() {
-                break;
+        Ok(Ok(Rows { columns, rows: out }))
+    });
+    result.map_err(|e| state.interrupted(&name, e))?
+}
+
+pub fn backup(state: &mut HostState, source: String, target: String) -> Result<(), Error> {
+    let src_path = state.database_path(&source)?;
+    if !src_path.is_file() {
+        return Err(Error::Failed(format!(
+            "sqlite backup: {source} does not exist"
+        )));
+    }
+    let src = state.open_db(&source)?;
+    let dst = state.open_db(&target)?;
+    online_backup(&src, &dst, state.deadline)
+        .map_err(|e| Error::Failed(format!("sqlite backup {source} -> {target}: {e}")))
+}
+
+pub fn copy_granted(state: &mut HostState, source: String, target: String) -> Result<(), Error> {
+    let granted = state.grants.caps.get::<Sources>();
+    if !granted.is_some_and(|g| g.0.contains(&source)) {
+        return Err(Error::Refused(format!(
+            "sqlite {source:?} is not the plugin's and not granted \
+             (allow = {{ sqlite = [{source:?}] }})"
+        )));
+    }
+    let full = state.grants.root.join(&source);
+    if !full.is_file() {
+        return Err(Error::BadConfig(format!(
+            "{source}: no such database file ({})",
+            full.display()
+        )));
+    }
+    let src = Connection::open_with_flags(
+        &full,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+    )
+    .map_err(|e| Error::Failed(format!("cannot open {}: {e}", full.display())))?;
+    harden(&src, &source)?;
+    let _ = src.busy_timeout(state.remaining());
+    let dst = state.open_db(&target)?;
+    online_backup(&src, &dst, state.deadline)
+        .map_err(|e| Error::Failed(format!("sqlite backup {} -> {target}: {e}", full.display())))
+}
+
+pub fn remove(state: &mut HostState, name: String) -> Result<(), Error> {
+    let full = state.database_path(&name)?;
+    let base = state.grants.databases();
+    no_links(&base, &full)?;
+    for suffix in SIDECARS.iter().chain(&[""]) {
+        let mut file = full.clone().into_os_string();
+        file.push(suffix);
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::Failed(format!("cannot remove {name}{suffix}: {e}")));
             }
-            dir = d.parent();
+            _ => {}
         }
-        Ok(())
     }
+    // Directories the names made, once empty (remove_dir fails otherwise).
+    let mut dir = full.parent();
+    while let Some(d) = dir.filter(|d| d.starts_with(&base) && *d != base) {
+        if std::fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}
 
-    fn size(&mut self, name: String) -> Result<Option<u64>, Error> {
-        let full = self.database_path(&name)?;
-        Ok(full
-            .symlink_metadata()
-            .ok()
-            .filter(|m| m.is_file())
-            .map(|m| m.len()))
-    }
+pub fn size(state: &mut HostState, name: String) -> Result<Option<u64>, Error> {
+    let full = state.database_path(&name)?;
+    Ok(full
+        .symlink_metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len()))
+}
 
-    fn databases(&mut self) -> Result<Vec<String>, Error> {
-        let base = self.grants.databases();
-        let mut names = Vec::new();
-        list_under(&base, &base, &mut names);
-        names.sort();
-        Ok(names)
-    }
+pub fn databases(state: &mut HostState) -> Result<Vec<String>, Error> {
+    let base = state.grants.databases();
+    let mut names = Vec::new();
+    list_under(&base, &base, &mut names);
+    names.sort();
+    Ok(names)
+}
 
-    fn host_path(&mut self, name: String) -> Result<String, Error> {
-        // Its directory is made: tests and setup commands create the file.
-        let full = self.database_dir_made(&name)?;
-        Ok(full.to_string_lossy().into_owned())
-    }
+pub fn host_path(state: &mut HostState, name: String) -> Result<String, Error> {
+    // Its directory is made: tests and setup commands create the file.
+    let full = state.database_dir_made(&name)?;
+    Ok(full.to_string_lossy().into_owned())
 }
 
 /// The databases under `dir`, as names relative to `base` (no sidecars, no links).
@@ -332,7 +364,7 @@ fn list_under(base: &Path, dir: &Path, out: &mut Vec<String>) {
 /// SQLite's online backup (`sqlite3_backup_*`), page by page until done
 /// or `deadline`. (rusqlite's safe wrapper needs its `backup` feature,
 /// which the shared dependency line does not enable.)
-fn backup(src: &Connection, dst: &Connection, deadline: Instant) -> Result<(), String> {
+fn online_backup(src: &Connection, dst: &Connection, deadline: Instant) -> Result<(), String> {
     // The target is a disposable scratch copy, remade by the next setup if
     // a crash tore it: no fsyncs (they were most of a slot's setup time).
     dst.execute_batch("PRAGMA synchronous = OFF")

@@ -10,8 +10,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::v0_1_0::partest::plugin::types::Error as WitError;
-use super::{LogSink, log, postgres, quota, redis};
+use super::capability::{Granted, InstanceState, Instances};
+use super::types::Error;
+use super::{LogSink, quota};
 
 /// The guest path of the scratch directory.
 pub const SCRATCH_GUEST: &str = "/scratch";
@@ -25,16 +26,8 @@ pub struct Grants {
     pub root: PathBuf,
     /// A built-in plugin: partest's own code, granted its own `url`.
     pub builtin: bool,
-    /// Programs it may run (`allow.process`).
-    pub process: Vec<String>,
-    /// The Redis server it may reach (`allow.redis`).
-    pub redis: Option<String>,
-    /// The PostgreSQL server it may reach (`allow.postgres`).
-    pub postgres: Option<String>,
-    /// Whether a custom plugin may reach PostgreSQL as a superuser.
-    pub allow_superuser: bool,
-    /// SQLite files outside its own it may copy from, as granted.
-    pub sqlite: Vec<String>,
+    /// What each capability was granted.
+    pub caps: Granted,
     /// Most bytes the host hands back in one capability reply.
     pub boundary: usize,
     /// Most bytes its scratch dir and databases may hold.
@@ -129,9 +122,8 @@ pub struct HostState {
     /// (nothing to keep), not during teardown or a sweep (which release
     /// what a run holds, and must finish).
     pub interruptible: bool,
-    pub log: log::Budget,
-    pub redis: redis::Conn,
-    pub postgres: postgres::Connections,
+    /// Each capability's state in this instance.
+    caps: Instances,
 }
 
 impl HostState {
@@ -159,9 +151,7 @@ impl HostState {
             scratch: scratch.to_path_buf(),
             deadline: Instant::now(),
             interruptible: false,
-            log: log::Budget::default(),
-            redis: redis::Conn::default(),
-            postgres: postgres::Connections::default(),
+            caps: Instances::new(),
         })
     }
 
@@ -170,9 +160,12 @@ impl HostState {
     pub fn begin_call(&mut self, limit: Duration, interruptible: bool) {
         self.deadline = Instant::now() + limit;
         self.interruptible = interruptible;
-        self.log = log::Budget::default();
-        self.redis.begin_call();
-        self.postgres.begin_call();
+        self.caps.begin_call();
+    }
+
+    /// The state a capability keeps in this instance.
+    pub fn instance<T: InstanceState>(&mut self) -> &mut T {
+        self.caps.get::<T>()
     }
 
     /// Time left in the current call, at least a millisecond.
@@ -198,9 +191,9 @@ impl HostState {
         })
     }
 
-    pub fn check_size(&self, what: &str, len: usize) -> Result<(), WitError> {
+    pub fn check_size(&self, what: &str, len: usize) -> Result<(), Error> {
         if len > self.grants.boundary {
-            Err(WitError::Refused(format!(
+            Err(Error::Refused(format!(
                 "{what} is {len} bytes, over the plugin's boundary limit of {} bytes (limits.boundary)",
                 self.grants.boundary
             )))
