@@ -13,7 +13,7 @@ use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use super::state::HostState;
 use super::types::{self, ConfigKey, DefaultLimits, Info, SettingGrant};
 use super::{LogLevel, log, postgres, process, redis, runs, sqlite};
-use crate::isolation::Slot;
+use crate::model::Slot;
 
 mod bindings {
     wasmtime::component::bindgen!({

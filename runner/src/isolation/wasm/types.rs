@@ -93,4 +93,4 @@ pub struct Rows {
     pub rows: Vec<Vec<Option<String>>>,
 }
 
-pub use crate::isolation::Env;
+pub use crate::model::Env;
