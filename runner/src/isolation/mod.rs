@@ -7,6 +7,7 @@
 //! teardown runs for exactly that on every exit path.
 
 mod lifecycle;
+pub mod private_paths;
 mod tempdir;
 pub mod wasm;
 

@@ -51,6 +51,8 @@ pub struct PoolOptions {
     pub leak_fails: bool,
     /// `[env]`, laid over each slot's variables.
     pub env: std::collections::BTreeMap<String, String>,
+    /// `[isolation]` private paths, when asked for (the probe passed).
+    pub private_paths: Option<Arc<crate::isolation::private_paths::PrivatePaths>>,
 }
 
 /// What the slot threads share for the run.

@@ -17,6 +17,7 @@ use crate::discover::pytest::{
 };
 use crate::discover::{Invocation, ProcessEnd, PytestWorker, Status, TestReply, Wait};
 use crate::exec::Capture;
+use crate::isolation::private_paths::SlotMounts;
 use crate::isolation::{Env, IsolationError, Slot};
 
 /// What the coordinator sends a slot.
@@ -165,6 +166,8 @@ struct Executor {
     scratch: PathBuf,
     ran_any: bool,
     kind: ExecutorKind,
+    /// `[isolation]`: the namespace every process of the slot enters.
+    private: Option<SlotMounts>,
 }
 
 enum ExecutorKind {
@@ -188,6 +191,7 @@ struct PytestSlot {
     log: Option<(File, PathBuf)>,
     /// The test files the slot's first worker found; a fresh one must agree.
     files: Files,
+    private: Option<SlotMounts>,
 }
 
 /// A command written to a pytest worker, awaiting its reply.
@@ -224,6 +228,14 @@ impl Executor {
                 scratch.display()
             ))
         };
+        let private = match &ctx.options.private_paths {
+            Some(paths) => Some(
+                paths
+                    .for_slot(&scratch)
+                    .map_err(|e| exec_err("set up [isolation] private paths", e))?,
+            ),
+            None => None,
+        };
         let kind = match ctx.adapter.pytest() {
             Some(_) => {
                 let log = if ctx.options.capture {
@@ -244,6 +256,7 @@ impl Executor {
                     collected: Vec::new(),
                     log,
                     files: Files::default(),
+                    private: private.clone(),
                 };
                 slot_pytest.files = slot_pytest.start(ctx, &slot, &env)?;
                 slot_pytest.collected = vec![false; slot_pytest.files.files.len()];
@@ -267,6 +280,7 @@ impl Executor {
             scratch,
             ran_any: false,
             kind,
+            private,
         })
     }
 
@@ -324,9 +338,13 @@ impl Executor {
                     "PARTEST_TEST_TMPDIR".into(),
                     dir.to_string_lossy().into_owned(),
                 ));
-                let finished =
-                    ctx.spawner
-                        .run(invocation, &env, capture.as_mut(), ctx.options.timeout);
+                let finished = ctx.spawner.run(
+                    invocation,
+                    &env,
+                    capture.as_mut(),
+                    ctx.options.timeout,
+                    self.private.as_ref(),
+                );
                 // Removed after the test, unless it is still empty and as made.
                 match test_tmp.take() {
                     Some(made) if made.untouched(&dir) => *test_tmp = Some(made),
@@ -404,6 +422,9 @@ impl PytestSlot {
             .expect("a pytest slot has the pytest adapter");
         let mut cmd = pytest.worker_command(!ctx.options.capture);
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        if let Some(private) = &self.private {
+            private.apply(&mut cmd);
+        }
         if ctx.options.django_slot_db {
             cmd.env("PARTEST_PYTEST_DJANGO_DB", "slot");
         }
