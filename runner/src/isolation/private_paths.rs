@@ -326,6 +326,13 @@ impl PrivatePaths {
         };
         let temp_base = resolve(temp_base);
         let root = resolve(root);
+        // A project inside /tmp stays visible (and its paths may be private).
+        let keep: Vec<PathBuf> = tmp
+            .iter()
+            .any(|t| root.starts_with(t) && root != *t)
+            .then(|| root.clone())
+            .into_iter()
+            .collect();
         let mut paths: Vec<PathBuf> = Vec::new();
         for entry in entries {
             let bad = |why: &str| PrivatePathsError::Path {
@@ -345,7 +352,10 @@ impl PrivatePaths {
                     temp_base.display()
                 )));
             }
-            if let Some(t) = tmp.iter().find(|t| path.starts_with(t)) {
+            if let Some(t) = tmp
+                .iter()
+                .find(|t| path.starts_with(t) && !keep.iter().any(|k| path.starts_with(k)))
+            {
                 return Err(bad(&format!(
                     "it is inside {}, which private-tmp already makes private",
                     t.display()
@@ -356,12 +366,6 @@ impl PrivatePaths {
             }
         }
         paths.sort_by_key(|p| p.components().count());
-        let keep = tmp
-            .iter()
-            .any(|t| root.starts_with(t) && root != *t)
-            .then(|| root.clone())
-            .into_iter()
-            .collect();
         let namespace = probe().map_err(PrivatePathsError::Unavailable)?;
         let mut made = PrivatePaths {
             paths,
