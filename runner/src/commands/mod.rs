@@ -23,6 +23,7 @@ use crate::discover::{Adapter, DiscoverOptions, adapter_for};
 use crate::error::{Error, Result};
 use crate::exec::Interrupts;
 use crate::history::History;
+use crate::exec::private_paths::{PrivatePaths, PrivatePathsError};
 use crate::isolation::wasm::PluginHost;
 use crate::isolation::{Isolation, Lifecycle, TempDirs};
 use crate::model::{RunIgnored, Status, TestCase};
@@ -192,6 +193,27 @@ pub fn load_isolation(config: &Config, settings: &Settings) -> Result<Lifecycle>
         providers.extend(host.load_providers(config, &settings.plugins)?);
     }
     Ok(Lifecycle::new(providers))
+}
+
+/// `[isolation]` resolved, probed and its mount points made; `None` when
+/// the table asks for nothing.
+pub fn private_paths(config: &Config) -> Result<Option<PrivatePaths>> {
+    let table = &config.file.isolation;
+    PrivatePaths::new(
+        &table.private_paths,
+        table.private_tmp,
+        &config.root,
+        &std::env::temp_dir(),
+    )
+    .map_err(|e| match e {
+        PrivatePathsError::Path { .. } => Error::config(format!(
+            "{}: {e}",
+            config.at(&["isolation", "private-paths"])
+        )),
+        PrivatePathsError::Unavailable(_) | PrivatePathsError::Io(_) => {
+            Error::setup(format!("{}: {e}", config.at(&["isolation"])))
+        }
+    })
 }
 
 /// Says on stderr which share of the selection this machine runs.

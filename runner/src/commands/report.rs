@@ -30,5 +30,9 @@ pub fn report(config: &Config, args: &ReportArgs) -> Result<String> {
         d.history.len()
     ));
     out.push_str(&super::shard_report(&d, &plan));
+    let isolation = &config.file.isolation;
+    out.push_str(&crate::plan::private_paths_line(
+        !isolation.private_paths.is_empty() || isolation.private_tmp,
+    ));
     Ok(out)
 }

@@ -37,6 +37,9 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     let interrupts = Interrupts::install()
         .map_err(|e| Error::setup(format!("cannot install signal handlers: {e}")))?;
     let settings = Settings::resolve(config, &args.overrides())?;
+    // Probed and its mount points made before anything runs: where no
+    // namespace can be made, the run stops here (exit 3).
+    let private_paths = super::private_paths(config)?.map(std::sync::Arc::new);
     // Marks the run alive for `partest clean` and plugins' reclaim checks,
     // from before its first child process.
     let mut registration = crate::runs::register(&run_id, &settings.plugins).map_err(|e| {
@@ -136,6 +139,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
                 retries: settings.retries,
                 fail_fast: settings.fail_fast,
                 queue: discovered.sharding.queue_options.clone(),
+                private_paths: private_paths.clone(),
             },
         );
         // The slots start and set up; a worker adapter's workers collect the

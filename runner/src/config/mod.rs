@@ -5,6 +5,7 @@ mod cargo;
 mod command;
 mod diagnose;
 mod groups;
+mod isolation;
 mod limits;
 mod plugins;
 mod profile;
@@ -24,6 +25,7 @@ pub use cargo::{CargoBuild, CargoTable};
 pub use command::CommandTable;
 pub use diagnose::DiagnoseTable;
 pub use groups::GroupTable;
+pub use isolation::IsolationTable;
 pub use limits::LimitsTable;
 pub use plugins::PluginTable;
 pub use profile::ProfileTable;
@@ -63,6 +65,8 @@ pub struct ConfigFile {
     pub diagnose: DiagnoseTable,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginTable>,
+    #[serde(default)]
+    pub isolation: IsolationTable,
     /// `[env]`: variables for every test, pytest worker and setup command;
     /// `${NAME}` in a value is the slot's (or partest's own) variable, so a
     /// project's own names can follow a plugin's (`POSTGRES_DB = "${PGDATABASE}"`).

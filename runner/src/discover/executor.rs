@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::collect::{Collected, FileTests, Files};
 use crate::error::{Error, IsolationError};
 use crate::exec::Spawner;
+use crate::exec::private_paths::{PrivatePaths, SlotMounts};
 use crate::model::{Assignment, Env, RunOptions, Slot, TestCase, TestFinished};
 
 /// What every slot's executor shares for the run.
@@ -24,6 +25,8 @@ pub struct ExecContext<'a> {
     /// Every file's tests as first collected, what the run is planned on; a
     /// worker that collects a file again must agree.
     pub planned: OnceLock<Vec<FileTests>>,
+    /// `[isolation]` private paths, when asked for (the probe passed).
+    pub private_paths: Option<std::sync::Arc<PrivatePaths>>,
 }
 
 impl<'a> ExecContext<'a> {
@@ -33,7 +36,26 @@ impl<'a> ExecContext<'a> {
             restarts_left: AtomicUsize::new(options.max_worker_restart),
             options,
             planned: OnceLock::new(),
+            private_paths: None,
         }
+    }
+}
+
+impl ExecContext<'_> {
+    /// The `[isolation]` namespace every process of a slot enters, with the
+    /// slot's copies made under `scratch`; `None` without the table.
+    pub fn slot_mounts(&self, slot: &Slot, scratch: &Path) -> Result<Option<SlotMounts>, SlotError> {
+        self.private_paths
+            .as_ref()
+            .map(|paths| paths.for_slot(scratch))
+            .transpose()
+            .map_err(|e| {
+                SlotError::Exec(format!(
+                    "{}: cannot set up [isolation] private paths in {}: {e}",
+                    slot.name,
+                    scratch.display()
+                ))
+            })
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::executor::{ExecContext, Executor, SlotError};
 use crate::exec::Capture;
+use crate::exec::private_paths::SlotMounts;
 use crate::model::{Assignment, Env, ProcessEnd, Slot, Status, TestFinished, Work};
 
 pub struct ProcessExecutor<'a> {
@@ -17,6 +18,8 @@ pub struct ProcessExecutor<'a> {
     capture: Option<Capture>,
     /// The slot's `PARTEST_TEST_TMPDIR`, while it exists and is as made.
     test_tmp: Option<TestTmp>,
+    /// `[isolation]`: the namespace every process of the slot enters.
+    private: Option<SlotMounts>,
 }
 
 impl<'a> ProcessExecutor<'a> {
@@ -37,8 +40,10 @@ impl<'a> ProcessExecutor<'a> {
         } else {
             None
         };
+        let private = ctx.slot_mounts(&slot, &scratch)?;
         Ok(ProcessExecutor {
             ctx,
+            private,
             slot,
             env,
             scratch,
@@ -74,9 +79,13 @@ impl Executor for ProcessExecutor<'_> {
             "PARTEST_TEST_TMPDIR".into(),
             dir.to_string_lossy().into_owned(),
         ));
-        let finished = ctx
-            .spawner
-            .run(invocation, &env, capture.as_mut(), ctx.options.timeout);
+        let finished = ctx.spawner.run(
+            invocation,
+            &env,
+            capture.as_mut(),
+            ctx.options.timeout,
+            self.private.as_ref(),
+        );
         // Removed after the test, unless it is still empty and as made.
         match test_tmp.take() {
             Some(made) if made.untouched(&dir) => *test_tmp = Some(made),

@@ -2,6 +2,7 @@
 //! captured to a per-slot file, a deadline, and a stop on Ctrl-C — all
 //! waited on with one `poll` on a pidfd, no thread per test or per pipe.
 
+pub mod private_paths;
 pub mod bounded;
 pub mod env;
 mod signals;
@@ -18,6 +19,7 @@ pub use env::slot_env;
 pub use signals::Interrupts;
 
 use crate::model::{Invocation, ProcessEnd};
+use private_paths::SlotMounts;
 
 /// Once Ctrl-C was pressed twice, running tests get this long, not the grace.
 const HURRIED_GRACE: Duration = Duration::from_millis(100);
@@ -146,13 +148,15 @@ impl Spawner {
         })
     }
 
-    /// Runs `invocation` to its end. `capture` None streams to our stdout/stderr.
+    /// Runs `invocation` to its end. `capture` None streams to our
+    /// stdout/stderr; `private`: the slot's `[isolation]` namespace.
     pub fn run(
         &self,
         invocation: &Invocation,
         env: &[(String, String)],
         capture: Option<&mut Capture>,
         timeout: Option<Duration>,
+        private: Option<&SlotMounts>,
     ) -> std::io::Result<Finished> {
         let mut cmd = Command::new(&invocation.program);
         cmd.args(&invocation.args)
@@ -164,6 +168,9 @@ impl Spawner {
             capture.reset()?;
             cmd.stdout(Stdio::from(capture.out.try_clone()?))
                 .stderr(Stdio::from(capture.err.try_clone()?));
+        }
+        if let Some(private) = private {
+            private.apply(&mut cmd);
         }
         become_subreaper();
         let start = Instant::now();

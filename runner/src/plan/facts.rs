@@ -21,6 +21,20 @@ pub struct SystemFacts {
     pub container: Option<String>,
 }
 
+/// `partest report`'s line on `[isolation]` private paths: whether a
+/// namespace can be made here (probed in a forked child), and which.
+pub fn private_paths_line(asked: bool) -> String {
+    let asked = if asked {
+        "asked for in [isolation]"
+    } else {
+        "not asked for"
+    };
+    match crate::exec::private_paths::probe() {
+        Ok(namespace) => format!("private paths: available here, {namespace}; {asked}\n"),
+        Err(why) => format!("private paths: NOT available here ({asked}): {why}\n"),
+    }
+}
+
 /// Variables CI systems set; `CI` itself is checked for a truthy value.
 const CI_VARS: &[&str] = &[
     "GITHUB_ACTIONS",

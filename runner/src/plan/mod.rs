@@ -8,7 +8,7 @@ mod workers;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use facts::SystemFacts;
+pub use facts::{SystemFacts, private_paths_line};
 pub use filterset::FilterSet;
 pub use workers::{Factor, WorkerInputs, WorkerPlan, plan_workers};
 

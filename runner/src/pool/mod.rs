@@ -39,6 +39,8 @@ pub struct PoolOptions {
     pub fail_fast: bool,
     /// `--shard queue`: the shared queue this machine pulls units from.
     pub queue: Option<crate::shard::queue::QueueOptions>,
+    /// `[isolation]` private paths, when asked for (the probe passed).
+    pub private_paths: Option<Arc<crate::exec::private_paths::PrivatePaths>>,
 }
 
 /// What the slot threads share for the run.
@@ -61,12 +63,14 @@ impl<'a> PoolContext<'a> {
         run: RunOptions,
         options: PoolOptions,
     ) -> PoolContext<'a> {
+        let mut exec = ExecContext::new(spawner, run);
+        exec.private_paths = options.private_paths.clone();
         PoolContext {
             adapter,
             lifecycle,
             history,
             options,
-            exec: ExecContext::new(spawner, run),
+            exec,
         }
     }
 }

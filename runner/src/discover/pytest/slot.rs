@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::PytestAdapter;
 use super::worker::{PytestWorker, Reply, TestReply, Wait};
+use crate::exec::private_paths::SlotMounts;
 use crate::discover::collect::{Collected, Files, check_same_files, check_same_tests};
 use crate::discover::executor::{ExecContext, Executor, SlotError};
 use crate::model::{Assignment, Env, ProcessEnd, Slot, Status, TestAddress, TestFinished, Work};
@@ -30,6 +31,8 @@ pub(super) struct PytestSlot<'a> {
     log: Option<(File, PathBuf)>,
     /// The test files the slot's first worker found; a fresh one must agree.
     files: Files,
+    /// `[isolation]`: the namespace every process of the slot enters.
+    private: Option<SlotMounts>,
 }
 
 /// A command written to a pytest worker, awaiting its reply.
@@ -66,7 +69,9 @@ impl<'a> PytestSlot<'a> {
         } else {
             None
         };
+        let private = ctx.slot_mounts(&slot, scratch)?;
         let mut pytest = PytestSlot {
+            private,
             adapter,
             ctx,
             slot,
@@ -87,6 +92,9 @@ impl<'a> PytestSlot<'a> {
         let pytest = self.adapter;
         let mut cmd = pytest.worker_command(!self.ctx.options.capture);
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        if let Some(private) = &self.private {
+            private.apply(&mut cmd);
+        }
         if self.ctx.options.django_slot_db {
             cmd.env("PARTEST_PYTEST_DJANGO_DB", "slot");
         }
