@@ -253,5 +253,9 @@ fn the_pool_names_no_adapter() {
                 .collect::<Vec<_>>()
         })
         .collect();
-    assert!(named.is_empty(), "the pool names an adapter:\n{}", named.join("\n"));
+    assert!(
+        named.is_empty(),
+        "the pool names an adapter:\n{}",
+        named.join("\n")
+    );
 }

@@ -44,7 +44,11 @@ impl<'a> ExecContext<'a> {
 impl ExecContext<'_> {
     /// The `[isolation]` namespace every process of a slot enters, with the
     /// slot's copies made under `scratch`; `None` without the table.
-    pub fn slot_mounts(&self, slot: &Slot, scratch: &Path) -> Result<Option<SlotMounts>, SlotError> {
+    pub fn slot_mounts(
+        &self,
+        slot: &Slot,
+        scratch: &Path,
+    ) -> Result<Option<SlotMounts>, SlotError> {
         self.private_paths
             .as_ref()
             .map(|paths| paths.for_slot(scratch))

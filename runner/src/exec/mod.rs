@@ -2,9 +2,9 @@
 //! captured to a per-slot file, a deadline, and a stop on Ctrl-C — all
 //! waited on with one `poll` on a pidfd, no thread per test or per pipe.
 
-pub mod private_paths;
 pub mod bounded;
 pub mod env;
+pub mod private_paths;
 mod signals;
 
 use std::fs::File;

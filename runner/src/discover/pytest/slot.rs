@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use super::PytestAdapter;
 use super::worker::{PytestWorker, Reply, TestReply, Wait};
-use crate::exec::private_paths::SlotMounts;
 use crate::discover::collect::{Collected, Files, check_same_files, check_same_tests};
 use crate::discover::executor::{ExecContext, Executor, SlotError};
+use crate::exec::private_paths::SlotMounts;
 use crate::model::{Assignment, Env, ProcessEnd, Slot, Status, TestAddress, TestFinished, Work};
 
 /// A slot's pytest worker, and what it takes to replace it.
