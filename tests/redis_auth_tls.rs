@@ -9,7 +9,7 @@
 //! Without redis-server (or openssl, or a redis-server built without TLS)
 //! they skip with the reason, except under CI=true, where they fail.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 

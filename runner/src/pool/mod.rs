@@ -29,7 +29,7 @@ use crate::history::History;
 use crate::isolation::Lifecycle;
 use crate::model::{Assignment, RunOptions, Status, TestCase, TestFinished, Work};
 use crate::plan::Plan;
-use crate::report::{Event, TestFinished};
+use crate::report::Event;
 use crate::shard::queue::{Adopted, Feed};
 
 /// What the coordinator itself decides by (the executors' options are
