@@ -94,10 +94,11 @@ fn run_ignored_runs_them_and_failures_exit_100() {
         both(&out)
     );
 
+    // With the diagnosis on: the failure is examined alone, and is real.
     let run = Run::parse(run(
         &json_args(&["run", "-n", "2"]),
         log.path(),
-        &[("FIXTURE_FAIL", "1")],
+        &[("FIXTURE_FAIL", "1"), ("PARTEST_NO_DIAGNOSE", "0")],
     ));
     assert_eq!(run.code(), Some(100), "{}", run.both());
     let failed = run.with_status(Status::Fail);
@@ -107,6 +108,13 @@ fn run_ignored_runs_them_and_failures_exit_100() {
     assert!(
         run.last_attempt(name).text().contains("asked to fail"),
         "the test's panic message is kept: {}",
+        run.both()
+    );
+    let diagnoses = run.diagnoses();
+    assert_eq!(
+        diagnoses.get(name).map(|d| d.verdict.as_str()),
+        Some("fails-alone"),
+        "{}",
         run.both()
     );
 }

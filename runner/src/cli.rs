@@ -142,6 +142,10 @@ pub struct RunArgs {
     /// Stream test output instead of capturing it.
     #[arg(long)]
     pub no_capture: bool,
+    /// Report failures as they are, without examining why a test failed
+    /// in parallel (off too under --fail-fast, and with `[diagnose] enabled = false`).
+    #[arg(long, env = "PARTEST_NO_DIAGNOSE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_diagnose: bool,
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     pub message_format: MessageFormat,
     /// A run that selects no test: fail (exit 4, the default), warn or pass.

@@ -16,7 +16,7 @@
 //!                            timings files, merged JUnit
 //! plan                       selection, phases, order, groups, the worker count
 //! pool                       the coordinator and the slot threads; it names no adapter
-//! diagnose                   (reserved: why a test failed only in parallel)
+//! diagnose                   why a test failed only in parallel: trials on the run's slots
 //! cli                        clap's model of the command line
 //! commands                   one function per subcommand, the flow of a run top to bottom
 //! ```

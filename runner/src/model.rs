@@ -453,3 +453,28 @@ pub struct Diagnosis {
     /// the smallest set found so far.
     pub unfinished: bool,
 }
+
+/// One test's run in the parallel phase, as the run's timeline recorded it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ran {
+    pub test: u32,
+    pub slot: usize,
+    /// Which worker of the slot ran it (a replaced worker starts afresh).
+    pub worker: u32,
+    /// Since the run started.
+    pub start: Duration,
+    pub end: Duration,
+}
+
+/// What to run in one trial: per slot, tests in order on a fresh worker,
+/// all lanes started together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trial {
+    pub lanes: Vec<Lane>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lane {
+    pub slot: usize,
+    pub tests: Vec<u32>,
+}

@@ -82,8 +82,16 @@ impl Counts {
     }
 }
 
-/// The `run-started` event.
+/// A `diagnosis` event: why a test failed in parallel.
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnosed {
+    pub verdict: String,
+    pub culprits: Vec<String>,
+    pub reruns: u64,
+}
+
+/// The `run-started` event.
+#[derive(Debug)]
 pub struct Started {
     pub run_id: String,
     pub workers: u64,
@@ -269,6 +277,26 @@ impl Run {
         self.outcomes().into_keys().collect()
     }
 
+    /// The `diagnosis` events, by test.
+    pub fn diagnoses(&self) -> BTreeMap<String, Diagnosed> {
+        self.of_type("diagnosis")
+            .map(|e| {
+                let test = text(e, "test").expect("test");
+                let d = Diagnosed {
+                    verdict: text(e, "verdict").expect("verdict"),
+                    culprits: e["culprits"]
+                        .as_array()
+                        .unwrap_or_else(|| panic!("culprits is not a list in {e}"))
+                        .iter()
+                        .map(|c| c.as_str().expect("a culprit's id").to_string())
+                        .collect(),
+                    reruns: count(e, "reruns"),
+                };
+                (test, d)
+            })
+            .collect()
+    }
+
     /// What `warning` events said.
     pub fn warnings(&self) -> Vec<String> {
         self.of_type("warning")
@@ -378,6 +406,8 @@ pub struct Case {
     pub flaky_attempts: usize,
     pub system_out: Option<String>,
     pub system_err: Option<String>,
+    /// `<properties>`: (name, value) in order.
+    pub properties: Vec<(String, String)>,
 }
 
 fn attr_count(node: roxmltree::Node, name: &str, xml: &str) -> u64 {
@@ -422,6 +452,18 @@ fn case(node: roxmltree::Node) -> Case {
         flaky_attempts: count(&["flakyFailure", "flakyError"]),
         system_out: stream("system-out"),
         system_err: stream("system-err"),
+        properties: child(&["properties"])
+            .map(|props| {
+                props
+                    .children()
+                    .filter(|n| n.tag_name().name() == "property")
+                    .map(|n| {
+                        let get = |a| n.attribute(a).unwrap_or_default().to_string();
+                        (get("name"), get("value"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 

@@ -13,6 +13,7 @@ use crossbeam_channel::Sender;
 use super::{Discovered, discover, load_isolation, plan, workers};
 use crate::cli::RunArgs;
 use crate::config::{Config, NoTests, Settings};
+use crate::diagnose;
 use crate::error::{Error, Result, exit};
 use crate::exec::bounded::{BoundedCommand, Bounds};
 use crate::exec::{Interrupts, Spawner};
@@ -164,6 +165,17 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
             match planned {
                 Ok(plan) => {
                     let outcome = pool.run(&plan, &events);
+                    if !interrupts.is_set() {
+                        let skip = diagnosis_skipped(config, &settings, args, &lifecycle);
+                        diagnose::after_run(
+                            &mut pool,
+                            &plan,
+                            &outcome,
+                            diagnose_budget(config),
+                            skip,
+                            &events,
+                        );
+                    }
                     (Some(plan), outcome)
                 }
                 Err(e) => (None, PoolOutcome::failed(e)),
@@ -234,6 +246,37 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
     } else {
         exit::OK
     })
+}
+
+/// Why the run's failures are not examined after the parallel phase, if
+/// they are not.
+fn diagnosis_skipped(
+    config: &Config,
+    settings: &Settings,
+    args: &RunArgs,
+    lifecycle: &Lifecycle,
+) -> Option<diagnose::Skip> {
+    if args.no_diagnose || !config.file.diagnose.enabled {
+        // Said by the flag or the file: nothing to report.
+        return Some(diagnose::Skip(""));
+    }
+    if settings.fail_fast {
+        return Some(diagnose::Skip("--fail-fast stops at the first failure"));
+    }
+    if lifecycle.keeps_failed_slots() {
+        return Some(diagnose::Skip(
+            "a plugin keeps the failed slots to look at (keep-on-failure); trials would set them up again",
+        ));
+    }
+    None
+}
+
+fn diagnose_budget(config: &Config) -> diagnose::Budget {
+    let table = &config.file.diagnose;
+    diagnose::Budget {
+        max_tests: table.max_tests,
+        max_seconds: table.max_seconds.0,
+    }
 }
 
 /// A plugin's slot databases are copies of a template that `[setup]

@@ -3,6 +3,7 @@
 
 mod cargo;
 mod command;
+mod diagnose;
 mod groups;
 mod isolation;
 mod limits;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 
 pub use cargo::{CargoBuild, CargoTable};
 pub use command::CommandTable;
+pub use diagnose::DiagnoseTable;
 pub use groups::GroupTable;
 pub use isolation::IsolationTable;
 pub use limits::LimitsTable;
@@ -59,6 +61,8 @@ pub struct ConfigFile {
     pub limits: LimitsTable,
     #[serde(default)]
     pub setup: SetupTable,
+    #[serde(default)]
+    pub diagnose: DiagnoseTable,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginTable>,
     #[serde(default)]

@@ -13,34 +13,13 @@
 //! The trials are run by a [`TrialRunner`] (the pool, in a run); this module
 //! only decides what to try next, within a budget of tests and seconds.
 
+mod trials;
+
 use std::time::{Duration, Instant};
 
 use crate::model::{Diagnosis, Status, Verdict};
-
-/// One test's run in the parallel phase, as the run's timeline recorded it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Ran {
-    pub test: u32,
-    pub slot: usize,
-    /// Which worker of the slot ran it (a replaced worker starts afresh).
-    pub worker: u32,
-    /// Since the run started.
-    pub start: Duration,
-    pub end: Duration,
-}
-
-/// What to run in one trial: per slot, tests in order on a fresh worker,
-/// all lanes started together.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Trial {
-    pub lanes: Vec<Lane>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lane {
-    pub slot: usize,
-    pub tests: Vec<u32>,
-}
+pub use crate::model::{Lane, Ran, Trial};
+pub use trials::{Skip, after_run};
 
 /// Runs a trial; returns the status of `victim`'s run in it (`None`: it did
 /// not run, e.g. an interrupt or a worker that could not start).

@@ -93,6 +93,11 @@ impl Lifecycle {
         self.providers.iter().any(|p| p.slots_copy_template())
     }
 
+    /// Whether some provider keeps a failed run's slots to look at.
+    pub fn keeps_failed_slots(&self) -> bool {
+        self.providers.iter().any(|p| p.keeps_failed_slots())
+    }
+
     /// Between two tests on a slot.
     pub fn reset_slot(&self, slot: &Slot) -> IsoResult<()> {
         for &i in &self.resetting {

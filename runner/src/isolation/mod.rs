@@ -63,6 +63,12 @@ pub trait Isolation: Send + Sync {
         false
     }
 
+    /// Whether a failed run's slots are kept to look at (`keep-on-failure`):
+    /// nothing may set them up again after a failure.
+    fn keeps_failed_slots(&self) -> bool {
+        false
+    }
+
     /// Between two tests on a slot (FLUSHDB, say).
     fn reset_slot(&self, _slot: &Slot) -> IsoResult<()> {
         Ok(())

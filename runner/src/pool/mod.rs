@@ -12,7 +12,7 @@ mod slot;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::Scope;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -27,7 +27,7 @@ use crate::error::Error;
 use crate::exec::Spawner;
 use crate::history::History;
 use crate::isolation::Lifecycle;
-use crate::model::{Assignment, RunOptions, Status, TestCase, TestFinished, Work};
+use crate::model::{Assignment, Ran, RunOptions, Status, TestCase, TestFinished, Trial, Work};
 use crate::plan::Plan;
 use crate::report::Event;
 use crate::shard::queue::{Adopted, Feed};
@@ -83,6 +83,11 @@ pub struct PoolOutcome {
     /// A test failed for good: plugins' teardown hears `run_failed`
     /// (keep-on-failure).
     pub tests_failed: bool,
+    /// The parallel phase's timeline: each attempt that ended, in the
+    /// order they ended.
+    pub timeline: Vec<Ran>,
+    /// The tests that failed for good in the parallel phase, in that order.
+    pub failed_in_parallel: Vec<u32>,
 }
 
 /// The running slots. [`Pool::start`] starts a thread per slot,
@@ -230,7 +235,7 @@ impl<'a> Pool<'a> {
     }
 
     /// Runs `plan`'s tests: the parallel phase, then the serial one on slot 0.
-    pub fn run(mut self, plan: &Plan, events: &Sender<Event>) -> PoolOutcome {
+    pub fn run(&mut self, plan: &Plan, events: &Sender<Event>) -> PoolOutcome {
         let ctx = self.ctx;
         let workers = self.seats.len();
         let mut outcome = PoolOutcome::default();
@@ -264,10 +269,13 @@ impl<'a> Pool<'a> {
             drained: false,
             groups: GroupLimits::new(&plan.groups),
             plan,
+            workers: vec![0; self.seats.len()],
             seats: &mut self.seats,
             events,
             reports: &self.reports,
             stop: false,
+            started: Instant::now(),
+            serial: false,
             lookahead: in_workers,
             // A long-lived worker has two tests queued behind the one it
             // runs, so it never waits for us between tests even when its
@@ -291,6 +299,110 @@ impl<'a> Pool<'a> {
             outcome.error.get_or_insert(e);
         }
         outcome
+    }
+}
+
+impl Pool<'_> {
+    /// One diagnosis trial, after the run: each lane's slot is torn down
+    /// and set up again with a fresh worker, then runs its tests in order,
+    /// all lanes at once. Nothing is reported as the run's. The status of
+    /// `victim`'s run; `None` when it did not run (Ctrl-C, a slot that
+    /// could not be set up again: the slot is then out for good).
+    pub fn trial(&mut self, plan: &Plan, trial: &Trial, victim: u32) -> Option<Status> {
+        let lanes: Vec<_> = trial
+            .lanes
+            .iter()
+            .filter(|l| self.seats.get(l.slot).is_some_and(|s| s.alive))
+            .collect();
+        if lanes.len() < trial.lanes.len() {
+            return None;
+        }
+        // Per slot: what it still owes (its Ready, then one Done per test).
+        let mut owed = vec![0usize; self.seats.len()];
+        for lane in &lanes {
+            if self.seats[lane.slot].commands.send(Command::Fresh).is_err() {
+                self.seats[lane.slot].alive = false;
+                return None;
+            }
+            owed[lane.slot] = 1;
+        }
+        let mut fresh = true;
+        self.await_owed(&mut owed, |_| {})?;
+        for lane in &lanes {
+            let first = |test| Attempt { test, attempt: 1 };
+            for (i, &test) in lane.tests.iter().enumerate() {
+                let next = lane.tests.get(i + 1).copied().map(first);
+                let assignment = assignment(self.ctx, plan, first(test), next);
+                if self.seats[lane.slot]
+                    .commands
+                    .send(Command::Run(assignment))
+                    .is_err()
+                {
+                    fresh = false;
+                    break;
+                }
+                owed[lane.slot] += 1;
+            }
+        }
+        let mut status = None;
+        self.await_owed(&mut owed, |done| {
+            if done.test == victim {
+                status = Some(done.status);
+            }
+        })?;
+        status.filter(|s| fresh && *s != Status::Cancelled)
+    }
+
+    /// Waits until every slot has answered what it `owed`; `None` when a
+    /// slot failed meanwhile (what the others owed is still awaited).
+    fn await_owed(
+        &mut self,
+        owed: &mut [usize],
+        mut on_done: impl FnMut(&TestFinished),
+    ) -> Option<()> {
+        let mut failed = false;
+        while owed.iter().any(|&n| n > 0) {
+            let Ok(report) = self.reports.recv() else {
+                return None;
+            };
+            match report {
+                Report::Ready { slot, .. } => owed[slot] = owed[slot].saturating_sub(1),
+                Report::Done(done) => {
+                    owed[done.slot] = owed[done.slot].saturating_sub(1);
+                    on_done(&done);
+                }
+                Report::Failed { slot, .. } => {
+                    owed[slot] = 0;
+                    self.seats[slot].alive = false;
+                    failed = true;
+                }
+                Report::Collected(_) => {}
+            }
+        }
+        (!failed).then_some(())
+    }
+}
+
+/// What a slot is sent to run `current` (with `next` as the test after it).
+fn assignment(
+    ctx: &PoolContext,
+    plan: &Plan,
+    current: Attempt,
+    next: Option<Attempt>,
+) -> Assignment {
+    let test = &plan.tests[current.test as usize];
+    let work = match ctx.adapter.runs() {
+        Runs::Workers(_) => Work::Item {
+            test: test.address(),
+            next: next.map(|n| plan.tests[n.test as usize].address()),
+        },
+        Runs::Processes(adapter) => Work::Process(adapter.invocation(test)),
+    };
+    Assignment {
+        test: current.test,
+        attempt: current.attempt,
+        name: test.name.clone(),
+        work,
     }
 }
 
@@ -358,6 +470,9 @@ struct Coordinator<'a, 'b> {
     /// The shared queue had nothing the last time it was asked.
     drained: bool,
     groups: GroupLimits,
+    /// Per slot, which of its workers runs now (one replaced after a crash
+    /// or a timeout starts afresh): the timeline's `worker`.
+    workers: Vec<u32>,
     seats: &'b mut [Seat],
     events: &'b Sender<Event>,
     reports: &'b Receiver<Report>,
@@ -369,6 +484,10 @@ struct Coordinator<'a, 'b> {
     /// How many tests a slot is sent at once.
     depth: usize,
     outcome: &'b mut PoolOutcome,
+    /// The run's clock, for the timeline.
+    started: Instant,
+    /// In the serial phase (not on the timeline: nothing runs beside it).
+    serial: bool,
 }
 
 impl Coordinator<'_, '_> {
@@ -487,6 +606,7 @@ impl Coordinator<'_, '_> {
     }
 
     fn parallel_phase(&mut self) {
+        self.serial = false;
         for slot in 0..self.seats.len() {
             self.assign(slot);
         }
@@ -548,6 +668,7 @@ impl Coordinator<'_, '_> {
             if !announced {
                 let _ = self.events.send(Event::PhaseStarted { serial: true });
                 announced = true;
+                self.serial = true;
             }
             self.send(0, current, list.front().copied());
             loop {
@@ -622,20 +743,7 @@ impl Coordinator<'_, '_> {
     }
 
     fn send(&mut self, slot: usize, current: Attempt, next: Option<Attempt>) {
-        let test = &self.plan.tests[current.test as usize];
-        let work = match self.ctx.adapter.runs() {
-            Runs::Workers(_) => Work::Item {
-                test: test.address(),
-                next: next.map(|n| self.plan.tests[n.test as usize].address()),
-            },
-            Runs::Processes(adapter) => Work::Process(adapter.invocation(test)),
-        };
-        let assignment = Assignment {
-            test: current.test,
-            attempt: current.attempt,
-            name: test.name.clone(),
-            work,
-        };
+        let assignment = assignment(self.ctx, self.plan, current, next);
         let _ = self.events.send(Event::TestStarted {
             test: current.test,
             slot,
@@ -671,8 +779,24 @@ impl Coordinator<'_, '_> {
         }
         let status = done.status;
         let will_retry = status.is_failure() && done.attempt <= self.ctx.options.retries;
+        if !self.serial && status != Status::Cancelled {
+            let end = self.started.elapsed();
+            self.outcome.timeline.push(Ran {
+                test: done.test,
+                slot: done.slot,
+                worker: self.workers[done.slot],
+                start: end.saturating_sub(done.duration),
+                end,
+            });
+            if matches!(status, Status::Crash | Status::Timeout) {
+                self.workers[done.slot] += 1;
+            }
+        }
         if status.is_failure() && !will_retry {
             self.outcome.tests_failed = true;
+            if !self.serial {
+                self.outcome.failed_in_parallel.push(done.test);
+            }
             if self.ctx.options.fail_fast {
                 self.halt();
             }

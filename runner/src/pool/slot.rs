@@ -20,6 +20,10 @@ pub enum Command {
     /// files (the slot's share of the suite).
     Collect(Vec<u32>),
     Run(Assignment),
+    /// A diagnosis trial, sent only while the slot has nothing queued: stop
+    /// the worker, tear the slot down and set it up again (its databases and
+    /// files as new), start a fresh worker, and report `Ready`.
+    Fresh,
     /// No more work: stop the worker, leave the slot set up for teardown.
     Finish,
 }
@@ -48,7 +52,7 @@ pub fn run_slot(
     commands: Receiver<Command>,
     reports: Sender<Report>,
 ) {
-    let (slot, mut executor) = match open(ctx, index) {
+    let (mut slot, mut executor) = match open(ctx, index) {
         Ok(opened) => opened,
         Err(error) => {
             let _ = reports.send(Report::Failed { slot: index, error });
@@ -87,15 +91,32 @@ pub fn run_slot(
         if queued.is_empty() {
             match commands.recv() {
                 Ok(Command::Run(a)) if !finishing => queued.push_back(a),
+                Ok(Command::Fresh) if !finishing => {
+                    executor.stop();
+                    match reopen(ctx, &slot) {
+                        Ok((fresh, started)) => {
+                            (slot, executor) = (fresh, started);
+                            ran_any = false;
+                            let _ = reports.send(Report::Ready {
+                                slot: index,
+                                files: None,
+                            });
+                            continue;
+                        }
+                        Err(error) => {
+                            let _ = reports.send(Report::Failed { slot: index, error });
+                            return;
+                        }
+                    }
+                }
                 _ => break,
             }
         }
         while !finishing {
             match commands.try_recv() {
                 Ok(Command::Run(a)) => queued.push_back(a),
-                Ok(Command::Finish | Command::Collect(_)) | Err(TryRecvError::Disconnected) => {
-                    finishing = true
-                }
+                Ok(Command::Finish | Command::Collect(_) | Command::Fresh)
+                | Err(TryRecvError::Disconnected) => finishing = true,
                 Err(TryRecvError::Empty) => break,
             }
         }
@@ -121,6 +142,18 @@ pub fn run_slot(
         }
     }
     executor.stop();
+}
+
+/// Tears `slot` down and sets it up again with a fresh executor: what
+/// the tests before left in its databases and files is gone.
+fn reopen<'a>(
+    ctx: &'a PoolContext<'a>,
+    slot: &Slot,
+) -> Result<(Slot, Box<dyn Executor + 'a>), SlotError> {
+    if let Some(e) = ctx.lifecycle.teardown_slot(slot, false).into_iter().next() {
+        return Err(SlotError::Isolation(e));
+    }
+    open(ctx, slot.index)
 }
 
 /// Sets the slot up and starts its executor with the slot's env.

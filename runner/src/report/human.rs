@@ -130,6 +130,11 @@ impl Sink for Human {
             Event::Interrupted => {
                 self.line("Interrupted: stopping running tests; teardown runs to its end")
             }
+            Event::Diagnosing { tests } => self.line(&format!(
+                "Diagnosis: running {tests} failed {} again with nothing else running, \
+                 to tell why (--no-diagnose skips this)",
+                plural(*tests, "test", "tests"),
+            )),
             // Shown together, under the failures, by `finish`.
             Event::Diagnosed(_) | Event::NotDiagnosed { .. } => {}
         }

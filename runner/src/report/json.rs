@@ -86,6 +86,7 @@ impl Sink for Json {
             }),
             Event::TestSkipped { test } => json!({"type": "test-skipped", "test": name(test)}),
             Event::Interrupted => json!({"type": "interrupted"}),
+            Event::Diagnosing { tests } => json!({"type": "diagnosis-started", "tests": tests}),
             Event::Diagnosed(d) => json!({
                 "type": "diagnosis", "test": name(&d.test), "verdict": d.verdict.as_str(),
                 "culprits": d.culprits.iter().map(name).collect::<Vec<_>>(),

@@ -56,6 +56,10 @@ pub enum Event {
     PhaseStarted {
         serial: bool,
     },
+    /// The run's phases are over: this many failed tests are examined.
+    Diagnosing {
+        tests: usize,
+    },
     /// Why a test failed only in parallel (after the run's phases).
     Diagnosed(Box<Diagnosis>),
     /// Failed tests the diagnosis left unexamined, and why.

@@ -363,6 +363,10 @@ impl Isolation for WasmPlugin {
         self.copies_template
     }
 
+    fn keeps_failed_slots(&self) -> bool {
+        self.grants.keep_on_failure
+    }
+
     fn setup_run(&self, run: &RunInfo) -> IsoResult<Env> {
         let info = PluginRunInfo {
             run_id: run.run_id.clone(),
