@@ -89,6 +89,68 @@ fn command_failures_get_a_verdict_and_the_polluter_is_found() {
     );
     // The results of the trials are not the run's: one attempt each.
     assert_eq!(run.of_type("test-finished").count(), 5, "{}", run.both());
+
+    // Later, from the run's record: the same verdicts, one test or all.
+    let later = run_diagnosed(&p, &["diagnose", "t/c_victim.sh"]);
+    assert_eq!(later.code(), Some(0), "{}", later.both());
+    assert_eq!(later.diagnoses().len(), 1, "{}", later.both());
+    assert_eq!(verdict(&later, "t/c_victim.sh"), victim);
+    let later = run_diagnosed(&p, &["diagnose"]);
+    assert_eq!(later.code(), Some(0), "{}", later.both());
+    assert_eq!(
+        later
+            .diagnoses()
+            .iter()
+            .map(|(t, d)| (t.as_str(), d.verdict.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("t/c_victim.sh", "order-dependent"),
+            ("t/d_broken.sh", "fails-alone"),
+            ("t/e_once.sh", "flaky")
+        ],
+        "{}",
+        later.both()
+    );
+    assert_eq!(
+        later.of_type("test-finished").count(),
+        0,
+        "{}",
+        later.both()
+    );
+    // A test that did not fail is named as such.
+    let out = p.run(&["diagnose", "t/b_other.sh"]);
+    assert_eq!(out.status.code(), Some(2), "{}", both(&out));
+    assert!(
+        stderr(&out).contains("t/b_other.sh did not fail"),
+        "{}",
+        both(&out)
+    );
+}
+
+#[test]
+fn diagnose_without_a_recorded_run_says_so() {
+    let p = Project::new();
+    p.file("partest.toml", CONFIG);
+    p.file(
+        "t/a.sh", "true
+",
+    );
+    let out = p.run(&["diagnose"]);
+    assert_eq!(out.status.code(), Some(2), "{}", both(&out));
+    assert!(
+        stderr(&out).contains("partest run` first"),
+        "{}",
+        both(&out)
+    );
+    let out = p.run(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let out = p.run(&["diagnose"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert!(
+        stderr(&out).contains("nothing to diagnose"),
+        "{}",
+        both(&out)
+    );
 }
 
 #[test]

@@ -40,6 +40,20 @@ pub enum Command {
     Clean(CleanArgs),
     /// Join the shards' JUnit files (and timings files) into one.
     Merge(MergeArgs),
+    /// Say why the last run's tests failed in parallel: each is run again
+    /// alone, after its worker's earlier tests and beside those that ran
+    /// with it, on slots of its own (what `run` does after its failures).
+    Diagnose(DiagnoseArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DiagnoseArgs {
+    /// The failed tests to examine (default: every test that failed in the
+    /// last run's parallel phase, up to `[diagnose] max-tests`).
+    #[arg(value_name = "ID")]
+    pub tests: Vec<String>,
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    pub message_format: MessageFormat,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -120,7 +134,7 @@ pub struct SelectArgs {
     pub filters: Vec<String>,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub struct RunArgs {
     #[command(flatten)]
     pub select: SelectArgs,

@@ -249,6 +249,59 @@ fn write<'a>(path: &Path, records: impl IntoIterator<Item = Record<'a>>) -> rusq
     tx.commit()
 }
 
+/// The last run's parallel phase, kept in `.partest/last-run.json` for
+/// `partest diagnose`: how many slots, what ran where and when, and what
+/// failed there.
+#[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LastRun {
+    pub workers: usize,
+    /// The tests that failed for good in the parallel phase, in that order.
+    pub failed: Vec<String>,
+    pub timeline: Vec<LastRan>,
+}
+
+/// One attempt on the last run's timeline (seconds since the run started).
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LastRan {
+    pub test: String,
+    pub slot: usize,
+    pub worker: u32,
+    pub start: f64,
+    pub end: f64,
+}
+
+impl LastRun {
+    fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("last-run.json")
+    }
+
+    /// Keeps it for `partest diagnose`; a warning when it cannot.
+    pub fn save(&self, state_dir: &Path) -> Option<String> {
+        let path = LastRun::path(state_dir);
+        let text = serde_json::to_string(self).ok()?;
+        let written = std::fs::create_dir_all(state_dir).and_then(|()| std::fs::write(&path, text));
+        written
+            .err()
+            .map(|e| format!("cannot keep the run's record in {}: {e}", path.display()))
+    }
+
+    /// The last run's record; `Ok(None)` when no run left one here.
+    pub fn load(state_dir: &Path) -> Result<Option<LastRun>, String> {
+        let path = LastRun::path(state_dir);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            format!(
+                "{} is not a run's record ({e}): run the tests again",
+                path.display()
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +340,28 @@ mod tests {
         assert_eq!(h.collect_times().get("b.py"), Some(&secs(1)));
         // Test durations are apart: a file is not a test.
         assert_eq!(h.expected("a.py"), None);
+    }
+
+    #[test]
+    fn the_last_runs_record_round_trips_and_a_bad_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(LastRun::load(dir.path()), Ok(None));
+        let record = LastRun {
+            workers: 2,
+            failed: vec!["t/b.sh".into()],
+            timeline: vec![LastRan {
+                test: "t/b.sh".into(),
+                slot: 1,
+                worker: 0,
+                start: 0.5,
+                end: 1.5,
+            }],
+        };
+        assert_eq!(record.save(dir.path()), None);
+        assert_eq!(LastRun::load(dir.path()), Ok(Some(record)));
+        std::fs::write(dir.path().join("last-run.json"), "{not json").unwrap();
+        let error = LastRun::load(dir.path()).unwrap_err();
+        assert!(error.contains("last-run.json"), "{error}");
     }
 
     #[test]

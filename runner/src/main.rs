@@ -66,6 +66,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
         }
         Command::Clean(args) => partest::commands::clean(&config, args),
         Command::Merge(args) => partest::commands::merge(&config, args),
+        Command::Diagnose(args) => partest::commands::diagnose(&config, args),
         Command::Plugins(PluginsCommand::Inspect { name }) => {
             print!("{}", partest::commands::plugins_inspect(&config, name)?);
             Ok(exit::OK)

@@ -353,8 +353,9 @@ pub struct CargoArgs {
 }
 
 /// `--message-format`: how the run's events are shown.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MessageFormat {
+    #[default]
     Human,
     Json,
 }

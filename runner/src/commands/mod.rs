@@ -2,6 +2,7 @@
 //! config → discover → plan → (isolation → pool → report).
 
 mod clean;
+mod diagnose;
 mod list;
 mod merge;
 mod plugins;
@@ -9,6 +10,7 @@ mod report;
 mod run;
 
 pub use clean::clean;
+pub use diagnose::diagnose;
 pub use list::list;
 pub use merge::merge;
 pub use plugins::{plugins_inspect, plugins_list};

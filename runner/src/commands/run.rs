@@ -25,8 +25,23 @@ use crate::plan::Selection;
 use crate::pool::{Pool, PoolContext, PoolOptions, PoolOutcome};
 use crate::report::{self, Event, ReporterOptions};
 
+pub use crate::diagnose::Replay;
+
 /// Runs the tests; returns the exit code.
 pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
+    run_with(config, args, None, false)
+}
+
+/// A run, or with `replay` (`partest diagnose`) the diagnosis of a recorded
+/// one: everything is set up as for a run, the recorded parallel phase
+/// stands for the pool's, and each failure named is examined (`explicit`:
+/// named on the command line, so `[diagnose] max-tests` does not cut it).
+pub fn run_with(
+    config: &Config,
+    args: &RunArgs,
+    replay: Option<Replay>,
+    explicit: bool,
+) -> Result<i32> {
     // The run's id comes first: every process partest starts (discovery,
     // setup commands, tests, plugins' programs) inherits it as
     // PARTEST_RUN_ID, which is how `partest clean` finds what a killed run
@@ -164,17 +179,19 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
                 });
             match planned {
                 Ok(plan) => {
-                    let outcome = pool.run(&plan, &events);
+                    let (outcome, skip) = match &replay {
+                        None => (
+                            pool.run(&plan, &events),
+                            diagnosis_skipped(config, &settings, args, &lifecycle),
+                        ),
+                        Some(replay) => (replay.outcome(&plan, &events), None),
+                    };
                     if !interrupts.is_set() {
-                        let skip = diagnosis_skipped(config, &settings, args, &lifecycle);
-                        diagnose::after_run(
-                            &mut pool,
-                            &plan,
-                            &outcome,
-                            diagnose_budget(config),
-                            skip,
-                            &events,
-                        );
+                        let mut budget = diagnose_budget(config);
+                        if explicit {
+                            budget.max_tests = usize::MAX;
+                        }
+                        diagnose::after_run(&mut pool, &plan, &outcome, budget, skip, &events);
                     }
                     (Some(plan), outcome)
                 }
@@ -182,6 +199,14 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
             }
         });
         tests_failed = outcome.tests_failed;
+        if replay.is_none()
+            && outcome.error.is_none()
+            && let Some(plan) = &planned
+            && let Some(warning) =
+                diagnose::record(plan, &outcome, workers).save(&config.state_dir())
+        {
+            let _ = events.send(Event::Warning(warning));
+        }
         failure = outcome.error;
         ran_plan = planned;
     }
@@ -209,7 +234,9 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<i32> {
         .join()
         .map_err(|_| Error::setup("the reporter thread panicked"))?;
 
-    if let Some(plan) = &ran_plan {
+    if let Some(plan) = &ran_plan
+        && replay.is_none()
+    {
         save_history(&discovered, plan, &summary);
         super::save_timings(&discovered, plan, &summary);
     }

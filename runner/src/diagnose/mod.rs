@@ -13,12 +13,14 @@
 //! The trials are run by a [`TrialRunner`] (the pool, in a run); this module
 //! only decides what to try next, within a budget of tests and seconds.
 
+mod replay;
 mod trials;
 
 use std::time::{Duration, Instant};
 
 use crate::model::{Diagnosis, Status, Verdict};
 pub use crate::model::{Lane, Ran, Trial};
+pub use replay::{Replay, record};
 pub use trials::{Skip, after_run};
 
 /// Runs a trial; returns the status of `victim`'s run in it (`None`: it did

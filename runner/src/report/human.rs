@@ -150,6 +150,13 @@ impl Sink for Human {
                 .map(|t| t.name.as_str())
                 .unwrap_or("?")
         };
+        // `partest diagnose`: no test ran as the run's, only the trials.
+        if s.results.is_empty() && (!s.diagnoses.is_empty() || s.not_diagnosed.is_some()) {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(why_they_failed(s, &name).as_bytes());
+            let _ = stdout.flush();
+            return;
+        }
         let mut failures: Vec<(&u32, &FinalResult)> = s
             .results
             .iter()
