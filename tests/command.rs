@@ -470,3 +470,65 @@ fn filtersets_skip_and_exact_select_command_tests() {
     assert_eq!(out.status.code(), Some(4), "{}", both(&out));
     assert!(stderr(&out).contains("no tests to run"), "{}", both(&out));
 }
+
+#[test]
+fn last_runs_failures_start_first_and_lf_runs_only_them() {
+    let p = Project::new();
+    p.file("partest.toml", CONFIG);
+    p.file("t/a_long.sh", "sleep 0.3\n");
+    p.file("t/b_broken.sh", "test ! -e broken\n");
+    p.file("t/c.sh", "true\n");
+    p.file("broken", "");
+    let first_started = |run: &Run| {
+        run.of_type("test-started")
+            .next()
+            .and_then(|e| e["test"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let said = |run: &Run| {
+        run.of_type("planned")
+            .next()
+            .and_then(|e| e["from_last_run"].as_str().map(str::to_string))
+    };
+    let run = p.run_json(&["run", "-n", "1"]);
+    assert_eq!(run.code(), Some(100), "{}", run.both());
+    // Longest first, but what failed last time before it.
+    let run = p.run_json(&["run", "-n", "1"]);
+    assert_eq!(first_started(&run), "t/b_broken.sh", "{}", run.both());
+    assert_eq!(
+        said(&run).as_deref(),
+        Some("1 test that failed last time ran first")
+    );
+    // --lf: only the last run's failures.
+    let run = p.run_json(&["run", "-n", "1", "--lf"]);
+    assert_eq!(
+        run.tests(),
+        ["t/b_broken.sh".to_string()].into(),
+        "{}",
+        run.both()
+    );
+    std::fs::remove_file(p.path().join("broken")).unwrap();
+    let run = p.run_json(&["run", "-n", "1", "--lf"]);
+    assert_eq!(run.code(), Some(0), "{}", run.both());
+    // Nothing failed last time: --lf runs everything, and says so.
+    let run = p.run_json(&["run", "-n", "1", "--lf"]);
+    assert_eq!(run.tests().len(), 3, "{}", run.both());
+    assert!(
+        said(&run).is_some_and(|s| s.contains("no test failed last time")),
+        "{}",
+        run.both()
+    );
+    // Off in the file: longest first again, even after a failure.
+    p.file("broken", "");
+    p.file(
+        "partest.toml",
+        &format!("[run]\nfailed-first = false\n\n{CONFIG}"),
+    );
+    let run = p.run_json(&["run", "-n", "1"]);
+    assert_eq!(run.code(), Some(100), "{}", run.both());
+    let run = p.run_json(&["run", "-n", "1"]);
+    assert_eq!(first_started(&run), "t/a_long.sh", "{}", run.both());
+    // --ff turns it back on.
+    let run = p.run_json(&["run", "-n", "1", "--ff"]);
+    assert_eq!(first_started(&run), "t/b_broken.sh", "{}", run.both());
+}

@@ -153,6 +153,14 @@ pub struct RunArgs {
     /// Run every test whatever fails (the default).
     #[arg(long, overrides_with = "fail_fast")]
     pub no_fail_fast: bool,
+    /// Start the tests that failed in the last run first (the default;
+    /// `[run] failed-first = false` turns it off, this back on).
+    #[arg(long = "ff", visible_alias = "failed-first")]
+    pub failed_first: bool,
+    /// Run only the tests that failed in the last run (everything when none
+    /// did, as pytest's --lf).
+    #[arg(long = "lf", visible_alias = "last-failed")]
+    pub last_failed: bool,
     /// Stream test output instead of capturing it.
     #[arg(long)]
     pub no_capture: bool,
@@ -220,6 +228,8 @@ impl RunArgs {
             retries: self.retries,
             timeout: self.timeout.map(|s| s.0),
             fail_fast,
+            failed_first: self.failed_first.then_some(true),
+            last_failed: self.last_failed,
             junit: self.junit.clone(),
             no_tests: self.no_tests,
             max_worker_restart: self.max_worker_restart,

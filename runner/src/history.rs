@@ -2,7 +2,7 @@
 //! longest tests first and to size pytest batches. History only makes runs
 //! faster: a corrupt, locked or unwritable file is reported and ignored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,6 +19,8 @@ pub struct History {
     expected: HashMap<String, Duration>,
     /// How long each pytest file took to import and collect.
     collect: HashMap<String, Duration>,
+    /// The tests whose last run failed (failed, timed out or crashed).
+    failed_last: HashSet<String>,
     /// Durations from a timings file, for tests this machine never ran.
     fallback: HashMap<String, Duration>,
     /// The file is not a database: the next save starts a new one.
@@ -45,9 +47,10 @@ impl History {
             return (history, None);
         }
         match read(path) {
-            Ok((expected, collect)) => {
+            Ok((expected, collect, failed_last)) => {
                 history.expected = expected;
                 history.collect = collect;
+                history.failed_last = failed_last;
                 (history, None)
             }
             Err(e) => {
@@ -67,6 +70,16 @@ impl History {
                 (history, Some(warning))
             }
         }
+    }
+
+    /// Whether the test's last run failed (failed, timed out or crashed).
+    pub fn failed_last_time(&self, name: &str) -> bool {
+        self.failed_last.contains(name)
+    }
+
+    /// Whether any test's last run failed.
+    pub fn any_failed_last_time(&self) -> bool {
+        !self.failed_last.is_empty()
     }
 
     /// An empty history that records nothing.
@@ -174,8 +187,9 @@ fn plausible(secs: f64) -> Option<Duration> {
 
 type Durations = HashMap<String, Duration>;
 
-/// The tests' expected durations and the files' collection times.
-fn read(path: &Path) -> rusqlite::Result<(Durations, Durations)> {
+/// The tests' expected durations, the files' collection times and the
+/// tests whose last run failed.
+fn read(path: &Path) -> rusqlite::Result<(Durations, Durations, HashSet<String>)> {
     let conn = open(path)?;
     let table = |sql: &str| -> rusqlite::Result<Durations> {
         let mut stmt = conn.prepare(sql)?;
@@ -189,9 +203,15 @@ fn read(path: &Path) -> rusqlite::Result<(Durations, Durations)> {
         }
         Ok(map)
     };
+    let mut failed =
+        conn.prepare("SELECT name FROM tests WHERE last_status IN ('fail', 'timeout', 'crash')")?;
+    let failed_last = failed
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<HashSet<String>>>()?;
     Ok((
         table("SELECT name, mean_secs FROM tests")?,
         table("SELECT name, collect_secs FROM files")?,
+        failed_last,
     ))
 }
 

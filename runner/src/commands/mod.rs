@@ -142,8 +142,19 @@ pub fn plan(
         groups: &config.file.groups,
         order: settings.order,
         by_file,
+        failed_first: settings.failed_first || settings.last_failed,
     };
-    let selected = select(tests, settings.filter.as_ref(), names);
+    let mut selected = select(tests, settings.filter.as_ref(), names);
+    // --lf: the last run's failures only; with none recorded, everything
+    // (as pytest's --lf), and the summary says so.
+    let mut last_failed_note = None;
+    if settings.last_failed {
+        if selected.iter().any(|t| d.history.failed_last_time(&t.name)) {
+            selected.retain(|t| d.history.failed_last_time(&t.name));
+        } else {
+            last_failed_note = Some("--lf: no test failed last time, so all ran".to_string());
+        }
+    }
     let (selected, split) = match d.sharding.shard {
         Some(shard) => {
             let known = d.sharding.known(&d.history);
@@ -154,6 +165,14 @@ pub fn plan(
     };
     let mut plan = Plan::new(selected, &d.history, &rules);
     plan.shard = split;
+    if last_failed_note.is_some() {
+        plan.from_last_run = last_failed_note;
+    } else if settings.last_failed {
+        plan.from_last_run = Some(format!(
+            "--lf: only the {} that failed last time",
+            plan.tests.len()
+        ));
+    }
     if d.sharding.queue {
         let known = d.sharding.known(&d.history);
         let parallel: Vec<u32> = plan.parallel.iter().flatten().copied().collect();

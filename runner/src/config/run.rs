@@ -40,6 +40,9 @@ pub struct RunTable {
     pub plugins: Vec<String>,
     /// Time a test group gets between SIGTERM and SIGKILL.
     pub kill_grace: Option<Seconds>,
+    /// Start the tests that failed in the last run first (their whole
+    /// module or class): the answer to "is it fixed?" comes first.
+    pub failed_first: Option<bool>,
     /// The order tests are dealt in.
     pub order: Option<Order>,
     /// What a run that selects no test is.

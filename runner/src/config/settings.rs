@@ -16,6 +16,10 @@ pub struct Overrides {
     pub retries: Option<u32>,
     pub timeout: Option<Duration>,
     pub fail_fast: Option<bool>,
+    /// `--ff`: start last run's failures first.
+    pub failed_first: Option<bool>,
+    /// `--lf`: only last run's failures (all tests when none is recorded).
+    pub last_failed: bool,
     pub junit: Option<PathBuf>,
     pub no_tests: Option<NoTests>,
     pub max_worker_restart: Option<usize>,
@@ -41,6 +45,10 @@ pub struct Settings {
     /// Enabled plugins: `--plugins`, `[run] plugins`, then `[plugins.*]` tables.
     pub plugins: Vec<String>,
     pub order: Order,
+    /// Last run's failures first (`[run] failed-first`, `--ff`; default on).
+    pub failed_first: bool,
+    /// Only last run's failures (`--lf`).
+    pub last_failed: bool,
     pub no_tests: NoTests,
     /// pytest workers replaced after a crash or timeout before the run gives up.
     pub max_worker_restart: Option<usize>,
@@ -115,6 +123,8 @@ impl Settings {
                 .map(|j| config.root.join(j)),
             plugins,
             order: run.order.unwrap_or_default(),
+            failed_first: o.failed_first.or(run.failed_first).unwrap_or(true),
+            last_failed: o.last_failed,
             no_tests: o.no_tests.or(run.no_tests).unwrap_or_default(),
             max_worker_restart: o.max_worker_restart.or(run.max_worker_restart),
             shard: o.shard.clone(),

@@ -52,6 +52,7 @@ impl Replay {
         let _ = events.send(Event::Planned {
             tests: Arc::new(plan.tests.clone()),
             total: 0,
+            from_last_run: None,
         });
         let index: HashMap<&str, u32> = plan
             .tests

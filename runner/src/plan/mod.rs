@@ -45,6 +45,9 @@ pub struct Plan {
     pub shard: Option<crate::shard::split::SplitSummary>,
     /// `--shard queue`: the units every machine pulls from the shared queue.
     pub queue_units: Option<Vec<crate::shard::queue::QueueUnit>>,
+    /// What the order or selection owes to the last run (failed-first,
+    /// `--lf`), for the summary line.
+    pub from_last_run: Option<String>,
 }
 
 /// What the command line selects: name filters (substrings, as `cargo
@@ -175,6 +178,8 @@ pub struct PlanRules<'a> {
     pub order: Order,
     /// Queue a file's tests together (pytest node ids: the file precedes `::`).
     pub by_file: bool,
+    /// Units holding a test that failed last time go first.
+    pub failed_first: bool,
 }
 
 impl Plan {
@@ -238,17 +243,29 @@ impl Plan {
                 list.into_iter().map(|i| vec![i]).collect()
             }
         };
-        // Lower ranks first; then never-seen units (they may be long), then
-        // the longest first (a unit holds tests of one rank).
+        let failed_last: Vec<bool> = tests
+            .iter()
+            .map(|t| rules.failed_first && history.failed_last_time(&t.name))
+            .collect();
+        // Lower ranks first; then units holding a test that failed last
+        // time (failed-first), then never-seen units (they may be long),
+        // then the longest first (a unit holds tests of one rank).
         let unit_order = |u: &Vec<u32>| {
             let unknown = u.iter().any(|&i| expected[i as usize].is_none());
+            let failed = u.iter().any(|&i| failed_last[i as usize]);
             let total: Duration = u.iter().map(|&i| estimate[i as usize]).sum();
             (
                 u.first().map_or(0, |&i| rank(i)),
+                !failed,
                 !unknown,
                 std::cmp::Reverse(total),
             )
         };
+        let moved_first = serial
+            .iter()
+            .chain(&parallel)
+            .filter(|&&i| failed_last[i as usize])
+            .count();
         let mut serial_units = units(serial);
         if rules.order == Order::History {
             serial_units.sort_by_key(&unit_order);
@@ -271,6 +288,12 @@ impl Plan {
             known: expected.iter().map(Option::is_some).collect(),
             shard: None,
             queue_units: None,
+            from_last_run: (moved_first > 0).then(|| {
+                format!(
+                    "{moved_first} {} that failed last time ran first",
+                    if moved_first == 1 { "test" } else { "tests" }
+                )
+            }),
         }
     }
 
@@ -341,7 +364,46 @@ mod tests {
             groups,
             order,
             by_file,
+            failed_first: true,
         }
+    }
+
+    #[test]
+    fn a_unit_that_failed_last_time_goes_first_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let (h, _) = History::load(&path);
+        let record = |name, ms, status| crate::history::Record {
+            name,
+            duration: Duration::from_millis(ms),
+            status,
+        };
+        use crate::model::Status::{Fail, Pass};
+        let saved = h.save([
+            record("long.py::t1", 900, Pass),
+            record("short.py::t1", 10, Pass),
+            record("short.py::t2", 10, Fail),
+        ]);
+        assert!(saved.is_none());
+        let h = History::load(&path).0;
+        let (serial, groups) = (Filter::default(), BTreeMap::new());
+        let tests = cases(&["long.py::t1", "short.py::t1", "short.py::t2"]);
+        let mut r = rules(&serial, &groups, Order::History, true);
+        let plan = Plan::new(tests.clone(), &h, &r);
+        let first: Vec<String> = names(&plan, &plan.parallel[0]);
+        assert_eq!(
+            first,
+            ["short.py::t1", "short.py::t2"],
+            "its whole module, in order"
+        );
+        assert_eq!(
+            plan.from_last_run.as_deref(),
+            Some("1 test that failed last time ran first")
+        );
+        r.failed_first = false;
+        let plan = Plan::new(tests, &h, &r);
+        assert_eq!(names(&plan, &plan.parallel[0]), ["long.py::t1"]);
+        assert_eq!(plan.from_last_run, None);
     }
 
     fn names(plan: &Plan, tests: &[u32]) -> Vec<String> {

@@ -501,6 +501,7 @@ impl Coordinator<'_, '_> {
         let _ = self.events.send(Event::Planned {
             tests: Arc::new(plan.tests.clone()),
             total,
+            from_last_run: plan.from_last_run.clone(),
         });
         let _ = self.events.send(Event::RunStarted {
             run_id: self.ctx.exec.options.run_id.clone(),

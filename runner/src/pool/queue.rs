@@ -323,6 +323,7 @@ mod tests {
             known: vec![true; n],
             shard: None,
             queue_units: None,
+            from_last_run: None,
         }
     }
 

@@ -226,6 +226,9 @@ impl Sink for Human {
         if s.cancelled > 0 {
             out.push_str(&format!(", {} not run", s.cancelled));
         }
+        if let Some(said) = &s.from_last_run {
+            out.push_str(&format!("; {said}"));
+        }
         if let Some(note) = &s.note {
             out.push_str(&format!("; {note}"));
         }

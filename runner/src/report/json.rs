@@ -52,7 +52,11 @@ impl Sink for Json {
                 .unwrap_or("?")
         };
         let value = match event {
-            Event::Planned { total, .. } => json!({"type": "planned", "tests": total}),
+            Event::Planned {
+                total,
+                from_last_run,
+                ..
+            } => json!({"type": "planned", "tests": total, "from_last_run": from_last_run}),
             Event::RunStarted {
                 run_id,
                 workers,

@@ -25,6 +25,9 @@ pub enum Event {
         tests: Arc<Vec<TestCase>>,
         /// Tests to report, skipped ones included.
         total: usize,
+        /// What the order or selection owes to the last run (`--lf`,
+        /// failed-first), said on the summary line.
+        from_last_run: Option<String>,
     },
     RunStarted {
         run_id: String,
@@ -125,6 +128,8 @@ pub struct Summary {
     pub results: HashMap<u32, FinalResult>,
     /// What the adapter did not run, for the summary line.
     pub note: Option<String>,
+    /// What the order or selection owed to the last run.
+    pub from_last_run: Option<String>,
     /// Why tests failed only in parallel, by test.
     pub diagnoses: HashMap<u32, Diagnosis>,
     /// Failed tests left unexamined, and why.
@@ -173,9 +178,11 @@ fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
             Event::Planned {
                 tests: planned,
                 total: count,
+                from_last_run,
             } => {
                 tests = planned.clone();
                 total = *count;
+                summary.from_last_run = from_last_run.clone();
             }
             Event::TestFinished(f) => record(&mut summary.results, f),
             Event::TestSkipped { test } => {
