@@ -365,3 +365,114 @@ fn the_redis_range_caps_the_workers_in_the_report() {
     );
     assert!(stdout(&out).contains("workers = 1"), "{}", both(&out));
 }
+
+/// A project whose tests, on their slot's own server, pick database 15 and
+/// FLUSHALL it, as suites written for one developer's Redis do.
+fn server_mode_project(test_count: usize, body: &str) -> Project {
+    let p = Project::new();
+    let log = p.log_dir();
+    p.file(
+        "partest.toml",
+        "[command]\ntests = [\"t/*.sh\"]\nrun = \"sh {}\"\n\n[plugins.redis]\nmode = \"server\"\n",
+    );
+    for i in 0..test_count {
+        p.file(
+            &format!("t/t{i}.sh"),
+            &format!(
+                "echo \"$REDIS_PORT $REDIS_URL\" > {log}/t{i}.port\n\
+                 python3 - <<'EOF'\n\
+import os, redis, time\n\
+r = redis.Redis(host=os.environ['REDIS_HOST'], port=int(os.environ['REDIS_PORT']), db=15)\n\
+r.flushall()\n\
+r.set('mine', '{i}')\n\
+time.sleep(0.3)\n\
+assert r.get('mine') == b'{i}', r.get('mine')\n\
+assert r.dbsize() == 1, r.dbsize()\n\
+EOF\n\
+                 {body}\n",
+                log = log.display()
+            ),
+        );
+    }
+    p
+}
+
+/// The ports the tests' servers listened on, from what they wrote.
+fn server_ports(p: &Project) -> std::collections::BTreeSet<u16> {
+    let mut ports = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(p.path().join("log")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "port") {
+            let text = std::fs::read_to_string(path).unwrap();
+            let (port, url) = text.trim().split_once(' ').unwrap();
+            assert_eq!(url, format!("redis://127.0.0.1:{port}/0"));
+            ports.insert(port.parse().unwrap());
+        }
+    }
+    ports
+}
+
+fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+#[test]
+fn server_mode_gives_each_slot_a_server_of_its_own_and_stops_it() {
+    if !servers::have_redis_server("server_mode_gives_each_slot_a_server_of_its_own_and_stops_it") {
+        return;
+    }
+    let p = server_mode_project(8, "true");
+    let run = p.run_json(&["run", "--plugins", "redis", "-n", "4"]);
+    assert_eq!(run.code(), Some(0), "{}", run.both());
+    assert_eq!(run.counts().passed, 8, "{}", run.both());
+    assert_eq!(
+        run.started().workers,
+        4,
+        "no 16-database cap: {}",
+        run.both()
+    );
+    let ports = server_ports(&p);
+    assert_eq!(ports.len(), 4, "a server per slot: {ports:?}");
+    for port in &ports {
+        assert!(!listening(*port), "the server on {port} outlived the run");
+    }
+
+    // Killed outright mid-test: the servers die with partest.
+    let p = server_mode_project(2, "sleep 30");
+    let mut child = partest(p.path())
+        .args(["run", "--plugins", "redis", "-n", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while server_ports(&p).len() < 2 {
+        assert!(Instant::now() < deadline, "the tests never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ports = server_ports(&p);
+    assert!(ports.iter().all(|&port| listening(port)), "{ports:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ports.iter().any(|&port| listening(port)) {
+        assert!(
+            Instant::now() < deadline,
+            "a server outlived the SIGKILLed partest: {ports:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_server_program_outside_server_mode_is_a_config_error() {
+    let p = Project::new();
+    p.file(
+        "partest.toml",
+        "[command]\ntests = [\"t/*.sh\"]\nrun = \"sh {}\"\n\n[plugins.redis]\nserver = \"redis-server\"\n",
+    );
+    p.file("t/a.sh", "true\n");
+    let out = p.run(&["run", "--plugins", "redis"]);
+    assert_eq!(out.status.code(), Some(2), "{}", both(&out));
+    assert!(stderr(&out).contains("mode = \"server\""), "{}", both(&out));
+}

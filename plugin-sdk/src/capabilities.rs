@@ -181,6 +181,34 @@ pub mod process {
         wit::run(program, &args, &env)
     }
 
+    /// Starts `program` to outlive the call (a slot's own server) and
+    /// returns its handle; with `ready_port`, once 127.0.0.1:`ready_port`
+    /// accepts connections. The instance holds it until [`stop`]; partest
+    /// stops it anyway when the instance goes or partest exits.
+    pub fn start(
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        ready_port: Option<u16>,
+    ) -> Result<u32> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        wit::start(program, &args, &env, ready_port)
+    }
+
+    /// Stops a program [`start`] returned, with its group.
+    pub fn stop(handle: u32) -> Result<()> {
+        wit::stop(handle)
+    }
+
+    /// A TCP port on 127.0.0.1 that is free now and was not given before in this run.
+    pub fn free_port() -> Result<u16> {
+        wit::free_port()
+    }
+
     /// Runs `program` and fails unless it exits 0; returns its stdout.
     pub fn check(program: &str, args: &[&str]) -> Result<String> {
         let out = run(program, args, &[])?;

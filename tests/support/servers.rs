@@ -42,19 +42,26 @@ impl Drop for Redis {
     }
 }
 
+/// Whether redis-server is on PATH; without it `test` skips (fails in CI).
+pub fn have_redis_server(test: &str) -> bool {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    found
+        || unavailable::<()>(
+            test,
+            "no redis-server on PATH (apt-get install redis-server)",
+        )
+        .is_some()
+}
+
 impl Redis {
     /// Starts one on a spare port and waits until it answers.
     pub fn start(test: &str) -> Option<Redis> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .map_or(true, |s| !s.success())
-        {
-            return unavailable(
-                test,
-                "no redis-server on PATH (apt-get install redis-server)",
-            );
+        if !have_redis_server(test) {
+            return None;
         }
         let dir = tempfile::Builder::new()
             .prefix("partest-e2e-redis-")

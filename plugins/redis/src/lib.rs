@@ -2,7 +2,9 @@
 //! (`REDIS_URL=redis://host:port/N`) and key prefix
 //! (`REDIS_KEY_PREFIX=partest:<run>:gw0:`), or, in prefix mode (one-database
 //! servers: Redis Cluster, managed services), the configured database and
-//! its own key prefix only.
+//! its own key prefix only, or, in server mode, a `redis-server` of its own
+//! (`REDIS_URL=redis://127.0.0.1:PORT/0`, `REDIS_HOST`, `REDIS_PORT`) for
+//! suites that pick their own database number or call FLUSHALL.
 //!
 //! Safety: a database is used only if it is empty (then claimed with an
 //! owner key carrying the run id), or owned by a dead partest run (then
@@ -16,15 +18,17 @@
 //! url = "redis://127.0.0.1:6379"   # the one server this plugin may reach; also
 //!                                  # rediss://host:port[/#insecure], redis://user:pw@host
 //! databases = "1-15"               # database mode: the range slots use; max slots = its size
-//! mode = "database"                # or "prefix"
+//! mode = "database"                # or "prefix", or "server"
 //! flush-between-tests = false      # FLUSHDB (prefix mode: UNLINK prefix*) between tests
+//! server = "redis-server"          # server mode: the program each slot runs
 //! ```
 
 use partest_plugin_sdk::redact::url as redact;
 use partest_plugin_sdk::redis::{self, Reply};
 use partest_plugin_sdk::serde::Deserialize;
 use partest_plugin_sdk::{
-    ConfigKey, Env, Error, Plugin, Result, RunInfo, SettingGrant, Slot, config, log, runs,
+    ConfigKey, Env, Error, Plugin, Result, RunInfo, SettingGrant, Slot, config, log, process,
+    runs,
 };
 
 #[derive(Deserialize)]
@@ -47,6 +51,9 @@ struct Settings {
     prefix_var: String,
     #[serde(default)]
     flush_between_tests: bool,
+    /// Server mode: the program run per slot (`redis-server`; naming
+    /// another grants that one instead).
+    server: Option<String>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +62,8 @@ enum Mode {
     #[default]
     Database,
     Prefix,
+    /// A redis-server per slot, started at slot set-up, stopped at teardown.
+    Server,
 }
 
 fn default_databases() -> String {
@@ -151,6 +160,8 @@ struct RedisPlugin {
     last: u32,
     /// The database this slot instance claimed.
     claimed: Option<u32>,
+    /// Server mode: this slot's server (its handle) and port.
+    server: Option<(u32, u16)>,
 }
 
 fn prefix(run: &RunInfo, slot: &str) -> String {
@@ -412,21 +423,39 @@ impl Plugin for RedisPlugin {
                 "empty the slot's database (prefix mode: its keys) between tests",
                 Some("false"),
             ),
+            key(
+                "server",
+                "server mode: the program each slot runs (naming it grants it)",
+                Some("\"redis-server\""),
+            ),
         ]
     }
 
-    const ENV_VARS: &'static [&'static str] = &["REDIS_URL", "REDIS_KEY_PREFIX"];
+    const ENV_VARS: &'static [&'static str] =
+        &["REDIS_URL", "REDIS_KEY_PREFIX", "REDIS_HOST", "REDIS_PORT"];
 
     fn env_vars(&self) -> Vec<String> {
-        vec![self.s.var.clone(), self.s.prefix_var.clone()]
+        let mut vars = vec![self.s.var.clone(), self.s.prefix_var.clone()];
+        if self.s.mode == Mode::Server {
+            vars.extend(["REDIS_HOST".to_string(), "REDIS_PORT".to_string()]);
+        }
+        vars
     }
 
     fn setting_grants() -> Vec<SettingGrant> {
-        vec![SettingGrant {
-            capability: "redis".into(),
-            setting: Some("url".into()),
-            default_value: Some(r#""redis://127.0.0.1:6379""#.into()),
-        }]
+        vec![
+            SettingGrant {
+                capability: "redis".into(),
+                setting: Some("url".into()),
+                default_value: Some(r#""redis://127.0.0.1:6379""#.into()),
+            },
+            // Its own server program, which it runs only in server mode.
+            SettingGrant {
+                capability: "process".into(),
+                setting: Some("server".into()),
+                default_value: Some(r#""redis-server""#.into()),
+            },
+        ]
     }
 
     fn configure() -> Result<Self> {
@@ -437,18 +466,33 @@ impl Plugin for RedisPlugin {
                 s.databases
             )));
         };
+        match (s.mode, &s.server) {
+            (Mode::Server, _) if s.flush_between_tests => {
+                return Err(Error::bad_config(
+                    "flush-between-tests does not apply to mode = \"server\": each slot's \
+                     server is its own, started empty",
+                ));
+            }
+            (Mode::Database | Mode::Prefix, Some(_)) => {
+                return Err(Error::bad_config(
+                    "server is for mode = \"server\" (a redis-server per slot); set that mode or drop server",
+                ));
+            }
+            _ => {}
+        }
         Ok(RedisPlugin {
             s,
             first,
             last,
             claimed: None,
+            server: None,
         })
     }
 
     fn max_slots(&self) -> Result<Option<u32>> {
         Ok(match self.s.mode {
             Mode::Database => Some(self.last - self.first + 1),
-            Mode::Prefix => None,
+            Mode::Prefix | Mode::Server => None,
         })
     }
 
@@ -457,6 +501,10 @@ impl Plugin for RedisPlugin {
     }
 
     fn setup_run(&mut self, run: &RunInfo) -> Result<Env> {
+        if self.s.mode == Mode::Server {
+            // The servers are the slots'; set-up commands get none.
+            return Ok(Vec::new());
+        }
         self.connect(&format!("partest:{}:run", run.run_id))?;
         Ok(vec![
             (self.s.var.clone(), redis::url()),
@@ -465,9 +513,35 @@ impl Plugin for RedisPlugin {
     }
 
     fn setup_slot(&mut self, run: &RunInfo, slot: &Slot) -> Result<Env> {
+        if self.s.mode == Mode::Server {
+            let program = self.s.server.as_deref().unwrap_or("redis-server");
+            let port = process::free_port()?;
+            let port_arg = port.to_string();
+            // Nothing kept on disk, reachable only from this machine.
+            let args = [
+                "--port",
+                port_arg.as_str(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ];
+            let handle = process::start(program, &args, &[], Some(port))?;
+            self.server = Some((handle, port));
+            return Ok(vec![
+                (self.s.var.clone(), format!("redis://127.0.0.1:{port}/0")),
+                ("REDIS_HOST".to_string(), "127.0.0.1".to_string()),
+                ("REDIS_PORT".to_string(), port_arg),
+                (self.s.prefix_var.clone(), prefix(run, &slot.name)),
+            ]);
+        }
         self.connect(&format!("partest:{}:{}", run.run_id, slot.name))?;
         let url = match self.s.mode {
-            Mode::Prefix => redis::url(),
+            Mode::Prefix | Mode::Server => redis::url(),
             Mode::Database => {
                 // The claim is the last fallible step: a failed setup leaves nothing.
                 let db = self.claim(run, slot)?;
@@ -495,6 +569,9 @@ impl Plugin for RedisPlugin {
     }
 
     fn teardown_slot(&mut self, run: &RunInfo, slot: &Slot, _run_failed: bool) -> Result<()> {
+        if let Some((handle, _)) = self.server.take() {
+            return process::stop(handle);
+        }
         match self.claimed.take() {
             Some(db) => {
                 // This connection still has `db` selected; flush only that.
@@ -513,6 +590,8 @@ impl Plugin for RedisPlugin {
     /// lost) is flushed; in prefix mode, every key under the run's prefix.
     fn teardown_run(&mut self, run: &RunInfo, _run_failed: bool) -> Result<()> {
         match self.s.mode {
+            // Each server went with its slot (or with its instance).
+            Mode::Server => {}
             Mode::Prefix => {
                 unlink_matching(&format!("partest:{}:*", run.run_id))?;
             }
@@ -535,9 +614,14 @@ impl Plugin for RedisPlugin {
 
     /// `partest clean`: databases (prefix mode: keys) of dead runs.
     fn sweep(&mut self, _run: &RunInfo, dry_run: bool) -> Result<Vec<String>> {
+        // Servers die with the partest that started them, even a killed one.
+        if self.s.mode == Mode::Server {
+            return Ok(Vec::new());
+        }
         cmd(&["PING"]).map_err(unreachable)?;
         let mut removed = Vec::new();
         match self.s.mode {
+            Mode::Server => {}
             Mode::Database => {
                 for db in self.range() {
                     cmd(&["SELECT", &db.to_string()])?;

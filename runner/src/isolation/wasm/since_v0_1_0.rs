@@ -309,6 +309,24 @@ impl wit_process::Host for HostState {
             })
             .map_err(wit_error)
     }
+
+    fn start(
+        &mut self,
+        program: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        ready_port: Option<u16>,
+    ) -> Result<u32, wit::Error> {
+        process::start(self, program, args, env, ready_port).map_err(wit_error)
+    }
+
+    fn stop(&mut self, handle: u32) -> Result<(), wit::Error> {
+        process::stop(self, handle).map_err(wit_error)
+    }
+
+    fn free_port(&mut self) -> Result<u16, wit::Error> {
+        process::free_port().map_err(wit_error)
+    }
 }
 
 impl wit_redis::Host for HostState {
