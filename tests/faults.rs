@@ -448,11 +448,20 @@ fn kill_in(test: &str, phase: Phase) {
     eprintln!("== {test}: partest clean --yes\n{}", both(&out));
     assert_eq!(out.status.code(), Some(0), "{test}: clean: {}", both(&out));
     let text = stdout(&out);
-    assert!(
-        text.contains("left behind by dead runs") && text.contains(&run_id),
-        "{test}: clean names the dead run {run_id}: {}",
-        both(&out)
-    );
+    if phase == Phase::Discovery {
+        // Only cargo ran, and the run's guard ended it with partest.
+        assert!(
+            text.contains("nothing left behind by dead runs"),
+            "{test}: the guard left clean nothing: {}",
+            both(&out)
+        );
+    } else {
+        assert!(
+            text.contains("left behind by dead runs") && text.contains(&run_id),
+            "{test}: clean names the dead run {run_id}: {}",
+            both(&out)
+        );
+    }
     assert!(!stderr(&out).contains("error"), "{test}: {}", both(&out));
     cell.assert_nothing_left("after kill -9 and partest clean");
     let again = cell.clean();
@@ -648,4 +657,69 @@ fn a_test_terminating_every_postgres_backend_does_not_break_teardown() {
     let out = child.wait_exit(Duration::from_secs(60), test);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     cell.assert_nothing_left("after the run");
+}
+
+/// Whether `pid` still runs (a zombie does not).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim().to_string()))
+        .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
+}
+
+#[test]
+fn sigkill_mid_test_leaves_no_process_of_the_run_alive() {
+    let p = Project::new();
+    let log = p.log_dir();
+    p.file(
+        "partest.toml",
+        "[command]\ntests = [\"t/*.sh\"]\nrun = \"sh {}\"\n",
+    );
+    // Each test starts a daemon in a session of its own (out of its
+    // process group) and a child, then waits.
+    for i in 0..2 {
+        p.file(
+            &format!("t/t{i}.sh"),
+            &format!(
+                "setsid sleep 60 </dev/null >/dev/null 2>&1 &\necho $! >> {log}/pids\n\
+                 sleep 60 &\necho $! >> {log}/pids\necho $$ >> {log}/pids\nwait\n",
+                log = log.display()
+            ),
+        );
+    }
+    let mut child = partest(p.path())
+        .args(["run", "-n", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pids_file = log.join("pids");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pids = loop {
+        let pids: Vec<i32> = std::fs::read_to_string(&pids_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        if pids.len() == 6 {
+            break pids;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tests never started: {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(pids.iter().all(|&pid| alive(pid)), "{pids:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while pids.iter().any(|&pid| alive(pid)) {
+        let left: Vec<i32> = pids.iter().copied().filter(|&pid| alive(pid)).collect();
+        assert!(
+            Instant::now() < deadline,
+            "processes of the killed run still alive after 2 s: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

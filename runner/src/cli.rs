@@ -44,6 +44,9 @@ pub enum Command {
     /// alone, after its worker's earlier tests and beside those that ran
     /// with it, on slots of its own (what `run` does after its failures).
     Diagnose(DiagnoseArgs),
+    /// Internal: a run's guard (`runs::guard`), started by `partest run`.
+    #[command(name = "__guard", hide = true)]
+    Guard { run_id: String },
 }
 
 #[derive(Args, Debug)]

@@ -36,6 +36,10 @@ pub fn entry(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
 }
 
 fn run(cli: &Cli) -> Result<i32, Error> {
+    // A run's guard needs no project: it only waits for its partest to end.
+    if let Command::Guard { run_id } = &cli.command {
+        return Ok(partest::runs::guard(run_id));
+    }
     let cwd = std::env::current_dir()
         .map_err(|e| Error::config(format!("cannot read the current directory: {e}")))?;
     let dir = match &cli.directory {
@@ -67,6 +71,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
         Command::Clean(args) => partest::commands::clean(&config, args),
         Command::Merge(args) => partest::commands::merge(&config, args),
         Command::Diagnose(args) => partest::commands::diagnose(&config, args),
+        Command::Guard { run_id } => Ok(partest::runs::guard(run_id)),
         Command::Plugins(PluginsCommand::Inspect { name }) => {
             print!("{}", partest::commands::plugins_inspect(&config, name)?);
             Ok(exit::OK)

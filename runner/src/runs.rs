@@ -223,6 +223,58 @@ pub fn kill(p: &LeftProcess) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The run's guard: a process of its own that outlives partest only to
+/// kill what the run left running. Held for the run; partest's end, however
+/// it comes (SIGKILL too), closes the guard's stdin, the one pipe only
+/// partest holds.
+pub struct Guard {
+    _pipe: std::process::ChildStdin,
+}
+
+/// Starts the guard of `run_id`: `partest __guard RUN_ID`, in a process
+/// group of its own (a terminal's Ctrl-C is partest's to handle, not its).
+pub fn start_guard(run_id: &str) -> std::io::Result<Guard> {
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["__guard", run_id])
+        .env_remove("PARTEST_RUN_ID")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()?;
+    let pipe = child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("the guard has no stdin"))?;
+    Ok(Guard { _pipe: pipe })
+}
+
+/// The guard's body (`partest __guard RUN_ID`): waits until partest is
+/// gone, then kills every process that names `run_id` as its run — tests,
+/// pytest workers, setup commands, granted programs and what they started,
+/// `setsid` daemons included — until none is left. After a clean exit it
+/// finds none.
+pub fn guard(run_id: &str) -> i32 {
+    use std::io::Read;
+    let mut stdin = std::io::stdin().lock();
+    let mut sink = [0u8; 64];
+    while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+    let runs = BTreeSet::from([run_id.to_string()]);
+    // What is killed may have started more meanwhile: look again.
+    for _ in 0..100 {
+        let left = processes_of(&runs);
+        if left.is_empty() {
+            break;
+        }
+        for p in &left {
+            let _ = kill(p);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    0
+}
+
 /// This process and its ancestors: never killed by `clean`, even when it
 /// runs inside a dead run's test.
 fn ancestors() -> Vec<u32> {

@@ -576,6 +576,32 @@ fn log_lines_are_capped_per_call() {
     assert!(lc.teardown(false).is_empty());
 }
 
+#[test]
+fn what_a_plugin_says_never_drives_the_terminal() {
+    let p = Project::new("[plugins.hostile]\npath = \"{hostile}\"\nmode = \"log-escape\"\n");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let host = p.host().with_log_sink(Arc::new(
+        move |_plugin: &str, _level: LogLevel, msg: &str| {
+            sink.lock().unwrap().push(msg.to_string())
+        },
+    ));
+    let lc = Lifecycle::new(host.load_providers(&p.config, &["hostile".into()]).unwrap());
+    let error = lc.setup_run(&p.run_info()).unwrap_err().to_string();
+    let lines = lines.lock().unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let raw = |c: char| c.is_control() || c == '\u{202e}';
+    assert!(!lines[0].chars().any(raw), "{:?}", lines[0]);
+    assert!(
+        lines[0].contains("\\n") && lines[0].contains("\\x1b]52"),
+        "{:?}",
+        lines[0]
+    );
+    assert!(!error.chars().any(|c| raw(c) && c != '\n'), "{error:?}");
+    assert!(error.contains("\\x1b]52"), "{error:?}");
+    let _ = lc.teardown(true);
+}
+
 /// `[plugins.runner]`: the process guest with `grant` and `settings`.
 fn process_project(grant: &str, settings: &str) -> Project {
     Project::new(&format!(

@@ -8,7 +8,7 @@ use partest_plugin_sdk::{Env, Error, Plugin, Result, RunInfo, Slot, config, log,
 #[serde(crate = "partest_plugin_sdk::serde", deny_unknown_fields)]
 struct Settings {
     /// loop-in-setup-slot | alloc-1g | huge-string | trap-in-setup-run |
-    /// fail-in-setup-slot | probe | env | fill-scratch | log-flood |
+    /// fail-in-setup-slot | probe | env | fill-scratch | log-flood | log-escape |
     /// sqlite-escape | sqlite-endless-query | none
     mode: String,
     /// `env`: what setup-slot returns, and what it declares.
@@ -181,6 +181,12 @@ impl Plugin for Hostile {
                 Ok(Env::new())
             }
             "sqlite-escape" => Ok(self.sqlite_escape()),
+            // Terminal control through its words: a forged line, a
+            // clipboard write (OSC 52), a screen clear, a reordering mark.
+            "log-escape" => {
+                log::warn("ok\npartest: all tests passed\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J\u{202e}");
+                Err(Error::failed("failed\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J"))
+            }
             _ => Ok(Env::new()),
         }
     }

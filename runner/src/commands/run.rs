@@ -50,6 +50,10 @@ pub fn run_with(
     // SAFETY: called from main before any thread exists (the signal thread
     // starts just below), so nothing reads the environment meanwhile.
     unsafe { std::env::set_var("PARTEST_RUN_ID", &run_id) };
+    // Nothing the run starts outlives it, even when partest is killed: the
+    // guard kills what names the run once partest is gone.
+    let _guard = crate::runs::start_guard(&run_id)
+        .map_err(|e| Error::setup(format!("cannot start the run's guard process: {e}")))?;
     let interrupts = Interrupts::install()
         .map_err(|e| Error::setup(format!("cannot install signal handlers: {e}")))?;
     let settings = Settings::resolve(config, &args.overrides())?;

@@ -146,6 +146,14 @@ impl WasmPlugin {
         };
         let cell = plugin.run_cell.clone();
         plugin.info = plugin.call(&cell, "describe", limits.call, |p, s| p.describe(s).map(Ok))?;
+        // Shown by `plugins list` and `inspect`: text, not terminal control.
+        let info = &mut plugin.info;
+        for text in [&mut info.name, &mut info.version, &mut info.summary] {
+            *text = super::log::printable(text);
+        }
+        for key in &mut info.config_keys {
+            key.description = super::log::printable(&key.description);
+        }
         // The instance is configured by now (the call above made it), so
         // the plugin can size itself from its settings or its server.
         plugin.max_slots = plugin.call(&cell, "max-slots", limits.call, |p, s| p.max_slots(s))?;
@@ -188,7 +196,11 @@ impl WasmPlugin {
 
     /// The plugin's own error from `hook`.
     fn plugin_err(&self, hook: &'static str, e: types::Error) -> IsolationError {
-        self.err(hook, e.kind(), e.into_message())
+        self.err(
+            hook,
+            e.kind(),
+            super::log::printable_lines(&e.into_message()),
+        )
     }
 
     /// A fresh instance, configured. `configure` failing is reported as the
@@ -456,7 +468,9 @@ impl WasmPlugin {
         swept.extend(
             self.call(&self.run_cell, "sweep", self.limits.setup_run, |p, s| {
                 p.sweep(s, &run, dry_run)
-            })?,
+            })?
+            .iter()
+            .map(|line| super::log::printable(line)),
         );
         Ok(swept)
     }
