@@ -58,11 +58,49 @@ fn assert_failed_cleanly(out: &Output, tmp: &tempfile::TempDir, needles: &[&str]
     );
 }
 
+/// What the hostile guest declares (its `declare` setting's default `X`
+/// included), granted as a user grants a plugin's variables.
+const HOSTILE_ENV: &str = r#"allow = { env = ["X", "HOSTILE_SLOT", "PROBE_NET", "PROBE_ENV", "PROBE_ETC", "PROBE_SCRATCH", "DANGLING", "DIRLINK", "DOTDOT", "ABSOLUTE", "COPY_TARGET", "COPY_INTO_LINK", "ATTACH", "VACUUM_INTO", "HOST_LOCATION"] }"#;
+
 fn hostile(mode: &str, extra: &str) -> (Output, tempfile::TempDir) {
     run_with(&format!(
-        "path = {:?}\nmode = {mode:?}\n{extra}",
+        "path = {:?}\nmode = {mode:?}\n{HOSTILE_ENV}\n{extra}",
         guest("test_hostile")
     ))
+}
+
+#[test]
+fn a_custom_plugin_sets_only_the_variables_granted_and_never_home() {
+    // No grant: it does not load, and the message has the line to add.
+    let (out, _tmp) = run_with(&format!(
+        "path = {:?}\nmode = \"env\"",
+        guest("test_hostile")
+    ));
+    assert_eq!(out.status.code(), Some(2), "{}", both(&out));
+    assert!(
+        stderr(&out).contains("allow = { env = [\"X\", \"HOSTILE_SLOT\""),
+        "{}",
+        both(&out)
+    );
+    // Granting what makes programs load code is itself refused.
+    for name in [
+        "HOME",
+        "XDG_CONFIG_HOME",
+        "OPENSSL_CONF",
+        "PYTEST_ADDOPTS",
+        "GCONV_PATH",
+    ] {
+        let (out, _tmp) = run_with(&format!(
+            "path = {:?}\nmode = \"env\"\nenv = [[{name:?}, \"/tmp/x\"]]\ndeclare = [{name:?}]\nallow = {{ env = [{name:?}] }}",
+            guest("test_hostile")
+        ));
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", both(&out));
+        assert!(
+            stderr(&out).contains("cannot be granted") && stderr(&out).contains(name),
+            "{name}: {}",
+            both(&out)
+        );
+    }
 }
 
 #[test]

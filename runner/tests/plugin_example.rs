@@ -39,7 +39,7 @@ fn the_custom_plugin_example_builds_and_runs() {
 
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "[plugins.ports]\npath = {:?}\nstart = 41000\nend = 42000\nblock = 5\n",
+        "[plugins.ports]\npath = {:?}\nallow = {{ env = [\"PARTEST_PORT_BASE\", \"PARTEST_PORT_COUNT\"] }}\nstart = 41000\nend = 42000\nblock = 5\n",
         wasm.display().to_string()
     );
     let path = dir.path().join("partest.toml");

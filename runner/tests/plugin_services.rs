@@ -27,6 +27,11 @@ fn written_config(dir: &std::path::Path, text: &str) -> Config {
     }
 }
 
+/// The variables the test guests report through (what they declare).
+const SERVICES_ENV: &str =
+    r#""GOT", "SCANNED", "PG_DB", "PG_NULL", "PG_URL", "INCR", "FLUSHALL", "REDIS_URL""#;
+const EVIL_ENV: &str = r#""EVAL", "EVAL_RO", "EVALSHA", "FCALL", "FUNCTION", "SCRIPT", "MIGRATE", "SWAPDB", "CLIENT_PAUSE", "CLIENT_KILL", "CONFIG", "MODULE", "DEBUG", "SAVE", "BGSAVE", "SHUTDOWN", "REPLICAOF", "FLUSHALL", "RESULT", "IN_MULTI""#;
+
 #[test]
 fn redis_and_postgres_capabilities_reach_only_the_granted_servers() {
     if !reachable("127.0.0.1:6379") || !reachable("127.0.0.1:5432") {
@@ -35,7 +40,7 @@ fn redis_and_postgres_capabilities_reach_only_the_granted_servers() {
     }
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "[plugins.services]\npath = {:?}\nallow-superuser = true\nallow = {{ redis = \"redis://127.0.0.1:6379\", postgres = \"postgres://postgres@127.0.0.1:5432/postgres\" }}\n",
+        "[plugins.services]\npath = {:?}\nallow-superuser = true\nallow = {{ env = [{SERVICES_ENV}], redis = \"redis://127.0.0.1:6379\", postgres = \"postgres://postgres@127.0.0.1:5432/postgres\" }}\n",
         wasm::test_guest("test-services").display().to_string()
     );
     let config = written_config(dir.path(), &text);
@@ -77,7 +82,7 @@ fn redis_and_postgres_capabilities_reach_only_the_granted_servers() {
 
     // Without the grant, the plugin does not load.
     let text = format!(
-        "[plugins.services]\npath = {:?}\nallow = {{ redis = \"redis://127.0.0.1:6379\" }}\n",
+        "[plugins.services]\npath = {:?}\nallow = {{ env = [{SERVICES_ENV}], redis = \"redis://127.0.0.1:6379\" }}\n",
         wasm::test_guest("test-services").display().to_string()
     );
     let config = written_config(dir.path(), &text);
@@ -96,6 +101,15 @@ fn redis_and_postgres_capabilities_reach_only_the_granted_servers() {
 /// loaded and set up: what its setup-run returned (or its error), and how
 /// long that took.
 fn hostile_services(mode: &str, table: &str) -> (Result<Env, String>, Duration) {
+    // The variables it reports through, granted as a user grants them.
+    let table = match table.find("allow = {") {
+        Some(at) => format!(
+            "{}allow = {{ env = [{EVIL_ENV}],{}",
+            &table[..at],
+            &table[at + "allow = {".len()..]
+        ),
+        None => format!("{table}\nallow = {{ env = [{EVIL_ENV}] }}"),
+    };
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "[plugins.evil]\npath = {:?}\nmode = {mode:?}\n{table}\n",

@@ -5,6 +5,7 @@
 //! ```toml
 //! [plugins.ports]
 //! path = "target/wasm32-wasip2/release/partest_ports.wasm"
+//! allow = { env = ["PARTEST_PORT_BASE", "PARTEST_PORT_COUNT"] }   # what it may set
 //! start = 20000   # first port of the range
 //! block = 10      # ports per slot
 //! end = 30000     # the range ends before this port

@@ -50,7 +50,7 @@ const OWN_VARS: &[&str] = &[
     "COPY_INTO_LINK",
     "ATTACH",
     "VACUUM_INTO",
-    "HOST_PATH",
+    "HOST_LOCATION",
 ];
 
 /// A symbolic link in the scratch dir (`std::os::wasi::fs::symlink_path` is
@@ -127,7 +127,7 @@ impl Hostile {
             .map(|(k, r)| (k.to_string(), outcome(r)))
             .collect();
         env.push((
-            "HOST_PATH".into(),
+            "HOST_LOCATION".into(),
             sqlite::host_path("dir/victim.db").unwrap_or_else(|e| format!("{e:?}")),
         ));
         env

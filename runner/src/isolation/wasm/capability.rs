@@ -9,7 +9,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use super::{log, postgres, process, redis, runs, sqlite};
+use super::{env, log, postgres, process, redis, runs, sqlite};
 use crate::config::PluginTable;
 
 /// What a capability was granted for one plugin: its own type, found again
@@ -125,6 +125,7 @@ pub const CAPABILITIES: &[&dyn Capability] = &[
     &process::Process,
     &redis::Redis,
     &postgres::Postgres,
+    &env::EnvGrant,
 ];
 
 /// The capability named `name`.

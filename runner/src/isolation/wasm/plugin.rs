@@ -168,6 +168,12 @@ impl WasmPlugin {
             })?;
         env::check_declared(&plugin.env_vars)
             .map_err(|m| plugin.err("env-vars", Kind::Failed, m))?;
+        // A custom plugin sets only what the user granted.
+        if !plugin.grants.builtin {
+            let granted = plugin.grants.caps.get::<env::Names>();
+            env::check_declared_granted(&plugin.env_vars, granted)
+                .map_err(|m| plugin.err("env-vars", Kind::BadConfig, m))?;
+        }
         Ok(plugin)
     }
 
@@ -534,6 +540,9 @@ impl WasmPlugin {
     /// `env` if it holds only what the plugin declared and may set.
     fn checked_env(&self, hook: &'static str, env: Env) -> IsoResult<Env> {
         env::check(&env, Some(&self.env_vars)).map_err(|m| self.err(hook, Kind::Failed, m))?;
+        if let Some(plugins_dir) = self.grants.home.parent() {
+            env::check_values(&env, plugins_dir).map_err(|m| self.err(hook, Kind::Refused, m))?;
+        }
         Ok(env)
     }
 }

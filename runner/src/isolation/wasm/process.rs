@@ -112,6 +112,10 @@ fn check_granted(
         )));
     }
     env::check(plugin_env, None)
+        .and_then(|()| match state.grants.builtin {
+            true => Ok(()),
+            false => env::check_granted(plugin_env, state.grants.caps.get::<env::Names>()),
+        })
         .map_err(|why| Error::Refused(format!("plugin {plugin} running {program}: {why}")))?;
     let bytes: usize = args.iter().map(String::len).sum();
     state.check_size("the arguments", bytes)

@@ -96,7 +96,9 @@ fn plain(segment: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
-/// Whether `name` names a database: 1 to 8 plain segments, not a sidecar's name.
+/// Whether `name` names a database: 1 to 8 plain segments, not a sidecar's
+/// name, ending in `.db`, `.sqlite` or `.sqlite3` (so that no database
+/// looks like a file a program loads: a `.pth`, a config, a script).
 fn valid_name(name: &str) -> bool {
     let segments: Option<Vec<&str>> = Path::new(name)
         .components()
@@ -107,6 +109,9 @@ fn valid_name(name: &str) -> bool {
         .collect();
     segments.is_some_and(|s| (1..=8).contains(&s.len()) && s.iter().all(|x| plain(x)))
         && !SIDECARS.iter().any(|s| name.ends_with(s))
+        && super::env::DATABASE_SUFFIXES
+            .iter()
+            .any(|s| name.ends_with(s) && name.len() > s.len())
 }
 
 /// Refuses any link between `base` and `path` (which is under it).
@@ -149,7 +154,8 @@ impl HostState {
         if !valid_name(name) {
             return Err(Error::Refused(format!(
                 "sqlite database name {name:?}: use plain names like \"r1/template.db\" (letters, digits, \
-                 `.`, `_`, `-`; no `..`, no absolute paths, no -wal/-shm/-journal)"
+                 `.`, `_`, `-`; no `..`, no absolute paths, no -wal/-shm/-journal; ending in .db, \
+                 .sqlite or .sqlite3)"
             )));
         }
         Ok(self.grants.databases().join(name))
@@ -417,7 +423,13 @@ mod tests {
 
     #[test]
     fn only_plain_segments_name_a_database() {
-        for ok in ["a.db", "r1/template.db", "summary/gw0.db", "A-b_c.1"] {
+        for ok in [
+            "a.db",
+            "r1/template.db",
+            "summary/gw0.db",
+            "A-b_c.sqlite3",
+            "x.sqlite",
+        ] {
             assert!(valid_name(ok), "{ok}");
         }
         for bad in [
@@ -431,7 +443,12 @@ mod tests {
             "",
             "a.db-wal",
             "a.db-journal",
-            "a/b/c/d/e/f/g/h/i",
+            "a/b/c/d/e/f/g/h/i.db",
+            // Names a program would load as code or configuration.
+            "A-b_c.1",
+            "lib/python3.11/site-packages/x.pth",
+            "gitconfig",
+            ".db",
         ] {
             assert!(!valid_name(bad), "{bad}");
         }
