@@ -146,7 +146,7 @@ impl Cell {
                  [plugins.sqlite]\nvar = \"SQLITE_URL\"\n\n\
                  [plugins.redis]\nurl = {:?}\ndatabases = \"1-4\"\n\n\
                  [plugins.postgres]\nurl = {:?}\n\n\
-                 [plugins.faults]\npath = {:?}\nallow = {{ process = [\"sh\"] }}\n\
+                 [plugins.faults]\npath = {:?}\nallow = {{ process = [\"sh\"], env = [\"FAULT_RUN_ID\", \"FAULT_SLOT\"] }}\n\
                  limits = {{ call-timeout = \"90s\" }}\n{}{}{}\n",
                 redis.url(),
                 pg.url(),

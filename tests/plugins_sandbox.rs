@@ -60,7 +60,7 @@ fn assert_failed_cleanly(out: &Output, tmp: &tempfile::TempDir, needles: &[&str]
 
 /// What the hostile guest declares (its `declare` setting's default `X`
 /// included), granted as a user grants a plugin's variables.
-const HOSTILE_ENV: &str = r#"allow = { env = ["X", "HOSTILE_SLOT", "PROBE_NET", "PROBE_ENV", "PROBE_ETC", "PROBE_SCRATCH", "DANGLING", "DIRLINK", "DOTDOT", "ABSOLUTE", "COPY_TARGET", "COPY_INTO_LINK", "ATTACH", "VACUUM_INTO", "HOST_LOCATION"] }"#;
+const HOSTILE_ENV: &str = r#"allow = { env = ["X", "HOSTILE_SLOT", "PROBE_NET", "PROBE_ENV", "PROBE_ETC", "PROBE_SCRATCH", "DANGLING", "DIRLINK", "DOTDOT", "ABSOLUTE", "COPY_TARGET", "COPY_INTO_LINK", "ATTACH", "VACUUM_INTO", "HOST_LOCATION", "HUGE", "FILL"] }"#;
 
 fn hostile(mode: &str, extra: &str) -> (Output, tempfile::TempDir) {
     run_with(&format!(

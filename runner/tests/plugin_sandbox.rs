@@ -101,7 +101,7 @@ const GUEST_ENV: &[(&str, &str)] = &[
     ("{process}", r#""ECHOED", "RAN_SH", "SH_REFUSED", "RESULT""#),
     (
         "{hostile}",
-        r#""X", "HOSTILE_SLOT", "PROBE_NET", "PROBE_ENV", "PROBE_ETC", "PROBE_SCRATCH", "DANGLING", "DIRLINK", "DOTDOT", "ABSOLUTE", "COPY_TARGET", "COPY_INTO_LINK", "ATTACH", "VACUUM_INTO", "HOST_LOCATION""#,
+        r#""X", "HOSTILE_SLOT", "PROBE_NET", "PROBE_ENV", "PROBE_ETC", "PROBE_SCRATCH", "DANGLING", "DIRLINK", "DOTDOT", "ABSOLUTE", "COPY_TARGET", "COPY_INTO_LINK", "ATTACH", "VACUUM_INTO", "HOST_LOCATION", "HUGE", "FILL""#,
     ),
 ];
 
@@ -627,6 +627,37 @@ fn log_lines_are_capped_per_call() {
         "{:?}",
         lines.last()
     );
+    assert!(lc.teardown(false).is_empty());
+}
+
+#[test]
+fn one_sqlite_statement_can_grow_neither_partest_nor_the_disk() {
+    let p = Project::new(
+        "[plugins.hostile]\npath = \"{hostile}\"\nmode = \"sqlite-huge\"\nlimits = { scratch = \"20MiB\" }\n",
+    );
+    let lc = p.lifecycle(&["hostile"]);
+    let env = lc.setup_run(&p.run_info()).unwrap();
+    let get = |k: &str| {
+        env.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    // An 800 MB string is refused at the length limit, not built.
+    assert!(
+        get("HUGE").starts_with("refused") && get("HUGE").to_lowercase().contains("too big"),
+        "{}",
+        get("HUGE")
+    );
+    // 100 MB of rows stop at the page limit, mid-statement.
+    assert!(
+        get("FILL").starts_with("refused") && get("FILL").contains("full"),
+        "{}",
+        get("FILL")
+    );
+    let db = p.state().join("plugins/hostile/databases/big.db");
+    let size = std::fs::metadata(&db).map_or(0, |m| m.len());
+    assert!(size <= 20 << 20, "the database grew to {size} bytes");
     assert!(lc.teardown(false).is_empty());
 }
 

@@ -51,6 +51,8 @@ const OWN_VARS: &[&str] = &[
     "ATTACH",
     "VACUUM_INTO",
     "HOST_LOCATION",
+    "HUGE",
+    "FILL",
 ];
 
 /// A symbolic link in the scratch dir (`std::os::wasi::fs::symlink_path` is
@@ -181,6 +183,29 @@ impl Plugin for Hostile {
                 Ok(Env::new())
             }
             "sqlite-escape" => Ok(self.sqlite_escape()),
+            // One statement that builds a huge string in memory, then one
+            // that writes far past the scratch quota: each must fail alone.
+            "sqlite-huge" => {
+                let huge = sqlite::query(
+                    "big.db",
+                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 4000) \
+                     SELECT length(group_concat(hex(randomblob(100000)))) FROM c",
+                );
+                let fill = sqlite::execute(
+                    "big.db",
+                    "CREATE TABLE IF NOT EXISTS t (b BLOB); \
+                     WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 512) \
+                     INSERT INTO t SELECT randomblob(200000) FROM c",
+                );
+                let said = |r: std::result::Result<String, Error>| match r {
+                    Ok(v) => format!("ok {v}"),
+                    Err(e) => format!("refused {e:?}"),
+                };
+                Ok(vec![
+                    ("HUGE".into(), said(huge.map(|rows| format!("{:?}", rows.rows)))),
+                    ("FILL".into(), said(fill.map(|()| String::new()))),
+                ])
+            }
             // Terminal control through its words: a forged line, a
             // clipboard write (OSC 52), a screen clear, a reordering mark.
             "log-escape" => {

@@ -8,6 +8,12 @@
 //! `~/.cache/partest`), never in the project tree a checkout or another
 //! user could write; it is written atomically, and a file not owned by the
 //! user or writable by anyone else is ignored (and compiled afresh).
+//!
+//! Owning a file is not enough: anything that can write as the user (a
+//! test, a program a plugin's env steered) could plant an artifact. So
+//! each artifact carries an HMAC-SHA-256 of its name and bytes under a
+//! random key kept beside it (`.key`, 0600), which no plugin can read: a
+//! file without the right one is compiled afresh, built-in or not.
 
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
@@ -63,25 +69,28 @@ impl Runtime {
     /// The compiled component: from the cache when it has it, else compiled
     /// now and stored (atomically: a crashed write never leaves a torn file).
     pub fn component(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
-        let cached = self
-            .cache_dir
-            .as_ref()
-            .map(|d| d.join(format!("{}.cwasm", self.key(bytes))));
-        if let Some(bytes) = cached.as_deref().and_then(read_trusted) {
+        let cached = self.cache_dir.as_ref().and_then(|d| {
+            let key = mac_key(d)?;
+            Some((d.join(format!("{}.cwasm", self.key(bytes))), key))
+        });
+        if let Some((path, key)) = &cached
+            && let Some(artifact) = read_trusted(path).and_then(|file| verified(key, path, file))
+        {
             // SAFETY: the bytes are wasmtime's own serialization, written by
-            // `store` below into the user's own cache dir, read from a file
-            // only the user can write, and its name carries the engine's
-            // compatibility hash; wasmtime checks the header too.
-            if let Ok(c) = unsafe { Component::deserialize(&self.engine, &bytes) } {
+            // `store` below: their HMAC under the user's cache key checked
+            // out (no plugin can read that key), the file and dir are the
+            // user's alone, and the name carries the engine's compatibility
+            // hash; wasmtime checks the header too.
+            if let Ok(c) = unsafe { Component::deserialize(&self.engine, &artifact) } {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(c);
             }
         }
         let component = Component::new(&self.engine, bytes)?;
         self.compiled.fetch_add(1, Ordering::Relaxed);
-        if let Some(path) = &cached {
+        if let Some((path, key)) = &cached {
             // A cache that cannot be written only costs the next run a compile.
-            let _ = store(path, &component);
+            let _ = store(path, key, &component);
         }
         Ok(component)
     }
@@ -139,9 +148,78 @@ fn read_trusted(path: &Path) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// Writes the artifact under a fresh name and renames it into place, so a
-/// reader never sees half a file; the dir and file are the user's only.
-fn store(path: &Path, component: &Component) -> wasmtime::Result<()> {
+/// What a cache file starts with, before its HMAC and the artifact.
+const MAGIC: &[u8; 8] = b"PTCWASM1";
+
+/// The cache's HMAC key (`dir/.key`, 32 random bytes, the user's alone),
+/// made on first use; `None` when it cannot be read or made (no cache).
+fn mac_key(dir: &Path) -> Option<[u8; 32]> {
+    let path = dir.join(".key");
+    if let Some(bytes) = read_trusted(&path) {
+        return bytes.try_into().ok();
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .ok()?;
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut r| r.read_exact(&mut key))
+        .ok()?;
+    // O_EXCL: two runs at once keep the first key; the other reads it.
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .and_then(|mut f| f.write_all(&key));
+    match created {
+        Ok(()) => Some(key),
+        Err(_) => read_trusted(&path)?.try_into().ok(),
+    }
+}
+
+/// HMAC-SHA-256 (RFC 2104) of `parts` under `key`.
+fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(key);
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let mut inner = Sha256::new();
+    inner.update(pad(0x36));
+    for part in parts {
+        inner.update(part);
+    }
+    let mut outer = Sha256::new();
+    outer.update(pad(0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// The MAC over a cache file's name (the component's key) and artifact.
+fn file_mac(key: &[u8; 32], path: &Path, artifact: &[u8]) -> [u8; 32] {
+    let name = path.file_name().map_or(&[][..], |n| n.as_encoded_bytes());
+    hmac(key, &[name, &[0], artifact])
+}
+
+/// The artifact in a cache file, if its MAC under `key` is right.
+fn verified(key: &[u8; 32], path: &Path, file: Vec<u8>) -> Option<Vec<u8>> {
+    let rest = file.strip_prefix(MAGIC)?;
+    if rest.len() < 32 {
+        return None;
+    }
+    let (mac, artifact) = rest.split_at(32);
+    let expected = file_mac(key, path, artifact);
+    // Constant time: how much of it matched says nothing.
+    let same = mac.iter().zip(expected).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0;
+    same.then(|| artifact.to_vec())
+}
+
+/// Writes the artifact (with its MAC) under a fresh name and renames it
+/// into place, so a reader never sees half a file; the dir and file are
+/// the user's only.
+fn store(path: &Path, key: &[u8; 32], component: &Component) -> wasmtime::Result<()> {
     let dir = path.parent().expect("cache files live in a dir");
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -152,7 +230,10 @@ fn store(path: &Path, component: &Component) -> wasmtime::Result<()> {
         .suffix(".tmp")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .tempfile_in(dir)?;
-    tmp.write_all(&component.serialize()?)?;
+    let artifact = component.serialize()?;
+    tmp.write_all(MAGIC)?;
+    tmp.write_all(&file_mac(key, path, &artifact))?;
+    tmp.write_all(&artifact)?;
     tmp.persist(path)?;
     Ok(())
 }
@@ -210,6 +291,40 @@ mod tests {
         let link = dir.path().join("link.cwasm");
         std::os::unix::fs::symlink(&file, &link).unwrap();
         assert_eq!(read_trusted(&link), None);
+    }
+
+    #[test]
+    fn a_planted_artifact_without_the_keys_mac_is_not_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = mac_key(dir.path()).unwrap();
+        assert_eq!(mac_key(dir.path()), Some(key), "the key is kept");
+        let meta = std::fs::metadata(dir.path().join(".key")).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        let path = dir.path().join("abc.cwasm");
+        let artifact = b"native code".to_vec();
+        let mut good = MAGIC.to_vec();
+        good.extend(file_mac(&key, &path, &artifact));
+        good.extend(&artifact);
+        assert_eq!(verified(&key, &path, good.clone()), Some(artifact.clone()));
+        // Another file's MAC, a flipped byte, another key, no MAC at all.
+        let other = dir.path().join("def.cwasm");
+        assert_eq!(verified(&key, &other, good.clone()), None);
+        let mut flipped = good.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(verified(&key, &path, flipped), None);
+        assert_eq!(verified(&[7; 32], &path, good), None);
+        assert_eq!(verified(&key, &path, artifact), None);
+        // RFC 4231, test case 1 (a 20-byte key is zero-padded as ours is).
+        let mut rfc_key = [0u8; 32];
+        rfc_key[..20].fill(0x0b);
+        let mac: String = hmac(&rfc_key, &[b"Hi ", b"There"])
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            mac,
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
     }
 
     #[test]

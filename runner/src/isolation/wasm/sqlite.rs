@@ -136,15 +136,45 @@ fn sql_err(name: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| Error::Failed(format!("sqlite {name}: {e}"))
 }
 
+/// What all of SQLite in partest may hold in memory at once: the plugins'
+/// statements can grow partest no further (history and the rest need
+/// little). Past it, an allocation fails and the statement with it.
+const HARD_HEAP_LIMIT: i64 = 512 << 20;
+
+/// The page cache of a plugin's connection.
+const CACHE_KIB: i64 = 8 << 10;
+
 /// Locks a connection down: no ATTACH (so no VACUUM INTO, which attaches),
-/// defensive mode (no writable_schema tricks), untrusted schema.
-fn harden(conn: &Connection, name: &str) -> Result<(), Error> {
-    // SAFETY: the handle is live; sqlite3_limit only sets a number on it.
-    unsafe { ffi::sqlite3_limit(conn.handle(), ffi::SQLITE_LIMIT_ATTACHED, 0) };
+/// defensive mode (no writable_schema tricks), untrusted schema; and bounds
+/// it: a string or blob at most `boundary` bytes (one function call cannot
+/// build a gigabyte), a statement's text at most that, a small page cache
+/// with temporary tables on disk, and at most `quota` bytes of pages in the
+/// database, enforced as each page is written (not between calls).
+fn harden(conn: &Connection, name: &str, boundary: usize, quota: u64) -> Result<(), Error> {
+    static HEAP: std::sync::Once = std::sync::Once::new();
+    // SAFETY: sets a process-wide number; SQLite reads it on allocation.
+    HEAP.call_once(|| unsafe {
+        ffi::sqlite3_hard_heap_limit64(HARD_HEAP_LIMIT);
+    });
+    let length = i32::try_from(boundary.max(1 << 20)).unwrap_or(i32::MAX);
+    // SAFETY: the handle is live; sqlite3_limit only sets numbers on it.
+    unsafe {
+        ffi::sqlite3_limit(conn.handle(), ffi::SQLITE_LIMIT_ATTACHED, 0);
+        ffi::sqlite3_limit(conn.handle(), ffi::SQLITE_LIMIT_LENGTH, length);
+        ffi::sqlite3_limit(conn.handle(), ffi::SQLITE_LIMIT_SQL_LENGTH, length);
+    }
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
         .and_then(|_| conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false))
         .map(drop)
-        .map_err(sql_err(name))
+        .map_err(sql_err(name))?;
+    let page_size: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .map_err(sql_err(name))?;
+    let pages = (quota as i64 / page_size.max(512)).max(1);
+    conn.execute_batch(&format!(
+        "PRAGMA max_page_count = {pages}; PRAGMA cache_size = -{CACHE_KIB}; PRAGMA temp_store = FILE;"
+    ))
+    .map_err(sql_err(name))
 }
 
 impl HostState {
@@ -183,7 +213,7 @@ impl HostState {
         )
         .map_err(|e| Error::Failed(format!("cannot open {name}: {e}")))?;
         conn.busy_timeout(self.remaining()).map_err(sql_err(name))?;
-        harden(&conn, name)?;
+        harden(&conn, name, self.grants.boundary, self.grants.scratch_quota)?;
         Ok(conn)
     }
 
@@ -292,7 +322,12 @@ pub fn copy_granted(state: &mut HostState, source: String, target: String) -> Re
             | OpenFlags::SQLITE_OPEN_NOFOLLOW,
     )
     .map_err(|e| Error::Failed(format!("cannot open {}: {e}", full.display())))?;
-    harden(&src, &source)?;
+    harden(
+        &src,
+        &source,
+        state.grants.boundary,
+        state.grants.scratch_quota,
+    )?;
     let _ = src.busy_timeout(state.remaining());
     let dst = state.open_db(&target)?;
     online_backup(&src, &dst, state.deadline)
@@ -458,7 +493,7 @@ mod tests {
     fn a_hardened_connection_refuses_attach_and_vacuum_into() {
         let dir = tempfile::tempdir().unwrap();
         let conn = Connection::open(dir.path().join("a.db")).unwrap();
-        harden(&conn, "a.db").unwrap();
+        harden(&conn, "a.db", 1 << 20, 1 << 30).unwrap();
         let other = dir.path().join("b.db");
         let attach = conn.execute_batch(&format!("ATTACH '{}' AS b", other.display()));
         assert!(attach.is_err());
