@@ -299,6 +299,114 @@ fn a_custom_plugin_is_refused_a_superuser_grant_with_the_sql_for_a_lesser_role()
 }
 
 #[test]
+fn a_statement_that_catches_its_cancel_is_ended_with_its_connection() {
+    if !postgres_up() {
+        return;
+    }
+    let (result, took) = against_postgres(
+        "pg-catch-cancel",
+        "allow-superuser = true\nlimits = { setup-run-timeout = \"2s\" }",
+    );
+    // The call fails (the plugin's own error, or stopped at its limit).
+    assert!(
+        result.starts_with("failed") || result.contains("stopped"),
+        "{result}"
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "the call took {took:?} against a 2 s limit and a 1 s grace: {result}"
+    );
+    // Its server process was ended (a terminated backend takes a moment).
+    let mut client = postgres::Client::connect(PG_SUPERUSER, postgres::NoTls).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let still: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(29)%' \
+                 AND pid <> pg_backend_pid() AND state = 'active'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if still == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server still runs the plugin's statement"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Roles a custom plugin must not be given, made for the test (dropped after).
+#[test]
+fn roles_that_can_become_a_superuser_or_reach_the_servers_files_are_refused() {
+    if !postgres_up() {
+        return;
+    }
+    let mut admin = postgres::Client::connect(PG_SUPERUSER, postgres::NoTls).unwrap();
+    let tag = format!("pt{}", std::process::id());
+    let roles = [
+        (
+            "member_of_su",
+            format!("GRANT postgres TO {tag}_member_of_su"),
+        ),
+        (
+            "files",
+            format!("GRANT pg_write_server_files TO {tag}_files"),
+        ),
+        (
+            "creates_roles",
+            format!("ALTER ROLE {tag}_creates_roles CREATEROLE"),
+        ),
+        (
+            "owner",
+            format!("CREATE DATABASE {tag}_owned OWNER {tag}_owner"),
+        ),
+        ("plain", String::new()),
+    ];
+    for (role, extra) in &roles {
+        admin
+            .batch_execute(&format!("CREATE ROLE {tag}_{role} LOGIN CREATEDB"))
+            .unwrap();
+        if !extra.is_empty() {
+            admin.batch_execute(extra).unwrap();
+        }
+    }
+    let mut results = Vec::new();
+    for (role, _) in &roles {
+        let (env, _) = hostile_services(
+            "pg-query",
+            &format!(
+                "allow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"postgres://{tag}_{role}@127.0.0.1:5432/postgres\" }}"
+            ),
+        );
+        results.push((*role, result_of(&env)));
+    }
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {tag}_owned"));
+    for (role, _) in &roles {
+        let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {tag}_{role}"));
+    }
+    for (role, result) in &results {
+        let expected = match *role {
+            "member_of_su" => Some("a member of postgres"),
+            "files" => Some("a member of pg_write_server_files"),
+            "creates_roles" => Some("CREATEROLE"),
+            "owner" => Some("the owner of"),
+            _ => None,
+        };
+        match expected {
+            Some(says) => assert!(
+                result.starts_with("refused") && result.contains(says),
+                "{role}: {result}"
+            ),
+            None => assert!(!result.starts_with("refused"), "{role}: {result}"),
+        }
+    }
+}
+
+#[test]
 fn a_plugin_reaches_no_other_database_than_granted_or_its_runs() {
     if !postgres_up() {
         return;

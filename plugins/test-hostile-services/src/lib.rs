@@ -8,7 +8,7 @@ use partest_plugin_sdk::{Env, Error, Plugin, Result, RunInfo, Slot, config, post
 #[derive(Deserialize)]
 #[serde(crate = "partest_plugin_sdk::serde", deny_unknown_fields)]
 struct Settings {
-    /// redis-commands | pg-sleep | pg-other-database | pg-query
+    /// redis-commands | pg-sleep | pg-catch-cancel | pg-other-database | pg-query
     mode: String,
     /// `pg-other-database`: the database to reach.
     #[serde(default)]
@@ -105,6 +105,15 @@ impl Plugin for HostileServices {
             "pg-sleep" => {
                 // The plugin lifts the server-side limit; the host's must hold.
                 let r = postgres::execute(None, "SET statement_timeout = 0; SELECT pg_sleep(30)");
+                Ok(vec![("RESULT".into(), outcome(r))])
+            }
+            // Catches every cancel and goes on sleeping.
+            "pg-catch-cancel" => {
+                let r = postgres::execute(
+                    None,
+                    "SET statement_timeout = 0; DO $$ BEGIN LOOP BEGIN PERFORM pg_sleep(29); \
+                     EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$ -- caught",
+                );
                 Ok(vec![("RESULT".into(), outcome(r))])
             }
             "pg-other-database" => {

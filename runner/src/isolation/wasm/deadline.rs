@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 /// How often the watchdog asks `over_limit` meanwhile.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
 
+/// How long work may go on after `stop` before `kill` (a statement that
+/// catches its own cancel).
+pub const GRACE: Duration = Duration::from_secs(1);
+
 /// Runs `work`; if it is still running at `deadline`, or `over_limit` says
 /// so (asked every [`CHECK_EVERY`] on the watchdog thread), calls `stop`
 /// once, from that thread. Returns what `work` returned and whether `stop` ran.
@@ -16,6 +20,18 @@ pub fn bounded<R>(
     deadline: Instant,
     over_limit: impl Fn() -> bool + Send + 'static,
     stop: impl FnOnce() + Send + 'static,
+    work: impl FnOnce() -> R,
+) -> (R, bool) {
+    bounded_then_kill(deadline, over_limit, stop, || {}, work)
+}
+
+/// [`bounded`], and when the work is still going [`GRACE`] after `stop`,
+/// `kill` (close its connection): nothing the work does outlasts that.
+pub fn bounded_then_kill<R>(
+    deadline: Instant,
+    over_limit: impl Fn() -> bool + Send + 'static,
+    stop: impl FnOnce() + Send + 'static,
+    kill: impl FnOnce() + Send + 'static,
     work: impl FnOnce() -> R,
 ) -> (R, bool) {
     let (done, wait) = mpsc::channel::<()>();
@@ -30,6 +46,9 @@ pub fn bounded<R>(
                     Err(RecvTimeoutError::Timeout) => {
                         stop();
                         let _ = stopped_tx.send(());
+                        if let Err(RecvTimeoutError::Timeout) = wait.recv_timeout(GRACE) {
+                            kill();
+                        }
                         return;
                     }
                     // The work ended.

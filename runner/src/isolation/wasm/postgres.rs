@@ -109,6 +109,9 @@ impl InstanceState for Connections {
 struct Session {
     client: Client,
     tls: Tls,
+    /// How it connected, and its server process: to end it from outside.
+    config: postgres::Config,
+    backend: i32,
 }
 
 /// The database the grant's url names, if it names one.
@@ -186,10 +189,16 @@ fn session<'s>(
         if !state.grants.builtin && !superuser_allowed {
             refuse_superuser(state, &mut client, &url)?;
         }
-        state
-            .instance::<Connections>()
-            .open
-            .insert(database.clone(), Session { client, tls });
+        let backend = backend_pid(&mut client)?;
+        state.instance::<Connections>().open.insert(
+            database.clone(),
+            Session {
+                client,
+                tls,
+                config,
+                backend,
+            },
+        );
     }
     Ok(state
         .instance::<Connections>()
@@ -198,15 +207,26 @@ fn session<'s>(
         .expect("just connected"))
 }
 
-/// A custom plugin must not get a role that runs programs on the server
-/// or reaches every database.
+/// A custom plugin must not get a role that runs programs on the server,
+/// reads or writes its files, reaches every database, or can become one
+/// that does (`SET ROLE` to a role it is a member of); nor one that owns
+/// databases beyond the granted one and partest's run databases (it could
+/// clone or rename them into reach).
 fn refuse_superuser(state: &HostState, client: &mut Client, url: &str) -> Result<(), Error> {
+    let granted = granted_database(url).unwrap_or_else(|| "postgres".into());
     let rows = client
-        .simple_query(
+        .simple_query(&format!(
             "SELECT current_user, current_setting('is_superuser') = 'on', \
-                 coalesce((SELECT pg_has_role(oid, 'MEMBER') FROM pg_roles \
-                           WHERE rolname = 'pg_execute_server_program'), false)",
-        )
+                 (SELECT string_agg(rolname, ', ' ORDER BY rolname) FROM pg_roles \
+                  WHERE rolname <> current_user AND pg_has_role(current_user, oid, 'MEMBER') \
+                    AND (rolsuper OR rolname IN ('pg_execute_server_program', \
+                         'pg_write_server_files', 'pg_read_server_files'))), \
+                 (SELECT string_agg(datname, ', ' ORDER BY datname) FROM pg_database \
+                  WHERE pg_has_role(current_user, datdba, 'MEMBER') AND datname <> {} \
+                    AND datname NOT LIKE 'partest\\_%'), \
+                 (SELECT rolcreaterole FROM pg_roles WHERE rolname = current_user)",
+            quote_literal(&granted)
+        ))
         .map_err(pg_err)?;
     let Some(row) = rows.iter().find_map(|m| match m {
         SimpleQueryMessage::Row(row) => Some(row),
@@ -218,26 +238,54 @@ fn refuse_superuser(state: &HostState, client: &mut Client, url: &str) -> Result
     };
     let user = row.get(0).unwrap_or("?").to_string();
     let superuser = row.get(1) == Some("t");
-    let programs = row.get(2) == Some("t");
-    if !superuser && !programs {
+    let powerful = row.get(2).filter(|r| !r.is_empty());
+    let owned = row.get(3).filter(|d| !d.is_empty());
+    let creates_roles = row.get(4) == Some("t");
+    let what = if superuser {
+        "a superuser".to_string()
+    } else if creates_roles {
+        "a role with CREATEROLE (it can grant itself the server's programs and files)".to_string()
+    } else if let Some(roles) = powerful {
+        format!(
+            "a member of {roles} (it can SET ROLE to it, or use its rights to the server's \
+             programs and files)"
+        )
+    } else if let Some(databases) = owned {
+        format!(
+            "the owner of {databases} (it could copy them with CREATE DATABASE ... TEMPLATE, or \
+             rename them into reach)"
+        )
+    } else {
         return Ok(());
-    }
+    };
     let plugin = &state.grants.plugin;
     Err(Error::Refused(format!(
-        "the postgres grant {} logs in as {user:?}, {} — it could run programs on the database \
-             server (COPY ... TO PROGRAM) and reach every database, so custom plugins do not get it. \
-             Give the plugin a role that can only create databases:\n\
+        "the postgres grant {} logs in as {user:?}, {what} — more than a plugin needs, so custom \
+             plugins do not get it. Give the plugin a role of its own that can only create \
+             databases, and owns none:\n\
              \x20   CREATE ROLE partest_plugin LOGIN PASSWORD '...' CREATEDB;\n\
-             and grant postgres://partest_plugin:...@host/{} instead; or, if you trust plugin {plugin} \
-             with the whole server, set [plugins.{plugin}] allow-superuser = true",
+             and grant postgres://partest_plugin:...@host/{granted} instead; or, if you trust plugin \
+             {plugin} with the whole server, set [plugins.{plugin}] allow-superuser = true",
         redact::url(url),
-        if superuser {
-            "a superuser"
-        } else {
-            "a member of pg_execute_server_program"
-        },
-        granted_database(url).unwrap_or_else(|| "postgres".into())
     )))
+}
+
+/// The server process of `client`'s connection.
+fn backend_pid(client: &mut Client) -> Result<i32, Error> {
+    let rows = client
+        .simple_query("SELECT pg_backend_pid()")
+        .map_err(pg_err)?;
+    rows.iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0)?.parse().ok(),
+            _ => None,
+        })
+        .ok_or_else(|| Error::Failed("PostgreSQL did not say which process serves partest".into()))
+}
+
+/// `text` as an SQL string literal.
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// Runs `statement` on `database`'s connection, cancelled from the host
@@ -252,11 +300,21 @@ fn on_database<R>(
     let session = session(state, &database)?;
     let token = session.client.cancel_token();
     let tls = session.tls.clone();
-    let (result, cancelled) = deadline::bounded(
+    let (mut config, kill_tls, backend) = (session.config.clone(), tls.clone(), session.backend);
+    let (result, cancelled) = deadline::bounded_then_kill(
         deadline,
         || false,
         move || {
             let _ = pg_tls::cancel(&token, &tls);
+        },
+        // Still going after the cancel (a block that catches it): its
+        // server process is ended from another connection, which ends the
+        // statement and this connection with it.
+        move || {
+            config.connect_timeout(deadline::GRACE);
+            if let Ok(mut other) = pg_tls::connect(&mut config, &kill_tls) {
+                let _ = other.simple_query(&format!("SELECT pg_terminate_backend({backend})"));
+            }
         },
         || statement(&mut session.client),
     );
