@@ -708,6 +708,24 @@ pub fn plugins_inspect(config: &Config, state_dir: &Path, name: &str) -> Result<
             env_vars.join(", ")
         }
     ));
+    // What it asks to set against what the user granted (built-ins set
+    // the names their settings give).
+    if !d.granted.builtin && !env_vars.is_empty() {
+        let allowed = granted.get::<env::Names>().map_or(&[][..], |n| &n.0[..]);
+        let missing: Vec<&str> = env_vars
+            .iter()
+            .filter(|v| !allowed.contains(v))
+            .map(String::as_str)
+            .collect();
+        out.push_str(&if missing.is_empty() {
+            "  granted  all of them (allow.env)\n".to_string()
+        } else {
+            format!(
+                "  NOT granted: {}: add them to [plugins.{name}] allow = {{ env = [...] }}\n",
+                missing.join(", ")
+            )
+        });
+    }
     if !d.info.config_keys.is_empty() {
         out.push_str("config keys:\n");
         for k in &d.info.config_keys {
