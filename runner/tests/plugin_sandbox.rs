@@ -71,6 +71,21 @@ impl Project {
         Lifecycle::new(providers)
     }
 
+    /// The hostile plugin loaded with a log sink that keeps every line.
+    fn logged_hostile(&self) -> (Lifecycle, Arc<Mutex<Vec<String>>>) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let host = self.host().with_log_sink(Arc::new(
+            move |_plugin: &str, _level: LogLevel, msg: &str| {
+                sink.lock().unwrap().push(msg.to_string())
+            },
+        ));
+        let providers = host
+            .load_providers(&self.config, &["hostile".into()])
+            .unwrap();
+        (Lifecycle::new(providers), lines)
+    }
+
     fn tmp_run_dir(&self) -> PathBuf {
         self.root().join("tmp").join("partest-r1")
     }
@@ -611,14 +626,7 @@ fn log_lines_are_capped_per_call() {
     let p = Project::new(
         "[plugins.hostile]\npath = \"{hostile}\"\nmode = \"log-flood\"\nlines = 5000\n",
     );
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    let host = p.host().with_log_sink(Arc::new(
-        move |_plugin: &str, _level: LogLevel, msg: &str| {
-            sink.lock().unwrap().push(msg.to_string())
-        },
-    ));
-    let lc = Lifecycle::new(host.load_providers(&p.config, &["hostile".into()]).unwrap());
+    let (lc, lines) = p.logged_hostile();
     lc.setup_run(&p.run_info()).unwrap();
     let lines = lines.lock().unwrap();
     assert!(lines.len() <= 201, "{} lines got through", lines.len());
@@ -664,14 +672,7 @@ fn one_sqlite_statement_can_grow_neither_partest_nor_the_disk() {
 #[test]
 fn what_a_plugin_says_never_drives_the_terminal() {
     let p = Project::new("[plugins.hostile]\npath = \"{hostile}\"\nmode = \"log-escape\"\n");
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    let host = p.host().with_log_sink(Arc::new(
-        move |_plugin: &str, _level: LogLevel, msg: &str| {
-            sink.lock().unwrap().push(msg.to_string())
-        },
-    ));
-    let lc = Lifecycle::new(host.load_providers(&p.config, &["hostile".into()]).unwrap());
+    let (lc, lines) = p.logged_hostile();
     let error = lc.setup_run(&p.run_info()).unwrap_err().to_string();
     let lines = lines.lock().unwrap();
     assert_eq!(lines.len(), 1, "{lines:?}");
