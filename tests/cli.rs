@@ -153,3 +153,31 @@ fn history_orders_the_next_run_longest_first() {
         run.both()
     );
 }
+
+/// `[run] exit-codes = "pytest"`: a CI script written for pytest sees 0, 1
+/// for failed tests and 5 for none, where partest's own are 0, 100 and 4.
+#[test]
+fn exit_codes_pytest_maps_the_runs_outcome_to_pytests_codes() {
+    let p = Project::new();
+    let config = "[command]\ntests = [\"t/*.sh\"]\nrun = \"sh {}\"\n";
+    p.file("t/ok.sh", "true\n").file("t/bad.sh", "exit 1\n");
+    let code = |extra: &str, args: &[&str]| {
+        p.file(
+            "partest.toml",
+            &format!("{config}[run]\nadapter = \"command\"\n{extra}"),
+        );
+        let out = p.run(args);
+        (out.status.code(), both(&out))
+    };
+    let cases: [(&[&str], i32, i32); 3] = [
+        (&["run", "-n", "1", "ok"], 0, 0),
+        (&["run", "-n", "1"], 100, 1),
+        (&["run", "-n", "1", "no-such-test"], 4, 5),
+    ];
+    for (args, partest, pytest) in cases {
+        let (got, out) = code("", args);
+        assert_eq!(got, Some(partest), "{args:?}: {out}");
+        let (got, out) = code("exit-codes = \"pytest\"\n", args);
+        assert_eq!(got, Some(pytest), "{args:?}: {out}");
+    }
+}

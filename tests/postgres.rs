@@ -677,3 +677,67 @@ fn django_example() -> Project {
     }
     p
 }
+
+/// `[setup] inputs`: the first run migrates and keeps its template as
+/// `partest_setup_<key>`; the next clones it without migrating; `clean`
+/// leaves it and `clean --templates` drops it. In both modes.
+#[test]
+fn a_kept_template_is_cloned_by_the_next_run_and_dropped_only_by_clean_templates() {
+    if !server() {
+        return;
+    }
+    for mode in ["database", "schema"] {
+        let p = project(2, "", &format!("mode = \"{mode}\""));
+        let toml = std::fs::read_to_string(p.path().join("partest.toml")).unwrap();
+        p.file(
+            "partest.toml",
+            &toml.replace("[setup]\n", "[setup]\ninputs = [\"migrate.sql\"]\n"),
+        );
+        let migrations = || {
+            std::fs::read_to_string(p.log_dir().join("migrations"))
+                .map(|t| t.lines().count())
+                .unwrap_or(0)
+        };
+        let outcome = |run: &Run| {
+            let e: Vec<_> = run.of_type("setup").collect();
+            assert_eq!(e.len(), 1, "{}", run.both());
+            (
+                e[0]["outcome"].as_str().unwrap().to_string(),
+                e[0]["key"].as_str().unwrap().to_string(),
+            )
+        };
+        let first = p.run_json(&["run", "-n", "2"]);
+        assert_eq!(first.passed().len(), 2, "{mode}: {}", first.both());
+        let (built, key) = outcome(&first);
+        assert_eq!(built, "built", "{mode}");
+        let kept = format!("partest_setup_{key}");
+        let kept_here = || match mode {
+            "database" => databases(&kept),
+            _ => psql(&format!(
+                "SELECT nspname FROM pg_namespace WHERE nspname = '{kept}'"
+            ))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        };
+        assert_eq!(kept_here(), [kept.clone()], "{mode}");
+
+        let second = p.run_json(&["run", "-n", "2"]);
+        assert_eq!(second.passed().len(), 2, "{mode}: {}", second.both());
+        assert_eq!(outcome(&second), ("reused".into(), key.clone()), "{mode}");
+        assert_eq!(migrations(), 1, "{mode}: the second run migrated again");
+        // Each slot still saw the migrated row, in its own clone.
+        let seen = seen(&p.log_dir());
+        for row in &seen {
+            assert_isolated(&seen, row);
+        }
+
+        let cleaned = p.run(&["clean", "--yes"]);
+        assert_eq!(cleaned.status.code(), Some(0), "{}", both(&cleaned));
+        assert_eq!(kept_here(), [kept.clone()], "{mode}: clean dropped it");
+        let removed = p.run(&["clean", "--yes", "--templates"]);
+        assert_eq!(removed.status.code(), Some(0), "{}", both(&removed));
+        assert!(kept_here().is_empty(), "{mode}: {}", both(&removed));
+    }
+}

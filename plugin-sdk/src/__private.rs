@@ -5,7 +5,9 @@ use core::marker::PhantomData;
 
 use crate::Plugin;
 use crate::bindings::exports::partest::plugin::plugin::Guest;
-use crate::bindings::partest::plugin::types::{DefaultLimits, Error, Info, RunInfo, Slot};
+use crate::bindings::partest::plugin::types::{
+    DefaultLimits, Error, Info, KeptSetup, RunInfo, Slot,
+};
 
 /// What `register!` knows of the plugin crate.
 pub trait Meta: 'static {
@@ -100,6 +102,18 @@ impl<M: Meta> Guest for Adapter<M> {
 
     fn teardown_run(run: RunInfo, run_failed: bool) -> Result<(), Error> {
         with_plugin(|p: &mut M::Plugin| p.teardown_run(&run, run_failed))
+    }
+
+    fn kept_setups() -> Result<Option<Vec<KeptSetup>>, Error> {
+        with_plugin(|p: &mut M::Plugin| p.kept_setups())
+    }
+
+    fn keep_setup(run: RunInfo) -> Result<(), Error> {
+        with_plugin(|p: &mut M::Plugin| p.keep_setup(&run))
+    }
+
+    fn drop_setup(key: String) -> Result<bool, Error> {
+        with_plugin(|p: &mut M::Plugin| p.drop_setup(&key))
     }
 
     fn sweep(run: RunInfo, dry_run: bool) -> Result<Vec<String>, Error> {

@@ -71,7 +71,9 @@ pub mod __private;
 pub mod capabilities;
 pub mod redact;
 
-pub use bindings::partest::plugin::types::{ConfigKey, Error, RunInfo, SettingGrant, Slot};
+pub use bindings::partest::plugin::types::{
+    ConfigKey, Error, KeptSetup, RunInfo, SettingGrant, SetupCache, Slot,
+};
 pub use capabilities::{log, postgres, process, redis, runs, sqlite};
 /// Re-exported so a plugin needs no serde dependency of its own: use
 /// `#[derive(partest_plugin_sdk::serde::Deserialize)]` with
@@ -201,6 +203,26 @@ pub trait Plugin: Sized + 'static {
     /// Undo [`Plugin::setup_run`].
     fn teardown_run(&mut self, _run: &RunInfo, _run_failed: bool) -> Result<()> {
         Ok(())
+    }
+
+    /// The set-ups kept across runs (`[setup] inputs`): templates this
+    /// plugin kept under a key with [`Plugin::keep_setup`]. `None` (the
+    /// default): it keeps none with these settings, and a run never skips
+    /// its setup commands on its account.
+    fn kept_setups(&mut self) -> Result<Option<Vec<KeptSetup>>> {
+        Ok(None)
+    }
+
+    /// Keep the template [`Plugin::setup_run`] made under `run.setup`'s key
+    /// (called once the setup commands succeeded); later runs whose
+    /// [`SetupCache::reuse`] is true clone it without building one.
+    fn keep_setup(&mut self, _run: &RunInfo) -> Result<()> {
+        Ok(())
+    }
+
+    /// Remove the set-up kept under `key`; `false` when there was none.
+    fn drop_setup(&mut self, _key: &str) -> Result<bool> {
+        Ok(false)
     }
 
     /// Remove what crashed runs left behind (`partest clean`): only what

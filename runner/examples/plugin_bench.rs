@@ -71,6 +71,7 @@ fn main() {
             workers: slots,
             root: dir.path().into(),
             state_dir: state.clone(),
+            setup: None,
         })
         .unwrap();
         let start = Instant::now();

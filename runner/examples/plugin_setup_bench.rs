@@ -53,6 +53,7 @@ fn main() {
             workers: 2,
             root: dir.path().into(),
             state_dir: state.clone(),
+            setup: None,
         })
         .unwrap();
         std::thread::scope(|s| {

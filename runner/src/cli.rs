@@ -73,6 +73,10 @@ pub struct CleanArgs {
     /// Also ask these plugins (beside every configured one), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub plugins: Vec<String>,
+    /// Also remove the set-ups kept across runs (`[setup] inputs`), which
+    /// are otherwise only listed.
+    #[arg(long)]
+    pub templates: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -164,6 +168,10 @@ pub struct RunArgs {
     /// did, as pytest's --lf).
     #[arg(long = "lf", visible_alias = "last-failed")]
     pub last_failed: bool,
+    /// Build the set-up again even when one kept under its key is there
+    /// (`[setup] inputs`); the new one replaces it.
+    #[arg(long)]
+    pub fresh_setup: bool,
     /// Stream test output instead of capturing it.
     #[arg(long)]
     pub no_capture: bool,

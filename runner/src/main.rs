@@ -55,7 +55,14 @@ fn run(cli: &Cli) -> Result<i32, Error> {
     }
     let config = Config::load(&dir, cli.config.as_deref())?;
     match &cli.command {
-        Command::Run(args) => partest::commands::run(&config, args),
+        Command::Run(args) => {
+            // `[run] exit-codes = "pytest"` maps the run's outcome, errors included.
+            let code = partest::commands::run(&config, args).unwrap_or_else(|e| {
+                eprintln!("partest: error: {e}");
+                e.exit_code()
+            });
+            Ok(config.file.run.exit_codes.map(code))
+        }
         Command::List(args) => {
             print!("{}", partest::commands::list(&config, args)?);
             Ok(exit::OK)

@@ -387,6 +387,17 @@ impl FromStr for ShardMode {
 }
 
 /// `K/N` with 1 ≤ K ≤ N.
+/// Folders of a project that hold no tests and no set-up inputs, and can be
+/// huge: walks over the project skip them.
+pub const UNSCANNED_DIRS: &[&str] = &[
+    ".git",
+    ".partest",
+    "target",
+    "node_modules",
+    "__pycache__",
+    ".venv",
+];
+
 pub fn parse_fraction(s: &str) -> Result<(u32, u32), String> {
     let bad = || format!("{s:?}: expected K/N (1 ≤ K ≤ N, e.g. 2/3), auto or queue");
     let (k, n) = s.split_once('/').ok_or_else(bad)?;

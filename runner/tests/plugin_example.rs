@@ -62,6 +62,7 @@ fn the_custom_plugin_example_builds_and_runs() {
         workers: 2,
         root: dir.path().into(),
         state_dir: state.clone(),
+        setup: None,
     };
     lc.setup_run(&run).unwrap();
     let env1 = lc.setup_slot(&Slot::new(1)).unwrap();

@@ -59,6 +59,7 @@ impl Project {
             workers: 2,
             root: self.root().into(),
             state_dir: self.state(),
+            setup: None,
         }
     }
 

@@ -56,6 +56,7 @@ fn redis_and_postgres_capabilities_reach_only_the_granted_servers() {
         workers: 2,
         root: dir.path().into(),
         state_dir: state,
+        setup: None,
     };
     let env = lc.setup_run(&run).unwrap();
     let get = |env: &[(String, String)], k: &str| {
@@ -126,6 +127,7 @@ fn hostile_services(mode: &str, table: &str) -> (Result<Env, String>, Duration) 
         workers: 1,
         root: dir.path().into(),
         state_dir: state,
+        setup: None,
     };
     let start = Instant::now();
     let env = lc.setup_run(&run).map_err(|e| e.to_string());

@@ -14,12 +14,14 @@
 //! `COMMENT ... IS 'partest run <run id>'`; teardown and `partest clean`
 //! drop only what carries both, and `clean` only for runs that are dead.
 
+mod kept;
 mod schema;
 mod url;
 
 use partest_plugin_sdk::serde::Deserialize;
 use partest_plugin_sdk::{
-    ConfigKey, Env, Error, Plugin, Result, RunInfo, SettingGrant, Slot, config, log, postgres, runs,
+    ConfigKey, Env, Error, KeptSetup, Plugin, Result, RunInfo, SettingGrant, Slot, config, log,
+    postgres, runs,
 };
 
 #[derive(Deserialize)]
@@ -439,6 +441,15 @@ impl Plugin for Postgres {
                 usable - in_use
             ));
         }
+        if let Some(cache) = run.setup.as_ref().filter(|c| c.reuse) {
+            // Nothing to build: the kept template is what the slots clone.
+            self.touch(&cache.key)?;
+            let kept = kept::kept_name(&cache.key);
+            return Ok(match self.s.mode {
+                Mode::Database => self.env(postgres::url(Some(&kept)), None),
+                Mode::Schema => self.env(postgres::url(None), Some(&kept)),
+            });
+        }
         let template = template_name(&run.run_id);
         match self.s.mode {
             Mode::Database => {
@@ -467,7 +478,10 @@ impl Plugin for Postgres {
 
     fn setup_slot(&mut self, run: &RunInfo, slot: &Slot) -> Result<Env> {
         let name = slot_name(&run.run_id, slot);
-        let template = template_name(&run.run_id);
+        let template = match &run.setup {
+            Some(cache) => kept::kept_name(&cache.key),
+            None => template_name(&run.run_id),
+        };
         match self.s.mode {
             Mode::Database => {
                 let from = self.s.template.clone().unwrap_or(template);
@@ -519,6 +533,25 @@ impl Plugin for Postgres {
             };
         }
         Ok(())
+    }
+
+    fn kept_setups(&mut self) -> Result<Option<Vec<KeptSetup>>> {
+        // The user's own template is theirs to keep up to date.
+        if self.s.template.is_some() {
+            return Ok(None);
+        }
+        self.kept().map(Some)
+    }
+
+    fn keep_setup(&mut self, run: &RunInfo) -> Result<()> {
+        match (&run.setup, &self.s.template) {
+            (Some(cache), None) if !cache.reuse => self.keep(run, &cache.key),
+            _ => Ok(()),
+        }
+    }
+
+    fn drop_setup(&mut self, key: &str) -> Result<bool> {
+        self.drop_kept(key)
     }
 
     fn sweep(&mut self, _run: &RunInfo, dry_run: bool) -> Result<Vec<String>> {

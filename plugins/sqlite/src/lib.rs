@@ -20,7 +20,8 @@
 
 use partest_plugin_sdk::serde::Deserialize;
 use partest_plugin_sdk::{
-    ConfigKey, Env, Error, Plugin, Result, RunInfo, SettingGrant, Slot, config, log, runs, sqlite,
+    ConfigKey, Env, Error, KeptSetup, Plugin, Result, RunInfo, SettingGrant, Slot, config, log, runs,
+    sqlite,
 };
 
 /// Where the slot's path goes besides `var`, and where the setup commands
@@ -64,6 +65,24 @@ const TEMPLATE: &str = "template.db";
 /// id first, so `sweep` knows whose a file is.
 fn db(run_id: &str, file: &str) -> String {
     format!("{run_id}/{file}")
+}
+
+/// Set-ups kept across runs (`[setup] inputs`) live in `setup/`: the
+/// template of key K as `setup/K.db`, and when each was built and used in
+/// `setup/index.db`. `sweep` leaves the folder; only `drop-setup` empties it.
+const KEPT_DIR: &str = "setup";
+const KEPT_INDEX: &str = "setup/index.db";
+
+fn kept_file(key: &str) -> String {
+    format!("{KEPT_DIR}/{key}.db")
+}
+
+/// The template the slots clone: the run's own, or the one kept under its key.
+fn slot_template(run: &RunInfo) -> String {
+    match &run.setup {
+        Some(cache) => kept_file(&cache.key),
+        None => db(&run.run_id, TEMPLATE),
+    }
 }
 
 fn slot_file(slot: &Slot) -> String {
@@ -145,6 +164,18 @@ impl Plugin for Sqlite {
     }
 
     fn setup_run(&mut self, run: &RunInfo) -> Result<Env> {
+        if let Some(cache) = run.setup.as_ref().filter(|c| c.reuse) {
+            // Nothing to build: the slots clone the kept template.
+            sqlite::execute(
+                KEPT_INDEX,
+                &format!(
+                    "UPDATE kept SET used = CAST(strftime('%s','now') AS INTEGER) WHERE key = '{}'",
+                    cache.key
+                ),
+            )?;
+            let path = sqlite::host_path(&kept_file(&cache.key))?;
+            return Ok(self.env(&path));
+        }
         let template = db(&run.run_id, TEMPLATE);
         if let Some(granted) = &self.s.template {
             sqlite::copy_granted(granted, &template).map_err(|e| match e {
@@ -162,7 +193,7 @@ impl Plugin for Sqlite {
         let file = db(&run.run_id, &slot_file(slot));
         // A file left by an earlier attempt at this slot is replaced, not reused.
         sqlite::remove(&file)?;
-        let template = db(&run.run_id, TEMPLATE);
+        let template = slot_template(run);
         // A non-empty file: a template worth cloning.
         if sqlite::size(&template)?.is_some_and(|n| n > 0) {
             sqlite::backup(&template, &file)?;
@@ -188,6 +219,79 @@ impl Plugin for Sqlite {
         sqlite::remove(&db(&run.run_id, TEMPLATE))
     }
 
+    fn kept_setups(&mut self) -> Result<Option<Vec<KeptSetup>>> {
+        if sqlite::size(KEPT_INDEX)?.is_none() {
+            return Ok(Some(Vec::new()));
+        }
+        let rows = sqlite::query(
+            KEPT_INDEX,
+            "SELECT key, built, used, size FROM kept ORDER BY key",
+        )?;
+        let mut kept = Vec::new();
+        for row in rows.rows {
+            let [Some(key), Some(built), Some(used), Some(size)] = &row[..] else {
+                continue;
+            };
+            // A template that had rows but whose file is gone is not kept:
+            // the run rebuilds it.
+            let had_rows = size.parse::<u64>().unwrap_or(0) > 0;
+            if had_rows && sqlite::size(&kept_file(key))?.is_none() {
+                continue;
+            }
+            let (Ok(built), Ok(used)) = (built.parse(), used.parse()) else {
+                continue;
+            };
+            kept.push(KeptSetup {
+                key: key.clone(),
+                built,
+                used,
+            });
+        }
+        Ok(Some(kept))
+    }
+
+    fn keep_setup(&mut self, run: &RunInfo) -> Result<()> {
+        let Some(cache) = run.setup.as_ref().filter(|c| !c.reuse) else {
+            return Ok(());
+        };
+        if !cache.key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::failed(format!("not a set-up key: {:?}", cache.key)));
+        }
+        sqlite::execute(
+            KEPT_INDEX,
+            "CREATE TABLE IF NOT EXISTS kept \
+             (key TEXT PRIMARY KEY, built INTEGER, used INTEGER, size INTEGER)",
+        )?;
+        let template = db(&run.run_id, TEMPLATE);
+        let size = sqlite::size(&template)?.unwrap_or(0);
+        let file = kept_file(&cache.key);
+        sqlite::remove(&file)?;
+        if size > 0 {
+            sqlite::backup(&template, &file)?;
+        }
+        // Listed only once its file is whole.
+        sqlite::execute(
+            KEPT_INDEX,
+            &format!(
+                "INSERT OR REPLACE INTO kept VALUES ('{}', CAST(strftime('%s','now') AS INTEGER), \
+                 CAST(strftime('%s','now') AS INTEGER), {size})",
+                cache.key
+            ),
+        )
+    }
+
+    fn drop_setup(&mut self, key: &str) -> Result<bool> {
+        let listed = self
+            .kept_setups()?
+            .is_some_and(|kept| kept.iter().any(|k| k.key == key));
+        if !listed {
+            return Ok(false);
+        }
+        sqlite::execute(KEPT_INDEX, &format!("DELETE FROM kept WHERE key = '{key}'"))?;
+        sqlite::remove(&kept_file(key))?;
+        Ok(true)
+    }
+
     /// Removes the databases of runs that died without tearing down.
     fn sweep(&mut self, _run: &RunInfo, dry_run: bool) -> Result<Vec<String>> {
         let mut removed = Vec::new();
@@ -195,6 +299,9 @@ impl Plugin for Sqlite {
             let Some((run_id, _)) = name.split_once('/') else {
                 continue;
             };
+            if run_id == KEPT_DIR {
+                continue;
+            }
             if runs::is_dead(run_id) {
                 let host = sqlite::host_path(&name)?;
                 if !dry_run {

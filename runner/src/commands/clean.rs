@@ -16,8 +16,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use crate::cli::CleanArgs;
 use crate::config::{Config, Overrides, Settings};
 use crate::error::{Error, Result, exit};
-use crate::isolation::TempDirs;
 use crate::isolation::wasm::{PluginHost, WasmPlugin};
+use crate::isolation::{Isolation, TempDirs};
 
 /// Lists, confirms and removes; returns the exit code.
 pub fn clean(config: &Config, args: &CleanArgs) -> Result<i32> {
@@ -55,7 +55,39 @@ pub fn clean(config: &Config, args: &CleanArgs) -> Result<i32> {
             }
         }
     }
-    let width = found.iter().map(|(w, _)| w.len()).max().unwrap_or(0);
+    // Set-ups kept across runs are no leftovers: listed apart, removed
+    // only with --templates.
+    let mut kept: Vec<(&WasmPlugin, String, String)> = Vec::new();
+    let now = crate::report::unix_now();
+    let project = super::setup::project_id(config);
+    for p in &plugins {
+        match p.kept_setups() {
+            Ok(list) => kept.extend(
+                list.into_iter()
+                    .flatten()
+                    .filter(|k| k.key.starts_with(&project))
+                    .map(|k| {
+                        let line = format!(
+                            "set-up {} (built {} ago, used {} ago)",
+                            k.key,
+                            crate::report::age(now.saturating_sub(k.built)),
+                            crate::report::age(now.saturating_sub(k.used))
+                        );
+                        (p, k.key, line)
+                    }),
+            ),
+            Err(e) => {
+                failed = true;
+                eprintln!("partest: clean: {e}");
+            }
+        }
+    }
+    let width = found
+        .iter()
+        .map(|(w, _)| w.len())
+        .chain(kept.iter().map(|(p, _, _)| p.info().name.len()))
+        .max()
+        .unwrap_or(0);
     if found.is_empty() {
         println!("partest clean: nothing left behind by dead runs");
     } else {
@@ -67,7 +99,24 @@ pub fn clean(config: &Config, args: &CleanArgs) -> Result<i32> {
             println!("  {who:<width$}  {what}");
         }
     }
-    if args.dry_run || found.is_empty() {
+    if !kept.is_empty() {
+        println!(
+            "partest clean: {} set-up(s) of this project kept across runs ([setup] inputs){}",
+            kept.len(),
+            if args.templates {
+                ":"
+            } else {
+                ", removed only with --templates:"
+            }
+        );
+        for (p, _, line) in &kept {
+            println!("  {:<width$}  {line}", p.info().name);
+        }
+    }
+    if !args.templates {
+        kept.clear();
+    }
+    if args.dry_run || (found.is_empty() && kept.is_empty()) {
         if !args.dry_run && !failed {
             forget_dead_runs(&[]);
         }
@@ -106,6 +155,15 @@ pub fn clean(config: &Config, args: &CleanArgs) -> Result<i32> {
                     println!("  {:<width$}  {l}", p.info().name);
                 }
             }
+            Err(e) => {
+                failed = true;
+                eprintln!("partest: clean: {e}");
+            }
+        }
+    }
+    for (p, key, _) in &kept {
+        match p.drop_setup(key) {
+            Ok(_) => println!("  {:<width$}  removed set-up {key}", p.info().name),
             Err(e) => {
                 failed = true;
                 eprintln!("partest: clean: {e}");

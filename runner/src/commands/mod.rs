@@ -8,6 +8,7 @@ mod merge;
 mod plugins;
 mod report;
 mod run;
+mod setup;
 
 pub use clean::clean;
 pub use diagnose::diagnose;

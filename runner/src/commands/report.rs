@@ -30,6 +30,7 @@ pub fn report(config: &Config, args: &ReportArgs) -> Result<String> {
         d.history.len()
     ));
     out.push_str(&super::shard_report(&d, &plan));
+    out.push_str(&super::setup::report(config, &lifecycle));
     let isolation = &config.file.isolation;
     out.push_str(&crate::plan::private_paths_line(
         !isolation.private_paths.is_empty() || isolation.private_tmp,

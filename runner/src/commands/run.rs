@@ -6,20 +6,19 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::IsTerminal;
-use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
+use super::setup::SetupRun;
 use super::{Discovered, discover, load_isolation, plan, workers};
 use crate::cli::RunArgs;
 use crate::config::{Config, NoTests, Settings};
 use crate::diagnose;
 use crate::error::{Error, Result, exit};
-use crate::exec::bounded::{BoundedCommand, Bounds};
 use crate::exec::{Interrupts, Spawner};
 use crate::history::Record;
 use crate::isolation::{Lifecycle, RunInfo};
-use crate::model::{Env, MessageFormat, ProcessEnd, RunOptions};
+use crate::model::{MessageFormat, RunOptions};
 use crate::plan::Plan;
 use crate::plan::Selection;
 use crate::pool::{Pool, PoolContext, PoolOptions, PoolOutcome};
@@ -120,20 +119,26 @@ pub fn run_with(
         let _ = events.send(Event::Warning(warning.clone()));
     }
 
-    let run_info = RunInfo {
+    let mut run_info = RunInfo {
         run_id: run_id.clone(),
         workers,
         root: config.root.clone(),
         state_dir: config.state_dir(),
+        setup: None,
     };
     let spawner = Spawner {
         interrupts: interrupts.clone(),
         kill_grace: settings.kill_grace,
     };
-    let setup = lifecycle
-        .setup_run(&run_info)
-        .map_err(Error::Isolation)
-        .and_then(|env| run_setup_commands(config, &settings, &env, &events, &interrupts));
+    let setup = SetupRun {
+        config,
+        settings: &settings,
+        lifecycle: &lifecycle,
+        events: &events,
+        interrupts: &interrupts,
+        fresh: args.fresh_setup,
+    }
+    .run(&mut run_info);
 
     let mut failure: Option<Error> = setup.err();
     let mut tests_failed = false;
@@ -372,63 +377,6 @@ fn teardown(
         let _ = events.send(Event::Warning(format!("teardown: {e}")));
     }
     errors
-}
-
-/// `[setup] commands`, once, with the env the plugins returned from
-/// setup-run: each in its own process group, bounded by `[setup] timeout`,
-/// stopped with its group on Ctrl-C.
-fn run_setup_commands(
-    config: &Config,
-    settings: &Settings,
-    env: &Env,
-    events: &Sender<Event>,
-    interrupts: &Interrupts,
-) -> Result<()> {
-    let setup = &config.file.setup;
-    // `[env]` reaches the setup commands too, read against setup-run's variables.
-    let env = crate::exec::env::with_config_env(env.clone(), &config.file.env);
-    let bounds = Bounds {
-        timeout: setup.timeout.0,
-        kill_grace: settings.kill_grace,
-        output_cap: 1 << 20,
-    };
-    for command in &setup.commands {
-        if interrupts.is_set() {
-            return Ok(());
-        }
-        let start = Instant::now();
-        let output = BoundedCommand::new("sh", &config.root)
-            .args(["-c", command])
-            .inheriting_env()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .run(bounds, Some(interrupts))
-            .map_err(|e| {
-                Error::setup(format!("[setup] command {command:?}: cannot start sh: {e}"))
-            })?;
-        let how = match output.end {
-            ProcessEnd::Exited(0) => None,
-            ProcessEnd::Interrupted => return Ok(()),
-            ProcessEnd::TimedOut => Some(format!(
-                "did not finish within [setup] timeout ({:?}); its process group was killed",
-                setup.timeout.0
-            )),
-            ProcessEnd::Exited(code) => Some(format!("failed (exit code {code})")),
-            ProcessEnd::Signalled(sig) => Some(format!("was killed by signal {sig}")),
-        };
-        if let Some(how) = how {
-            return Err(Error::setup(format!(
-                "[setup] command {command:?} in {} {how}:\n{}{}",
-                config.at(&["setup", "commands"]),
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            )));
-        }
-        let _ = events.send(Event::SetupCommand {
-            command: command.clone(),
-            duration: start.elapsed(),
-        });
-    }
-    Ok(())
 }
 
 /// Eight lowercase hex digits: unique enough per machine, and safe inside

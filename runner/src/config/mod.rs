@@ -30,7 +30,7 @@ pub use limits::LimitsTable;
 pub use plugins::PluginTable;
 pub use profile::ProfileTable;
 pub use pytest::{CollectMode, PytestTable};
-pub use run::{AdapterKind, Leak, NoTests, Order, RunTable};
+pub use run::{AdapterKind, ExitCodes, Leak, NoTests, Order, RunTable};
 pub use serial::SerialTable;
 pub use settings::{Overrides, Settings};
 pub use setup::SetupTable;

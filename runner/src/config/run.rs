@@ -55,6 +55,38 @@ pub struct RunTable {
     pub timings: Option<PathBuf>,
     /// A test that leaves processes running: a pass marked LEAK, or a failure.
     pub leak: Option<Leak>,
+    /// Which exit codes `partest run` uses: its own, or pytest's for CI
+    /// scripts written for pytest.
+    #[serde(default)]
+    pub exit_codes: ExitCodes,
+}
+
+/// `[run] exit-codes`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExitCodes {
+    /// 0, 100 tests failed, 2 usage, 3 set-up, 4 no tests, 130 interrupted.
+    #[default]
+    Partest,
+    /// pytest's: 0, 1 tests failed, 2 interrupted, 3 internal error, 4
+    /// usage, 5 no tests collected.
+    Pytest,
+}
+
+impl ExitCodes {
+    /// partest's `code` in this scheme.
+    pub fn map(self, code: i32) -> i32 {
+        use crate::error::exit;
+        match (self, code) {
+            (ExitCodes::Partest, code) => code,
+            (ExitCodes::Pytest, exit::OK) => 0,
+            (ExitCodes::Pytest, exit::TEST_FAILED) => 1,
+            (ExitCodes::Pytest, exit::INTERRUPTED) => 2,
+            (ExitCodes::Pytest, exit::USAGE) => 4,
+            (ExitCodes::Pytest, exit::NO_TESTS) => 5,
+            (ExitCodes::Pytest, _) => 3,
+        }
+    }
 }
 
 /// `[run] leak`: what a test that leaves processes behind is.

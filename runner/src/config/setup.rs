@@ -16,6 +16,14 @@ pub struct SetupTable {
     /// How long one command may take; then its process group is killed.
     #[serde(default = "default_timeout")]
     pub timeout: Seconds,
+    /// Globs from the project root whose files shape the set-up
+    /// (`**/migrations/*.py`): with them, the plugins' migrated templates
+    /// are kept under a key of their contents and reused while it holds.
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// How many kept set-ups a project keeps; the least recently used goes.
+    #[serde(default = "default_keep")]
+    pub keep: usize,
 }
 
 impl Default for SetupTable {
@@ -23,10 +31,16 @@ impl Default for SetupTable {
         SetupTable {
             commands: Vec::new(),
             timeout: default_timeout(),
+            inputs: Vec::new(),
+            keep: default_keep(),
         }
     }
 }
 
 fn default_timeout() -> Seconds {
     Seconds(Duration::from_secs(30 * 60))
+}
+
+fn default_keep() -> usize {
+    3
 }

@@ -19,16 +19,6 @@ pub struct CommandAdapter {
     template: Vec<String>,
 }
 
-/// Folders no one keeps tests in that can be huge.
-const SKIPPED_DIRS: &[&str] = &[
-    ".git",
-    ".partest",
-    "target",
-    "node_modules",
-    "__pycache__",
-    ".venv",
-];
-
 impl CommandAdapter {
     pub fn new(config: &Config) -> Result<CommandAdapter> {
         let table = config.file.command.as_ref().ok_or_else(|| {
@@ -65,7 +55,7 @@ impl Adapter for CommandAdapter {
                 !(e.file_type().is_dir()
                     && e.file_name()
                         .to_str()
-                        .is_some_and(|n| SKIPPED_DIRS.contains(&n)))
+                        .is_some_and(|n| crate::model::UNSCANNED_DIRS.contains(&n)))
             });
         for entry in walker {
             let entry = entry.map_err(|e| Error::setup(format!("listing test files: {e}")))?;

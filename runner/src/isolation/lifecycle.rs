@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 
-use super::{IsoResult, Isolation, IsolationError, IsolationErrorKind, RunInfo};
+use super::{IsoResult, Isolation, IsolationError, IsolationErrorKind, KeptSetup, RunInfo};
 use crate::model::{Env, Slot};
 
 /// The env one slot's tests get from all providers, in provider order.
@@ -80,6 +80,37 @@ impl Lifecycle {
             env.add(&self.providers, i, "setup-slot", provided)?;
         }
         Ok(env.vars)
+    }
+
+    /// The set-ups kept across runs, by the providers that keep any
+    /// (name, what it keeps); a provider that keeps none is left out.
+    pub fn kept_setups(&self) -> IsoResult<Vec<(String, Vec<KeptSetup>)>> {
+        let mut kept = Vec::new();
+        for p in &self.providers {
+            if let Some(list) = p.kept_setups()? {
+                kept.push((p.name().to_string(), list));
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Keeps every provider's template under the run's key, once the setup
+    /// commands succeeded.
+    pub fn keep_setup(&self) -> IsoResult<()> {
+        for p in &self.providers {
+            p.keep_setup()?;
+        }
+        Ok(())
+    }
+
+    /// Removes the set-up kept under `key` from every provider that has it;
+    /// whether any had it.
+    pub fn drop_setup(&self, key: &str) -> IsoResult<bool> {
+        let mut dropped = false;
+        for p in &self.providers {
+            dropped |= p.drop_setup(key)?;
+        }
+        Ok(dropped)
     }
 
     /// Whether some provider resets a slot between tests.
@@ -272,6 +303,7 @@ mod tests {
             workers: 2,
             root: "/r".into(),
             state_dir: "/r/.partest".into(),
+            setup: None,
         }
     }
 

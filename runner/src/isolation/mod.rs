@@ -28,6 +28,28 @@ pub struct RunInfo {
     pub root: PathBuf,
     /// `<root>/.partest`: partest's own state (history, run records).
     pub state_dir: PathBuf,
+    /// Set when the run keeps its set-up across runs (`[setup] inputs`).
+    pub setup: Option<SetupCache>,
+}
+
+/// A run's set-up, kept across runs under a key (`[setup] inputs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetupCache {
+    /// Lowercase hex: the project's id, then the hash of what shapes the set-up.
+    pub key: String,
+    /// The template kept under `key` is there: nothing is built, the setup
+    /// commands do not run, and the slots clone it. Otherwise setup-run
+    /// builds as usual and the template is kept once the commands succeed.
+    pub reuse: bool,
+}
+
+/// A set-up a provider keeps across runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptSetup {
+    pub key: String,
+    /// Seconds since the Unix epoch.
+    pub built: u64,
+    pub used: u64,
 }
 
 pub type IsoResult<T> = Result<T, IsolationError>;
@@ -72,6 +94,23 @@ pub trait Isolation: Send + Sync {
     /// Between two tests on a slot (FLUSHDB, say).
     fn reset_slot(&self, _slot: &Slot) -> IsoResult<()> {
         Ok(())
+    }
+
+    /// The set-ups this provider keeps across runs; `None`: it keeps none
+    /// (it has no template), so it never stands in the way of a reuse.
+    fn kept_setups(&self) -> IsoResult<Option<Vec<KeptSetup>>> {
+        Ok(None)
+    }
+
+    /// Once the setup commands succeeded in a run that builds its set-up:
+    /// keep the template under the run's key.
+    fn keep_setup(&self) -> IsoResult<()> {
+        Ok(())
+    }
+
+    /// Removes the set-up kept under `key`; `false` when there was none.
+    fn drop_setup(&self, _key: &str) -> IsoResult<bool> {
+        Ok(false)
     }
 
     /// Undo `setup_slot`; called only for slots whose setup succeeded.

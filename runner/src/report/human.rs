@@ -95,6 +95,10 @@ impl Sink for Human {
             Event::SetupCommand { command, duration } => {
                 self.line(&format!("   SETUP {} {command}", fmt_duration(*duration)));
             }
+            Event::Setup(done) => self.line(&format!(
+                "   SETUP {}",
+                done.line(crate::report::unix_now())
+            )),
             Event::PhaseStarted { serial: true } => self.line("Serial phase: alone, on gw0"),
             Event::PhaseStarted { serial: false } | Event::SlotReady { .. } => {}
             Event::TestStarted { test, .. } => {

@@ -71,6 +71,11 @@ impl Sink for Json {
             Event::SetupCommand { command, duration } => json!({
                 "type": "setup-command", "command": command, "duration_secs": duration.as_secs_f64(),
             }),
+            Event::Setup(done) => json!({
+                "type": "setup", "key": done.key, "inputs": done.inputs,
+                "outcome": if done.reused_from.is_some() { "reused" } else { "built" },
+                "built_at": done.reused_from, "duration_secs": done.duration.as_secs_f64(),
+            }),
             Event::SlotReady { slot } => json!({"type": "slot-ready", "slot": format!("gw{slot}")}),
             Event::PhaseStarted { serial } => {
                 json!({"type": "phase-started", "phase": if *serial { "serial" } else { "parallel" }})

@@ -42,6 +42,8 @@ pub enum Event {
         command: String,
         duration: Duration,
     },
+    /// How the set-up kept across runs (`[setup] inputs`) went.
+    Setup(SetupDone),
     SlotReady {
         slot: usize,
     },
@@ -70,6 +72,48 @@ pub enum Event {
         tests: Vec<u32>,
         why: String,
     },
+}
+
+/// A set-up kept across runs: reused, or built (and kept) by this run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SetupDone {
+    /// The key of the inputs, commands and settings it was built from.
+    pub key: String,
+    /// How many files the `[setup] inputs` globs matched.
+    pub inputs: usize,
+    /// `Some(when it was built, seconds since the epoch)`: reused; `None`: built now.
+    pub reused_from: Option<u64>,
+    /// Building and keeping it, or checking and reusing it.
+    pub duration: Duration,
+}
+
+impl SetupDone {
+    /// The header line: `setup reused (key 3f2a9c1e…, built 2 days ago)`.
+    pub fn line(&self, now: u64) -> String {
+        let key: String = self.key.chars().skip(8).take(8).collect();
+        match self.reused_from {
+            Some(built) => format!(
+                "setup reused (key {key}…, built {} ago; {} input file(s) unchanged)",
+                age(now.saturating_sub(built)),
+                self.inputs
+            ),
+            None => format!(
+                "setup built in {:.1} s (key {key}…, {} input file(s)); kept for the next runs",
+                self.duration.as_secs_f64(),
+                self.inputs
+            ),
+        }
+    }
+}
+
+/// `42 s`, `5 min`, `3 h`, `2 days`.
+pub fn age(seconds: u64) -> String {
+    match seconds {
+        s if s < 90 => format!("{s} s"),
+        s if s < 90 * 60 => format!("{} min", s / 60),
+        s if s < 36 * 3600 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
 }
 
 pub struct ReporterOptions {
@@ -282,4 +326,11 @@ pub fn timestamp(t: std::time::SystemTime) -> String {
 /// `[   0.123s]`, nextest's fixed-width duration.
 pub fn fmt_duration(d: Duration) -> String {
     format!("[{:>8.3}s]", d.as_secs_f64())
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

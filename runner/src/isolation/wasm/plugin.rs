@@ -22,7 +22,9 @@ use super::env;
 use super::since_v0_1_0::{self as contract, Pre};
 use super::state::{Grants, HostState, MemoryLimitExceeded, SCRATCH_GUEST};
 use super::types::{self, Info, RunInfo as PluginRunInfo};
-use crate::isolation::{IsoResult, Isolation, IsolationError, IsolationErrorKind as Kind, RunInfo};
+use crate::isolation::{
+    IsoResult, Isolation, IsolationError, IsolationErrorKind as Kind, KeptSetup, RunInfo,
+};
 use crate::model::{Env, Slot};
 
 /// The sandbox limits of one plugin, resolved from its `limits` table.
@@ -390,6 +392,7 @@ impl Isolation for WasmPlugin {
             run_id: run.run_id.clone(),
             workers: run.workers as u32,
             scratch: SCRATCH_GUEST.to_string(),
+            setup: run.setup.clone(),
         };
         *lock(&self.run_info) = Some(info.clone());
         let _ = self.grants.run_id.set(run.run_id.clone());
@@ -445,6 +448,33 @@ impl Isolation for WasmPlugin {
         r
     }
 
+    fn kept_setups(&self) -> IsoResult<Option<Vec<KeptSetup>>> {
+        let kept = self.call(&self.run_cell, "kept-setups", self.limits.call, |p, s| {
+            p.kept_setups(s)
+        })?;
+        // Keys are shown and compared: the plugin's text is checked here.
+        Ok(kept.map(|list| list.into_iter().filter(|k| is_setup_key(&k.key)).collect()))
+    }
+
+    fn keep_setup(&self) -> IsoResult<()> {
+        let run = self.run_info("keep-setup")?;
+        self.call(
+            &self.run_cell,
+            "keep-setup",
+            self.limits.setup_run,
+            |p, s| p.keep_setup(s, &run),
+        )
+    }
+
+    fn drop_setup(&self, key: &str) -> IsoResult<bool> {
+        self.call(
+            &self.run_cell,
+            "drop-setup",
+            self.limits.setup_run,
+            |p, s| p.drop_setup(s, key),
+        )
+    }
+
     fn teardown_run(&self, run_failed: bool) -> IsoResult<()> {
         let run = self.run_info("teardown-run")?;
         let r = self.call(
@@ -469,6 +499,7 @@ impl WasmPlugin {
             run_id: String::new(),
             workers: 0,
             scratch: SCRATCH_GUEST.to_string(),
+            setup: None,
         };
         let mut swept = self.sweep_scratch(dry_run);
         swept.extend(
@@ -555,6 +586,13 @@ impl Drop for WasmPlugin {
             (self.grants.log)(&self.name, super::LogLevel::Warn, &e.message);
         }
     }
+}
+
+/// A key as partest makes them: lowercase hex, short.
+fn is_setup_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 64
+        && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// A poisoned lock only means another slot's thread panicked; go on.

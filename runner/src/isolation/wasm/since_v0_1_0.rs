@@ -175,6 +175,34 @@ impl Plugin {
         )
     }
 
+    pub fn kept_setups(&self, store: &mut Store<HostState>) -> Hook<Option<Vec<types::KeptSetup>>> {
+        errors(self.0.partest_plugin_plugin().call_kept_setups(store)).map(|answer| {
+            answer.map(|kept| {
+                kept.map(|list| {
+                    list.into_iter()
+                        .map(|k| types::KeptSetup {
+                            key: k.key,
+                            built: k.built,
+                            used: k.used,
+                        })
+                        .collect()
+                })
+            })
+        })
+    }
+
+    pub fn keep_setup(&self, store: &mut Store<HostState>, run: &types::RunInfo) -> Hook<()> {
+        errors(
+            self.0
+                .partest_plugin_plugin()
+                .call_keep_setup(store, &run_info(run)),
+        )
+    }
+
+    pub fn drop_setup(&self, store: &mut Store<HostState>, key: &str) -> Hook<bool> {
+        errors(self.0.partest_plugin_plugin().call_drop_setup(store, key))
+    }
+
     pub fn sweep(
         &self,
         store: &mut Store<HostState>,
@@ -257,6 +285,10 @@ fn run_info(r: &types::RunInfo) -> wit::RunInfo {
         run_id: r.run_id.clone(),
         workers: r.workers,
         scratch: r.scratch.clone(),
+        setup: r.setup.as_ref().map(|c| wit::SetupCache {
+            key: c.key.clone(),
+            reuse: c.reuse,
+        }),
     }
 }
 

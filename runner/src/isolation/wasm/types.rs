@@ -4,6 +4,7 @@
 //! everything else in the host works on these.
 
 use crate::isolation::IsolationErrorKind;
+pub use crate::isolation::{KeptSetup, SetupCache};
 
 /// Why a hook or a capability call failed, by whose fault (the contract's `error`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +85,7 @@ pub struct RunInfo {
     pub workers: u32,
     /// The scratch directory as the plugin sees it.
     pub scratch: String,
+    pub setup: Option<SetupCache>,
 }
 
 /// A query's result (`sqlite`, `postgres`): column names, values as text.
