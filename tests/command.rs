@@ -532,3 +532,45 @@ fn last_runs_failures_start_first_and_lf_runs_only_them() {
     let run = p.run_json(&["run", "-n", "1", "--ff"]);
     assert_eq!(first_started(&run), "t/b_broken.sh", "{}", run.both());
 }
+
+/// Without a terminal (a CI log), a long run says where it stands every
+/// interval: done/total, failures so far, and the time left once the
+/// history knows the tests.
+#[test]
+fn a_run_without_a_terminal_prints_a_progress_line_every_interval() {
+    let p = Project::new();
+    p.file("partest.toml", CONFIG);
+    p.file("t/fail.sh", "exit 1\n");
+    for i in 0..3 {
+        p.file(&format!("t/slow{i}.sh"), "sleep 1.2\n");
+    }
+    let run = |interval: &str| {
+        let out = partest(p.path())
+            .args(["run", "-n", "1"])
+            .env("PARTEST_PROGRESS_INTERVAL", interval)
+            .output()
+            .expect("partest");
+        assert_eq!(out.status.code(), Some(100), "{}", both(&out));
+        stdout(&out)
+    };
+    let first = run("1");
+    let lines: Vec<&str> = first.lines().filter(|l| l.contains(" done, ")).collect();
+    assert!(lines.len() >= 2, "a line a second over ~4 s: {first}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("/4 done, ") && !l.contains(" left")),
+        "no history yet, no time left: {first}"
+    );
+    // With the history, the time left; the failure counted once it ran.
+    let second = run("1");
+    let lines: Vec<&str> = second.lines().filter(|l| l.contains(" done, ")).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("1 failed") && l.contains(" left")),
+        "{second}"
+    );
+    // 0 turns it off.
+    assert!(!run("0").contains(" done, "));
+}

@@ -721,7 +721,7 @@ fn a_kept_template_is_cloned_by_the_next_run_and_dropped_only_by_clean_templates
             .map(str::to_string)
             .collect(),
         };
-        assert_eq!(kept_here(), [kept.clone()], "{mode}");
+        assert_eq!(kept_here(), std::slice::from_ref(&kept), "{mode}");
 
         let second = p.run_json(&["run", "-n", "2"]);
         assert_eq!(second.passed().len(), 2, "{mode}: {}", second.both());
@@ -735,7 +735,11 @@ fn a_kept_template_is_cloned_by_the_next_run_and_dropped_only_by_clean_templates
 
         let cleaned = p.run(&["clean", "--yes"]);
         assert_eq!(cleaned.status.code(), Some(0), "{}", both(&cleaned));
-        assert_eq!(kept_here(), [kept.clone()], "{mode}: clean dropped it");
+        assert_eq!(
+            kept_here(),
+            std::slice::from_ref(&kept),
+            "{mode}: clean dropped it"
+        );
         let removed = p.run(&["clean", "--yes", "--templates"]);
         assert_eq!(removed.status.code(), Some(0), "{}", both(&removed));
         assert!(kept_here().is_empty(), "{mode}: {}", both(&removed));

@@ -589,9 +589,10 @@ fn filtersets_skip_and_junit_work_for_pytest_tests_too() {
         ]),
         set(&["tests/test_a.py::test_slow", "tests/test_b.py::test_other"])
     );
-    // libtest's --skip: everything but what contains it.
+    // --skip (before `--`: after it, arguments are pytest's): everything
+    // but what contains it.
     assert_eq!(
-        passed(&["run", "-n", "1", "--", "--skip", "test_a.py"]),
+        passed(&["run", "-n", "1", "--skip", "test_a.py"]),
         set(&["tests/test_b.py::test_other"])
     );
     assert_eq!(
@@ -619,4 +620,176 @@ fn filtersets_skip_and_junit_work_for_pytest_tests_too() {
         junit.xml
     );
     assert_eq!((junit.tests, junit.failures, junit.errors), (4, 0, 0));
+}
+
+/// A project to select in: markers, a class, parametrized tests.
+fn selection_project() -> Project {
+    project(&[
+        (
+            "pytest.ini",
+            "[pytest]\nmarkers =\n    slow: slow\n    db: db\n",
+        ),
+        (
+            "tests/test_a.py",
+            r#"
+import pytest
+
+def test_fast():
+    pass
+
+@pytest.mark.slow
+def test_slow():
+    pass
+
+class TestDb:
+    @pytest.mark.db
+    def test_read(self):
+        pass
+
+    @pytest.mark.db
+    @pytest.mark.slow
+    def test_write(self):
+        pass
+"#,
+        ),
+        (
+            "tests/test_b.py",
+            r#"
+import pytest
+
+def test_b1():
+    pass
+
+@pytest.mark.parametrize("v", ["x", "y"])
+def test_b2(v):
+    pass
+"#,
+        ),
+    ])
+}
+
+/// The node ids pytest itself selects with `args`, and how many it deselects.
+fn pytest_selects(p: &Project, args: &[&str]) -> (std::collections::BTreeSet<String>, u64) {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ])
+        .args(args)
+        .current_dir(p.path())
+        .env("FIXTURE_LOG", p.log_dir())
+        .output()
+        .expect("python3 -m pytest");
+    let text = stdout(&out);
+    let ids = text
+        .lines()
+        .filter(|l| l.contains("::"))
+        .map(str::to_string)
+        .collect();
+    let deselected = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .find(|w| w[1].starts_with("deselected"))
+        .and_then(|w| w[0].trim_start_matches('(').parse().ok())
+        .unwrap_or(0);
+    (ids, deselected)
+}
+
+#[test]
+fn pytests_own_selection_arguments_select_what_pytest_selects() {
+    if !have_pytest() {
+        return;
+    }
+    let p = selection_project();
+    let cases: [(&[&str], &[&str]); 6] = [
+        (&["-k", "fast"], &["-k", "fast"]),
+        (&["-m", "slow and not db"], &["-m", "slow and not db"]),
+        (&["tests/test_a.py::TestDb"], &["tests/test_a.py::TestDb"]),
+        (&["tests/test_b.py"], &["tests/test_b.py"]),
+        (
+            &[
+                "--",
+                "-k",
+                "b1 or read or b2",
+                "--deselect",
+                "tests/test_b.py::test_b2[x]",
+            ],
+            &[
+                "-k",
+                "b1 or read or b2",
+                "--deselect",
+                "tests/test_b.py::test_b2[x]",
+            ],
+        ),
+        (
+            &["-m", "db", "--", "tests/test_a.py"],
+            &["-m", "db", "tests/test_a.py"],
+        ),
+    ];
+    for (partest_args, pytest_args) in cases {
+        let (want, deselected) = pytest_selects(&p, pytest_args);
+        assert!(!want.is_empty(), "{pytest_args:?} selects something");
+        let mut args = vec!["run", "-n", "2", "--message-format", "json"];
+        let at = partest_args.iter().position(|a| *a == "--");
+        args.extend(&partest_args[..at.unwrap_or(partest_args.len())]);
+        if let Some(at) = at {
+            args.extend(&partest_args[at..]);
+        }
+        let run = Run::parse(run_in(&p, &args));
+        assert_eq!(run.passed(), want, "{partest_args:?}: {}", run.both());
+        let finished = run.of_type("run-finished").next().unwrap().clone();
+        assert_eq!(
+            finished["deselected"].as_u64(),
+            Some(deselected),
+            "{partest_args:?}: {}",
+            run.both()
+        );
+    }
+}
+
+#[test]
+fn pytest_habits_stop_show_and_refuse_as_pytest_users_expect() {
+    if !have_pytest() {
+        return;
+    }
+    let p = project(&[(
+        "tests/test_f.py",
+        "import time\n\ndef test_1():\n    assert 0\n\ndef test_2():\n    assert 0\n\ndef test_3():\n    assert 0\n\ndef test_4():\n    time.sleep(0.05)\n",
+    )]);
+    let counts = |args: &[&str]| {
+        let mut all = vec!["run", "--message-format", "json"];
+        all.extend(args);
+        let run = Run::parse(run_in(&p, &all));
+        assert_eq!(run.code(), Some(100), "{args:?}: {}", run.both());
+        run.counts()
+    };
+    // -x stops at the first failure, --maxfail 2 at the second (one worker).
+    let c = counts(&["-n", "1", "-x"]);
+    assert_eq!((c.failures(), c.cancelled), (1, 3), "{c:?}");
+    let c = counts(&["-n", "1", "--maxfail", "2"]);
+    assert_eq!((c.failures(), c.cancelled), (2, 2), "{c:?}");
+    // After `--`, pytest's -x is taken over the same way.
+    let c = counts(&["-n", "1", "--", "-x"]);
+    assert_eq!(c.failures(), 1, "{c:?}");
+    // --durations N lists N slowest; -s streams the output.
+    let human = run_in(&p, &["run", "-n", "1", "--durations", "1"]);
+    let text = stdout(&human);
+    let slowest = text.split("Slowest:").nth(1).unwrap_or_default();
+    assert_eq!(
+        slowest.lines().filter(|l| l.contains("::")).count(),
+        1,
+        "{text}"
+    );
+    // xdist's -n after `--` is dropped with a note; --pdb is refused (exit 2).
+    let dropped = run_in(&p, &["run", "-n", "1", "--", "-n", "4", "-k", "test_4"]);
+    assert_eq!(dropped.status.code(), Some(0), "{}", both(&dropped));
+    assert!(stderr(&dropped).contains("xdist"), "{}", both(&dropped));
+    let pdb = run_in(&p, &["run", "--", "--pdb"]);
+    assert_eq!(pdb.status.code(), Some(2), "{}", both(&pdb));
+    assert!(stderr(&pdb).contains("--pdb"), "{}", both(&pdb));
 }

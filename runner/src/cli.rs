@@ -134,11 +134,24 @@ pub struct SelectArgs {
     pub cargo: CargoArgs,
     #[command(flatten)]
     pub shard: ShardArgs,
-    /// Only tests whose names contain one of these strings. After `--`,
-    /// libtest's `--skip PATTERN`, `--exact`, `--ignored` and
-    /// `--include-ignored` are understood too.
+    /// Only tests whose names contain one of these strings. With the
+    /// pytest adapter, a path or node id (`tests/test_a.py::test_x`) goes
+    /// to pytest, which selects on every worker.
     #[arg(value_name = "FILTER")]
     pub filters: Vec<String>,
+    /// pytest adapter: pytest's `-k EXPR` (a keyword expression), decided
+    /// by pytest on every worker.
+    #[arg(short = 'k', value_name = "EXPR")]
+    pub keyword: Option<String>,
+    /// pytest adapter: pytest's `-m EXPR` (a marker expression).
+    #[arg(short = 'm', value_name = "EXPR")]
+    pub markexpr: Option<String>,
+    /// After `--`: pytest adapter, pytest's own arguments for every worker
+    /// (`-- -k slow --ds=settings.test tests/`), as `pytest -n N ARGS`
+    /// takes them; cargo and command, libtest's `--skip PATTERN`,
+    /// `--exact`, `--ignored`, `--include-ignored` and more filters.
+    #[arg(last = true, value_name = "ARGS")]
+    pub passthrough: Vec<String>,
 }
 
 #[derive(Args, Debug, Default)]
@@ -154,9 +167,17 @@ pub struct RunArgs {
     /// Kill a test's process group after this long (seconds, or "500ms", "2m").
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<Seconds>,
-    /// Stop starting tests after the first failure.
-    #[arg(long, overrides_with = "no_fail_fast")]
+    /// Stop starting tests after the first failure (pytest's `-x` too).
+    #[arg(
+        short = 'x',
+        long,
+        visible_alias = "exitfirst",
+        overrides_with = "no_fail_fast"
+    )]
     pub fail_fast: bool,
+    /// Stop starting tests after N failures (pytest's `--maxfail`).
+    #[arg(long, value_name = "N")]
+    pub maxfail: Option<u32>,
     /// Run every test whatever fails (the default).
     #[arg(long, overrides_with = "fail_fast")]
     pub no_fail_fast: bool,
@@ -172,9 +193,22 @@ pub struct RunArgs {
     /// (`[setup] inputs`); the new one replaces it.
     #[arg(long)]
     pub fresh_setup: bool,
-    /// Stream test output instead of capturing it.
-    #[arg(long)]
+    /// Stream test output instead of capturing it (pytest's `-s` too).
+    #[arg(short = 's', long)]
     pub no_capture: bool,
+    /// pytest adapter: more (`-v`, `-vv`) or less (`-q`) detail in what
+    /// pytest writes for a failure, as pytest's own flags.
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[arg(short = 'q', action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    /// pytest adapter: pytest's traceback style for failures (auto, long,
+    /// short, line, native, no).
+    #[arg(long = "tb", value_name = "STYLE")]
+    pub tb: Option<String>,
+    /// Show the N slowest tests in the summary (pytest's `--durations`; 0: all).
+    #[arg(long, value_name = "N")]
+    pub durations: Option<usize>,
     /// Report failures as they are, without examining why a test failed
     /// in parallel (off too under --fail-fast, and with `[diagnose] enabled = false`).
     #[arg(long, env = "PARTEST_NO_DIAGNOSE", value_parser = clap::builder::FalseyValueParser::new())]
@@ -239,6 +273,7 @@ impl RunArgs {
             retries: self.retries,
             timeout: self.timeout.map(|s| s.0),
             fail_fast,
+            max_fail: self.maxfail.map(|n| n.max(1)),
             failed_first: self.failed_first.then_some(true),
             last_failed: self.last_failed,
             junit: self.junit.clone(),

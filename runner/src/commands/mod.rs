@@ -6,6 +6,7 @@ mod diagnose;
 mod list;
 mod merge;
 mod plugins;
+mod pytest_args;
 mod report;
 mod run;
 mod setup;
@@ -91,9 +92,10 @@ pub fn discover(
 /// libtest options after `--`) and the discovery options it implies.
 pub fn selection(
     args: &SelectArgs,
+    sorted: &pytest_args::Sorted,
     interrupts: Option<Arc<Interrupts>>,
 ) -> Result<(Selection, DiscoverOptions)> {
-    let sel = Selection::new(&args.filters, &args.skip, args.exact, &args.filterset)
+    let sel = Selection::new(&sorted.filters, &args.skip, args.exact, &args.filterset)
         .map_err(Error::config)?;
     let run_ignored = if sel.ignored_only {
         RunIgnored::Only
@@ -105,6 +107,7 @@ pub fn selection(
     let options = DiscoverOptions {
         run_ignored,
         cargo: args.cargo.clone(),
+        pytest_args: sorted.pytest.clone(),
         interrupts,
     };
     Ok((sel, options))
@@ -120,7 +123,11 @@ pub fn discover_here(
 ) -> Result<(Selection, Discovered)> {
     let interrupts = Interrupts::install()
         .map_err(|e| Error::setup(format!("cannot install signal handlers: {e}")))?;
-    let (selection, options) = selection(select, Some(interrupts.clone()))?;
+    let sorted = pytest_args::Sorted::of(config, select, None)?;
+    for note in &sorted.notes {
+        eprintln!("partest: note: {note}");
+    }
+    let (selection, options) = selection(select, &sorted, Some(interrupts.clone()))?;
     let discovered = discover(config, settings, &options, false);
     if interrupts.is_set() {
         return Err(Error::Interrupted);

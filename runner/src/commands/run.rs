@@ -9,6 +9,7 @@ use std::io::IsTerminal;
 
 use crossbeam_channel::Sender;
 
+use super::pytest_args::Sorted;
 use super::setup::SetupRun;
 use super::{Discovered, discover, load_isolation, plan, workers};
 use crate::cli::RunArgs;
@@ -55,7 +56,13 @@ pub fn run_with(
         .map_err(|e| Error::setup(format!("cannot start the run's guard process: {e}")))?;
     let interrupts = Interrupts::install()
         .map_err(|e| Error::setup(format!("cannot install signal handlers: {e}")))?;
-    let settings = Settings::resolve(config, &args.overrides())?;
+    let sorted = Sorted::of(config, &args.select, Some(args))?;
+    for note in &sorted.notes {
+        eprintln!("partest: note: {note}");
+    }
+    let mut overrides = args.overrides();
+    sorted.apply(&mut overrides);
+    let settings = Settings::resolve(config, &overrides)?;
     // Probed and its mount points made before anything runs: where no
     // namespace can be made, the run stops here (exit 3).
     let private_paths = super::private_paths(config)?.map(std::sync::Arc::new);
@@ -67,7 +74,7 @@ pub fn run_with(
             crate::runs::runs_dir().display()
         ))
     })?;
-    let (selection, options) = super::selection(&args.select, Some(interrupts.clone()))?;
+    let (selection, options) = super::selection(&args.select, &sorted, Some(interrupts.clone()))?;
     let names = &selection;
 
     // Discover and plan before anything is set up; pytest's workers collect
@@ -112,6 +119,10 @@ pub fn run_with(
             && std::io::stderr().is_terminal()
             && !args.no_capture,
         captured: !args.no_capture,
+        heartbeat: (format == MessageFormat::Human && !std::io::stderr().is_terminal())
+            .then(progress_interval)
+            .flatten(),
+        slowest: args.durations.unwrap_or(5),
         note: discovered.adapter.note(),
     })
     .map_err(|e| Error::setup(format!("cannot start the reporter thread: {e}")))?;
@@ -162,7 +173,11 @@ pub fn run_with(
             },
             PoolOptions {
                 retries: settings.retries,
-                fail_fast: settings.fail_fast,
+                stop_after: if settings.fail_fast {
+                    Some(1)
+                } else {
+                    settings.max_fail
+                },
                 queue: discovered.sharding.queue_options.clone(),
                 private_paths: private_paths.clone(),
             },
@@ -284,6 +299,17 @@ pub fn run_with(
     })
 }
 
+/// How often a run without a terminal prints its progress line: 30 s, or
+/// `PARTEST_PROGRESS_INTERVAL` (seconds; `0` turns it off).
+fn progress_interval() -> Option<std::time::Duration> {
+    let secs = std::env::var("PARTEST_PROGRESS_INTERVAL")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
+        .unwrap_or(30.0);
+    (secs > 0.0).then(|| std::time::Duration::from_secs_f64(secs))
+}
+
 /// Why the run's failures are not examined after the parallel phase, if
 /// they are not.
 fn diagnosis_skipped(
@@ -298,6 +324,9 @@ fn diagnosis_skipped(
     }
     if settings.fail_fast {
         return Some(diagnose::Skip("--fail-fast stops at the first failure"));
+    }
+    if settings.max_fail.is_some() {
+        return Some(diagnose::Skip("--maxfail stops the run after its failures"));
     }
     if lifecycle.keeps_failed_slots() {
         return Some(diagnose::Skip(

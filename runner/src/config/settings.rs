@@ -16,6 +16,8 @@ pub struct Overrides {
     pub retries: Option<u32>,
     pub timeout: Option<Duration>,
     pub fail_fast: Option<bool>,
+    /// `--maxfail N`: stop starting tests after N failures.
+    pub max_fail: Option<u32>,
     /// `--ff`: start last run's failures first.
     pub failed_first: Option<bool>,
     /// `--lf`: only last run's failures (all tests when none is recorded).
@@ -40,6 +42,8 @@ pub struct Settings {
     pub timeout: Option<Duration>,
     pub kill_grace: Duration,
     pub fail_fast: bool,
+    /// Stop starting tests after this many failures (`--maxfail`; 1 is `--fail-fast`).
+    pub max_fail: Option<u32>,
     /// Relative paths are relative to the project root.
     pub junit: Option<PathBuf>,
     /// Enabled plugins: `--plugins`, `[run] plugins`, then `[plugins.*]` tables.
@@ -116,6 +120,7 @@ impl Settings {
                 .or(p.and_then(|p| p.fail_fast))
                 .or(run.fail_fast)
                 .unwrap_or(false),
+            max_fail: o.max_fail,
             junit: o
                 .junit
                 .clone()

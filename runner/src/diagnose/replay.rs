@@ -53,6 +53,7 @@ impl Replay {
             tests: Arc::new(plan.tests.clone()),
             total: 0,
             from_last_run: None,
+            estimate: Arc::default(),
         });
         let index: HashMap<&str, u32> = plan
             .tests

@@ -14,6 +14,9 @@ pub struct Files {
     pub files: Vec<String>,
     #[serde(default)]
     pub errors: Vec<CollectError>,
+    /// Tests pytest left out as it collected (`-k`, `-m`, `--deselect`).
+    #[serde(default)]
+    pub deselected: usize,
 }
 
 /// The tests of the files a `collect` command named.
@@ -22,6 +25,9 @@ pub struct Collected {
     pub files: Vec<FileTests>,
     #[serde(default)]
     pub errors: Vec<CollectError>,
+    /// Tests pytest left out while collecting these files (share mode).
+    #[serde(default)]
+    pub deselected: usize,
 }
 
 /// One file's tests: node ids and each item's marker names, in pytest's

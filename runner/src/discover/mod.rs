@@ -67,6 +67,8 @@ pub struct DiscoverOptions {
     pub run_ignored: RunIgnored,
     /// cargo's flags from the command line.
     pub cargo: CargoArgs,
+    /// pytest's arguments from the command line, after `[pytest] args`.
+    pub pytest_args: Vec<String>,
     /// Ctrl-C during discovery stops what discovery runs (cargo's build).
     pub interrupts: Option<Arc<Interrupts>>,
 }
@@ -76,6 +78,6 @@ pub fn adapter_for(config: &Config, options: &DiscoverOptions) -> Result<Box<dyn
     Ok(match config.adapter()? {
         AdapterKind::Command => Box::new(CommandAdapter::new(config)?),
         AdapterKind::Cargo => Box::new(CargoAdapter::new(config, options)?),
-        AdapterKind::Pytest => Box::new(PytestAdapter::new(config)?),
+        AdapterKind::Pytest => Box::new(PytestAdapter::new(config, &options.pytest_args)?),
     })
 }

@@ -36,7 +36,9 @@ use crate::shard::queue::{Adopted, Feed};
 /// [`RunOptions`]).
 pub struct PoolOptions {
     pub retries: u32,
-    pub fail_fast: bool,
+    /// Start nothing more after this many failures (`--fail-fast`: 1,
+    /// `--maxfail N`); `None`: run everything.
+    pub stop_after: Option<u32>,
     /// `--shard queue`: the shared queue this machine pulls units from.
     pub queue: Option<crate::shard::queue::QueueOptions>,
     /// `[isolation]` private paths, when asked for (the probe passed).
@@ -220,6 +222,12 @@ impl<'a> Pool<'a> {
         if let Some(e) = error {
             return Err(e);
         }
+        // Every worker deselects the same tests: gw0's count, and in share
+        // mode the sum over the shares each worker collected.
+        let deselected = files.deselected + collected.iter().map(|c| c.deselected).sum::<usize>();
+        if deselected > 0 {
+            let _ = events.send(Event::Deselected { tests: deselected });
+        }
         let merged = workers.merge(&ctx.exec, files, collected)?;
         let times: Vec<(&str, Duration)> = merged
             .collect_times
@@ -276,13 +284,16 @@ impl<'a> Pool<'a> {
             stop: false,
             started: Instant::now(),
             serial: false,
+            failures: 0,
             lookahead: in_workers,
             // A long-lived worker has two tests queued behind the one it
             // runs, so it never waits for us between tests even when its
             // slot thread is slow to wake (the workers keep both cores
             // busy); not when a plugin resets the slot between tests, nor
-            // with fail-fast (which then would start tests too many).
-            depth: if in_workers && !ctx.options.fail_fast && !ctx.lifecycle.resets_between_tests()
+            // when failures stop the run (which then would start tests too many).
+            depth: if in_workers
+                && ctx.options.stop_after.is_none()
+                && !ctx.lifecycle.resets_between_tests()
             {
                 WORKER_DEPTH
             } else {
@@ -488,6 +499,8 @@ struct Coordinator<'a, 'b> {
     started: Instant,
     /// In the serial phase (not on the timeline: nothing runs beside it).
     serial: bool,
+    /// Tests that failed for good so far (`stop_after` counts them).
+    failures: u32,
 }
 
 impl Coordinator<'_, '_> {
@@ -502,6 +515,11 @@ impl Coordinator<'_, '_> {
             tests: Arc::new(plan.tests.clone()),
             total,
             from_last_run: plan.from_last_run.clone(),
+            estimate: Arc::new(if plan.known.iter().any(|&k| k) {
+                plan.estimate.clone()
+            } else {
+                Vec::new()
+            }),
         });
         let _ = self.events.send(Event::RunStarted {
             run_id: self.ctx.exec.options.run_id.clone(),
@@ -798,7 +816,13 @@ impl Coordinator<'_, '_> {
             if !self.serial {
                 self.outcome.failed_in_parallel.push(done.test);
             }
-            if self.ctx.options.fail_fast {
+            self.failures += 1;
+            if self
+                .ctx
+                .options
+                .stop_after
+                .is_some_and(|n| self.failures >= n)
+            {
                 self.halt();
             }
         }

@@ -12,10 +12,12 @@ use crate::model::{Diagnosis, Status, TestCase, Verdict};
 pub struct Human {
     bar: Option<ProgressBar>,
     captured: bool,
+    /// How many of the slowest tests the summary lists (0: all).
+    slowest: usize,
 }
 
 impl Human {
-    pub fn new(progress: bool, captured: bool) -> Human {
+    pub fn new(progress: bool, captured: bool, slowest: usize) -> Human {
         let bar = progress.then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
@@ -26,7 +28,11 @@ impl Human {
             );
             bar
         });
-        Human { bar, captured }
+        Human {
+            bar,
+            captured,
+            slowest,
+        }
     }
 
     /// Prints a line without tearing the progress bar.
@@ -57,7 +63,37 @@ fn label(status: Status, flaky: bool, will_retry: bool, leaked: bool) -> &'stati
     }
 }
 
+impl Human {
+    fn progress_line(p: &super::Progress) -> String {
+        let mut text = format!(
+            "   ... {}/{} done, {} failed, {} elapsed",
+            p.done,
+            p.total,
+            p.failed,
+            fmt_clock(p.elapsed)
+        );
+        if let Some(left) = p.left {
+            text.push_str(&format!(", about {} left", fmt_clock(left)));
+        }
+        text
+    }
+}
+
+/// `45s`, `3m05s`, `1h02m`.
+fn fmt_clock(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
 impl Sink for Human {
+    fn heartbeat(&mut self, progress: &super::Progress) {
+        self.line(&Self::progress_line(progress));
+    }
+
     fn event(&mut self, event: &Event, tests: &[TestCase], results: &HashMap<u32, FinalResult>) {
         let name = |i: u32| {
             tests
@@ -95,12 +131,13 @@ impl Sink for Human {
             Event::SetupCommand { command, duration } => {
                 self.line(&format!("   SETUP {} {command}", fmt_duration(*duration)));
             }
-            Event::Setup(done) => self.line(&format!(
-                "   SETUP {}",
-                done.line(crate::report::unix_now())
-            )),
+            Event::Setup(done) => {
+                self.line(&format!("   {}", done.line(crate::report::unix_now())));
+            }
             Event::PhaseStarted { serial: true } => self.line("Serial phase: alone, on gw0"),
-            Event::PhaseStarted { serial: false } | Event::SlotReady { .. } => {}
+            Event::PhaseStarted { serial: false }
+            | Event::SlotReady { .. }
+            | Event::Deselected { .. } => {}
             Event::TestStarted { test, .. } => {
                 if let Some(bar) = &self.bar {
                     bar.set_message(name(*test).to_string());
@@ -230,6 +267,9 @@ impl Sink for Human {
         if s.cancelled > 0 {
             out.push_str(&format!(", {} not run", s.cancelled));
         }
+        if s.deselected > 0 {
+            out.push_str(&format!(", {} deselected", s.deselected));
+        }
         if let Some(said) = &s.from_last_run {
             out.push_str(&format!("; {said}"));
         }
@@ -257,7 +297,11 @@ impl Sink for Human {
         slowest.sort_by(|a, b| b.1.duration.cmp(&a.1.duration).then(a.0.cmp(b.0)));
         if !slowest.is_empty() {
             out.push_str("Slowest:\n");
-            for (i, r) in slowest.iter().take(5) {
+            let shown = match self.slowest {
+                0 => slowest.len(),
+                n => n,
+            };
+            for (i, r) in slowest.iter().take(shown) {
                 out.push_str(&format!("  {} {}\n", fmt_duration(r.duration), name(**i)));
             }
         }

@@ -76,6 +76,7 @@ impl Sink for Json {
                 "outcome": if done.reused_from.is_some() { "reused" } else { "built" },
                 "built_at": done.reused_from, "duration_secs": done.duration.as_secs_f64(),
             }),
+            Event::Deselected { tests } => json!({"type": "deselected", "tests": tests}),
             Event::SlotReady { slot } => json!({"type": "slot-ready", "slot": format!("gw{slot}")}),
             Event::PhaseStarted { serial } => {
                 json!({"type": "phase-started", "phase": if *serial { "serial" } else { "parallel" }})
@@ -112,7 +113,7 @@ impl Sink for Json {
     fn finish(&mut self, s: &Summary, _tests: &[TestCase]) {
         self.emit(json!({
             "type": "run-finished", "passed": s.passed, "failed": s.failed, "timed_out": s.timed_out, "crashed": s.crashed,
-            "skipped": s.skipped, "flaky": s.flaky, "cancelled": s.cancelled,
+            "skipped": s.skipped, "flaky": s.flaky, "cancelled": s.cancelled, "deselected": s.deselected,
             "interrupted": s.interrupted, "leaked": s.leaked, "note": s.note,
             "wall_secs": s.wall.as_secs_f64(),
         }));

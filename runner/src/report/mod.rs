@@ -28,6 +28,10 @@ pub enum Event {
         /// What the order or selection owes to the last run (`--lf`,
         /// failed-first), said on the summary line.
         from_last_run: Option<String>,
+        /// Each test's expected duration (history, else a mean), by index:
+        /// what the progress line's time left is summed from; empty when
+        /// the history knows none of the tests.
+        estimate: Arc<Vec<Duration>>,
     },
     RunStarted {
         run_id: String,
@@ -44,6 +48,11 @@ pub enum Event {
     },
     /// How the set-up kept across runs (`[setup] inputs`) went.
     Setup(SetupDone),
+    /// The test runner itself left these tests out when it collected
+    /// (pytest's `-k`, `-m`, `--deselect`).
+    Deselected {
+        tests: usize,
+    },
     SlotReady {
         slot: usize,
     },
@@ -123,6 +132,11 @@ pub struct ReporterOptions {
     pub progress: bool,
     /// Output was streamed, so there is none to repeat for failures.
     pub captured: bool,
+    /// Without a progress bar (no terminal: a CI log), a progress line this
+    /// often, so that the log never goes quiet for minutes.
+    pub heartbeat: Option<Duration>,
+    /// How many of the slowest tests the human summary lists (`--durations`; 0: all).
+    pub slowest: usize,
     /// Said on the summary line: what the adapter left out (doctests).
     pub note: Option<String>,
 }
@@ -178,6 +192,8 @@ pub struct Summary {
     pub diagnoses: HashMap<u32, Diagnosis>,
     /// Failed tests left unexamined, and why.
     pub not_diagnosed: Option<(Vec<u32>, String)>,
+    /// Tests the runner left out when it collected (pytest's deselection).
+    pub deselected: usize,
 }
 
 impl Summary {
@@ -195,6 +211,19 @@ impl Summary {
 trait Sink {
     fn event(&mut self, event: &Event, tests: &[TestCase], results: &HashMap<u32, FinalResult>);
     fn finish(&mut self, summary: &Summary, tests: &[TestCase]);
+    /// A progress line (only asked of the human output, without a terminal).
+    fn heartbeat(&mut self, _progress: &Progress) {}
+}
+
+/// Where a run stands, for the progress line of a log without a terminal.
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+    pub failed: usize,
+    pub elapsed: Duration,
+    /// What the tests not yet finished are expected to take, over the
+    /// workers; `None` when the history knows none of them.
+    pub left: Option<Duration>,
 }
 
 /// Starts the reporter thread; the run sends events ([`Event::Planned`]
@@ -211,24 +240,55 @@ pub fn start(options: ReporterOptions) -> std::io::Result<(Sender<Event>, JoinHa
 fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
     let start = Instant::now();
     let mut sink: Box<dyn Sink> = match options.format {
-        MessageFormat::Human => Box::new(human::Human::new(options.progress, options.captured)),
+        MessageFormat::Human => Box::new(human::Human::new(
+            options.progress,
+            options.captured,
+            options.slowest,
+        )),
         MessageFormat::Json => Box::new(json::Json::new()),
     };
     let mut tests: Arc<Vec<TestCase>> = Arc::default();
     let mut total = 0;
     let mut summary = Summary::default();
-    for event in rx {
+    let mut pace = Pace::default();
+    let mut next_beat = options.heartbeat.map(|every| Instant::now() + every);
+    loop {
+        let event = match next_beat {
+            None => match rx.recv() {
+                Ok(event) => event,
+                Err(_) => break,
+            },
+            Some(at) => match rx.recv_deadline(at) {
+                Ok(event) => event,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if total > 0 {
+                        sink.heartbeat(&pace.progress(total, &summary, start.elapsed()));
+                    }
+                    next_beat = options.heartbeat.map(|every| Instant::now() + every);
+                    continue;
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            },
+        };
         match &event {
             Event::Planned {
                 tests: planned,
                 total: count,
                 from_last_run,
+                estimate,
             } => {
                 tests = planned.clone();
                 total = *count;
                 summary.from_last_run = from_last_run.clone();
+                pace.planned(estimate.clone(), &tests);
             }
-            Event::TestFinished(f) => record(&mut summary.results, f),
+            Event::RunStarted { workers, .. } => pace.workers = (*workers).max(1),
+            Event::TestFinished(f) => {
+                record(&mut summary.results, f);
+                if !f.will_retry {
+                    pace.finished(f.test);
+                }
+            }
             Event::TestSkipped { test } => {
                 summary.results.insert(
                     *test,
@@ -246,6 +306,7 @@ fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
                 );
             }
             Event::Interrupted => summary.interrupted = true,
+            Event::Deselected { tests } => summary.deselected = *tests,
             Event::Diagnosed(d) => {
                 summary.diagnoses.insert(d.test, (**d).clone());
             }
@@ -283,6 +344,50 @@ fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
     }
     sink.finish(&summary, &tests);
     summary
+}
+
+/// The expected time of what is left, kept as the run goes: the sum of the
+/// estimates of the tests not yet finished, over the workers.
+#[derive(Default)]
+struct Pace {
+    estimate: Arc<Vec<Duration>>,
+    /// Whether the history knew any planned test (else no time left is said).
+    known: bool,
+    left: Duration,
+    finished: Vec<bool>,
+    workers: usize,
+}
+
+impl Pace {
+    fn planned(&mut self, estimate: Arc<Vec<Duration>>, tests: &[TestCase]) {
+        self.known = !estimate.is_empty() && estimate.len() == tests.len();
+        self.left = estimate.iter().sum();
+        self.finished = vec![false; estimate.len()];
+        self.estimate = estimate;
+    }
+
+    fn finished(&mut self, test: u32) {
+        let i = test as usize;
+        if let Some(done) = self.finished.get_mut(i).filter(|d| !**d) {
+            *done = true;
+            self.left = self.left.saturating_sub(self.estimate[i]);
+        }
+    }
+
+    fn progress(&self, total: usize, summary: &Summary, elapsed: Duration) -> Progress {
+        let failed = summary
+            .results
+            .values()
+            .filter(|r| r.status.is_failure())
+            .count();
+        Progress {
+            done: summary.results.len().min(total),
+            total,
+            failed,
+            elapsed,
+            left: self.known.then(|| self.left / self.workers.max(1) as u32),
+        }
+    }
 }
 
 fn record(results: &mut HashMap<u32, FinalResult>, f: &TestFinished) {

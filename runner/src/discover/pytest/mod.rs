@@ -54,13 +54,13 @@ const PYTEST_FLAGS: [&str; 6] = [
 impl PytestAdapter {
     /// The adapter, with partest's pytest plugin written where the
     /// workers' `PYTHONPATH` finds it.
-    pub fn new(config: &Config) -> Result<PytestAdapter> {
+    pub fn new(config: &Config, cli_args: &[String]) -> Result<PytestAdapter> {
         let f = &config.file;
         let mut adapter = PytestAdapter {
             root: config.root.clone(),
             plugin_dir: config.state_dir().join("pytest"),
             python: f.pytest.python.clone(),
-            args: f.pytest.args.clone(),
+            args: f.pytest.args.iter().chain(cli_args).cloned().collect(),
             serial_markers: f.serial.markers.clone(),
             collect_timeout: f.pytest.collect_timeout.0,
             collect: f.pytest.collect,

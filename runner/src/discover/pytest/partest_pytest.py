@@ -179,6 +179,7 @@ class _Worker:
         self.commands = os.fdopen(read_fd, "rb", buffering=65536)
         self.out = write_fd
         self.collect_errors = []
+        self.deselected = 0
         self.reports = []
         # Lazy when asked for, unless an argument names tests inside a file.
         self.lazy = os.environ.get("PARTEST_PYTEST_COLLECT") == "share" and not any(
@@ -215,6 +216,9 @@ class _Worker:
             self.file_ids = list(by_file)
             self.eager_items = list(by_file.values())
 
+    def pytest_deselected(self, items):
+        self.deselected += len(items)
+
     def pytest_collectreport(self, report):
         if report.failed:
             self.collect_errors.append({"id": report.nodeid, "text": str(report.longrepr)})
@@ -228,7 +232,8 @@ class _Worker:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
-        self.send({"t": "files", "files": self.file_ids, "errors": self.collect_errors})
+        self.send({"t": "files", "files": self.file_ids, "errors": self.collect_errors,
+                   "deselected": self.deselected})
         if self.collect_errors:
             return True
         for line in self.commands:
@@ -246,6 +251,7 @@ class _Worker:
 
     def collect(self, session, files):
         errors_before = len(self.collect_errors)
+        deselected_before = self.deselected
         collected = []
         secs = {}
         for f in files:
@@ -273,7 +279,8 @@ class _Worker:
             if rank is not None:
                 entry["ranks"] = [rank(item) for item in items]
             collected.append(entry)
-        self.send({"t": "collected", "files": collected, "errors": self.collect_errors[errors_before:]})
+        self.send({"t": "collected", "files": collected, "errors": self.collect_errors[errors_before:],
+                   "deselected": self.deselected - deselected_before})
 
     def django_rank(self):
         """pytest-django's order, which it sorts the items by and partest
