@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use sha2::{Digest, Sha256};
-use walkdir::WalkDir;
 
 use crate::config::{Config, Filter, Settings};
 use crate::error::{Error, Result};
@@ -45,7 +44,9 @@ impl SetupKey {
         }
         let globs = Filter::new(&setup.inputs)
             .map_err(|e| Error::config(format!("{}: {e}", config.at(&["setup", "inputs"]))))?;
-        let inputs = matching_files(&config.root, &globs)?;
+        let inputs = globs
+            .matching_files(&config.root)
+            .map_err(|e| Error::setup(format!("[setup] inputs: listing the project: {e}")))?;
         let mut hash = Sha256::new();
         let mut field = |bytes: &[u8]| {
             hash.update((bytes.len() as u64).to_le_bytes());
@@ -94,40 +95,6 @@ pub fn project_id(config: &Config) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The project's files the globs match, sorted (the order of the hash).
-fn matching_files(root: &Path, globs: &Filter) -> Result<Vec<String>> {
-    let mut found = Vec::new();
-    let walker = WalkDir::new(root)
-        .follow_links(false)
-        .into_iter()
-        .filter_entry(|e| {
-            !(e.file_type().is_dir()
-                && e.file_name()
-                    .to_str()
-                    .is_some_and(|n| crate::model::UNSCANNED_DIRS.contains(&n)))
-        });
-    for entry in walker {
-        let entry =
-            entry.map_err(|e| Error::setup(format!("[setup] inputs: listing the project: {e}")))?;
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let Some(rel) = entry
-            .path()
-            .strip_prefix(root)
-            .ok()
-            .and_then(|r| r.to_str())
-        else {
-            continue;
-        };
-        if globs.matches(rel) {
-            found.push(rel.to_string());
-        }
-    }
-    found.sort();
-    Ok(found)
 }
 
 /// Everything the run needs set up before its slots: the plugins'

@@ -241,6 +241,38 @@ impl Filter {
         &self.patterns
     }
 
+    /// The project's files under `root` that match, as sorted paths relative
+    /// to it; folders that hold neither tests nor inputs
+    /// ([`crate::model::UNSCANNED_DIRS`]) are not walked, nor are links.
+    pub fn matching_files(&self, root: &std::path::Path) -> Result<Vec<String>, String> {
+        let walker = walkdir::WalkDir::new(root)
+            .follow_links(false)
+            .into_iter()
+            .filter_entry(|e| {
+                !(e.file_type().is_dir()
+                    && e.file_name()
+                        .to_str()
+                        .is_some_and(|n| crate::model::UNSCANNED_DIRS.contains(&n)))
+            });
+        let mut found = Vec::new();
+        for entry in walker {
+            let entry = entry.map_err(|e| e.to_string())?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let rel = entry
+                .path()
+                .strip_prefix(root)
+                .ok()
+                .and_then(|r| r.to_str());
+            if let Some(rel) = rel.filter(|rel| self.matches(rel)) {
+                found.push(rel.to_string());
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
     /// A test matches when the whole name matches, or its file part does
     /// (`tests/a.py` for `tests/a.py::test_x`), so that `tests/a.py` selects a file.
     pub fn matches(&self, name: &str) -> bool {

@@ -4,8 +4,6 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use walkdir::WalkDir;
-
 use super::{Adapter, ProcessAdapter, Runs};
 use crate::config::{AdapterKind, Config, Filter};
 use crate::error::{Error, Result};
@@ -47,33 +45,18 @@ impl Adapter for CommandAdapter {
     }
 
     fn discover(&mut self) -> Result<Vec<TestCase>> {
-        let mut found = Vec::new();
-        let walker = WalkDir::new(&self.root)
-            .follow_links(false)
+        let files = self
+            .tests
+            .matching_files(&self.root)
+            .map_err(|e| Error::setup(format!("listing test files: {e}")))?;
+        Ok(files
             .into_iter()
-            .filter_entry(|e| {
-                !(e.file_type().is_dir()
-                    && e.file_name()
-                        .to_str()
-                        .is_some_and(|n| crate::model::UNSCANNED_DIRS.contains(&n)))
-            });
-        for entry in walker {
-            let entry = entry.map_err(|e| Error::setup(format!("listing test files: {e}")))?;
-            if !entry.file_type().is_file() {
-                continue;
-            }
-            let Ok(rel) = entry.path().strip_prefix(&self.root) else {
-                continue;
-            };
-            let Some(rel) = rel.to_str() else { continue };
-            if self.tests.matches(rel) {
+            .map(|rel| {
                 let mut test = TestCase::new(rel);
                 std::sync::Arc::make_mut(&mut test.meta).kind = "command".into();
-                found.push(test);
-            }
-        }
-        found.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(found)
+                test
+            })
+            .collect())
     }
 
     fn runs(&self) -> Runs<'_> {
