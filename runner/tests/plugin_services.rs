@@ -452,3 +452,35 @@ fn pg_sleep_is_cancelled_at_the_deadline_whatever_the_plugin_sets() {
         .get(0);
     assert_eq!(still, 0, "the plugin's pg_sleep still runs on the server");
 }
+
+/// This process's peak resident memory so far, in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_query_result_over_the_boundary_limit_is_refused_before_it_arrives() {
+    if !postgres_up() {
+        return;
+    }
+    let before = peak_rss_kib();
+    // 300 MiB of rows against the default boundary limit.
+    let (result, _) = against_postgres(
+        "pg-huge-result",
+        "allow-superuser = true\nlimits = { setup-run-timeout = \"20s\" }",
+    );
+    assert!(
+        result.starts_with("refused") && result.contains("limits.boundary"),
+        "{result}"
+    );
+    let grown = peak_rss_kib().saturating_sub(before);
+    assert!(
+        grown < 100 * 1024,
+        "the host grew {grown} KiB on a refused result"
+    );
+}

@@ -116,6 +116,14 @@ impl Plugin for HostileServices {
                 );
                 Ok(vec![("RESULT".into(), outcome(r))])
             }
+            // A result far over the boundary limit: refused before it arrives.
+            "pg-huge-result" => {
+                let r = postgres::query(
+                    None,
+                    "SELECT repeat('x', 1048576) AS chunk FROM generate_series(1, 300)",
+                );
+                Ok(vec![("RESULT".into(), outcome(r))])
+            }
             "pg-other-database" => {
                 let r = postgres::query(Some(&self.s.database), "SELECT current_database()");
                 Ok(vec![("RESULT".into(), outcome(r))])

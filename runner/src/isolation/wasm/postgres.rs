@@ -424,29 +424,71 @@ pub fn execute(state: &mut HostState, database: Option<String>, sql: String) -> 
     on_database(state, database, |client| client.batch_execute(&sql))
 }
 
-/// Runs a query; its rows in text form.
+/// Runs one query (a `SELECT`, `VALUES` or `TABLE`) in a transaction that
+/// is rolled back; its rows in text form. The result is kept on the server
+/// first (a temporary table) and its size asked there, so a result over the
+/// plugin's boundary limit is refused before any of it crosses into partest.
 pub fn query(state: &mut HostState, database: Option<String>, sql: String) -> Result<Rows, Error> {
     state.check_size("the SQL", sql.len())?;
-    let messages = on_database(state, database, |client| client.simple_query(&sql))?;
+    let limit = state.grants.boundary;
+    let body = sql.trim().trim_end_matches(';').to_string();
+    let fetched = on_database(state, database, |client| {
+        client.batch_execute("BEGIN")?;
+        let read = sized_query(client, &body, limit);
+        let _ = client.batch_execute("ROLLBACK");
+        read
+    });
+    match fetched {
+        Ok(Ok(rows)) => Ok(rows),
+        Ok(Err(size)) => Err(Error::Refused(format!(
+            "the query result is {size} bytes, over the plugin's boundary limit of {limit} \
+             bytes (limits.boundary); partest did not read it"
+        ))),
+        Err(Error::Failed(m)) if m.contains("syntax error") || m.contains("more than once") => {
+            Err(Error::Failed(format!(
+                "{m} (query runs one SELECT, VALUES or TABLE whose columns have distinct \
+                 names; run other statements with execute)"
+            )))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `body`'s rows when their text is at most `limit` bytes; `Err(size)` else.
+fn sized_query(
+    client: &mut Client,
+    body: &str,
+    limit: usize,
+) -> Result<Result<Rows, usize>, postgres::Error> {
+    client.batch_execute(&format!("CREATE TEMPORARY TABLE partest_result AS {body}"))?;
+    let measured = client.simple_query(
+        "SELECT coalesce(sum(octet_length(partest_result::text) + 8), 0)::bigint \
+         FROM partest_result",
+    )?;
+    let size = measured
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0)?.parse::<usize>().ok(),
+            _ => None,
+        })
+        .unwrap_or(usize::MAX);
+    if size > limit {
+        return Ok(Err(size));
+    }
     let mut rows = Rows::default();
-    let mut size = 0;
-    for m in messages {
+    for m in client.simple_query("SELECT * FROM partest_result")? {
         if let SimpleQueryMessage::Row(row) = m {
             if rows.columns.is_empty() {
                 rows.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
             }
-            let values: Vec<Option<String>> = (0..row.len())
-                .map(|i| row.get(i).map(str::to_string))
-                .collect();
-            size += values
-                .iter()
-                .map(|v| v.as_ref().map_or(0, String::len))
-                .sum::<usize>();
-            rows.rows.push(values);
+            rows.rows.push(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_string))
+                    .collect(),
+            );
         }
     }
-    state.check_size("the query result", size)?;
-    Ok(rows)
+    Ok(Ok(rows))
 }
 
 #[cfg(test)]
