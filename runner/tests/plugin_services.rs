@@ -30,7 +30,7 @@ fn written_config(dir: &std::path::Path, text: &str) -> Config {
 /// The variables the test guests report through (what they declare).
 const SERVICES_ENV: &str =
     r#""GOT", "SCANNED", "PG_DB", "PG_NULL", "PG_URL", "INCR", "FLUSHALL", "REDIS_URL""#;
-const EVIL_ENV: &str = r#""EVAL", "EVAL_RO", "EVALSHA", "FCALL", "FUNCTION", "SCRIPT", "MIGRATE", "SWAPDB", "CLIENT_PAUSE", "CLIENT_KILL", "CONFIG", "MODULE", "DEBUG", "SAVE", "BGSAVE", "SHUTDOWN", "REPLICAOF", "FLUSHALL", "RESULT", "IN_MULTI""#;
+const EVIL_ENV: &str = r#""EVAL", "EVAL_RO", "EVALSHA", "FCALL", "FUNCTION", "SCRIPT", "MIGRATE", "SWAPDB", "CLIENT_PAUSE", "CLIENT_KILL", "CONFIG", "MODULE", "DEBUG", "SAVE", "BGSAVE", "SHUTDOWN", "REPLICAOF", "FLUSHALL", "RESULT", "IN_MULTI", "APPENDED", "STOPPED""#;
 
 #[test]
 fn redis_and_postgres_capabilities_reach_only_the_granted_servers() {
@@ -483,4 +483,39 @@ fn a_query_result_over_the_boundary_limit_is_refused_before_it_arrives() {
         grown < 100 * 1024,
         "the host grew {grown} KiB on a refused result"
     );
+}
+
+#[test]
+fn a_plugin_cannot_grow_a_redis_server_without_end_nor_read_a_value_past_its_limit() {
+    let Some(server) = PrivateRedis::start() else {
+        return;
+    };
+    let (env, _) = hostile_services(
+        "redis-grow",
+        &format!(
+            "allow = {{ redis = \"{}\", postgres = \"postgres://nobody@127.0.0.1:1/none\" }}\n\
+             limits = {{ setup-run-timeout = \"30s\" }}",
+            server.url()
+        ),
+    );
+    let env = env.unwrap();
+    let get = |name: &str| {
+        env.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    // 4 × the 16 MiB boundary: 16 appends of 4 MiB, then refused.
+    let appended: usize = get("APPENDED").parse().unwrap();
+    assert!(appended <= 16, "{appended} appends of 4 MiB went through");
+    assert!(get("STOPPED").contains("budget"), "{}", get("STOPPED"));
+    // The value is over the boundary limit: refused before it is read.
+    assert!(
+        get("RESULT").starts_with("refused") && get("RESULT").contains("did not read it"),
+        "{}",
+        get("RESULT")
+    );
+    let mut conn = server.connection().unwrap();
+    let len: usize = redis::cmd("STRLEN").arg("grown").query(&mut conn).unwrap();
+    assert!(len <= 64 << 20, "the server holds {len} bytes");
 }

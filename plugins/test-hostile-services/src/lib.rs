@@ -78,7 +78,7 @@ impl Plugin for HostileServices {
         REDIS_ATTACKS
             .iter()
             .map(|(k, _)| k.to_string())
-            .chain(["RESULT".to_string(), "IN_MULTI".to_string()])
+            .chain(["RESULT", "IN_MULTI", "APPENDED", "STOPPED"].map(String::from))
             .collect()
     }
 
@@ -101,6 +101,26 @@ impl Plugin for HostileServices {
                 ));
                 let _ = redis::command(&["DISCARD"]);
                 Ok(env)
+            }
+            // Grows one key by 4 MiB appends, then reads it back whole.
+            "redis-grow" => {
+                let chunk = "x".repeat(4 << 20);
+                let mut appended = 0;
+                let mut stopped = String::from("never");
+                for _ in 0..100 {
+                    match redis::command(&["APPEND", "grown", &chunk]) {
+                        Ok(_) => appended += 1,
+                        Err(e) => {
+                            stopped = outcome::<()>(Err(e));
+                            break;
+                        }
+                    }
+                }
+                Ok(vec![
+                    ("APPENDED".into(), appended.to_string()),
+                    ("STOPPED".into(), stopped),
+                    ("RESULT".into(), outcome(redis::command(&["GET", "grown"]))),
+                ])
             }
             "pg-sleep" => {
                 // The plugin lifts the server-side limit; the host's must hold.

@@ -54,7 +54,6 @@ const ALLOWED: &[&str] = &[
     "TOUCH",
     "RENAME",
     "RENAMENX",
-    "COPY",
     "MOVE",
     "EXPIRE",
     "PEXPIRE",
@@ -217,6 +216,11 @@ pub struct Conn {
     /// Between MULTI and EXEC/DISCARD, or under a WATCH: state a new
     /// connection would not have, so it is not checked then.
     in_transaction: bool,
+    /// Between MULTI and EXEC/DISCARD: commands are queued, not answered.
+    queued: bool,
+    /// Bytes this instance has sent in commands: held to a budget, so a
+    /// loop of writes cannot grow the server without end.
+    sent: usize,
     /// A plugin call began since the connection was last checked.
     check: bool,
 }
@@ -234,6 +238,7 @@ impl Conn {
     fn drop_connection(&mut self) {
         self.conn = None;
         self.in_transaction = false;
+        self.queued = false;
     }
 
     /// Remembers what a command that succeeded changed on the connection.
@@ -250,8 +255,16 @@ impl Conn {
             {
                 self.name = args.get(2).cloned()
             }
-            "MULTI" | "WATCH" => self.in_transaction = true,
-            "EXEC" | "DISCARD" | "UNWATCH" => self.in_transaction = false,
+            "MULTI" => {
+                self.in_transaction = true;
+                self.queued = true;
+            }
+            "WATCH" => self.in_transaction = true,
+            "EXEC" | "DISCARD" => {
+                self.in_transaction = false;
+                self.queued = false;
+            }
+            "UNWATCH" => self.in_transaction = false,
             _ => {}
         }
     }
@@ -413,6 +426,39 @@ fn size(nodes: &[Node]) -> usize {
         .sum()
 }
 
+/// How many boundary limits' worth of commands one plugin instance may send.
+const SENT_BUDGET_BOUNDARIES: usize = 4;
+
+/// The keys whose values a command replies with (its size bounded by what
+/// is stored under them), or `None` for a command whose reply is small.
+fn reads_values<'a>(name: &str, args: &'a [Vec<u8>]) -> Option<&'a [Vec<u8>]> {
+    match name {
+        "MGET" => Some(&args[1..]),
+        "GET" | "GETDEL" | "GETEX" | "GETSET" | "GETRANGE" | "HGETALL" | "HKEYS" | "HVALS"
+        | "HMGET" | "LRANGE" | "LPOP" | "RPOP" | "SMEMBERS" | "ZRANGE" | "ZRANGEBYSCORE"
+        | "XRANGE" | "HSCAN" | "SSCAN" | "ZSCAN" => args.get(1..2),
+        _ => None,
+    }
+}
+
+/// What the server holds under `keys` (`MEMORY USAGE`), in bytes; 0 for
+/// a missing key or a server that cannot say.
+fn stored_size(conn: &mut redis::Connection, keys: &[Vec<u8>]) -> usize {
+    keys.iter()
+        .map(|key| {
+            redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(key.as_slice())
+                .arg("SAMPLES")
+                .arg(0)
+                .query::<Option<usize>>(conn)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
 /// The granted URL (for handing `REDIS_URL` to tests).
 pub fn url(state: &HostState) -> String {
     granted(state).unwrap_or_default()
@@ -429,11 +475,38 @@ pub fn command(state: &mut HostState, args: Vec<Vec<u8>>) -> Result<Vec<Node>, E
     let name = String::from_utf8_lossy(first).to_ascii_uppercase();
     let bytes: usize = args.iter().map(Vec::len).sum();
     state.check_size("the Redis command", bytes)?;
+    let budget = SENT_BUDGET_BOUNDARIES * state.grants.boundary;
+    let sent = state.instance::<Conn>().sent + bytes;
+    if sent > budget {
+        return Err(Error::Refused(format!(
+            "this plugin instance has sent {sent} bytes to Redis, over its budget of {budget} \
+             bytes ({SENT_BUDGET_BOUNDARIES} × limits.boundary): partest isolates with a few keys, \
+             it does not fill a server"
+        )));
+    }
+    state.instance::<Conn>().sent = sent;
+    let limit = state.grants.boundary;
+    let queued = state.instance::<Conn>().queued;
+    let conn = connection(state)?;
+    if let Some(keys) = reads_values(&name, &args) {
+        if queued {
+            return Err(Error::Refused(format!(
+                "Redis {name} inside MULTI: a reply partest cannot size first; read outside the \
+                 transaction (WATCH, read, then MULTI)"
+            )));
+        }
+        let size = stored_size(conn, keys);
+        if size > limit {
+            return Err(Error::Refused(format!(
+                "Redis {name}: the value is {size} bytes, over the plugin's boundary limit of \
+                 {limit} bytes (limits.boundary); partest did not read it"
+            )));
+        }
+    }
     let mut cmd = redis::cmd(&name);
     for a in &args[1..] {
         cmd.arg(a.as_slice());
     }
-    let conn = connection(state)?;
     let value: redis::Value = match cmd.query(conn) {
         Ok(v) => v,
         Err(e) => {
