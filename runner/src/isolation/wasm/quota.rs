@@ -10,6 +10,15 @@ use crate::config::ByteSize;
 /// The most files and directories a plugin may keep.
 pub const MAX_ENTRIES: u64 = 100_000;
 
+/// The bytes used under `dirs`, counted up to a little past `cap`.
+pub fn used(dirs: &[&Path], cap: u64) -> u64 {
+    let mut usage = Usage::default();
+    for dir in dirs {
+        usage.add_dir(dir, cap);
+    }
+    usage.bytes
+}
+
 /// The bytes used under `dirs`, as text, when they are over `quota` (or
 /// the entries over [`MAX_ENTRIES`]).
 pub fn exceeded(dirs: &[&Path], quota: u64) -> Option<String> {

@@ -222,16 +222,70 @@ impl HostState {
     fn bounded<R>(&self, conn: &Connection, work: impl FnOnce() -> R) -> R {
         let handle = conn.get_interrupt_handle();
         let dirs = [self.scratch.clone(), self.grants.databases()];
-        let quota = self.grants.scratch_quota;
+        let quota = self.quota_now;
         let over = move || quota::exceeded(&[&dirs[0], &dirs[1]], quota).is_some();
         deadline::bounded(self.deadline, over, move || handle.interrupt(), work).0
     }
 
-    /// Why an interrupted statement stopped, in the user's terms.
+    /// Removes database `name` and the files SQLite keeps next to it, then
+    /// the folders its name made, once empty.
+    fn remove_database(&self, name: &str) -> Result<(), Error> {
+        let full = self.database_path(name)?;
+        let base = self.grants.databases();
+        no_links(&base, &full)?;
+        for suffix in SIDECARS.iter().chain(&[""]) {
+            let mut file = full.clone().into_os_string();
+            file.push(suffix);
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::Failed(format!("cannot remove {name}{suffix}: {e}")));
+                }
+                _ => {}
+            }
+        }
+        // Directories the names made, once empty (remove_dir fails otherwise).
+        let mut dir = full.parent();
+        while let Some(d) = dir.filter(|d| d.starts_with(&base) && *d != base) {
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
+
+    /// Why an interrupted statement stopped, in the user's terms. A
+    /// database that a statement grew past the quota is removed: what is
+    /// over the quota would fail every later call, `partest clean`'s too.
     fn interrupted(&self, name: &str, e: rusqlite::Error) -> Error {
-        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) {
+        let code = e.sqlite_error_code();
+        if code == Some(rusqlite::ErrorCode::DiskFull) {
+            let removed = self.remove_database(name).is_ok();
+            return Error::Refused(format!(
+                "sqlite {name}: stopped at the plugin's disk quota of {} ([plugins.{}] limits = \
+                 {{ scratch = \"...\" }}); the database was {}",
+                crate::config::ByteSize(self.grants.scratch_quota),
+                self.grants.plugin,
+                if removed {
+                    "removed"
+                } else {
+                    "left (it could not be removed)"
+                }
+            ));
+        }
+        if code == Some(rusqlite::ErrorCode::OperationInterrupted) {
             match self.over_quota() {
-                Some(why) => Error::Refused(format!("sqlite {name}: stopped: {why}")),
+                Some(why) => {
+                    let removed = self.remove_database(name).is_ok();
+                    Error::Refused(format!(
+                        "sqlite {name}: stopped: {why}; the database was {}",
+                        if removed {
+                            "removed"
+                        } else {
+                            "left (it could not be removed)"
+                        }
+                    ))
+                }
                 None => Error::Failed(format!(
                     "sqlite {name}: the statement did not finish within the plugin's call time limit; partest interrupted it"
                 )),
@@ -335,28 +389,7 @@ pub fn copy_granted(state: &mut HostState, source: String, target: String) -> Re
 }
 
 pub fn remove(state: &mut HostState, name: String) -> Result<(), Error> {
-    let full = state.database_path(&name)?;
-    let base = state.grants.databases();
-    no_links(&base, &full)?;
-    for suffix in SIDECARS.iter().chain(&[""]) {
-        let mut file = full.clone().into_os_string();
-        file.push(suffix);
-        match std::fs::remove_file(&file) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::Failed(format!("cannot remove {name}{suffix}: {e}")));
-            }
-            _ => {}
-        }
-    }
-    // Directories the names made, once empty (remove_dir fails otherwise).
-    let mut dir = full.parent();
-    while let Some(d) = dir.filter(|d| d.starts_with(&base) && *d != base) {
-        if std::fs::remove_dir(d).is_err() {
-            break;
-        }
-        dir = d.parent();
-    }
-    Ok(())
+    state.remove_database(&name)
 }
 
 pub fn size(state: &mut HostState, name: String) -> Result<Option<u64>, Error> {

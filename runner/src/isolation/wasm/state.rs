@@ -122,6 +122,11 @@ pub struct HostState {
     /// (nothing to keep), not during teardown or a sweep (which release
     /// what a run holds, and must finish).
     pub interruptible: bool,
+    /// What the plugin's files may hold during the current call: its quota;
+    /// in a call that releases (teardown, a sweep) what they held when it
+    /// began, if more, so that files already over the quota can still be
+    /// removed, though not grown.
+    pub quota_now: u64,
     /// Each capability's state in this instance.
     caps: Instances,
 }
@@ -147,6 +152,7 @@ impl HostState {
                     .table_elements(1 << 20)
                     .build(),
             },
+            quota_now: grants.scratch_quota,
             grants,
             scratch: scratch.to_path_buf(),
             deadline: Instant::now(),
@@ -160,6 +166,12 @@ impl HostState {
     pub fn begin_call(&mut self, limit: Duration, interruptible: bool) {
         self.deadline = Instant::now() + limit;
         self.interruptible = interruptible;
+        self.quota_now = self.grants.scratch_quota;
+        if !interruptible {
+            let dirs = [self.scratch.as_path(), &self.grants.databases()];
+            let held = quota::used(&dirs, u64::MAX);
+            self.quota_now = self.quota_now.max(held);
+        }
         self.caps.begin_call();
     }
 
@@ -177,11 +189,7 @@ impl HostState {
 
     /// Why the plugin's files are over its quota, if they are.
     pub fn over_quota(&self) -> Option<String> {
-        quota::exceeded(
-            &[&self.scratch, &self.grants.databases()],
-            self.grants.scratch_quota,
-        )
-        .map(|used| {
+        quota::exceeded(&[&self.scratch, &self.grants.databases()], self.quota_now).map(|used| {
             format!(
                 "its scratch dir and databases hold {used}, over its quota of {} \
                  ([plugins.{}] limits = {{ scratch = \"...\" }})",
