@@ -574,3 +574,71 @@ fn a_run_without_a_terminal_prints_a_progress_line_every_interval() {
     // 0 turns it off.
     assert!(!run("0").contains(" done, "));
 }
+
+/// `--trace FILE`: Chrome trace-event JSON with a track per slot, a span
+/// per test attempt on its slot's track, and the run's own steps.
+#[test]
+fn trace_writes_a_track_per_slot_and_a_span_per_attempt() {
+    let p = Project::new();
+    p.file(
+        "partest.toml",
+        &format!("{CONFIG}\n[setup]\ncommands = [\"true\"]\n"),
+    );
+    for i in 0..4 {
+        p.file(&format!("t/ok{i}.sh"), "sleep 0.1\n");
+    }
+    p.file("t/bad.sh", "exit 1\n");
+    let out = p.run(&[
+        "run",
+        "-n",
+        "2",
+        "--retries",
+        "1",
+        "--trace",
+        "out/trace.json",
+    ]);
+    assert_eq!(out.status.code(), Some(100), "{}", both(&out));
+    let text = std::fs::read_to_string(p.path().join("out/trace.json")).expect("the trace");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let events = doc["traceEvents"].as_array().expect("traceEvents");
+    let tracks: std::collections::BTreeMap<u64, String> = events
+        .iter()
+        .filter(|e| e["name"] == "thread_name")
+        .map(|e| {
+            (
+                e["tid"].as_u64().unwrap(),
+                e["args"]["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tracks.values().cloned().collect::<Vec<_>>(),
+        ["run", "gw0", "gw1"],
+        "{tracks:?}"
+    );
+    let tests: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["cat"] == "test")
+        .collect();
+    // 4 passes and the failing test's 2 attempts, each on a slot's track.
+    assert_eq!(tests.len(), 6, "{text}");
+    for t in &tests {
+        let tid = t["tid"].as_u64().unwrap();
+        assert!(tid == 1 || tid == 2, "{t}");
+        assert!(t["dur"].as_u64().unwrap() > 0 && t["ts"].is_u64(), "{t}");
+    }
+    let bad: Vec<u64> = tests
+        .iter()
+        .filter(|t| t["name"] == "t/bad.sh")
+        .map(|t| t["args"]["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(bad, [1, 2]);
+    let steps: Vec<&str> = events
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["tid"] == 0)
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    for step in ["plugins: setup-run", "[setup] true", "teardown"] {
+        assert!(steps.contains(&step), "{step} missing from {steps:?}");
+    }
+}

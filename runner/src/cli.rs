@@ -161,6 +161,10 @@ pub struct RunArgs {
     /// Write a JUnit XML report here.
     #[arg(long, value_name = "PATH")]
     pub junit: Option<PathBuf>,
+    /// Write the run as Chrome trace-event JSON here (open it in Perfetto
+    /// or chrome://tracing): a track per slot, a span per test attempt.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
     /// Run a failed test up to N more times; one that then passes is FLAKY.
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,

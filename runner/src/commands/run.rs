@@ -123,6 +123,7 @@ pub fn run_with(
             .then(progress_interval)
             .flatten(),
         slowest: args.durations.unwrap_or(5),
+        trace: args.trace.as_ref().map(|t| config.root.join(t)),
         note: discovered.adapter.note(),
     })
     .map_err(|e| Error::setup(format!("cannot start the reporter thread: {e}")))?;
@@ -401,7 +402,13 @@ fn teardown(
     run_failed: bool,
     events: &Sender<Event>,
 ) -> Vec<crate::error::IsolationError> {
+    let start = std::time::Instant::now();
     let errors = lifecycle.teardown(run_failed);
+    let _ = events.send(Event::Span {
+        slot: None,
+        name: "teardown".into(),
+        duration: start.elapsed(),
+    });
     for e in &errors {
         let _ = events.send(Event::Warning(format!("teardown: {e}")));
     }

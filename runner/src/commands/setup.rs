@@ -112,7 +112,7 @@ pub struct SetupRun<'a> {
 impl SetupRun<'_> {
     pub fn run(&self, run: &mut RunInfo) -> Result<()> {
         let Some(key) = SetupKey::of(self.config)? else {
-            let env = self.lifecycle.setup_run(run).map_err(Error::Isolation)?;
+            let env = self.setup_run(run)?;
             return self.commands(&env);
         };
         let start = Instant::now();
@@ -131,7 +131,7 @@ impl SetupRun<'_> {
                  so the setup commands run every time"
                     .into(),
             ));
-            let env = self.lifecycle.setup_run(run).map_err(Error::Isolation)?;
+            let env = self.setup_run(run)?;
             return self.commands(&env);
         }
         let built_at = kept
@@ -149,7 +149,7 @@ impl SetupRun<'_> {
             key: key.key.clone(),
             reuse,
         });
-        let env = self.lifecycle.setup_run(run).map_err(Error::Isolation)?;
+        let env = self.setup_run(run)?;
         if !reuse {
             self.commands(&env)?;
             if self.interrupts.is_set() {
@@ -167,6 +167,18 @@ impl SetupRun<'_> {
         record(&self.config.state_dir(), &done, &key.inputs);
         let _ = self.events.send(Event::Setup(done));
         Ok(())
+    }
+
+    /// Every plugin's setup-run, timed for the trace.
+    fn setup_run(&self, run: &RunInfo) -> Result<Env> {
+        let start = Instant::now();
+        let env = self.lifecycle.setup_run(run).map_err(Error::Isolation);
+        let _ = self.events.send(Event::Span {
+            slot: None,
+            name: "plugins: setup-run".into(),
+            duration: start.elapsed(),
+        });
+        env
     }
 
     /// Drops this project's kept set-ups beyond `[setup] keep`, least

@@ -13,11 +13,24 @@ use crate::report::Event;
 struct PoolTrials<'p, 'a> {
     pool: &'p mut Pool<'a>,
     plan: &'p Plan,
+    events: &'p Sender<Event>,
 }
 
 impl TrialRunner for PoolTrials<'_, '_> {
     fn run(&mut self, trial: &Trial, victim: u32) -> Option<Status> {
-        self.pool.trial(self.plan, trial, victim)
+        let start = std::time::Instant::now();
+        let status = self.pool.trial(self.plan, trial, victim);
+        let with = trial.lanes.iter().map(|l| l.tests.len()).sum::<usize>();
+        let _ = self.events.send(Event::Span {
+            slot: None,
+            name: format!(
+                "diagnosis: {} ({with} test(s) on {} slot(s))",
+                self.plan.tests[victim as usize].name,
+                trial.lanes.len()
+            ),
+            duration: start.elapsed(),
+        });
+        status
     }
 }
 
@@ -52,7 +65,7 @@ pub fn after_run(
     let _ = events.send(Event::Diagnosing {
         tests: failed.len().min(budget.max_tests),
     });
-    let mut runner = PoolTrials { pool, plan };
+    let mut runner = PoolTrials { pool, plan, events };
     let findings = diagnose(failed, &outcome.timeline, budget, &mut runner);
     for d in findings.diagnoses {
         let _ = events.send(Event::Diagnosed(Box::new(d)));

@@ -170,7 +170,12 @@ impl<'a> Pool<'a> {
         for _ in 0..seats.len() {
             let Ok(report) = reports.recv() else { break };
             match report {
-                Report::Ready { slot, files } => {
+                Report::Ready { slot, files, took } => {
+                    let _ = events.send(Event::Span {
+                        slot: Some(slot),
+                        name: "slot set-up and worker start".into(),
+                        duration: took,
+                    });
                     let _ = events.send(Event::SlotReady { slot });
                     lists[slot] = files;
                 }
@@ -178,7 +183,7 @@ impl<'a> Pool<'a> {
                     seats[slot].alive = false;
                     error.get_or_insert(slot_error(slot, e));
                 }
-                Report::Done(_) | Report::Collected(_) => {}
+                Report::Done(_) | Report::Collected { .. } => {}
             }
         }
         if let Some(e) = error {
@@ -211,7 +216,18 @@ impl<'a> Pool<'a> {
         for _ in 0..seats.len() {
             let Ok(report) = reports.recv() else { break };
             match report {
-                Report::Collected(c) => collected.push(c),
+                Report::Collected {
+                    slot,
+                    collected: c,
+                    took,
+                } => {
+                    let _ = events.send(Event::Span {
+                        slot: Some(slot),
+                        name: format!("collection ({} file(s))", c.files.len()),
+                        duration: took,
+                    });
+                    collected.push(c);
+                }
                 Report::Failed { slot, error: e } => {
                     seats[slot].alive = false;
                     error.get_or_insert(slot_error(slot, e));
@@ -387,7 +403,7 @@ impl Pool<'_> {
                     self.seats[slot].alive = false;
                     failed = true;
                 }
-                Report::Collected(_) => {}
+                Report::Collected { .. } => {}
             }
         }
         (!failed).then_some(())
@@ -653,7 +669,7 @@ impl Coordinator<'_, '_> {
                     }
                     self.fail(slot_error(slot, error));
                 }
-                Report::Ready { .. } | Report::Collected(_) => {}
+                Report::Ready { .. } | Report::Collected { .. } => {}
             }
         }
     }
@@ -704,7 +720,7 @@ impl Coordinator<'_, '_> {
                         self.fail(slot_error(slot, error));
                         return;
                     }
-                    Ok(Report::Ready { .. } | Report::Collected(_)) => {}
+                    Ok(Report::Ready { .. } | Report::Collected { .. }) => {}
                     Err(_) => {
                         self.fail(Error::setup("slot gw0's thread ended unexpectedly"));
                         return;

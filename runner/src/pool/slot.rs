@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
@@ -34,9 +35,15 @@ pub enum Report {
     Ready {
         slot: usize,
         files: Option<Files>,
+        /// Setting the slot up and starting its executor (for the trace).
+        took: Duration,
     },
-    /// A worker collected its share.
-    Collected(Collected),
+    /// A worker collected its share, in this long.
+    Collected {
+        slot: usize,
+        collected: Collected,
+        took: Duration,
+    },
     Done(Box<TestFinished>),
     /// The slot cannot go on; the run fails with this.
     Failed {
@@ -52,6 +59,7 @@ pub fn run_slot(
     commands: Receiver<Command>,
     reports: Sender<Report>,
 ) {
+    let start = Instant::now();
     let (mut slot, mut executor) = match open(ctx, index) {
         Ok(opened) => opened,
         Err(error) => {
@@ -61,16 +69,24 @@ pub fn run_slot(
     };
     let files = executor.files();
     let collects = files.is_some();
-    let _ = reports.send(Report::Ready { slot: index, files });
+    let _ = reports.send(Report::Ready {
+        slot: index,
+        files,
+        took: start.elapsed(),
+    });
     if collects {
         // The coordinator hands each worker its share of the files to
         // collect, then plans on what they found together.
         match commands.recv() {
-            Ok(Command::Collect(share)) => match executor.collect(&share) {
-                Ok(collected) => {
-                    let _ = reports.send(Report::Collected(collected));
+            Ok(Command::Collect(share)) => match (Instant::now(), executor.collect(&share)) {
+                (start, Ok(collected)) => {
+                    let _ = reports.send(Report::Collected {
+                        slot: index,
+                        collected,
+                        took: start.elapsed(),
+                    });
                 }
-                Err(error) => {
+                (_, Err(error)) => {
                     let _ = reports.send(Report::Failed { slot: index, error });
                     executor.stop();
                     return;
@@ -93,6 +109,7 @@ pub fn run_slot(
                 Ok(Command::Run(a)) if !finishing => queued.push_back(a),
                 Ok(Command::Fresh) if !finishing => {
                     executor.stop();
+                    let start = Instant::now();
                     match reopen(ctx, &slot) {
                         Ok((fresh, started)) => {
                             (slot, executor) = (fresh, started);
@@ -100,6 +117,7 @@ pub fn run_slot(
                             let _ = reports.send(Report::Ready {
                                 slot: index,
                                 files: None,
+                                took: start.elapsed(),
                             });
                             continue;
                         }

@@ -137,7 +137,8 @@ impl Sink for Human {
             Event::PhaseStarted { serial: true } => self.line("Serial phase: alone, on gw0"),
             Event::PhaseStarted { serial: false }
             | Event::SlotReady { .. }
-            | Event::Deselected { .. } => {}
+            | Event::Deselected { .. }
+            | Event::Span { .. } => {}
             Event::TestStarted { test, .. } => {
                 if let Some(bar) = &self.bar {
                     bar.set_message(name(*test).to_string());

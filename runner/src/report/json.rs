@@ -77,6 +77,14 @@ impl Sink for Json {
                 "built_at": done.reused_from, "duration_secs": done.duration.as_secs_f64(),
             }),
             Event::Deselected { tests } => json!({"type": "deselected", "tests": tests}),
+            Event::Span {
+                slot,
+                name,
+                duration,
+            } => json!({
+                "type": "span", "slot": slot.map(|s| format!("gw{s}")), "name": name,
+                "duration_secs": duration.as_secs_f64(),
+            }),
             Event::SlotReady { slot } => json!({"type": "slot-ready", "slot": format!("gw{slot}")}),
             Event::PhaseStarted { serial } => {
                 json!({"type": "phase-started", "phase": if *serial { "serial" } else { "parallel" }})

@@ -5,6 +5,7 @@
 mod human;
 mod json;
 mod junit;
+mod trace;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -48,6 +49,14 @@ pub enum Event {
     },
     /// How the set-up kept across runs (`[setup] inputs`) went.
     Setup(SetupDone),
+    /// A timed step that is not a test, for the trace: the plugins'
+    /// setup-run, a slot's set-up and worker start, a worker's collection,
+    /// teardown, a diagnosis trial. `slot`: whose track (`None`: the run's).
+    Span {
+        slot: Option<usize>,
+        name: String,
+        duration: Duration,
+    },
     /// The test runner itself left these tests out when it collected
     /// (pytest's `-k`, `-m`, `--deselect`).
     Deselected {
@@ -137,6 +146,8 @@ pub struct ReporterOptions {
     pub heartbeat: Option<Duration>,
     /// How many of the slowest tests the human summary lists (`--durations`; 0: all).
     pub slowest: usize,
+    /// `--trace FILE`: Chrome trace-event JSON of the run.
+    pub trace: Option<PathBuf>,
     /// Said on the summary line: what the adapter left out (doctests).
     pub note: Option<String>,
 }
@@ -251,6 +262,7 @@ fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
     let mut total = 0;
     let mut summary = Summary::default();
     let mut pace = Pace::default();
+    let mut trace = options.trace.as_ref().map(|_| trace::Trace::default());
     let mut next_beat = options.heartbeat.map(|every| Instant::now() + every);
     loop {
         let event = match next_beat {
@@ -315,6 +327,9 @@ fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
             }
             _ => {}
         }
+        if let Some(trace) = trace.as_mut() {
+            trace.event(&event, &tests, start.elapsed());
+        }
         sink.event(&event, &tests, &summary.results);
     }
     summary.wall = start.elapsed();
@@ -338,6 +353,15 @@ fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
     {
         sink.event(
             &Event::Warning(format!("cannot write JUnit report {}: {e}", path.display())),
+            &tests,
+            &summary.results,
+        );
+    }
+    if let (Some(trace), Some(path)) = (trace, &options.trace)
+        && let Err(e) = trace.write(path, start.elapsed())
+    {
+        sink.event(
+            &Event::Warning(format!("cannot write the trace {}: {e}", path.display())),
             &tests,
             &summary.results,
         );
