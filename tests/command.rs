@@ -497,7 +497,7 @@ fn last_runs_failures_start_first_and_lf_runs_only_them() {
     assert_eq!(first_started(&run), "t/b_broken.sh", "{}", run.both());
     assert_eq!(
         said(&run).as_deref(),
-        Some("1 test that failed last time ran first")
+        Some("started first: the module or test of 1 test that failed last time")
     );
     // --lf: only the last run's failures.
     let run = p.run_json(&["run", "-n", "1", "--lf"]);

@@ -793,3 +793,58 @@ fn pytest_habits_stop_show_and_refuse_as_pytest_users_expect() {
     assert_eq!(pdb.status.code(), Some(2), "{}", both(&pdb));
     assert!(stderr(&pdb).contains("--pdb"), "{}", both(&pdb));
 }
+
+/// Started in a folder under the project, partest runs what `pytest` there
+/// would: that folder's tests, paths relative to it; and pytest's own
+/// reason when it stops before collecting.
+#[test]
+fn from_a_subfolder_pytest_selects_as_it_would_there_and_says_why_it_stopped() {
+    if !have_pytest() {
+        return;
+    }
+    let p = project(&[
+        ("pytest.ini", "[pytest]\n"),
+        (
+            "tests/a/test_x.py",
+            "def test_a1():\n    pass\n\ndef test_a2():\n    pass\n",
+        ),
+        ("tests/b/test_y.py", "def test_b1():\n    pass\n"),
+    ]);
+    p.file("partest.toml", "[run]\nadapter = \"pytest\"\n");
+    let sub = p.path().join("tests/a");
+    let run = |args: &[&str]| {
+        let out = partest(&sub)
+            .args(args)
+            .env("FIXTURE_LOG", p.log_dir())
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .expect("partest");
+        Run::parse(out)
+    };
+    let set = |names: &[&str]| -> std::collections::BTreeSet<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    };
+    let all_here = run(&["run", "-n", "2", "--message-format", "json"]);
+    assert_eq!(
+        all_here.passed(),
+        set(&["tests/a/test_x.py::test_a1", "tests/a/test_x.py::test_a2"])
+    );
+    let one = run(&[
+        "run",
+        "-n",
+        "1",
+        "--message-format",
+        "json",
+        "test_x.py::test_a2",
+    ]);
+    assert_eq!(one.passed(), set(&["tests/a/test_x.py::test_a2"]));
+    let missing = run(&["run", "-n", "1", "--message-format", "json", "nope.py"]);
+    assert_eq!(missing.code(), Some(3), "{}", missing.both());
+    assert!(
+        missing
+            .stderr()
+            .contains("file or directory not found: nope.py"),
+        "{}",
+        missing.both()
+    );
+}

@@ -35,6 +35,7 @@ fn main() {
         std::fs::write(&path, &text).unwrap();
         let config = Config {
             root: dir.path().into(),
+            invoked_in: dir.path().into(),
             path: Some(path.clone()),
             file: config::parse(&text, &path).unwrap(),
             text: text.clone(),

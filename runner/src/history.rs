@@ -251,8 +251,15 @@ fn write<'a>(path: &Path, records: impl IntoIterator<Item = Record<'a>>) -> rusq
                 last_status = excluded.last_status,
                 runs = runs + 1",
         )?;
+        // A test that ran and was skipped (pytest's skip or xfail) did not
+        // fail this time: its status changes, not its duration.
+        let mut skipped = tx.prepare("UPDATE tests SET last_status = 'skip' WHERE name = ?1")?;
         for r in records {
-            if matches!(r.status, Status::Cancelled | Status::Skip) {
+            if r.status == Status::Skip {
+                skipped.execute(params![r.name])?;
+                continue;
+            }
+            if r.status == Status::Cancelled {
                 continue;
             }
             let status = serde_json::to_value(r.status)
@@ -341,6 +348,29 @@ mod tests {
         assert!(h.save([rec(4.0)]).is_none());
         let (h, _) = History::load(&path);
         assert_eq!(h.expected("t"), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_test_that_failed_then_was_skipped_did_not_fail_last_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.db");
+        let (h, _) = History::load(&path);
+        let rec = |status| Record {
+            name: "t",
+            duration: Duration::from_secs(1),
+            status,
+        };
+        assert!(h.save([rec(Status::Fail)]).is_none());
+        assert!(History::load(&path).0.failed_last_time("t"));
+        // xfailed, say: skipped, not failed, and its duration kept.
+        assert!(h.save([rec(Status::Skip)]).is_none());
+        let (h, _) = History::load(&path);
+        assert!(!h.failed_last_time("t"));
+        assert_eq!(h.expected("t"), Some(Duration::from_secs(1)));
+        // Cancelled (not run) changes nothing.
+        assert!(h.save([rec(Status::Fail)]).is_none());
+        assert!(h.save([rec(Status::Cancelled)]).is_none());
+        assert!(History::load(&path).0.failed_last_time("t"));
     }
 
     #[test]

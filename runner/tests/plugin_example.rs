@@ -46,6 +46,7 @@ fn the_custom_plugin_example_builds_and_runs() {
     std::fs::write(&path, &text).unwrap();
     let config = Config {
         root: dir.path().into(),
+        invoked_in: dir.path().into(),
         path: Some(path.clone()),
         file: config::parse(&text, &path).unwrap(),
         text: text.clone(),

@@ -32,6 +32,7 @@ impl Project {
         let file = config::parse(&text, &path).unwrap();
         let config = Config {
             root: dir.path().to_path_buf(),
+            invoked_in: dir.path().to_path_buf(),
             path: Some(path),
             text,
             file,

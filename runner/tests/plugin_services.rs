@@ -21,6 +21,7 @@ fn written_config(dir: &std::path::Path, text: &str) -> Config {
     std::fs::write(&path, text).unwrap();
     Config {
         root: dir.into(),
+        invoked_in: dir.into(),
         file: config::parse(text, &path).unwrap(),
         path: Some(path),
         text: text.to_string(),

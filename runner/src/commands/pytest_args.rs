@@ -77,7 +77,7 @@ impl Sorted {
             }
         }
         for f in &select.filters {
-            if is_pytest_target(&config.root, f) {
+            if is_pytest_target(&config.invoked_in, f) {
                 sorted.pytest.push(f.clone());
             } else {
                 sorted.filters.push(f.clone());
@@ -108,16 +108,35 @@ impl Sorted {
                 args.next().cloned()
             };
             match flag {
-                "-x" | "--exitfirst" => self.fail_fast = true,
+                "-x" | "--exitfirst" => {
+                    self.fail_fast = true;
+                    self.notes.push(format!(
+                        "{flag} after `--` is taken by partest: it stops the whole run after the \
+                         first failure (as -x before `--`)"
+                    ));
+                }
                 "--maxfail" => {
                     let v = value("").unwrap_or_default();
                     let n = v.parse::<u32>().map_err(|_| {
                         Error::config(format!("--maxfail {v:?}: expected a number of failures"))
                     })?;
                     self.max_fail = Some(n.max(1));
+                    self.notes.push(format!(
+                        "--maxfail after `--` is taken by partest: it stops the whole run after \
+                         {n} failure(s), counted over every worker"
+                    ));
                 }
-                "--lf" | "--last-failed" => self.last_failed = true,
-                "--ff" | "--failed-first" => self.failed_first = true,
+                "--lf" | "--last-failed" | "--ff" | "--failed-first" => {
+                    if matches!(flag, "--lf" | "--last-failed") {
+                        self.last_failed = true;
+                    } else {
+                        self.failed_first = true;
+                    }
+                    self.notes.push(format!(
+                        "{flag} after `--` is taken by partest: from its own history (pytest's \
+                         cache is off in the workers)"
+                    ));
+                }
                 "--pdb" | "--trace" | "--pdbcls" => {
                     return Err(Error::config(format!(
                         "{flag}: a debugger needs the test in the foreground, which parallel \
@@ -238,7 +257,8 @@ mod tests {
         );
         assert!(s.fail_fast && s.last_failed);
         assert_eq!(s.max_fail, Some(3));
-        assert_eq!(s.notes.len(), 3, "{:?}", s.notes);
+        // -n, --dist and -p xdist dropped; -x, --maxfail and --lf taken over.
+        assert_eq!(s.notes.len(), 6, "{:?}", s.notes);
         assert!(sorted(&["-n4"]).unwrap().pytest.is_empty());
         assert_eq!(sorted(&["--maxfail=2"]).unwrap().max_fail, Some(2));
     }

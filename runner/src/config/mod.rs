@@ -84,6 +84,9 @@ pub struct Config {
     /// Its text, kept so that later errors can name the line of a key.
     pub text: String,
     pub file: ConfigFile,
+    /// Where partest was started (`-C` or the working folder): the root or
+    /// a folder under it. pytest runs there, as `pytest` typed there would.
+    pub invoked_in: PathBuf,
 }
 
 impl Config {
@@ -113,6 +116,7 @@ impl Config {
                 path: None,
                 text: String::new(),
                 file: ConfigFile::default(),
+                invoked_in: dir.to_path_buf(),
             });
         };
         let text = std::fs::read_to_string(&path)
@@ -123,6 +127,11 @@ impl Config {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| dir.to_path_buf());
         Ok(Config {
+            invoked_in: if dir.starts_with(&root) {
+                dir.to_path_buf()
+            } else {
+                root.clone()
+            },
             root,
             path: Some(path),
             text,
@@ -524,6 +533,7 @@ allow = { process = ["mc"] }
         let file = parse("[profile.integration]\nretries = 2\n", Path::new("p.toml")).unwrap();
         let config = Config {
             root: PathBuf::from("/r"),
+            invoked_in: PathBuf::from("/r"),
             path: None,
             text: String::new(),
             file,

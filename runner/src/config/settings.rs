@@ -153,6 +153,7 @@ mod tests {
         Config {
             text: text.to_string(),
             root: "/r".into(),
+            invoked_in: "/r".into(),
             path: None,
             file: super::super::parse(text, Path::new("p.toml")).unwrap(),
         }

@@ -289,8 +289,10 @@ impl Plan {
             shard: None,
             queue_units: None,
             from_last_run: (moved_first > 0).then(|| {
+                // What moves is the test's whole unit (its module keeps
+                // its order), so the test itself may run late in it.
                 format!(
-                    "{moved_first} {} that failed last time ran first",
+                    "started first: the module or test of {moved_first} {} that failed last time",
                     if moved_first == 1 { "test" } else { "tests" }
                 )
             }),
@@ -398,7 +400,7 @@ mod tests {
         );
         assert_eq!(
             plan.from_last_run.as_deref(),
-            Some("1 test that failed last time ran first")
+            Some("started first: the module or test of 1 test that failed last time")
         );
         r.failed_first = false;
         let plan = Plan::new(tests, &h, &r);

@@ -23,6 +23,9 @@ use crate::model::{TestCase, TestMeta};
 
 pub struct PytestAdapter {
     root: PathBuf,
+    /// Where the workers run: where partest was started, so that paths,
+    /// and what pytest collects without any, are what `pytest` there takes.
+    cwd: PathBuf,
     /// `.partest/pytest`, where partest's pytest plugin is written.
     plugin_dir: PathBuf,
     python: String,
@@ -58,6 +61,7 @@ impl PytestAdapter {
         let f = &config.file;
         let mut adapter = PytestAdapter {
             root: config.root.clone(),
+            cwd: config.invoked_in.clone(),
             plugin_dir: config.state_dir().join("pytest"),
             python: f.pytest.python.clone(),
             args: f.pytest.args.iter().chain(cli_args).cloned().collect(),
@@ -100,7 +104,7 @@ impl PytestAdapter {
         cmd.args(["-m", "pytest"])
             .args(&self.args)
             .args(PYTEST_FLAGS)
-            .current_dir(&self.root)
+            .current_dir(&self.cwd)
             .env("PYTHONPATH", &self.python_path);
         if self.collect == CollectMode::Share {
             cmd.env("PARTEST_PYTEST_COLLECT", "share");

@@ -95,6 +95,10 @@ def _exit_now(config):
     takes a large suite's worker a few tenths of a second that partest (and
     the slot's teardown) would wait for."""
     status = getattr(config, "_partest_exitstatus", 0)
+    if status in (3, 4):
+        # An internal or usage error: pytest says why once the config is
+        # gone ("ERROR: file or directory not found: ..."), so let it.
+        return
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
