@@ -285,7 +285,7 @@ pythonpath = tests
 }
 
 #[test]
-fn pytest_cov_in_addopts_runs_and_each_worker_saves_its_coverage() {
+fn pytest_cov_is_combined_at_the_end_as_pytest_cov_reports_it_serially() {
     if !have_pytest() {
         return;
     }
@@ -293,31 +293,64 @@ fn pytest_cov_in_addopts_runs_and_each_worker_saves_its_coverage() {
         return;
     }
     // pytest-cov takes partest's workers for xdist workers (they have a
-    // workerinput): it must find what it reads there, not crash them.
+    // workerinput): each saves its data; partest combines them at the end
+    // and writes the reports asked for, as xdist's master would.
     let p = project(&[
         ("tests/test_a.py", MANY_TESTS),
         ("tests/test_b.py", MANY_TESTS),
-        ("app.py", "def double(n):\n    return 2 * n\n"),
+        (
+            "app.py",
+            "def double(n):\n    return 2 * n\n\ndef unused(n):\n    if n:\n        return 1\n    return 0\n",
+        ),
         (
             "tests/test_app.py",
             "import app\n\ndef test_double():\n    assert app.double(2) == 4\n",
         ),
     ]);
-    p.file(
-        "pytest.ini",
-        "[pytest]\npythonpath = .\naddopts = --cov=app --cov-report=\n",
-    );
-    let run = Run::parse(run_in(&p, &json_args(&["run", "-n", "2"])));
-    assert_eq!(run.code(), Some(0), "{}", run.both());
-    assert_eq!(run.counts().passed, 25, "{}", run.both());
-    let out = &run.out;
-    let data: Vec<String> = std::fs::read_dir(p.path())
+    let ini = |extra: &str| {
+        p.file(
+            "pytest.ini",
+            &format!(
+                "[pytest]\npythonpath = .\naddopts = --cov=app --cov-report=term-missing --cov-report=xml:cov.xml {extra}\n"
+            ),
+        );
+    };
+    ini("");
+    let total = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("TOTAL"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+    };
+    let serial = std::process::Command::new("python3")
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .current_dir(p.path())
+        .env("FIXTURE_LOG", p.log_dir())
+        .output()
+        .expect("pytest");
+    let want = total(&stdout(&serial)).expect("pytest --cov's TOTAL line");
+    let _ = std::fs::remove_file(p.path().join("cov.xml"));
+
+    let out = run_in(&p, &["run", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert_eq!(total(&stdout(&out)), Some(want.clone()), "{}", both(&out));
+    assert!(p.path().join("cov.xml").is_file(), "the xml report");
+    let left: Vec<String> = std::fs::read_dir(p.path())
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".coverage"))
+        .filter(|n| n.starts_with(".coverage."))
         .collect();
-    assert!(!data.is_empty(), "no coverage data: {}", both(out));
+    assert!(left.is_empty(), "worker data left behind: {left:?}");
+
+    // --cov-fail-under fails the run, passing tests or not.
+    ini("--cov-fail-under=80");
+    let out = run_in(&p, &["run", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(100), "{}", both(&out));
+    assert!(
+        stdout(&out).contains("--cov-fail-under=80"),
+        "{}",
+        both(&out)
+    );
 }
 
 #[test]

@@ -47,6 +47,7 @@ pub fn run_with(
     // PARTEST_RUN_ID, which is how `partest clean` finds what a killed run
     // left running.
     let run_id = new_run_id();
+    let started_at = std::time::SystemTime::now();
     // SAFETY: called from main before any thread exists (the signal thread
     // starts just below), so nothing reads the environment meanwhile.
     unsafe { std::env::set_var("PARTEST_RUN_ID", &run_id) };
@@ -154,6 +155,7 @@ pub fn run_with(
 
     let mut failure: Option<Error> = setup.err();
     let mut tests_failed = false;
+    let mut adapter_failed = false;
     let mut ran_plan = None;
     if failure.is_none() && !interrupts.is_set() {
         let ctx = PoolContext::new(
@@ -224,6 +226,18 @@ pub fn run_with(
             }
         });
         tests_failed = outcome.tests_failed;
+        // The workers are gone: what they left for the end (pytest-cov's
+        // data) is the adapter's to finish.
+        if planned.is_some()
+            && !interrupts.is_set()
+            && let Some(done) = discovered.adapter.finish(started_at)
+        {
+            adapter_failed |= done.failure.is_some();
+            let _ = events.send(Event::AdapterFinished {
+                text: done.text,
+                failure: done.failure,
+            });
+        }
         if replay.is_none()
             && outcome.error.is_none()
             && let Some(plan) = &planned
@@ -293,7 +307,7 @@ pub fn run_with(
     if let Some(note) = teardown_failed {
         return Err(Error::setup(note));
     }
-    Ok(if summary.any_failed() {
+    Ok(if summary.any_failed() || adapter_failed {
         exit::TEST_FAILED
     } else {
         exit::OK

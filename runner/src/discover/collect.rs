@@ -17,6 +17,28 @@ pub struct Files {
     /// Tests pytest left out as it collected (`-k`, `-m`, `--deselect`).
     #[serde(default)]
     pub deselected: usize,
+    /// What pytest-cov measures for, when it is on in the workers.
+    #[serde(default)]
+    pub coverage: Option<CoverageAsked>,
+}
+
+/// pytest-cov's options in a worker: where each worker saves its data, and
+/// the reports and threshold its master would produce at the end.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct CoverageAsked {
+    /// The data file, absolute; each worker writes `<it>.<suffix>`.
+    pub data_file: std::path::PathBuf,
+    /// `--cov-config`.
+    #[serde(default)]
+    pub rcfile: Option<String>,
+    /// `--cov-report`: kind (`term-missing`, `xml`, ...) → its argument.
+    #[serde(default)]
+    pub reports: std::collections::BTreeMap<String, Option<String>>,
+    /// `--cov-fail-under` (or the rcfile's `fail_under`).
+    #[serde(default)]
+    pub fail_under: Option<f64>,
+    #[serde(default)]
+    pub precision: Option<u32>,
 }
 
 /// The tests of the files a `collect` command named.

@@ -39,12 +39,27 @@ pub trait Adapter: Send + Sync {
         None
     }
 
+    /// What the adapter does once the tests are over and its workers gone
+    /// (pytest: combine pytest-cov's data and write its reports), for the
+    /// tests run since `since`.
+    fn finish(&self, _since: std::time::SystemTime) -> Option<Finished> {
+        None
+    }
+
     /// Each slot's long-lived worker collects and runs the tests (pytest):
     /// `partest run` does not call [`Adapter::discover`] up front, and plans
     /// by file.
     fn in_workers(&self) -> bool {
         matches!(self.runs(), Runs::Workers(_))
     }
+}
+
+/// What an adapter's [`Adapter::finish`] did: text for the user, and why
+/// the run fails because of it, if it does (`--cov-fail-under`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub text: String,
+    pub failure: Option<String>,
 }
 
 /// How an adapter's tests are run.

@@ -128,6 +128,12 @@ impl Sink for Human {
                 self.line(&format!("{text}  [run {run_id}]"));
             }
             Event::Warning(message) => self.line(&format!("warning: {message}")),
+            Event::AdapterFinished { text, failure } => {
+                self.line(text.trim_end());
+                if let Some(failure) = failure {
+                    self.line(&format!("FAIL {failure}"));
+                }
+            }
             Event::SetupCommand { command, duration } => {
                 self.line(&format!("   SETUP {} {command}", fmt_duration(*duration)));
             }

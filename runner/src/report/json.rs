@@ -77,6 +77,9 @@ impl Sink for Json {
                 "built_at": done.reused_from, "duration_secs": done.duration.as_secs_f64(),
             }),
             Event::Deselected { tests } => json!({"type": "deselected", "tests": tests}),
+            Event::AdapterFinished { text, failure } => {
+                json!({"type": "adapter-finished", "text": text, "failure": failure})
+            }
             Event::Span {
                 slot,
                 name,

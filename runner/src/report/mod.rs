@@ -57,6 +57,12 @@ pub enum Event {
         name: String,
         duration: Duration,
     },
+    /// What the adapter did once the tests were over (pytest: the coverage
+    /// pytest-cov measured, combined), and why the run fails because of it.
+    AdapterFinished {
+        text: String,
+        failure: Option<String>,
+    },
     /// The test runner itself left these tests out when it collected
     /// (pytest's `-k`, `-m`, `--deselect`).
     Deselected {

@@ -4,6 +4,7 @@
 //! it by index (see `worker.rs` and `partest_pytest.py`). `partest list`
 //! starts one worker that only collects.
 
+mod coverage;
 mod share;
 mod slot;
 mod worker;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use worker::{PytestWorker, Reply, Wait};
 
-use super::collect::{CollectError, FileTests};
+use super::collect::{CollectError, CoverageAsked, FileTests};
 use super::{Adapter, Runs};
 use crate::config::{AdapterKind, CollectMode, Config};
 use crate::error::{Error, Result};
@@ -36,6 +37,8 @@ pub struct PytestAdapter {
     collect: CollectMode,
     /// `PYTHONPATH` with the folder of our plugin first.
     python_path: String,
+    /// What pytest-cov measures for, as the first worker said.
+    coverage: std::sync::Mutex<Option<CoverageAsked>>,
 }
 
 /// The module name of [`PLUGIN`] on `PYTHONPATH`.
@@ -69,6 +72,7 @@ impl PytestAdapter {
             collect_timeout: f.pytest.collect_timeout.0,
             collect: f.pytest.collect,
             python_path: String::new(),
+            coverage: std::sync::Mutex::new(None),
         };
         adapter.install_plugin()?;
         Ok(adapter)
@@ -91,6 +95,14 @@ impl PytestAdapter {
         }
         self.python_path = path;
         Ok(())
+    }
+
+    /// A worker said what pytest-cov measures for: the run's end combines it.
+    fn coverage_asked(&self, asked: &Option<CoverageAsked>) {
+        if let Some(asked) = asked {
+            let mut held = self.coverage.lock().unwrap_or_else(|p| p.into_inner());
+            held.get_or_insert_with(|| asked.clone());
+        }
     }
 
     /// Where the workers run: node ids are relative to it.
@@ -210,6 +222,15 @@ impl PytestAdapter {
 impl Adapter for PytestAdapter {
     fn kind(&self) -> AdapterKind {
         AdapterKind::Pytest
+    }
+
+    fn finish(&self, since: std::time::SystemTime) -> Option<super::Finished> {
+        let asked = self
+            .coverage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        Some(coverage::finish(&self.python, &self.cwd, &asked, since))
     }
 
     /// For `partest list`: one worker with the user's own env collects

@@ -108,6 +108,27 @@ def _exit_now(config):
     os._exit(status)
 
 
+def _coverage_asked(config):
+    """What pytest-cov was asked for in this worker, so that partest can
+    combine the workers' data and write the reports once the run is over,
+    as its master does under xdist: None when it is not measuring."""
+    plugin = config.pluginmanager.getplugin("_cov")
+    controller = getattr(plugin, "cov_controller", None)
+    if plugin is None or getattr(plugin, "_disabled", True) or controller is None:
+        return None
+    options = plugin.options
+    reports = options.cov_report
+    if not isinstance(reports, dict):
+        reports = {kind: None for kind in (reports or [])}
+    return {
+        "data_file": os.path.abspath(controller.cov.config.data_file),
+        "rcfile": getattr(options, "cov_config", None),
+        "reports": {kind: value for kind, value in reports.items()},
+        "fail_under": getattr(options, "cov_fail_under", None),
+        "precision": getattr(options, "cov_precision", None),
+    }
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
     worker = _worker()
@@ -237,7 +258,7 @@ class _Worker:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
         self.send({"t": "files", "files": self.file_ids, "errors": self.collect_errors,
-                   "deselected": self.deselected})
+                   "deselected": self.deselected, "coverage": _coverage_asked(self.config)})
         if self.collect_errors:
             return True
         for line in self.commands:

@@ -113,6 +113,7 @@ impl<'a> PytestSlot<'a> {
                 pytest.collect_errors(&files.errors).to_string(),
             ));
         }
+        pytest.coverage_asked(&files.coverage);
         self.worker = Some(worker);
         self.pending.clear();
         Ok(files)
