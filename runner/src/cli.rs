@@ -165,6 +165,11 @@ pub struct RunArgs {
     /// or chrome://tracing): a track per slot, a span per test attempt.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// Write the run as one self-contained HTML page here: the summary, a
+    /// timeline (a row per slot, a box per attempt), failures and their
+    /// output, the worker count, plugins, the slowest tests.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Run a failed test up to N more times; one that then passes is FLAKY.
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
@@ -239,6 +244,9 @@ pub struct ListArgs {
 pub struct ReportArgs {
     #[command(flatten)]
     pub select: SelectArgs,
+    /// Write the last run's HTML page here instead (what `run --html` writes).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 impl SelectArgs {

@@ -4,9 +4,25 @@
 use super::{load_isolation, plan, workers};
 use crate::cli::ReportArgs;
 use crate::config::{Config, Settings};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub fn report(config: &Config, args: &ReportArgs) -> Result<String> {
+    if let Some(path) = &args.html {
+        let page =
+            crate::report::html::RunPage::load(&config.state_dir()).map_err(Error::config)?;
+        let path = config.root.join(path);
+        page.write(&path).map_err(|e| {
+            Error::setup(format!(
+                "cannot write the HTML report {}: {e}",
+                path.display()
+            ))
+        })?;
+        return Ok(format!(
+            "partest report: the last run ({}) as a page: {}\n",
+            page.run_id,
+            path.display()
+        ));
+    }
     let settings = Settings::resolve(config, &args.select.overrides())?;
     let (selection, mut d) = super::discover_here(config, &settings, &args.select)?;
     let tests = d.tests.take().unwrap_or_default();

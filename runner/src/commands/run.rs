@@ -110,7 +110,8 @@ pub fn run_with(
         eprintln!("Interrupted: while loading plugins, before anything was set up");
         return Ok(exit::INTERRUPTED);
     }
-    let workers = workers(&settings, config, early_plan.as_ref(), Some(&lifecycle)).workers;
+    let worker_plan = workers(&settings, config, early_plan.as_ref(), Some(&lifecycle));
+    let workers = worker_plan.workers;
 
     let format = args.message_format;
     let (events, reporter) = report::start(ReporterOptions {
@@ -125,6 +126,27 @@ pub fn run_with(
             .flatten(),
         slowest: args.durations.unwrap_or(5),
         trace: args.trace.as_ref().map(|t| config.root.join(t)),
+        html: args.html.as_ref().map(|h| config.root.join(h)),
+        page: (replay.is_none()).then(|| {
+            let limits = lifecycle.slot_limits();
+            let plugins = lifecycle
+                .providers()
+                .map(|p| {
+                    let limit = limits.iter().find(|(n, _)| n == p.name());
+                    match limit {
+                        Some((_, n)) => format!("{} (at most {n} slots)", p.name()),
+                        None => p.name().to_string(),
+                    }
+                })
+                .collect();
+            (
+                report::html::PageContext {
+                    workers_report: worker_plan.render(),
+                    plugins,
+                },
+                config.state_dir(),
+            )
+        }),
         note: discovered.adapter.note(),
     })
     .map_err(|e| Error::setup(format!("cannot start the reporter thread: {e}")))?;

@@ -2,13 +2,14 @@
 //! channel and is shown by one thread — human lines (with a progress bar on a
 //! terminal) or JSON lines — then summed up, written to JUnit and returned.
 
+pub mod html;
 mod human;
 mod json;
 mod junit;
 mod trace;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -154,6 +155,11 @@ pub struct ReporterOptions {
     pub slowest: usize,
     /// `--trace FILE`: Chrome trace-event JSON of the run.
     pub trace: Option<PathBuf>,
+    /// `--html FILE`: the run's page.
+    pub html: Option<PathBuf>,
+    /// What the page shows beyond the events (worker count, plugins), and
+    /// where the run's page is kept for `partest report --html`.
+    pub page: Option<(html::PageContext, PathBuf)>,
     /// Said on the summary line: what the adapter left out (doctests).
     pub note: Option<String>,
 }
@@ -269,6 +275,11 @@ fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
     let mut summary = Summary::default();
     let mut pace = Pace::default();
     let mut trace = options.trace.as_ref().map(|_| trace::Trace::default());
+    // The page's timeline and set-up lines, when a page is wanted.
+    let paging = options.html.is_some() || options.page.is_some();
+    let mut boxes: Vec<html::AttemptBox> = Vec::new();
+    let mut setup_lines: Vec<String> = Vec::new();
+    let mut run_id = String::new();
     let mut next_beat = options.heartbeat.map(|every| Instant::now() + every);
     loop {
         let event = match next_beat {
@@ -336,6 +347,25 @@ fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
         if let Some(trace) = trace.as_mut() {
             trace.event(&event, &tests, start.elapsed());
         }
+        if paging {
+            match &event {
+                Event::RunStarted { run_id: id, .. } => run_id = id.clone(),
+                Event::TestFinished(f) => boxes.push(html::attempt_box(
+                    tests.get(f.test as usize).map_or("?", |t| t.name.as_str()),
+                    f.slot,
+                    f.attempt,
+                    f.status,
+                    f.duration,
+                    start.elapsed(),
+                )),
+                Event::Setup(done) => setup_lines.push(done.line(unix_now())),
+                Event::SetupCommand { command, duration } => setup_lines.push(format!(
+                    "[setup] {command} ({:.1} s)",
+                    duration.as_secs_f64()
+                )),
+                _ => {}
+            }
+        }
         sink.event(&event, &tests, &summary.results);
     }
     summary.wall = start.elapsed();
@@ -371,6 +401,32 @@ fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
             &tests,
             &summary.results,
         );
+    }
+    if paging {
+        let (context, state_dir) = options.page.clone().unzip();
+        let page = html::RunPage::new(
+            &summary,
+            &tests,
+            boxes,
+            setup_lines,
+            context.unwrap_or_default(),
+            run_id,
+        );
+        let mut wrote = |what: &str, path: &Path, r: std::io::Result<()>| {
+            if let Err(e) = r {
+                sink.event(
+                    &Event::Warning(format!("cannot write {what} {}: {e}", path.display())),
+                    &tests,
+                    &summary.results,
+                );
+            }
+        };
+        if let Some(dir) = &state_dir {
+            wrote("the run's page record in", dir, page.save(dir));
+        }
+        if let Some(path) = &options.html {
+            wrote("the HTML report", path, page.write(path));
+        }
     }
     sink.finish(&summary, &tests);
     summary
