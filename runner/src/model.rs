@@ -432,7 +432,9 @@ impl Verdict {
     pub fn advice(self) -> &'static str {
         match self {
             Verdict::FailsAlone => {
-                "it fails on its own too: a real failure, not one of running in parallel"
+                "it fails on its own too, on a fresh slot: not a failure of running in parallel \
+                 (if it passes outside partest, a variable a plugin sets, such as REDIS_URL or \
+                 DATABASE_URL, changes what it reads)"
             }
             Verdict::OrderDependent => {
                 "a test its worker ran before it leaves state behind: make the culprit clean up \

@@ -113,17 +113,18 @@ pub struct SetupDone {
 }
 
 impl SetupDone {
-    /// The header line: `setup reused (key 3f2a9c1e…, built 2 days ago)`.
+    /// The header line: `setup reused (key 3f2a9c1e…, built 2 days ago)`,
+    /// the whole key, as `clean`, `report` and the template's name show it.
     pub fn line(&self, now: u64) -> String {
-        let key: String = self.key.chars().skip(8).take(8).collect();
+        let key = &self.key;
         match self.reused_from {
             Some(built) => format!(
-                "setup reused (key {key}…, built {} ago; {} input file(s) unchanged)",
+                "setup reused (key {key}, built {} ago; {} input file(s) unchanged)",
                 age(now.saturating_sub(built)),
                 self.inputs
             ),
             None => format!(
-                "setup built in {:.1} s (key {key}…, {} input file(s)); kept for the next runs",
+                "setup built in {:.1} s (key {key}, {} input file(s)); kept for the next runs",
                 self.duration.as_secs_f64(),
                 self.inputs
             ),
