@@ -16,7 +16,7 @@ import json, sys
 from playwright.sync_api import sync_playwright
 path, chromium = sys.argv[1:]
 with sync_playwright() as p:
-    browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+    browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-breakpad", "--disable-crash-reporter"])
     page = browser.new_page()
     page.goto("file://" + path)
     rows = page.locator(".slot-row").count()

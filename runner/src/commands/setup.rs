@@ -9,9 +9,8 @@
 //! the least recently used going first.
 
 use std::fs::File;
-use std::io::Write as _;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -164,7 +163,6 @@ impl SetupRun<'_> {
             reused_from: built_at.filter(|_| reuse),
             duration: start.elapsed(),
         };
-        record(&self.config.state_dir(), &done, &key.inputs);
         let _ = self.events.send(Event::Setup(done));
         Ok(())
     }
@@ -315,21 +313,6 @@ impl SetupLock {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-}
-
-/// What the last set-up was, for `partest report`: `.partest/setup.json`.
-fn record(state_dir: &Path, done: &SetupDone, inputs: &[String]) {
-    let value = serde_json::json!({
-        "key": done.key,
-        "outcome": if done.reused_from.is_some() { "reused" } else { "built" },
-        "built_at": done.reused_from.unwrap_or_else(crate::report::unix_now),
-        "seconds": done.duration.as_secs_f64(),
-        "inputs": inputs,
-    });
-    let path: PathBuf = state_dir.join("setup.json");
-    if let Ok(mut f) = File::create(&path) {
-        let _ = writeln!(f, "{value}");
     }
 }
 

@@ -86,7 +86,7 @@ impl RunPage {
     pub fn new(
         summary: &Summary,
         tests: &[TestCase],
-        attempts: Vec<AttemptBox>,
+        attempts: &[Attempt],
         setup: Vec<String>,
         context: PageContext,
         run_id: String,
@@ -96,6 +96,7 @@ impl RunPage {
                 .get(i as usize)
                 .map_or("?".to_string(), |t| t.name.clone())
         };
+        let attempts: Vec<AttemptBox> = attempts.iter().map(|a| a.boxed(tests)).collect();
         let mut results: Vec<(&u32, &FinalResult)> = summary.results.iter().collect();
         results.sort_by_key(|(i, _)| **i);
         let failures = results
@@ -248,15 +249,27 @@ impl RunPage {
                 h,
                 "<div class=\"slot-row\" data-slot=\"gw{slot}\"><span class=\"slot-name\">gw{slot}</span><div class=\"lane\">"
             );
-            for a in self.attempts.iter().filter(|a| a.slot == slot) {
+            let mut lane: Vec<&AttemptBox> =
+                self.attempts.iter().filter(|a| a.slot == slot).collect();
+            lane.sort_by(|a, b| a.start.total_cmp(&b.start));
+            // A slot runs one thing at a time: each box starts where the one
+            // before it ends on screen, so none covers another (the times
+            // are when the reporter heard, a little after the fact), and
+            // the short ones' least width adds up to at most 40 %.
+            let least = (40.0 / lane.len().max(1) as f64).min(0.25);
+            let mut drawn_to = 0.0_f64;
+            for a in lane {
+                let left = (a.start / span * 100.0).max(drawn_to);
+                let width = (a.seconds / span * 100.0).max(least);
+                drawn_to = left + width;
                 let failure = self.failures.iter().position(|f| f.test == a.test);
                 let _ = write!(
                     h,
                     "<div class=\"attempt {o}\" style=\"left:{l:.4}%;width:{w:.4}%\" \
                      title=\"{t} — {s:.3} s, attempt {n}, {o}\" data-test=\"{t}\" data-outcome=\"{o}\"{f}></div>",
                     o = esc(&a.outcome),
-                    l = a.start / span * 100.0,
-                    w = (a.seconds / span * 100.0).max(0.25),
+                    l = left,
+                    w = width,
                     t = esc(&a.test),
                     s = a.seconds,
                     n = a.attempt,
@@ -269,22 +282,31 @@ impl RunPage {
     }
 }
 
-/// An attempt's box from what the reporter saw: it ended `now` into the run.
-pub fn attempt_box(
-    test: &str,
-    slot: usize,
-    attempt: u32,
-    status: Status,
-    took: Duration,
-    now: Duration,
-) -> AttemptBox {
-    AttemptBox {
-        test: test.to_string(),
-        slot,
-        attempt,
-        start: now.saturating_sub(took).as_secs_f64(),
-        seconds: took.as_secs_f64(),
-        outcome: outcome(status, false).to_string(),
+/// What the reporter keeps of an attempt as it ends (no allocation per
+/// test); the page's box is made from it at the end.
+#[derive(Clone, Copy, Debug)]
+pub struct Attempt {
+    pub test: u32,
+    pub slot: usize,
+    pub attempt: u32,
+    pub status: Status,
+    /// When it ended, into the run, and how long it took.
+    pub ended: Duration,
+    pub took: Duration,
+}
+
+impl Attempt {
+    fn boxed(&self, tests: &[TestCase]) -> AttemptBox {
+        AttemptBox {
+            test: tests
+                .get(self.test as usize)
+                .map_or("?".to_string(), |t| t.name.clone()),
+            slot: self.slot,
+            attempt: self.attempt,
+            start: self.ended.saturating_sub(self.took).as_secs_f64(),
+            seconds: self.took.as_secs_f64(),
+            outcome: outcome(self.status, false).to_string(),
+        }
     }
 }
 
@@ -314,7 +336,7 @@ h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.5em}\
 .slot-row{display:flex;align-items:center;margin:2px 0}\
 .slot-name{width:4em;font-family:monospace}\
 .lane{position:relative;flex:1;height:22px;background:#f3f3f3;border-radius:3px}\
-.attempt{position:absolute;top:2px;height:18px;border-radius:2px;cursor:pointer;min-width:2px;opacity:.9}\
+.attempt{position:absolute;top:2px;height:18px;border-radius:2px;cursor:pointer;min-width:1px;opacity:.9}\
 .attempt:hover{outline:2px solid #000}\
 .attempt.pass{background:#2da44e}.attempt.fail,.attempt.crash{background:#cf222e}\
 .attempt.timeout{background:#bc4c00}.attempt.skip,.attempt.cancelled{background:#999}.attempt.flaky{background:#d4a72c}\

@@ -278,7 +278,7 @@ fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
     let mut trace = options.trace.as_ref().map(|_| trace::Trace::default());
     // The page's timeline and set-up lines, when a page is wanted.
     let paging = options.html.is_some() || options.page.is_some();
-    let mut boxes: Vec<html::AttemptBox> = Vec::new();
+    let mut attempts: Vec<html::Attempt> = Vec::new();
     let mut setup_lines: Vec<String> = Vec::new();
     let mut run_id = String::new();
     let mut next_beat = options.heartbeat.map(|every| Instant::now() + every);
@@ -351,14 +351,14 @@ fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
         if paging {
             match &event {
                 Event::RunStarted { run_id: id, .. } => run_id = id.clone(),
-                Event::TestFinished(f) => boxes.push(html::attempt_box(
-                    tests.get(f.test as usize).map_or("?", |t| t.name.as_str()),
-                    f.slot,
-                    f.attempt,
-                    f.status,
-                    f.duration,
-                    start.elapsed(),
-                )),
+                Event::TestFinished(f) => attempts.push(html::Attempt {
+                    test: f.test,
+                    slot: f.slot,
+                    attempt: f.attempt,
+                    status: f.status,
+                    ended: start.elapsed(),
+                    took: f.duration,
+                }),
                 Event::Setup(done) => setup_lines.push(done.line(unix_now())),
                 Event::SetupCommand { command, duration } => setup_lines.push(format!(
                     "[setup] {command} ({:.1} s)",
@@ -408,7 +408,7 @@ fn report(rx: Receiver<Event>, options: ReporterOptions) -> Summary {
         let page = html::RunPage::new(
             &summary,
             &tests,
-            boxes,
+            &attempts,
             setup_lines,
             context.unwrap_or_default(),
             run_id,
