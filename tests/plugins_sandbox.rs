@@ -199,3 +199,48 @@ fn a_plugin_writing_past_its_scratch_quota_fails_the_run_and_leaves_nothing() {
     let (out, tmp) = hostile("fill-scratch", "mib = 64\nlimits = { scratch = \"4MiB\" }");
     assert_failed_cleanly(&out, &tmp, &["setup-run", "disk quota"]);
 }
+
+/// A database over the plugin's disk quota (left by an older partest, or
+/// planted) never fails `partest clean`: it lists and removes what a dead
+/// run left however big, and the next run starts.
+#[test]
+fn clean_never_fails_on_a_database_over_the_quota() {
+    let p = Project::new();
+    p.file(
+        "partest.toml",
+        "[command]\ntests = [\"t/*.sh\"]\n\n[plugins.sqlite]\nlimits = { scratch = \"2MiB\" }\n",
+    );
+    p.file(
+        "t/a.sh",
+        "test -f \"$PARTEST_SQLITE_PATH\" || test -n \"$DATABASE_URL\"\n",
+    );
+    let runs = tempfile::tempdir().unwrap();
+    // A run whose process is gone (pid beyond pid_max): dead.
+    std::fs::write(runs.path().join("e2eover1"), "4194303 5\nsqlite\n").unwrap();
+    let planted = p
+        .path()
+        .join(".partest/plugins/sqlite/databases/e2eover1/gw0.db");
+    std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    std::fs::write(&planted, vec![0u8; 5 << 20]).unwrap();
+    let clean = |args: &[&str]| {
+        partest(p.path())
+            .env("PARTEST_RUNS_DIR", runs.path())
+            .arg("clean")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let listed = clean(&["--dry-run"]);
+    assert_eq!(listed.status.code(), Some(0), "{}", both(&listed));
+    assert!(stdout(&listed).contains("e2eover1"), "{}", both(&listed));
+    assert!(planted.exists(), "a dry run removes nothing");
+    let cleaned = clean(&["--yes"]);
+    assert_eq!(cleaned.status.code(), Some(0), "{}", both(&cleaned));
+    assert!(!planted.exists(), "{}", both(&cleaned));
+    let run = partest(p.path())
+        .env("PARTEST_RUNS_DIR", runs.path())
+        .args(["run", "-n", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", both(&run));
+}

@@ -492,3 +492,14 @@ pub struct Lane {
     pub slot: usize,
     pub tests: Vec<u32>,
 }
+
+/// The project rooted at `root`, as 8 hex digits: the first part of its
+/// set-ups' keys, so that runs, `report`, `clean` and the plugin host tell
+/// this project's kept set-ups from others'.
+pub fn project_id(root: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(root.as_os_str().as_encoded_bytes())[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

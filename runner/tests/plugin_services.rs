@@ -31,7 +31,7 @@ fn written_config(dir: &std::path::Path, text: &str) -> Config {
 /// The variables the test guests report through (what they declare).
 const SERVICES_ENV: &str =
     r#""GOT", "SCANNED", "PG_DB", "PG_NULL", "PG_URL", "INCR", "FLUSHALL", "REDIS_URL""#;
-const EVIL_ENV: &str = r#""EVAL", "EVAL_RO", "EVALSHA", "FCALL", "FUNCTION", "SCRIPT", "MIGRATE", "SWAPDB", "CLIENT_PAUSE", "CLIENT_KILL", "CONFIG", "MODULE", "DEBUG", "SAVE", "BGSAVE", "SHUTDOWN", "REPLICAOF", "FLUSHALL", "RESULT", "IN_MULTI", "APPENDED", "STOPPED""#;
+const EVIL_ENV: &str = r#""EVAL", "EVAL_RO", "EVALSHA", "FCALL", "FUNCTION", "SCRIPT", "MIGRATE", "SWAPDB", "CLIENT_PAUSE", "CLIENT_KILL", "CONFIG", "MODULE", "DEBUG", "SAVE", "BGSAVE", "SHUTDOWN", "REPLICAOF", "FLUSHALL", "RESULT", "IN_MULTI", "APPENDED", "STOPPED", "REACHED", "COPIED""#;
 
 #[test]
 fn redis_and_postgres_capabilities_reach_only_the_granted_servers() {
@@ -367,6 +367,11 @@ fn roles_that_can_become_a_superuser_or_reach_the_servers_files_are_refused() {
             "owner",
             format!("CREATE DATABASE {tag}_owned OWNER {tag}_owner"),
         ),
+        // Named like partest's own, but not this run's: owned all the same.
+        (
+            "owns_partest",
+            format!("CREATE DATABASE partest_{tag}_leftover OWNER {tag}_owns_partest"),
+        ),
         ("plain", String::new()),
     ];
     for (role, extra) in &roles {
@@ -388,6 +393,7 @@ fn roles_that_can_become_a_superuser_or_reach_the_servers_files_are_refused() {
         results.push((*role, result_of(&env)));
     }
     let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {tag}_owned"));
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS partest_{tag}_leftover"));
     for (role, _) in &roles {
         let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {tag}_{role}"));
     }
@@ -396,7 +402,7 @@ fn roles_that_can_become_a_superuser_or_reach_the_servers_files_are_refused() {
             "member_of_su" => Some("a member of postgres"),
             "files" => Some("a member of pg_write_server_files"),
             "creates_roles" => Some("CREATEROLE"),
-            "owner" => Some("the owner of"),
+            "owner" | "owns_partest" => Some("the owner of"),
             _ => None,
         };
         match expected {
@@ -422,6 +428,159 @@ fn a_plugin_reaches_no_other_database_than_granted_or_its_runs() {
         result.starts_with("refused") && result.contains("may not reach database \"template1\""),
         "{result}"
     );
+}
+
+/// What the hostile guest set `name` to.
+fn var(env: &Result<Env, String>, name: &str) -> String {
+    match env {
+        Ok(env) => env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default(),
+        Err(e) => e.clone(),
+    }
+}
+
+/// The databases whose names start with `prefix`.
+fn databases_like(admin: &mut postgres::Client, prefix: &str) -> Vec<String> {
+    admin
+        .query(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1",
+            &[&prefix],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// A database renamed into the run's names (by dynamic SQL a reading of
+/// the text cannot see) is renamed back and the call fails; renamed on a
+/// connection the plugin then hangs up, so that nothing looks after the
+/// statement, it is still no database of the run's. Even with a superuser
+/// grant: what a plugin reaches is the host's to say.
+#[test]
+fn a_database_renamed_into_the_runs_names_stays_out_of_reach() {
+    if !postgres_up() {
+        return;
+    }
+    let mut admin = postgres::Client::connect(PG_SUPERUSER, postgres::NoTls).unwrap();
+    for mode in ["pg-rename-into-reach", "pg-rename-hang-up"] {
+        let victim = format!("pt{}_{}", std::process::id(), mode.replace('-', "_"));
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {victim}"),
+            format!("CREATE DATABASE {victim}"),
+        ] {
+            admin.batch_execute(&sql).unwrap();
+        }
+        let (env, _) = hostile_services(
+            mode,
+            &format!(
+                "database = {victim:?}\nallow-superuser = true\nallow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"{PG_SUPERUSER}\" }}"
+            ),
+        );
+        let (renamed, reached) = (var(&env, "RESULT"), var(&env, "REACHED"));
+        let names = databases_like(&mut admin, &victim);
+        for name in &names {
+            if *name != victim {
+                let _ = admin.batch_execute(&format!("ALTER DATABASE {name} RENAME TO {victim}"));
+            }
+        }
+        let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {victim}"));
+        if mode == "pg-rename-into-reach" {
+            assert!(
+                renamed.starts_with("refused") && renamed.contains("renamed back"),
+                "{renamed}"
+            );
+            assert_eq!(names, vec![victim.clone()], "the victim keeps its name");
+            assert!(!reached.starts_with("allowed"), "{reached}");
+        } else {
+            assert!(
+                reached.starts_with("refused") && reached.contains("not made through"),
+                "{mode}: {renamed} / {reached}"
+            );
+        }
+    }
+}
+
+/// Only template0, template1 and the run's own databases are copied, even
+/// a database marked as a template that any role with CREATEDB may copy,
+/// and however the option is spelled.
+#[test]
+fn create_database_copies_only_the_runs_own_databases() {
+    if !postgres_up() {
+        return;
+    }
+    let mut admin = postgres::Client::connect(PG_SUPERUSER, postgres::NoTls).unwrap();
+    let tag = format!("pt{}_copy", std::process::id());
+    let victim = format!("{tag}_victim");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {victim}"),
+        format!("CREATE DATABASE {victim} IS_TEMPLATE true"),
+        format!("DROP ROLE IF EXISTS {tag}_plain"),
+        format!("CREATE ROLE {tag}_plain LOGIN CREATEDB"),
+    ] {
+        admin.batch_execute(&sql).unwrap();
+    }
+    let mut results = Vec::new();
+    for grant in [
+        format!("postgres://{tag}_plain@127.0.0.1:5432/postgres"),
+        PG_SUPERUSER.to_string(),
+    ] {
+        let (env, _) = hostile_services(
+            "pg-copy-template",
+            &format!(
+                "database = {victim:?}\nallow-superuser = true\nallow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"{grant}\" }}"
+            ),
+        );
+        results.push((grant, var(&env, "RESULT"), var(&env, "REACHED")));
+    }
+    let left = databases_like(&mut admin, "evil_copy_");
+    for name in &left {
+        let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"));
+    }
+    for sql in [
+        format!("ALTER DATABASE {victim} IS_TEMPLATE false"),
+        format!("DROP DATABASE IF EXISTS {victim}"),
+        format!("DROP ROLE IF EXISTS {tag}_plain"),
+    ] {
+        let _ = admin.batch_execute(&sql);
+    }
+    for (grant, copied, reached) in &results {
+        assert!(
+            copied.starts_with("refused") && copied.contains("copies only template0"),
+            "{grant}: {copied}"
+        );
+        assert!(!reached.starts_with("allowed"), "{grant}: {reached}");
+    }
+    assert!(left.is_empty(), "copies made: {left:?}");
+}
+
+/// What isolation needs still works for a role that owns nothing: make a
+/// database of the run, reach it, copy it.
+#[test]
+fn a_plugin_makes_reaches_and_copies_its_own_databases() {
+    if !postgres_up() {
+        return;
+    }
+    let mut admin = postgres::Client::connect(PG_SUPERUSER, postgres::NoTls).unwrap();
+    let role = format!("pt{}_maker", std::process::id());
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN CREATEDB"
+        ))
+        .unwrap();
+    let (env, _) = hostile_services(
+        "pg-own-databases",
+        &format!(
+            "allow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"postgres://{role}@127.0.0.1:5432/postgres\" }}"
+        ),
+    );
+    let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {role}"));
+    for name in ["RESULT", "REACHED", "COPIED"] {
+        assert_eq!(var(&env, name), "allowed", "{name}: {env:?}");
+    }
 }
 
 #[test]

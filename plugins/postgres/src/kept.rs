@@ -170,7 +170,13 @@ mod tests {
         .unwrap();
         assert_eq!((k.key.as_str(), k.built, k.used), ("ab12", 100, 200));
         // A comment for another key, no comment, a run marker: not kept.
-        assert!(parse("partest_setup_ab12", Some("partest setup cd34 built 1 used 1")).is_none());
+        assert!(
+            parse(
+                "partest_setup_ab12",
+                Some("partest setup cd34 built 1 used 1")
+            )
+            .is_none()
+        );
         assert!(parse("partest_setup_ab12", None).is_none());
         assert!(parse("partest_setup_ab12", Some("partest run ab12")).is_none());
         assert!(parse("app_db", Some("partest setup ab12 built 1 used 1")).is_none());

@@ -27,8 +27,7 @@ use partest_plugin_sdk::redact::url as redact;
 use partest_plugin_sdk::redis::{self, Reply};
 use partest_plugin_sdk::serde::Deserialize;
 use partest_plugin_sdk::{
-    ConfigKey, Env, Error, Plugin, Result, RunInfo, SettingGrant, Slot, config, log, process,
-    runs,
+    ConfigKey, Env, Error, Plugin, Result, RunInfo, SettingGrant, Slot, config, log, process, runs,
 };
 
 #[derive(Deserialize)]

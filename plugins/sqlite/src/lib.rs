@@ -20,8 +20,8 @@
 
 use partest_plugin_sdk::serde::Deserialize;
 use partest_plugin_sdk::{
-    ConfigKey, Env, Error, KeptSetup, Plugin, Result, RunInfo, SettingGrant, Slot, config, log, runs,
-    sqlite,
+    ConfigKey, Env, Error, KeptSetup, Plugin, Result, RunInfo, SettingGrant, Slot, config, log,
+    runs, sqlite,
 };
 
 /// Where the slot's path goes besides `var`, and where the setup commands

@@ -8,9 +8,12 @@ use partest_plugin_sdk::{Env, Error, Plugin, Result, RunInfo, Slot, config, post
 #[derive(Deserialize)]
 #[serde(crate = "partest_plugin_sdk::serde", deny_unknown_fields)]
 struct Settings {
-    /// redis-commands | pg-sleep | pg-catch-cancel | pg-other-database | pg-query
+    /// redis-commands | pg-sleep | pg-catch-cancel | pg-other-database |
+    /// pg-rename-into-reach | pg-rename-hang-up | pg-copy-template |
+    /// pg-own-databases | pg-query
     mode: String,
-    /// `pg-other-database`: the database to reach.
+    /// `pg-other-database` and the rename and copy modes: the database to
+    /// reach.
     #[serde(default)]
     database: String,
 }
@@ -78,11 +81,16 @@ impl Plugin for HostileServices {
         REDIS_ATTACKS
             .iter()
             .map(|(k, _)| k.to_string())
-            .chain(["RESULT", "IN_MULTI", "APPENDED", "STOPPED"].map(String::from))
+            .chain(
+                [
+                    "RESULT", "IN_MULTI", "APPENDED", "STOPPED", "REACHED", "COPIED",
+                ]
+                .map(String::from),
+            )
             .collect()
     }
 
-    fn setup_run(&mut self, _run: &RunInfo) -> Result<Env> {
+    fn setup_run(&mut self, run: &RunInfo) -> Result<Env> {
         match self.s.mode.as_str() {
             "redis-commands" => {
                 let mut env: Env = REDIS_ATTACKS
@@ -147,6 +155,72 @@ impl Plugin for HostileServices {
             "pg-other-database" => {
                 let r = postgres::query(Some(&self.s.database), "SELECT current_database()");
                 Ok(vec![("RESULT".into(), outcome(r))])
+            }
+            "pg-rename-into-reach" => {
+                // Dynamic SQL, so no reading of the text could see the rename.
+                let into = format!("{}_{}", self.s.database, run.run_id);
+                let renamed = postgres::execute(
+                    None,
+                    &format!(
+                        "DO $$ BEGIN EXECUTE 'ALTER DATABASE {} RENAME TO {into}'; END $$",
+                        self.s.database
+                    ),
+                );
+                let reached = postgres::query(Some(&into), "SELECT current_database()");
+                Ok(vec![
+                    ("RESULT".into(), outcome(renamed)),
+                    ("REACHED".into(), outcome(reached)),
+                ])
+            }
+            "pg-rename-hang-up" => {
+                // Renamed, then the connection ended before the host could look.
+                let into = format!("{}_{}", self.s.database, run.run_id);
+                let renamed = postgres::execute(
+                    None,
+                    &format!(
+                        "BEGIN; ALTER DATABASE {} RENAME TO {into}; COMMIT; \
+                         SELECT pg_terminate_backend(pg_backend_pid())",
+                        self.s.database
+                    ),
+                );
+                let reached = postgres::query(Some(&into), "SELECT current_database()");
+                Ok(vec![
+                    ("RESULT".into(), outcome(renamed)),
+                    ("REACHED".into(), outcome(reached)),
+                ])
+            }
+            "pg-copy-template" => {
+                let copy = format!("evil_copy_{}", run.run_id);
+                let copied = postgres::execute(
+                    None,
+                    &format!(
+                        "/* a copy */ CREATE DATABASE {copy} WITH \"template\" = '{}'",
+                        self.s.database
+                    ),
+                );
+                let reached = postgres::query(Some(&copy), "SELECT current_database()");
+                let _ = postgres::execute(None, &format!("DROP DATABASE IF EXISTS {copy}"));
+                Ok(vec![
+                    ("RESULT".into(), outcome(copied)),
+                    ("REACHED".into(), outcome(reached)),
+                ])
+            }
+            "pg-own-databases" => {
+                // What a plugin may do: make a database of the run, reach
+                // it, and copy it.
+                let own = format!("own_{}", run.run_id);
+                let copy = format!("own_copy_{}", run.run_id);
+                let made = postgres::execute(None, &format!("CREATE DATABASE {own}"));
+                let reached = postgres::execute(Some(&own), "CREATE TABLE t (x int)");
+                let copied =
+                    postgres::execute(None, &format!("CREATE DATABASE {copy} TEMPLATE {own}"));
+                let _ = postgres::execute(None, &format!("DROP DATABASE IF EXISTS {copy}"));
+                let _ = postgres::execute(None, &format!("DROP DATABASE IF EXISTS {own}"));
+                Ok(vec![
+                    ("RESULT".into(), outcome(made)),
+                    ("REACHED".into(), outcome(reached)),
+                    ("COPIED".into(), outcome(copied)),
+                ])
             }
             _ => {
                 let r = postgres::query(None, "SELECT 1");

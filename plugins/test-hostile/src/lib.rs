@@ -202,7 +202,10 @@ impl Plugin for Hostile {
                     Err(e) => format!("refused {e:?}"),
                 };
                 Ok(vec![
-                    ("HUGE".into(), said(huge.map(|rows| format!("{:?}", rows.rows)))),
+                    (
+                        "HUGE".into(),
+                        said(huge.map(|rows| format!("{:?}", rows.rows))),
+                    ),
                     ("FILL".into(), said(fill.map(|()| String::new()))),
                 ])
             }

@@ -86,10 +86,10 @@ impl SetupKey {
     }
 }
 
-/// The first 8 hex digits of every key of this project's set-ups (from its
-/// root): runs, `report` and `clean` touch only the project's own.
+/// The first 8 hex digits of every key of this project's set-ups:
+/// runs, `report` and `clean` touch only the project's own.
 pub fn project_id(config: &Config) -> String {
-    hex(&Sha256::digest(config.root.as_os_str().as_encoded_bytes())[..4])
+    crate::model::project_id(&config.root)
 }
 
 fn hex(bytes: &[u8]) -> String {

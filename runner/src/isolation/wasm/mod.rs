@@ -27,6 +27,7 @@ mod deadline;
 mod engine;
 mod env;
 mod log;
+mod pg_reach;
 mod pg_tls;
 mod plugin;
 mod postgres;
@@ -393,6 +394,8 @@ impl PluginHost {
             ),
             log: self.log.clone(),
             run_id: std::sync::OnceLock::new(),
+            project: crate::model::project_id(&self.root),
+            setup_key: std::sync::OnceLock::new(),
         }))
     }
 

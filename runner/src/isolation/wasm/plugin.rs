@@ -396,6 +396,9 @@ impl Isolation for WasmPlugin {
         };
         *lock(&self.run_info) = Some(info.clone());
         let _ = self.grants.run_id.set(run.run_id.clone());
+        if let Some(setup) = &run.setup {
+            let _ = self.grants.setup_key.set(setup.key.clone());
+        }
         let dir = self
             .grants
             .home

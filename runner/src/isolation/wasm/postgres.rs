@@ -1,12 +1,14 @@
 //! `postgres`: SQL on the one server granted by `allow.postgres`. The host
 //! holds the credentials and enforces the grant:
 //!
-//! - a plugin reaches the granted database and the databases whose names
-//!   carry this run's id (the ones it made in this run), nothing else;
-//! - a custom plugin whose grant logs in as a superuser (or a member of
-//!   `pg_execute_server_program`, which runs programs on the server) is
-//!   refused unless the user set `allow-superuser = true`; built-ins are
-//!   partest's own code and keep working with the user's URL;
+//! - a plugin reaches the granted database and the databases it made in
+//!   this run (their names carry the run id), nothing else; what tells them
+//!   apart, and which templates a custom plugin may copy, is [`pg_reach`]'s;
+//! - a custom plugin whose grant logs in as a superuser, can become one or
+//!   reach the server's files and programs, or owns other databases, is
+//!   refused (a superuser login only unless the user set
+//!   `allow-superuser = true`); built-ins are partest's own code and keep
+//!   working with the user's URL;
 //! - a statement still running at the call's deadline is cancelled from
 //!   the host, whatever the plugin SET.
 //!
@@ -24,6 +26,7 @@ use postgres::{Client, SimpleQueryMessage};
 use super::capability::{
     Capability, Grant, InstanceState, SettingGrantError, grant_url, url_value,
 };
+use super::pg_reach::{self, RunDatabases};
 use super::pg_tls::{self, Roots, Tls, split_tls};
 use super::state::HostState;
 use super::types::{Error, Rows};
@@ -35,6 +38,8 @@ use crate::config::PluginTable;
 pub struct Server {
     pub url: String,
     pub allow_superuser: bool,
+    /// The databases it was granted and made in this run.
+    databases: RunDatabases,
 }
 
 pub struct Postgres;
@@ -53,6 +58,7 @@ impl Capability for Postgres {
                 Ok(Arc::new(Server {
                     url: url_value(v)?,
                     allow_superuser: table.allow_superuser,
+                    databases: RunDatabases::default(),
                 }) as Grant)
             })
             .transpose()
@@ -186,8 +192,18 @@ fn session<'s>(
         config.connect_timeout(state.remaining());
         let mut client =
             pg_tls::connect(&mut config, &tls).map_err(|e| connect_error(&url, &tls, &e))?;
-        if !state.grants.builtin && !superuser_allowed {
-            refuse_superuser(state, &mut client, &url)?;
+        let custom = !state.grants.builtin;
+        if custom && !superuser_allowed {
+            refuse_powerful_role(state, &mut client, &url)?;
+        }
+        // A database other than the granted one is one of the run's.
+        let run_database = database
+            .as_deref()
+            .filter(|db| granted_database(&url).as_deref() != Some(*db));
+        if let Some(server) = granted(state) {
+            server
+                .databases
+                .check_connected(&mut client, run_database, custom)?;
         }
         let backend = backend_pid(&mut client)?;
         state.instance::<Connections>().open.insert(
@@ -208,25 +224,21 @@ fn session<'s>(
 }
 
 /// A custom plugin must not get a role that runs programs on the server,
-/// reads or writes its files, reaches every database, or can become one
-/// that does (`SET ROLE` to a role it is a member of); nor one that owns
-/// databases beyond the granted one and partest's run databases (it could
-/// clone or rename them into reach).
-fn refuse_superuser(state: &HostState, client: &mut Client, url: &str) -> Result<(), Error> {
+/// reads or writes its files, reaches every database (a superuser), or
+/// can become one that does (`SET ROLE` to a role
+/// it is a member of); nor one that owns databases beyond the granted one
+/// and this run's (it could clone or rename them).
+fn refuse_powerful_role(state: &HostState, client: &mut Client, url: &str) -> Result<(), Error> {
     let granted = granted_database(url).unwrap_or_else(|| "postgres".into());
     let rows = client
-        .simple_query(&format!(
+        .simple_query(
             "SELECT current_user, current_setting('is_superuser') = 'on', \
                  (SELECT string_agg(rolname, ', ' ORDER BY rolname) FROM pg_roles \
                   WHERE rolname <> current_user AND pg_has_role(current_user, oid, 'MEMBER') \
                     AND (rolsuper OR rolname IN ('pg_execute_server_program', \
                          'pg_write_server_files', 'pg_read_server_files'))), \
-                 (SELECT string_agg(datname, ', ' ORDER BY datname) FROM pg_database \
-                  WHERE pg_has_role(current_user, datdba, 'MEMBER') AND datname <> {} \
-                    AND datname NOT LIKE 'partest\\_%'), \
                  (SELECT rolcreaterole FROM pg_roles WHERE rolname = current_user)",
-            quote_literal(&granted)
-        ))
+        )
         .map_err(pg_err)?;
     let Some(row) = rows.iter().find_map(|m| match m {
         SimpleQueryMessage::Row(row) => Some(row),
@@ -238,9 +250,8 @@ fn refuse_superuser(state: &HostState, client: &mut Client, url: &str) -> Result
     };
     let user = row.get(0).unwrap_or("?").to_string();
     let superuser = row.get(1) == Some("t");
-    let powerful = row.get(2).filter(|r| !r.is_empty());
-    let owned = row.get(3).filter(|d| !d.is_empty());
-    let creates_roles = row.get(4) == Some("t");
+    let powerful = row.get(2).filter(|r| !r.is_empty()).map(str::to_string);
+    let creates_roles = row.get(3) == Some("t");
     let what = if superuser {
         "a superuser".to_string()
     } else if creates_roles {
@@ -250,13 +261,23 @@ fn refuse_superuser(state: &HostState, client: &mut Client, url: &str) -> Result
             "a member of {roles} (it can SET ROLE to it, or use its rights to the server's \
              programs and files)"
         )
-    } else if let Some(databases) = owned {
-        format!(
-            "the owner of {databases} (it could copy them with CREATE DATABASE ... TEMPLATE, or \
-             rename them into reach)"
-        )
     } else {
-        return Ok(());
+        let server = self::granted(state).ok_or_else(|| Error::Refused("no grant".into()))?;
+        let owned = server.databases.owned_beyond(
+            client,
+            &granted,
+            &state.grants.project,
+            &crate::runs::dead_runs(),
+        )?;
+        if owned.is_empty() {
+            return Ok(());
+        }
+        format!(
+            "the owner of {} (it could copy them with CREATE DATABASE ... TEMPLATE, rename or \
+             drop them; a leftover of a crashed run goes with `partest clean`, and two runs \
+             at once need a role each)",
+            owned.join(", ")
+        )
     };
     let plugin = &state.grants.plugin;
     Err(Error::Refused(format!(
@@ -264,8 +285,8 @@ fn refuse_superuser(state: &HostState, client: &mut Client, url: &str) -> Result
              plugins do not get it. Give the plugin a role of its own that can only create \
              databases, and owns none:\n\
              \x20   CREATE ROLE partest_plugin LOGIN PASSWORD '...' CREATEDB;\n\
-             and grant postgres://partest_plugin:...@host/{granted} instead; or, if you trust plugin \
-             {plugin} with the whole server, set [plugins.{plugin}] allow-superuser = true",
+             and grant postgres://partest_plugin:...@host/{granted} instead; or, if you trust \
+             plugin {plugin} with the whole server, set [plugins.{plugin}] allow-superuser = true",
         redact::url(url),
     )))
 }
@@ -284,20 +305,34 @@ fn backend_pid(client: &mut Client) -> Result<i32, Error> {
 }
 
 /// `text` as an SQL string literal.
-fn quote_literal(text: &str) -> String {
+pub(super) fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
 /// Runs `statement` on `database`'s connection, cancelled from the host
 /// at the call's deadline; a connection to a database other than the
-/// granted one is closed after.
+/// granted one is closed after. `sql`, the plugin's text, is screened for
+/// what it may copy first; the databases the statement made or renamed
+/// are looked at after ([`pg_reach`]).
 fn on_database<R>(
     state: &mut HostState,
     database: Option<String>,
+    sql: &str,
     statement: impl FnOnce(&mut Client) -> Result<R, postgres::Error>,
 ) -> Result<R, Error> {
     let deadline = state.deadline;
+    let grants = state.grants.clone();
+    let run_id = grants.run_id.get().map(String::as_str);
     let session = session(state, &database)?;
+    let reach = grants.caps.get::<Server>().map(|s| &s.databases);
+    if let Some(reach) = reach.filter(|_| !grants.builtin) {
+        let setup_key = grants.setup_key.get().map(String::as_str);
+        reach.check_templates(&mut session.client, sql, setup_key)?;
+    }
+    let before = match run_id {
+        Some(_) => Some(pg_reach::catalog(&mut session.client).map_err(pg_err)?),
+        None => None,
+    };
     let token = session.client.cancel_token();
     let tls = session.tls.clone();
     let (mut config, kill_tls, backend) = (session.config.clone(), tls.clone(), session.backend);
@@ -318,10 +353,19 @@ fn on_database<R>(
         },
         || statement(&mut session.client),
     );
-    let closed = matches!(&result, Err(e) if e.is_closed());
+    let closed = session.client.is_closed() || matches!(&result, Err(e) if e.is_closed());
+    // A closed connection cannot say what the statement made: what it
+    // made is then not the run's, so out of reach.
+    let checked = match (reach, &before) {
+        (Some(reach), Some(before)) if !closed => {
+            reach.after_statement(&mut session.client, before, run_id)
+        }
+        _ => Ok(()),
+    };
     if database.is_some() || closed {
         state.instance::<Connections>().open.remove(&database);
     }
+    checked?;
     result.map_err(|e| {
         if cancelled && e.code() == Some(&SqlState::QUERY_CANCELED) {
             Error::Failed(
@@ -421,7 +465,7 @@ pub fn url(state: &HostState, database: Option<String>) -> String {
 /// Runs statements on `database`, or the granted one.
 pub fn execute(state: &mut HostState, database: Option<String>, sql: String) -> Result<(), Error> {
     state.check_size("the SQL", sql.len())?;
-    on_database(state, database, |client| client.batch_execute(&sql))
+    on_database(state, database, &sql, |client| client.batch_execute(&sql))
 }
 
 /// Runs one query (a `SELECT`, `VALUES` or `TABLE`) in a transaction that
@@ -432,7 +476,7 @@ pub fn query(state: &mut HostState, database: Option<String>, sql: String) -> Re
     state.check_size("the SQL", sql.len())?;
     let limit = state.grants.boundary;
     let body = sql.trim().trim_end_matches(';').to_string();
-    let fetched = on_database(state, database, |client| {
+    let fetched = on_database(state, database, &body, |client| {
         client.batch_execute("BEGIN")?;
         let read = sized_query(client, &body, limit);
         let _ = client.batch_execute("ROLLBACK");

@@ -37,6 +37,10 @@ pub struct Grants {
     pub log: LogSink,
     /// The run id, from setup-run on: names carrying it are this run's.
     pub run_id: OnceLock<String>,
+    /// The project's id, the first 8 hex digits of its set-ups' keys.
+    pub project: String,
+    /// The key of the run's set-up, when it is kept or reused.
+    pub setup_key: OnceLock<String>,
 }
 
 impl Grants {
