@@ -455,51 +455,73 @@ fn databases_like(admin: &mut postgres::Client, prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// A database renamed into the run's names (by dynamic SQL a reading of
-/// the text cannot see) is renamed back and the call fails; renamed on a
-/// connection the plugin then hangs up, so that nothing looks after the
-/// statement, it is still no database of the run's. Even with a superuser
-/// grant: what a plugin reaches is the host's to say.
+/// A database renamed into the run's names is renamed back and the call
+/// fails: by dynamic SQL a reading of the text cannot see, or on a
+/// connection the plugin hangs up right after (the host looks on a
+/// connection of its own). One renamed so by someone else is still no
+/// database of the run's, even when a temporary `pg_database` on the
+/// plugin's connection shows it appearing. Even with a superuser grant: what a plugin
+/// reaches is the host's to say.
 #[test]
 fn a_database_renamed_into_the_runs_names_stays_out_of_reach() {
     if !postgres_up() {
         return;
     }
     let mut admin = postgres::Client::connect(PG_SUPERUSER, postgres::NoTls).unwrap();
-    for mode in ["pg-rename-into-reach", "pg-rename-hang-up"] {
+    let run_id = format!("s{}", std::process::id());
+    for mode in [
+        "pg-rename-into-reach",
+        "pg-rename-hang-up",
+        "pg-other-database",
+        "pg-spoof-catalog",
+    ] {
         let victim = format!("pt{}_{}", std::process::id(), mode.replace('-', "_"));
-        for sql in [
+        let mut setup = vec![
             format!("DROP DATABASE IF EXISTS {victim}"),
             format!("CREATE DATABASE {victim}"),
-        ] {
-            admin.batch_execute(&sql).unwrap();
+        ];
+        // Renamed into the run's names before the run, by someone else.
+        let target = if matches!(mode, "pg-other-database" | "pg-spoof-catalog") {
+            setup.push(format!(
+                "ALTER DATABASE {victim} RENAME TO {victim}_{run_id}"
+            ));
+            format!("{victim}_{run_id}")
+        } else {
+            victim.clone()
+        };
+        for sql in &setup {
+            admin.batch_execute(sql).unwrap();
         }
         let (env, _) = hostile_services(
             mode,
             &format!(
-                "database = {victim:?}\nallow-superuser = true\nallow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"{PG_SUPERUSER}\" }}"
+                "database = {target:?}\nallow-superuser = true\nallow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"{PG_SUPERUSER}\" }}"
             ),
         );
-        let (renamed, reached) = (var(&env, "RESULT"), var(&env, "REACHED"));
+        let (result, reached) = (var(&env, "RESULT"), var(&env, "REACHED"));
         let names = databases_like(&mut admin, &victim);
         for name in &names {
-            if *name != victim {
-                let _ = admin.batch_execute(&format!("ALTER DATABASE {name} RENAME TO {victim}"));
-            }
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"));
         }
-        let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {victim}"));
-        if mode == "pg-rename-into-reach" {
+        if matches!(mode, "pg-other-database" | "pg-spoof-catalog") {
             assert!(
-                renamed.starts_with("refused") && renamed.contains("renamed back"),
-                "{renamed}"
+                result.starts_with("refused") && result.contains("not made through"),
+                "{mode}: {result}"
             );
-            assert_eq!(names, vec![victim.clone()], "the victim keeps its name");
-            assert!(!reached.starts_with("allowed"), "{reached}");
+            if mode == "pg-spoof-catalog" {
+                assert_eq!(reached, "allowed", "the spoof itself ran");
+            }
         } else {
             assert!(
-                reached.starts_with("refused") && reached.contains("not made through"),
-                "{mode}: {renamed} / {reached}"
+                result.starts_with("refused") && result.contains("renamed back"),
+                "{mode}: {result}"
             );
+            assert_eq!(
+                names,
+                vec![victim.clone()],
+                "{mode}: the victim keeps its name"
+            );
+            assert!(!reached.starts_with("allowed"), "{mode}: {reached}");
         }
     }
 }

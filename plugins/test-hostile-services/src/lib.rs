@@ -9,7 +9,7 @@ use partest_plugin_sdk::{Env, Error, Plugin, Result, RunInfo, Slot, config, post
 #[serde(crate = "partest_plugin_sdk::serde", deny_unknown_fields)]
 struct Settings {
     /// redis-commands | pg-sleep | pg-catch-cancel | pg-other-database |
-    /// pg-rename-into-reach | pg-rename-hang-up | pg-copy-template |
+    /// pg-rename-into-reach | pg-rename-hang-up | pg-spoof-catalog | pg-copy-template |
     /// pg-own-databases | pg-query
     mode: String,
     /// `pg-other-database` and the rename and copy modes: the database to
@@ -170,6 +170,27 @@ impl Plugin for HostileServices {
                 Ok(vec![
                     ("RESULT".into(), outcome(renamed)),
                     ("REACHED".into(), outcome(reached)),
+                ])
+            }
+            "pg-spoof-catalog" => {
+                // A temporary pg_database on the plugin's own connection,
+                // in which the database appears during a statement.
+                let _ = postgres::execute(
+                    None,
+                    "CREATE TEMP TABLE pg_database (oid oid, datname name)",
+                );
+                let spoofed = postgres::execute(
+                    None,
+                    &format!(
+                        "INSERT INTO pg_temp.pg_database SELECT oid, datname \
+                         FROM pg_catalog.pg_database WHERE datname = '{}'",
+                        self.s.database
+                    ),
+                );
+                let reached = postgres::query(Some(&self.s.database), "SELECT 1");
+                Ok(vec![
+                    ("RESULT".into(), outcome(reached)),
+                    ("REACHED".into(), outcome(spoofed)),
                 ])
             }
             "pg-rename-hang-up" => {

@@ -2,25 +2,29 @@
 //! what the server says rather than by names a plugin could forge:
 //!
 //! - a name that carries the run id reaches a database only when that
-//!   database (its oid) was made through the capability in this run: one
-//!   renamed into such a name keeps the oid it had, and stays out of reach;
-//!   the rename itself fails the call and is undone;
+//!   database (its oid) was made by a `CREATE DATABASE` the plugin ran
+//!   through the capability in this run: one renamed into such a name keeps
+//!   the oid it had, and stays out of reach; the rename itself fails the
+//!   call and is undone;
 //! - for a custom plugin, the granted name reaches only the database it
-//!   named at the first connection (no database renamed into its place);
+//!   named when the run's first connection was made;
 //! - a custom plugin's `CREATE DATABASE ... TEMPLATE` may copy only
-//!   `template0`/`template1`, a database made in this run, or the set-up
-//!   kept under this run's key;
-//! - a custom plugin's role owns no database but the granted one, this
-//!   run's, this project's kept set-ups and dead runs' leftovers (for
-//!   `partest clean`).
+//!   `template0`/`template1`, a database it made in this run, or the set-up
+//!   kept under this run's key (and may not pick its oid).
+//!
+//! The host asks on a connection of its own (the [`Inspector`]), which
+//! plugin SQL never runs on: no temporary table, setting, open transaction
+//! or lock of the plugin's can change what it reads.
 //!
 //! `CREATE DATABASE` runs only as a query string's one statement (never in
-//! a transaction block or a function), which is what makes its options
-//! readable here: [`templates_copied`] reads them the way the server's lexer
-//! does, and refuses what it cannot read.
+//! a transaction block, a function, or beside another statement), which is
+//! what makes it readable here: [`read_create_database`] reads its name and
+//! options the way the server's scanner does, and refuses what it cannot
+//! read.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use postgres::{Client, SimpleQueryMessage};
 
@@ -28,6 +32,13 @@ use super::types::Error;
 
 /// Every database on the server: oid and name.
 pub type Catalog = HashMap<u32, String>;
+
+/// The longest name the server keeps (`NAMEDATALEN - 1` bytes): it cuts a
+/// longer one, which would then name another database than it says.
+pub const MAX_NAME: usize = 63;
+
+/// The longest `CREATE DATABASE` statement read.
+const MAX_CREATE: usize = 64 << 10;
 
 /// What this plugin made and was granted on the server, shared by its
 /// instances for the run.
@@ -37,10 +48,12 @@ pub struct RunDatabases {
     granted: OnceLock<u32>,
     /// The databases made through the capability in this run.
     created: Mutex<HashSet<u32>>,
+    /// The host's own connection, opened (and the role checked) on first use.
+    inspector: Mutex<Option<Client>>,
 }
 
-/// The first column of each row `sql` returns, as text.
-fn column(client: &mut Client, sql: &str) -> Result<Vec<Vec<String>>, postgres::Error> {
+/// Rows of `sql`, each column as text.
+fn rows(client: &mut Client, sql: &str) -> Result<Vec<Vec<String>>, postgres::Error> {
     Ok(client
         .simple_query(sql)?
         .iter()
@@ -55,48 +68,109 @@ fn column(client: &mut Client, sql: &str) -> Result<Vec<Vec<String>>, postgres::
         .collect())
 }
 
-pub fn catalog(client: &mut Client) -> Result<Catalog, postgres::Error> {
-    Ok(column(client, "SELECT oid, datname FROM pg_database")?
-        .into_iter()
-        .filter_map(|r| Some((r.first()?.parse().ok()?, r.get(1)?.clone())))
-        .collect())
-}
-
-/// The oid of the database named `name`, if there is one.
-fn oid_of(client: &mut Client, name: &str) -> Result<Option<u32>, postgres::Error> {
-    Ok(column(
-        client,
-        &format!(
-            "SELECT oid FROM pg_database WHERE datname = {}",
-            super::postgres::quote_literal(name)
-        ),
-    )?
-    .first()
-    .and_then(|r| r.first()?.parse().ok()))
-}
-
 fn pg(e: postgres::Error) -> Error {
     Error::Failed(format!("PostgreSQL: {e}"))
 }
 
+/// `text` as an SQL string literal.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// `text` as an SQL identifier.
+pub fn quote_ident(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+/// The host's connection: what it reads, it reads from the catalog itself.
+pub struct Inspector<'a>(MutexGuard<'a, Option<Client>>);
+
+impl Inspector<'_> {
+    fn client(&mut self) -> &mut Client {
+        self.0.as_mut().expect("opened with the guard")
+    }
+
+    /// Rows of `sql`, run on the host's connection.
+    pub fn rows(&mut self, sql: &str) -> Result<Vec<Vec<String>>, Error> {
+        rows(self.client(), sql).map_err(pg)
+    }
+
+    pub fn catalog(&mut self) -> Result<Catalog, Error> {
+        Ok(self
+            .rows("SELECT oid, datname FROM pg_catalog.pg_database")?
+            .into_iter()
+            .filter_map(|r| Some((r.first()?.parse().ok()?, r.get(1)?.clone())))
+            .collect())
+    }
+
+    fn oid_of(&mut self, name: &str) -> Result<Option<u32>, Error> {
+        Ok(self
+            .rows(&format!(
+                "SELECT oid FROM pg_catalog.pg_database WHERE datname = {}",
+                quote_literal(name)
+            ))?
+            .first()
+            .and_then(|r| r.first()?.parse().ok()))
+    }
+}
+
 impl RunDatabases {
-    fn created(&self) -> std::sync::MutexGuard<'_, HashSet<u32>> {
+    fn created(&self) -> MutexGuard<'_, HashSet<u32>> {
         self.created.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The host's connection, opened with `open` when there is none (or it
+    /// was closed): `open` connects and checks the role; the connection
+    /// then reads only `pg_catalog`, and waits on no lock for long.
+    pub fn inspector(
+        &self,
+        open: impl FnOnce() -> Result<Client, Error>,
+    ) -> Result<Inspector<'_>, Error> {
+        let mut guard = self.inspector.lock().unwrap_or_else(|p| p.into_inner());
+        // A test may end partest's connections (pg_terminate_backend): a
+        // kept one is checked, and replaced when it is gone.
+        let alive = guard
+            .as_mut()
+            .is_some_and(|c| !c.is_closed() && c.is_valid(Duration::from_secs(2)).is_ok());
+        if !alive {
+            let mut client = open()?;
+            client
+                .batch_execute(
+                    "SET search_path = pg_catalog; SET statement_timeout = '10s'; \
+                     SET lock_timeout = '2s'",
+                )
+                .map_err(pg)?;
+            let here = rows(
+                &mut client,
+                "SELECT oid FROM pg_catalog.pg_database \
+                 WHERE datname = pg_catalog.current_database()",
+            )
+            .map_err(pg)?
+            .first()
+            .and_then(|r| r.first()?.parse().ok());
+            if let Some(here) = here {
+                let _ = self.granted.set(here);
+            }
+            *guard = Some(client);
+        }
+        Ok(Inspector(guard))
     }
 
     /// Refuses a new connection to a database that is not the one its name
     /// stood for: a run's database (`run_database`, by its run-id name) this
     /// run did not make, or (for a custom plugin, `None`) the granted name
-    /// on another database than at first.
+    /// on another database than at first. The connection is new: nothing of
+    /// the plugin's is in it yet.
     pub fn check_connected(
         &self,
         client: &mut Client,
         run_database: Option<&str>,
         custom: bool,
     ) -> Result<(), Error> {
-        let here = column(
+        let here = rows(
             client,
-            "SELECT oid FROM pg_database WHERE datname = current_database()",
+            "SELECT oid FROM pg_catalog.pg_database \
+             WHERE datname = pg_catalog.current_database()",
         )
         .map_err(pg)?
         .first()
@@ -107,53 +181,53 @@ impl RunDatabases {
                 "database {name:?} carries the run's id but was not made through the postgres \
                  capability in this run (renamed into that name?): it is not the plugin's to reach"
             ))),
-            None if custom && *self.granted.get_or_init(|| here) != here => Err(Error::Refused(
-                "the granted database is not the one it was when the run began (another \
+            None if custom && self.granted.get().is_some_and(|g| *g != here) => {
+                Err(Error::Refused(
+                    "the granted database is not the one it was when the run began (another \
                      database was renamed into its name): the plugin may not reach it"
-                    .into(),
-            )),
+                        .into(),
+                ))
+            }
             _ => Ok(()),
         }
     }
 
-    /// After a statement: the databases it made under this run's id become
-    /// the run's; a database it renamed into this run's names is renamed
-    /// back, and the call fails.
+    /// After a statement: the database it made (`made`, its `CREATE
+    /// DATABASE`'s name) becomes the run's; a database it renamed into the
+    /// run's names (`marks`: the run id, the set-up key) from outside them
+    /// is renamed back, and the call fails.
     pub fn after_statement(
         &self,
-        client: &mut Client,
+        inspector: &mut Inspector,
         before: &Catalog,
-        run_id: Option<&str>,
+        made: Option<&str>,
+        marks: &[&str],
     ) -> Result<(), Error> {
-        let Some(run_id) = run_id.filter(|id| !id.is_empty()) else {
-            return Ok(());
-        };
-        // A connection the statement ended cannot say what it made: that
-        // is then not the run's, so out of reach.
-        let Ok(after) = catalog(client) else {
-            return Ok(());
-        };
-        let mut renamed = Vec::new();
+        if let Some(name) = made
+            && let Some(oid) = inspector.oid_of(name)?
+            && !before.contains_key(&oid)
         {
-            let mut created = self.created();
-            for (oid, name) in &after {
-                if !name.contains(run_id) || created.contains(oid) {
-                    continue;
-                }
-                match before.get(oid) {
-                    None => {
-                        created.insert(*oid);
-                    }
-                    Some(old) if old != name => renamed.push((old.clone(), name.clone())),
-                    Some(_) => {}
-                }
-            }
+            self.created().insert(oid);
         }
+        let after = inspector.catalog()?;
+        let carries = |name: &str| marks.iter().any(|m| !m.is_empty() && name.contains(m));
+        let renamed: Vec<(String, String)> = {
+            let created = self.created();
+            after
+                .iter()
+                .filter(|(oid, name)| carries(name) && !created.contains(oid))
+                .filter_map(|(oid, name)| {
+                    let old = before.get(oid)?;
+                    (old != name && !carries(old)).then(|| (old.clone(), name.clone()))
+                })
+                .collect()
+        };
         let Some((old, new)) = renamed.first() else {
             return Ok(());
         };
         let undone = renamed.iter().all(|(old, new)| {
-            client
+            inspector
+                .client()
                 .batch_execute(&format!(
                     "ALTER DATABASE {} RENAME TO {}",
                     quote_ident(new),
@@ -172,17 +246,16 @@ impl RunDatabases {
         )))
     }
 
-    /// Refuses a `CREATE DATABASE` whose `TEMPLATE` is not `template0`,
-    /// `template1`, a database made in this run or the set-up kept under
-    /// `setup_key`.
+    /// Refuses a custom plugin's `CREATE DATABASE` (`create`) whose
+    /// `TEMPLATE` is not `template0`, `template1`, a database made in this
+    /// run or the set-up kept under `setup_key`.
     pub fn check_templates(
         &self,
-        client: &mut Client,
-        sql: &str,
+        inspector: &mut Inspector,
+        create: &CreateDatabase,
         setup_key: Option<&str>,
     ) -> Result<(), Error> {
-        let templates = templates_copied(sql).map_err(Error::Refused)?;
-        for template in templates {
+        for template in &create.templates {
             let Template::Named(name) = template else {
                 continue;
             };
@@ -192,8 +265,8 @@ impl RunDatabases {
             {
                 continue;
             }
-            let made_here = oid_of(client, &name)
-                .map_err(pg)?
+            let made_here = inspector
+                .oid_of(name)?
                 .is_some_and(|oid| self.created().contains(&oid));
             if !made_here {
                 return Err(Error::Refused(format!(
@@ -216,13 +289,13 @@ impl RunDatabases {
         project: &str,
         dead: &[String],
     ) -> Result<Vec<String>, Error> {
-        let owned = column(
+        let owned = rows(
             client,
             &format!(
-                "SELECT oid, datname FROM pg_database \
-                 WHERE pg_has_role(current_user, datdba, 'MEMBER') AND datname <> {} \
-                 ORDER BY datname",
-                super::postgres::quote_literal(granted)
+                "SELECT oid, datname FROM pg_catalog.pg_database \
+                 WHERE pg_catalog.pg_has_role(current_user, datdba, 'MEMBER') \
+                   AND datname <> {} ORDER BY datname",
+                quote_literal(granted)
             ),
         )
         .map_err(pg)?;
@@ -252,17 +325,22 @@ fn kept_for(name: &str, project: &str) -> bool {
         })
 }
 
-/// `text` as an SQL identifier.
-pub fn quote_ident(text: &str) -> String {
-    format!("\"{}\"", text.replace('"', "\"\""))
-}
-
 /// What a `CREATE DATABASE` copies.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Template {
     /// `TEMPLATE DEFAULT`: template1.
     Default,
     Named(String),
+}
+
+/// A `CREATE DATABASE` statement, as the server reads it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CreateDatabase {
+    pub name: String,
+    /// Every `TEMPLATE` option (none: it copies template1).
+    pub templates: Vec<Template>,
+    /// It picks the new database's oid (`OID n`).
+    pub picks_oid: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -273,173 +351,221 @@ enum Token {
     Quoted(String),
     /// A string constant ('...' or $tag$...$tag$).
     Text(String),
+    /// A constant with a prefix (E'', U&'', U&"", B'', X'', N''): its
+    /// escapes are not read here.
+    Prefixed,
     Semicolon,
-    Other(char),
+    Other(u8),
 }
 
-/// The templates every `CREATE DATABASE` in `sql` copies (none named: it
-/// copies template1). An error when the statement cannot be read the way
-/// the server would: a backslash in it (escape strings, or a session that
-/// turned standard strings off), or a comment or string left open.
-pub fn templates_copied(sql: &str) -> Result<Vec<Template>, String> {
-    let tokens = match tokens(sql) {
-        Ok(tokens) => tokens,
-        // The server refuses it too; only a statement that might make a
-        // database needs reading.
-        Err(why) if sql.to_ascii_lowercase().contains("database") => return Err(why),
-        Err(_) => return Ok(Vec::new()),
-    };
-    let mut found = Vec::new();
-    for statement in tokens.split(|t| *t == Token::Semicolon) {
-        let [
-            Token::Word(create),
-            Token::Word(database),
-            _name,
-            options @ ..,
-        ] = statement
-        else {
-            continue;
-        };
-        if create != "create" || database != "database" {
-            continue;
-        }
-        if sql.contains('\\') {
-            return Err(
-                "CREATE DATABASE with a backslash in it: partest cannot tell which template \
-                 it copies"
-                    .into(),
-            );
-        }
-        for (at, token) in options.iter().enumerate() {
-            let is_template = match token {
-                Token::Word(w) => w == "template",
-                Token::Quoted(q) => q.eq_ignore_ascii_case("template"),
-                _ => false,
-            };
-            if !is_template {
-                continue;
-            }
-            let mut value = options.get(at + 1);
-            if value == Some(&Token::Other('=')) {
-                value = options.get(at + 2);
-            }
-            found.push(match value {
-                Some(Token::Word(w)) if w == "default" => Template::Default,
-                Some(Token::Word(w)) => Template::Named(w.clone()),
-                Some(Token::Quoted(q) | Token::Text(q)) => Template::Named(q.clone()),
-                _ => {
-                    return Err(
-                        "CREATE DATABASE ... TEMPLATE: partest cannot read which template it \
-                         names"
-                            .into(),
-                    );
-                }
-            });
+/// The `CREATE DATABASE` that `sql` is, if it is one; an error when it
+/// cannot be read the way the server would read it (a prefixed or
+/// continued string, a backslash, a name past [`MAX_NAME`], a comment or
+/// string left open, a statement past 64 KiB).
+pub fn read_create_database(sql: &str) -> Result<Option<CreateDatabase>, String> {
+    let mut lexer = Lexer { sql, at: 0 };
+    // Only the string's first statement can be one: the server runs it
+    // alone or not at all. Empty statements before it do not count.
+    let mut first = Vec::new();
+    while first.len() < 2 {
+        match lexer.next() {
+            None => return Ok(None),
+            Some(Ok(Token::Semicolon)) if first.is_empty() => {}
+            Some(Ok(token)) => first.push(token),
+            // Not read further: nothing here makes a database unless its
+            // first words are CREATE DATABASE.
+            Some(Err(_)) => return Ok(None),
         }
     }
-    Ok(found)
-}
-
-/// Characters an unquoted identifier continues with (the server's
-/// `ident_cont`: letters, digits, `_`, `$` and any non-ASCII byte).
-fn ident_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == '$' || !c.is_ascii()
-}
-
-fn tokens(sql: &str) -> Result<Vec<Token>, String> {
-    let chars: Vec<char> = sql.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        if c.is_whitespace() {
-            i += 1;
-        } else if c == '-' && next == Some('-') {
-            while i < chars.len() && chars[i] != '\n' && chars[i] != '\r' {
-                i += 1;
+    if first != [Token::Word("create".into()), Token::Word("database".into())] {
+        return Ok(None);
+    }
+    let unreadable = |why: &str| Err(format!("CREATE DATABASE {why}: partest cannot read it"));
+    if sql.len() > MAX_CREATE {
+        return unreadable("longer than 64 KiB");
+    }
+    if sql.contains('\\') {
+        return unreadable("with a backslash in it");
+    }
+    let statement = match lexer
+        .take_while(|t| !matches!(t, Ok(Token::Semicolon)))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(tokens) => tokens,
+        Err(why) => return unreadable(&why),
+    };
+    let name = match statement.first() {
+        Some(Token::Word(n) | Token::Quoted(n)) => n.clone(),
+        _ => return unreadable("with a name"),
+    };
+    let mut create = CreateDatabase {
+        name,
+        templates: Vec::new(),
+        picks_oid: false,
+    };
+    let options = &statement[1..];
+    for (at, token) in options.iter().enumerate() {
+        let word = match token {
+            Token::Prefixed => return unreadable("with a prefixed string or name (E'', U&)"),
+            Token::Text(_) if matches!(options.get(at + 1), Some(Token::Text(_))) => {
+                return unreadable("with a string continued on another line");
             }
-        } else if c == '/' && next == Some('*') {
-            // Block comments nest.
-            let mut depth = 0;
-            loop {
-                match (chars.get(i), chars.get(i + 1)) {
-                    (Some('/'), Some('*')) => {
-                        depth += 1;
-                        i += 2;
-                    }
-                    (Some('*'), Some('/')) => {
-                        depth -= 1;
-                        i += 2;
-                        if depth == 0 {
-                            break;
-                        }
-                    }
-                    (Some(_), _) => i += 1,
-                    (None, _) => return Err("a comment is left open".into()),
+            Token::Word(w) | Token::Quoted(w) | Token::Text(w) if w.len() > MAX_NAME => {
+                return unreadable(&format!("with a name longer than {MAX_NAME} bytes"));
+            }
+            Token::Word(w) => w.clone(),
+            Token::Quoted(q) => q.to_ascii_lowercase(),
+            _ => continue,
+        };
+        if word == "oid" {
+            create.picks_oid = true;
+        }
+        if word != "template" {
+            continue;
+        }
+        // Every TEMPLATE is read, even one that is another option's value.
+        let mut value = options.get(at + 1);
+        if value == Some(&Token::Other(b'=')) {
+            value = options.get(at + 2);
+        }
+        create.templates.push(match value {
+            Some(Token::Word(w)) if w == "default" => Template::Default,
+            Some(Token::Word(w) | Token::Quoted(w) | Token::Text(w)) => Template::Named(w.clone()),
+            _ => return unreadable("whose TEMPLATE names no database"),
+        });
+    }
+    if create.name.len() > MAX_NAME {
+        return unreadable(&format!("with a name longer than {MAX_NAME} bytes"));
+    }
+    Ok(Some(create))
+}
+
+/// PostgreSQL's scanner, for what matters here. Byte-wise as the server's
+/// is: any byte past ASCII continues an identifier.
+struct Lexer<'a> {
+    sql: &'a str,
+    at: usize,
+}
+
+fn ident_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
+}
+
+fn ident_cont(b: u8) -> bool {
+    ident_start(b) || b.is_ascii_digit() || b == b'$'
+}
+
+impl Iterator for Lexer<'_> {
+    type Item = Result<Token, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let bytes = self.sql.as_bytes();
+        loop {
+            let b = *bytes.get(self.at)?;
+            let next = bytes.get(self.at + 1).copied();
+            if matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+                self.at += 1;
+            } else if b == b'-' && next == Some(b'-') {
+                while self.at < bytes.len() && !matches!(bytes[self.at], b'\n' | b'\r') {
+                    self.at += 1;
                 }
-            }
-        } else if c == '\'' || c == '"' {
-            // '' and "" stand for the quote itself.
-            let mut text = String::new();
-            i += 1;
-            loop {
-                match (chars.get(i), chars.get(i + 1)) {
-                    (Some(&q), Some(&r)) if q == c && r == c => {
-                        text.push(c);
-                        i += 2;
+            } else if b == b'/' && next == Some(b'*') {
+                // Block comments nest.
+                let mut depth = 0usize;
+                loop {
+                    match (bytes.get(self.at), bytes.get(self.at + 1)) {
+                        (Some(b'/'), Some(b'*')) => {
+                            depth += 1;
+                            self.at += 2;
+                        }
+                        (Some(b'*'), Some(b'/')) => {
+                            depth -= 1;
+                            self.at += 2;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        (Some(_), _) => self.at += 1,
+                        (None, _) => return Some(Err("with a comment left open".into())),
                     }
-                    (Some(&q), _) if q == c => {
-                        i += 1;
+                }
+            } else {
+                return Some(self.token(b));
+            }
+        }
+    }
+}
+
+impl Lexer<'_> {
+    fn token(&mut self, b: u8) -> Result<Token, String> {
+        let bytes = self.sql.as_bytes();
+        let start = self.at;
+        if b == b'\'' || b == b'"' {
+            // A prefix before the quote (E, B, X, N, U&) changes how it reads.
+            let prefixed = start > 0 && (ident_cont(bytes[start - 1]) || bytes[start - 1] == b'&');
+            let mut text = String::new();
+            self.at += 1;
+            loop {
+                match (bytes.get(self.at), bytes.get(self.at + 1)) {
+                    (Some(&q), Some(&r)) if q == b && r == b => {
+                        text.push(b as char);
+                        self.at += 2;
+                    }
+                    (Some(&q), _) if q == b => {
+                        self.at += 1;
                         break;
                     }
-                    (Some(&other), _) => {
-                        text.push(other);
-                        i += 1;
+                    (Some(_), _) => {
+                        let from = self.at;
+                        self.at += 1;
+                        while self.at < bytes.len() && bytes[self.at] != b {
+                            self.at += 1;
+                        }
+                        text.push_str(&self.sql[from..self.at]);
                     }
-                    (None, _) => return Err("a string or quoted name is left open".into()),
+                    (None, _) => return Err("with a string or quoted name left open".into()),
                 }
             }
-            out.push(if c == '"' {
+            return Ok(if prefixed {
+                Token::Prefixed
+            } else if b == b'"' {
                 Token::Quoted(text)
             } else {
                 Token::Text(text)
             });
-        } else if c == '$' && dollar_tag(&chars[i..]).is_some() {
-            let tag: Vec<char> = dollar_tag(&chars[i..]).unwrap_or_default();
-            let start = i + tag.len();
-            let end = (start..chars.len())
-                .find(|&j| chars[j..].starts_with(&tag))
-                .ok_or("a $-quoted string is left open")?;
-            out.push(Token::Text(chars[start..end].iter().collect()));
-            i = end + tag.len();
-        } else if c.is_ascii_alphabetic() || c == '_' || !c.is_ascii() {
-            let start = i;
-            while i < chars.len() && ident_char(chars[i]) {
-                i += 1;
-            }
-            let word: String = chars[start..i].iter().collect();
-            out.push(Token::Word(word.to_ascii_lowercase()));
-        } else if c == ';' {
-            out.push(Token::Semicolon);
-            i += 1;
-        } else {
-            out.push(Token::Other(c));
-            i += 1;
         }
+        if b == b'$'
+            && let Some(tag) = dollar_tag(&self.sql[start..])
+        {
+            let body = start + tag.len();
+            let Some(end) = self.sql[body..].find(tag) else {
+                return Err("with a $-quoted string left open".into());
+            };
+            self.at = body + end + tag.len();
+            return Ok(Token::Text(self.sql[body..body + end].to_string()));
+        }
+        if ident_start(b) {
+            while self.at < bytes.len() && ident_cont(bytes[self.at]) {
+                self.at += 1;
+            }
+            return Ok(Token::Word(self.sql[start..self.at].to_ascii_lowercase()));
+        }
+        self.at += 1;
+        Ok(if b == b';' {
+            Token::Semicolon
+        } else {
+            Token::Other(b)
+        })
     }
-    Ok(out)
 }
 
-/// The `$tag$` opening a dollar-quoted string at the start of `chars`.
-fn dollar_tag(chars: &[char]) -> Option<Vec<char>> {
-    let close = chars.iter().skip(1).position(|&c| c == '$')? + 1;
-    let tag = &chars[1..close];
-    let valid = tag.first().is_none_or(|c| !c.is_ascii_digit())
-        && tag
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || c == '_' || !c.is_ascii());
-    valid.then(|| chars[..=close].to_vec())
+/// The `$tag$` opening a dollar-quoted string at the start of `text`.
+fn dollar_tag(text: &str) -> Option<&str> {
+    let close = text[1..].find('$')? + 1;
+    let tag = &text.as_bytes()[1..close];
+    let valid = tag.first().is_none_or(|b| !b.is_ascii_digit())
+        && tag.iter().all(|&b| ident_start(b) || b.is_ascii_digit());
+    valid.then(|| &text[..=close])
 }
 
 #[cfg(test)]
@@ -450,59 +576,87 @@ mod tests {
         Template::Named(name.into())
     }
 
+    fn templates(sql: &str) -> Vec<Template> {
+        read_create_database(sql).unwrap().unwrap().templates
+    }
+
     #[test]
     fn templates_are_read_as_the_server_reads_them() {
-        let read = |sql: &str| templates_copied(sql).unwrap();
-        assert_eq!(read("CREATE DATABASE a"), vec![]);
-        assert_eq!(read("SELECT 'CREATE DATABASE a TEMPLATE b'"), vec![]);
-        assert_eq!(read("create database a template b"), vec![named("b")]);
+        assert_eq!(templates("CREATE DATABASE a"), vec![]);
+        assert_eq!(templates("create database a template b"), vec![named("b")]);
         assert_eq!(
-            read(
+            templates(
                 "; /* x /* nested */ */ CREATE -- c\n DATABASE \"A\" WITH OWNER me TEMPLATE = \"Victim\""
             ),
             vec![named("Victim")]
         );
         assert_eq!(
-            read("CREATE DATABASE a TEMPLATE 'vic''tim'"),
+            templates("CREATE DATABASE a TEMPLATE 'vic''tim'"),
             vec![named("vic'tim")]
         );
         assert_eq!(
-            read("CREATE DATABASE a TEMPLATE $x$victim$x$"),
+            templates("CREATE DATABASE a TEMPLATE $x$victim$x$"),
             vec![named("victim")]
         );
         assert_eq!(
-            read("CREATE DATABASE a \"template\" victim"),
+            templates("CREATE DATABASE a \"TEMPLATE\" victim"),
             vec![named("victim")]
         );
         assert_eq!(
-            read("CREATE DATABASE a TEMPLATE DEFAULT"),
+            templates("CREATE DATABASE a TEMPLATE DEFAULT"),
             vec![Template::Default]
         );
-        // Every TEMPLATE is read, even one that is another option's value.
         assert_eq!(
-            read("CREATE DATABASE a OWNER template TEMPLATE victim"),
+            templates("CREATE DATABASE a OWNER template TEMPLATE victim"),
             vec![named("template"), named("victim")]
         );
         // The name is not an option.
-        assert_eq!(read("CREATE DATABASE template"), vec![]);
+        let create = read_create_database("CREATE DATABASE \"Template\"")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (create.name.as_str(), create.templates),
+            ("Template", vec![])
+        );
+        assert!(
+            read_create_database("CREATE DATABASE a OID 99999")
+                .unwrap()
+                .unwrap()
+                .picks_oid
+        );
     }
 
     #[test]
-    fn what_cannot_be_read_is_refused() {
+    fn only_a_first_statement_makes_a_database() {
         for sql in [
-            "CREATE DATABASE a OWNER = E'\\'' TEMPLATE victim --'",
-            "CREATE DATABASE a TEMPLATE U&\"\\0076ictim\"",
-            "CREATE DATABASE a TEMPLATE",
-            "CREATE DATABASE a TEMPLATE 'open",
-            "CREATE DATABASE a /* open",
+            "SELECT 'CREATE DATABASE a TEMPLATE b'",
+            "SELECT 1; CREATE DATABASE a TEMPLATE b",
+            "SELECT E'\\'' -- '",
+            "DO $$ BEGIN EXECUTE 'CREATE DATABASE a'; END $$",
         ] {
-            assert!(templates_copied(sql).is_err(), "{sql}");
+            assert_eq!(read_create_database(sql), Ok(None), "{sql}");
         }
     }
 
     #[test]
-    fn other_statements_pass_whatever_their_strings() {
-        assert_eq!(templates_copied("SELECT E'\\'' -- '").unwrap(), vec![]);
+    fn what_cannot_be_read_is_refused() {
+        let long = "x".repeat(64);
+        for sql in [
+            "CREATE DATABASE a OWNER = E'\\'' TEMPLATE victim --'",
+            "CREATE DATABASE a U&\"t!0065mplate\" UESCAPE '!' victim",
+            "CREATE DATABASE a TEMPLATE U&\"victim\"",
+            "CREATE DATABASE a TEMPLATE E'victim'",
+            "CREATE DATABASE a TEMPLATE 'vic'\n'tim'",
+            "CREATE DATABASE a TEMPLATE /* c */ 'vic' -- c\n 'tim'",
+            &format!("CREATE DATABASE a TEMPLATE \"{long}\""),
+            &format!("CREATE DATABASE {long}"),
+            "CREATE DATABASE a TEMPLATE",
+            "CREATE DATABASE a TEMPLATE 12",
+            "CREATE DATABASE a TEMPLATE 'open",
+            "CREATE DATABASE a /* open",
+        ] {
+            assert!(read_create_database(sql).is_err(), "{sql}");
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ use postgres::{Client, SimpleQueryMessage};
 use super::capability::{
     Capability, Grant, InstanceState, SettingGrantError, grant_url, url_value,
 };
-use super::pg_reach::{self, RunDatabases};
+use super::pg_reach::{self, CreateDatabase, Inspector, RunDatabases};
 use super::pg_tls::{self, Roots, Tls, split_tls};
 use super::state::HostState;
 use super::types::{Error, Rows};
@@ -139,6 +139,13 @@ fn check_database(state: &HostState, url: &str, database: &Option<String>) -> Re
     let Some(db) = database else {
         return Ok(());
     };
+    if db.len() > pg_reach::MAX_NAME {
+        return Err(Error::Refused(format!(
+            "database name {db:?} is longer than {} bytes: the server would cut it to another \
+             name",
+            pg_reach::MAX_NAME
+        )));
+    }
     let granted = granted_database(url);
     let run_id = state.grants.run_id.get();
     if granted.as_deref() == Some(db.as_str())
@@ -155,17 +162,51 @@ fn check_database(state: &HostState, url: &str, database: &Option<String>) -> Re
     )))
 }
 
+/// A new connection to the granted server, on `database` (or the granted
+/// one).
+fn connect(
+    state: &HostState,
+    url: &str,
+    database: Option<&str>,
+) -> Result<(Client, Tls, postgres::Config), Error> {
+    let shown = redact::url(url);
+    let bad = |e: String| {
+        Error::BadConfig(format!(
+            "allow.postgres = {shown:?}: {}",
+            redact::text(&e, url)
+        ))
+    };
+    let (rest, tls) = split_tls(url).map_err(bad)?;
+    let mut config = postgres::Config::from_str(&rest).map_err(|e| bad(e.to_string()))?;
+    let tls = tls.resolve(&config).map_err(bad)?;
+    if let Some(db) = database {
+        config.dbname(db);
+    }
+    config.connect_timeout(state.remaining());
+    let client = pg_tls::connect(&mut config, &tls).map_err(|e| connect_error(url, &tls, &e))?;
+    Ok((client, tls, config))
+}
+
+/// The host's own connection to the granted server ([`pg_reach`]); when
+/// it opens, a custom plugin's role is checked.
+fn inspector<'g>(state: &HostState, server: &'g Server) -> Result<Inspector<'g>, Error> {
+    server.databases.inspector(|| {
+        let (mut client, _, _) = connect(state, &server.url, None)?;
+        if !state.grants.builtin && !server.allow_superuser {
+            refuse_powerful_role(state, &mut client, &server.url)?;
+        }
+        Ok(client)
+    })
+}
+
 /// The session on `database` (`None`: the granted one), checked at a
 /// call's first statement and opened when there is none.
 fn session<'s>(
     state: &'s mut HostState,
     database: &Option<String>,
 ) -> Result<&'s mut Session, Error> {
-    let Some((url, superuser_allowed)) = granted(state).map(|s| (s.url.clone(), s.allow_superuser))
-    else {
-        return Err(Error::Refused(
-            "no PostgreSQL server was granted (allow.postgres)".into(),
-        ));
+    let Some(url) = granted(state).map(|s| s.url.clone()) else {
+        return Err(no_server());
     };
     check_database(state, &url, database)?;
     let limit = state.remaining();
@@ -176,26 +217,7 @@ fn session<'s>(
             .retain(|_, session| session.client.is_valid(limit).is_ok());
     }
     if !state.instance::<Connections>().open.contains_key(database) {
-        let shown = redact::url(&url);
-        let bad = |e: String| {
-            Error::BadConfig(format!(
-                "allow.postgres = {shown:?}: {}",
-                redact::text(&e, &url)
-            ))
-        };
-        let (rest, tls) = split_tls(&url).map_err(bad)?;
-        let mut config = postgres::Config::from_str(&rest).map_err(|e| bad(e.to_string()))?;
-        let tls = tls.resolve(&config).map_err(bad)?;
-        if let Some(db) = database {
-            config.dbname(db);
-        }
-        config.connect_timeout(state.remaining());
-        let mut client =
-            pg_tls::connect(&mut config, &tls).map_err(|e| connect_error(&url, &tls, &e))?;
-        let custom = !state.grants.builtin;
-        if custom && !superuser_allowed {
-            refuse_powerful_role(state, &mut client, &url)?;
-        }
+        let (mut client, tls, config) = connect(state, &url, database.as_deref())?;
         // A database other than the granted one is one of the run's.
         let run_database = database
             .as_deref()
@@ -203,7 +225,7 @@ fn session<'s>(
         if let Some(server) = granted(state) {
             server
                 .databases
-                .check_connected(&mut client, run_database, custom)?;
+                .check_connected(&mut client, run_database, !state.grants.builtin)?;
         }
         let backend = backend_pid(&mut client)?;
         state.instance::<Connections>().open.insert(
@@ -221,6 +243,10 @@ fn session<'s>(
         .open
         .get_mut(database)
         .expect("just connected"))
+}
+
+fn no_server() -> Error {
+    Error::Refused("no PostgreSQL server was granted (allow.postgres)".into())
 }
 
 /// A custom plugin must not get a role that runs programs on the server,
@@ -304,35 +330,48 @@ fn backend_pid(client: &mut Client) -> Result<i32, Error> {
         .ok_or_else(|| Error::Failed("PostgreSQL did not say which process serves partest".into()))
 }
 
-/// `text` as an SQL string literal.
-pub(super) fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 /// Runs `statement` on `database`'s connection, cancelled from the host
 /// at the call's deadline; a connection to a database other than the
-/// granted one is closed after. `sql`, the plugin's text, is screened for
-/// what it may copy first; the databases the statement made or renamed
-/// are looked at after ([`pg_reach`]).
+/// granted one is closed after. `create`, the `CREATE DATABASE` the
+/// statement is (if it is one), is checked first; the databases the
+/// statement made or renamed are looked at after ([`pg_reach`]).
 fn on_database<R>(
     state: &mut HostState,
     database: Option<String>,
-    sql: &str,
+    create: Option<&CreateDatabase>,
     statement: impl FnOnce(&mut Client) -> Result<R, postgres::Error>,
 ) -> Result<R, Error> {
     let deadline = state.deadline;
     let grants = state.grants.clone();
-    let run_id = grants.run_id.get().map(String::as_str);
-    let session = session(state, &database)?;
-    let reach = grants.caps.get::<Server>().map(|s| &s.databases);
-    if let Some(reach) = reach.filter(|_| !grants.builtin) {
-        let setup_key = grants.setup_key.get().map(String::as_str);
-        reach.check_templates(&mut session.client, sql, setup_key)?;
+    let server = grants.caps.get::<Server>().ok_or_else(no_server)?;
+    let custom = !grants.builtin;
+    let marks: Vec<&str> = [grants.run_id.get(), grants.setup_key.get()]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    if let Some(create) = create.filter(|c| custom && c.picks_oid) {
+        return Err(Error::Refused(format!(
+            "CREATE DATABASE {:?} ... OID: a plugin does not pick a database's oid",
+            create.name
+        )));
     }
-    let before = match run_id {
-        Some(_) => Some(pg_reach::catalog(&mut session.client).map_err(pg_err)?),
-        None => None,
+    // What the server holds before the statement, read on the host's own
+    // connection (which also checks the role when it opens).
+    let before = {
+        let mut inspector = inspector(state, server)?;
+        if let Some(create) = create.filter(|_| custom) {
+            let setup_key = grants.setup_key.get().map(String::as_str);
+            server
+                .databases
+                .check_templates(&mut inspector, create, setup_key)?;
+        }
+        match grants.run_id.get() {
+            Some(_) => Some(inspector.catalog()?),
+            None => None,
+        }
     };
+    let session = session(state, &database)?;
     let token = session.client.cancel_token();
     let tls = session.tls.clone();
     let (mut config, kill_tls, backend) = (session.config.clone(), tls.clone(), session.backend);
@@ -354,18 +393,16 @@ fn on_database<R>(
         || statement(&mut session.client),
     );
     let closed = session.client.is_closed() || matches!(&result, Err(e) if e.is_closed());
-    // A closed connection cannot say what the statement made: what it
-    // made is then not the run's, so out of reach.
-    let checked = match (reach, &before) {
-        (Some(reach), Some(before)) if !closed => {
-            reach.after_statement(&mut session.client, before, run_id)
-        }
-        _ => Ok(()),
-    };
     if database.is_some() || closed {
         state.instance::<Connections>().open.remove(&database);
     }
-    checked?;
+    if let Some(before) = &before {
+        let made = create.filter(|_| result.is_ok()).map(|c| c.name.as_str());
+        let mut inspector = inspector(state, server)?;
+        server
+            .databases
+            .after_statement(&mut inspector, before, made, &marks)?;
+    }
     result.map_err(|e| {
         if cancelled && e.code() == Some(&SqlState::QUERY_CANCELED) {
             Error::Failed(
@@ -465,7 +502,10 @@ pub fn url(state: &HostState, database: Option<String>) -> String {
 /// Runs statements on `database`, or the granted one.
 pub fn execute(state: &mut HostState, database: Option<String>, sql: String) -> Result<(), Error> {
     state.check_size("the SQL", sql.len())?;
-    on_database(state, database, &sql, |client| client.batch_execute(&sql))
+    let create = pg_reach::read_create_database(&sql).map_err(Error::Refused)?;
+    on_database(state, database, create.as_ref(), |client| {
+        client.batch_execute(&sql)
+    })
 }
 
 /// Runs one query (a `SELECT`, `VALUES` or `TABLE`) in a transaction that
@@ -476,7 +516,8 @@ pub fn query(state: &mut HostState, database: Option<String>, sql: String) -> Re
     state.check_size("the SQL", sql.len())?;
     let limit = state.grants.boundary;
     let body = sql.trim().trim_end_matches(';').to_string();
-    let fetched = on_database(state, database, &body, |client| {
+    // In a transaction: no CREATE DATABASE runs there.
+    let fetched = on_database(state, database, None, |client| {
         client.batch_execute("BEGIN")?;
         let read = sized_query(client, &body, limit);
         let _ = client.batch_execute("ROLLBACK");
