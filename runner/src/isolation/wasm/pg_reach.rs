@@ -167,10 +167,12 @@ impl RunDatabases {
         run_database: Option<&str>,
         custom: bool,
     ) -> Result<(), Error> {
+        // Qualified to the operator: the role's own search_path may put
+        // objects of its own first.
         let here = rows(
             client,
             "SELECT oid FROM pg_catalog.pg_database \
-             WHERE datname = pg_catalog.current_database()",
+             WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database()",
         )
         .map_err(pg)?
         .first()

@@ -192,6 +192,11 @@ fn connect(
 fn inspector<'g>(state: &HostState, server: &'g Server) -> Result<Inspector<'g>, Error> {
     server.databases.inspector(|| {
         let (mut client, _, _) = connect(state, &server.url, None)?;
+        // Before the role's own settings can shape what the checks read
+        // (a search_path to views or operators of its own).
+        client
+            .batch_execute("SET search_path = pg_catalog")
+            .map_err(pg_err)?;
         if !state.grants.builtin && !server.allow_superuser {
             refuse_powerful_role(state, &mut client, &server.url)?;
         }
