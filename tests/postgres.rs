@@ -745,3 +745,81 @@ fn a_kept_template_is_cloned_by_the_next_run_and_dropped_only_by_clean_templates
         assert!(kept_here().is_empty(), "{mode}: {}", both(&removed));
     }
 }
+
+/// A custom plugin through the real binary: a database renamed into the
+/// run's names (by dynamic SQL) is renamed back, the call fails, and the
+/// plugin does not reach it; the set-up commands get what the host said.
+#[test]
+fn a_custom_plugin_reaches_no_database_renamed_into_the_runs_names() {
+    if !server() {
+        return;
+    }
+    let victim = format!("pte2e{}_victim", std::process::id());
+    psql(&format!("DROP DATABASE IF EXISTS {victim}")).unwrap();
+    psql(&format!("CREATE DATABASE {victim}")).unwrap();
+    let guest =
+        target_dir().join("partest-guests/wasm32-wasip2/release/test_hostile_services.wasm");
+    let p = Project::new();
+    let log = p.log_dir();
+    p.file(
+        "partest.toml",
+        &format!(
+            "[command]\ntests = [\"t/*.sh\"]\n\n[setup]\ncommands = [\"sh say.sh\"]\n\n\
+             [plugins.evil]\npath = {:?}\nmode = \"pg-rename-into-reach\"\n\
+             database = {victim:?}\nallow-superuser = true\n\
+             allow = {{ postgres = {URL:?}, redis = \"redis://127.0.0.1:1\", env = [{}] }}\n",
+            guest.display().to_string(),
+            [
+                "EVAL",
+                "EVAL_RO",
+                "EVALSHA",
+                "FCALL",
+                "FUNCTION",
+                "SCRIPT",
+                "MIGRATE",
+                "SWAPDB",
+                "CLIENT_PAUSE",
+                "CLIENT_KILL",
+                "CONFIG",
+                "MODULE",
+                "DEBUG",
+                "SAVE",
+                "BGSAVE",
+                "SHUTDOWN",
+                "REPLICAOF",
+                "FLUSHALL",
+                "RESULT",
+                "IN_MULTI",
+                "APPENDED",
+                "STOPPED",
+                "REACHED",
+                "COPIED",
+            ]
+            .map(|n| format!("{n:?}"))
+            .join(", ")
+        ),
+    );
+    p.file("t/a.sh", "true\n");
+    p.file(
+        "say.sh",
+        &format!(
+            "printf '%s\\n%s\\n' \"$RESULT\" \"$REACHED\" > {}/said\n",
+            log.display()
+        ),
+    );
+    let out = partest(p.path()).args(["run", "-n", "1"]).output().unwrap();
+    let left = databases(&format!("{victim}%"));
+    for db in &left {
+        let _ = psql(&format!("DROP DATABASE IF EXISTS {db}"));
+    }
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let said = std::fs::read_to_string(log.join("said")).unwrap();
+    let mut lines = said.lines();
+    let (renamed, reached) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+    assert!(
+        renamed.starts_with("refused") && renamed.contains("renamed back"),
+        "{said}"
+    );
+    assert!(!reached.starts_with("allowed"), "{said}");
+    assert_eq!(left, vec![victim], "the victim keeps its name");
+}

@@ -266,6 +266,10 @@ fn redis_scripting_and_administration_are_refused_and_the_victim_keeps_its_data(
 /// The shared PostgreSQL server, when there is one.
 fn postgres_up() -> bool {
     let up = reachable("127.0.0.1:5432");
+    assert!(
+        up || std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but no PostgreSQL on 127.0.0.1:5432"
+    );
     if !up {
         eprintln!("skipped: no PostgreSQL on 127.0.0.1:5432");
     }
