@@ -202,7 +202,8 @@ fn a_plugin_writing_past_its_scratch_quota_fails_the_run_and_leaves_nothing() {
 
 /// A database over the plugin's disk quota (left by an older partest, or
 /// planted) never fails `partest clean`: it lists and removes what a dead
-/// run left however big, and the next run starts.
+/// run left however big, and the next run starts. Nor does another
+/// project's dead run whose custom plugin only that project can load.
 #[test]
 fn clean_never_fails_on_a_database_over_the_quota() {
     let p = Project::new();
@@ -217,6 +218,9 @@ fn clean_never_fails_on_a_database_over_the_quota() {
     let runs = tempfile::tempdir().unwrap();
     // A run whose process is gone (pid beyond pid_max): dead.
     std::fs::write(runs.path().join("e2eover1"), "4194303 5\nsqlite\n").unwrap();
+    // A dead run of another project, with a custom plugin only that
+    // project can load: not this clean's failure, and its record stays.
+    std::fs::write(runs.path().join("e2eelse1"), "4194303 5\nelsewhere\n").unwrap();
     let planted = p
         .path()
         .join(".partest/plugins/sqlite/databases/e2eover1/gw0.db");
@@ -237,6 +241,11 @@ fn clean_never_fails_on_a_database_over_the_quota() {
     let cleaned = clean(&["--yes"]);
     assert_eq!(cleaned.status.code(), Some(0), "{}", both(&cleaned));
     assert!(!planted.exists(), "{}", both(&cleaned));
+    assert!(
+        runs.path().join("e2eelse1").exists() && !runs.path().join("e2eover1").exists(),
+        "{}",
+        both(&cleaned)
+    );
     let run = partest(p.path())
         .env("PARTEST_RUNS_DIR", runs.path())
         .args(["run", "-n", "1"])

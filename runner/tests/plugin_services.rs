@@ -609,6 +609,92 @@ fn a_plugin_makes_reaches_and_copies_its_own_databases() {
     }
 }
 
+/// The functions the host ends a statement with cannot be shadowed by a
+/// search_path the plugin set on its database.
+#[test]
+fn a_plugin_cannot_shadow_how_the_host_ends_its_statement() {
+    if !postgres_up() {
+        return;
+    }
+    let (result, took) = against_postgres(
+        "pg-hijack-kill",
+        "allow-superuser = true\nlimits = { setup-run-timeout = \"2s\" }",
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "the call took {took:?} against a 2 s limit and a 1 s grace: {result}"
+    );
+    let mut admin = postgres::Client::connect(PG_SUPERUSER, postgres::NoTls).unwrap();
+    for name in databases_like(&mut admin, &format!("hijack_s{}", std::process::id())) {
+        let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    }
+}
+
+/// A query that replaces its measured result, or measures with a function
+/// of its own, is still refused past the boundary limit.
+#[test]
+fn a_query_cannot_swap_or_shadow_what_the_host_measures() {
+    if !postgres_up() {
+        return;
+    }
+    let (env, _) = hostile_services(
+        "pg-query-swap",
+        &format!(
+            "allow-superuser = true\nlimits = {{ boundary = \"1MiB\", setup-run-timeout = \"20s\" }}\n\
+             allow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"{PG_SUPERUSER}\" }}"
+        ),
+    );
+    let (swapped, measured) = (var(&env, "RESULT"), var(&env, "REACHED"));
+    assert!(
+        swapped.starts_with("refused") && swapped.contains("one SELECT"),
+        "{swapped}"
+    );
+    assert!(
+        measured.starts_with("refused") && measured.contains("over the plugin's boundary limit"),
+        "{measured}"
+    );
+}
+
+/// A database whose name is not UTF-8 (made from a LATIN1 database) is no
+/// reason for the host to stop: the plugin's calls go on.
+#[test]
+fn a_database_name_that_is_not_utf8_does_not_stop_the_host() {
+    if !postgres_up() {
+        return;
+    }
+    let mut admin = postgres::Client::connect(PG_SUPERUSER, postgres::NoTls).unwrap();
+    let latin = format!("pt{}_latin1", std::process::id());
+    let odd = format!("pt{}_\u{e9}", std::process::id());
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {latin}"),
+        format!(
+            "CREATE DATABASE {latin} TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
+        ),
+    ] {
+        admin.batch_execute(&sql).unwrap();
+    }
+    let mut in_latin = postgres::Client::connect(
+        &format!("postgres://postgres@127.0.0.1:5432/{latin}"),
+        postgres::NoTls,
+    )
+    .unwrap();
+    // Stored as LATIN1 bytes; a UTF-8 session reads them back unconverted.
+    in_latin
+        .batch_execute(&format!("CREATE DATABASE \"{odd}\""))
+        .unwrap();
+    drop(in_latin);
+    let (result, _) = against_postgres("pg-query", "allow-superuser = true");
+    // Dropped the way it was made, then the LATIN1 database.
+    if let Ok(mut in_latin) = postgres::Client::connect(
+        &format!("postgres://postgres@127.0.0.1:5432/{latin}"),
+        postgres::NoTls,
+    ) {
+        let _ = in_latin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{odd}\""));
+    }
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {latin}"));
+    assert_eq!(result, "allowed", "{result}");
+}
+
 #[test]
 fn pg_sleep_is_cancelled_at_the_deadline_whatever_the_plugin_sets() {
     if !postgres_up() {

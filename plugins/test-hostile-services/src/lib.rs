@@ -10,6 +10,7 @@ use partest_plugin_sdk::{Env, Error, Plugin, Result, RunInfo, Slot, config, post
 struct Settings {
     /// redis-commands | pg-sleep | pg-catch-cancel | pg-other-database |
     /// pg-rename-into-reach | pg-rename-hang-up | pg-spoof-catalog | pg-copy-template |
+    /// pg-hijack-kill | pg-query-swap |
     /// pg-own-databases | pg-query
     mode: String,
     /// `pg-other-database` and the rename and copy modes: the database to
@@ -191,6 +192,57 @@ impl Plugin for HostileServices {
                 Ok(vec![
                     ("RESULT".into(), outcome(reached)),
                     ("REACHED".into(), outcome(spoofed)),
+                ])
+            }
+            "pg-hijack-kill" => {
+                // In a database of its own, functions named as the ones the
+                // host ends a statement with, first on its search_path; then
+                // a statement that catches its cancel.
+                let db = format!("hijack_{}", run.run_id);
+                let _ = postgres::execute(None, &format!("CREATE DATABASE {db}"));
+                let _ = postgres::execute(
+                    Some(&db),
+                    &format!(
+                        "CREATE SCHEMA s; \
+                         CREATE FUNCTION s.pg_backend_pid() RETURNS int LANGUAGE sql AS 'SELECT 1'; \
+                         CREATE FUNCTION s.pg_terminate_backend(int) RETURNS bool LANGUAGE sql \
+                           AS 'SELECT true'; \
+                         ALTER DATABASE {db} SET search_path = s, pg_catalog"
+                    ),
+                );
+                let r = postgres::execute(
+                    Some(&db),
+                    "SET statement_timeout = 0; DO $$ BEGIN LOOP BEGIN PERFORM pg_catalog.pg_sleep(29); \
+                     EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$",
+                );
+                let _ = postgres::execute(None, &format!("DROP DATABASE IF EXISTS {db}"));
+                Ok(vec![("RESULT".into(), outcome(r))])
+            }
+            "pg-query-swap" => {
+                let swapped = postgres::query(
+                    None,
+                    "SELECT 1 AS x; DROP TABLE partest_result; \
+                     CREATE TEMP VIEW partest_result AS SELECT repeat('x', 50000000) AS big",
+                );
+                // Its own octet_length first on the search_path.
+                let _ = postgres::execute(
+                    None,
+                    &format!(
+                        "CREATE SCHEMA evil_{0}; \
+                         CREATE FUNCTION evil_{0}.octet_length(text) RETURNS int LANGUAGE sql \
+                           AS 'SELECT 0'; \
+                         SET search_path = evil_{0}, pg_catalog",
+                        run.run_id
+                    ),
+                );
+                let measured = postgres::query(None, "SELECT repeat('x', 20000000) AS big");
+                let _ = postgres::execute(
+                    None,
+                    &format!("RESET search_path; DROP SCHEMA evil_{} CASCADE", run.run_id),
+                );
+                Ok(vec![
+                    ("RESULT".into(), outcome(swapped)),
+                    ("REACHED".into(), outcome(measured)),
                 ])
             }
             "pg-rename-hang-up" => {

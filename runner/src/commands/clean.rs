@@ -21,7 +21,7 @@ use crate::isolation::{Isolation, TempDirs};
 
 /// Lists, confirms and removes; returns the exit code.
 pub fn clean(config: &Config, args: &CleanArgs) -> Result<i32> {
-    let (plugins, mut failed) = load_plugins(config, args)?;
+    let (plugins, mut failed, elsewhere) = load_plugins(config, args)?;
 
     // 1. List.
     let dirs = TempDirs::sweep(None);
@@ -118,7 +118,7 @@ pub fn clean(config: &Config, args: &CleanArgs) -> Result<i32> {
     }
     if args.dry_run || (found.is_empty() && kept.is_empty()) {
         if !args.dry_run && !failed {
-            forget_dead_runs(&[]);
+            forget_dead_runs(&[], &elsewhere);
         }
         return Ok(if failed { exit::SETUP } else { exit::OK });
     }
@@ -172,7 +172,7 @@ pub fn clean(config: &Config, args: &CleanArgs) -> Result<i32> {
     }
     if !failed {
         let ids: Vec<String> = dirs.iter().map(|d| d.run_id.clone()).collect();
-        forget_dead_runs(&ids);
+        forget_dead_runs(&ids, &elsewhere);
     }
     if failed {
         return Err(Error::setup(
@@ -184,8 +184,10 @@ pub fn clean(config: &Config, args: &CleanArgs) -> Result<i32> {
 
 /// The plugins `clean` asks: every configured one and those named with
 /// `--plugins`. One that cannot start (its server is down) is reported and
-/// skipped, so the others still clean; the flag says one was skipped.
-fn load_plugins(config: &Config, args: &CleanArgs) -> Result<(Vec<WasmPlugin>, bool)> {
+/// skipped, so the others still clean; the flag says one was skipped. The
+/// names last: custom plugins of another project's dead runs, which only a
+/// clean there can load (not a failure here).
+fn load_plugins(config: &Config, args: &CleanArgs) -> Result<(Vec<WasmPlugin>, bool, Vec<String>)> {
     // Configured plugins, those named now, and those dead runs enabled
     // (on the command line, say): each is asked for what it left.
     let mut named = args.plugins.clone();
@@ -200,11 +202,12 @@ fn load_plugins(config: &Config, args: &CleanArgs) -> Result<(Vec<WasmPlugin>, b
     };
     let names = Settings::resolve(config, &overrides)?.plugins;
     if names.is_empty() {
-        return Ok((Vec::new(), false));
+        return Ok((Vec::new(), false, Vec::new()));
     }
     let host = PluginHost::new(&config.root, &config.state_dir())?;
     let mut plugins = Vec::new();
     let mut failed = false;
+    let mut elsewhere = Vec::new();
     for name in names {
         match host.load(config, std::slice::from_ref(&name)) {
             Ok(loaded) => plugins.extend(loaded),
@@ -217,22 +220,36 @@ fn load_plugins(config: &Config, args: &CleanArgs) -> Result<(Vec<WasmPlugin>, b
             {
                 return Err(e);
             }
+            Err(Error::Config(_)) => {
+                eprintln!(
+                    "partest: clean: plugin {name} of a dead run is not this project's: a clean \
+                     in the project that configures it removes what it left"
+                );
+                elsewhere.push(name);
+            }
             Err(e) => {
                 failed = true;
                 eprintln!("partest: clean: skipping plugin {name}: {e}");
             }
         }
     }
-    Ok((plugins, failed))
+    Ok((plugins, failed, elsewhere))
 }
 
 /// Drops the records of dead runs once every sweep succeeded (each dead
 /// run's own plugins were loaded from its record), so the register does not
-/// grow and no run is forgotten before its leftovers are gone.
-fn forget_dead_runs(also: &[String]) {
+/// grow and no run is forgotten before its leftovers are gone: a run that
+/// enabled a plugin only another project can load (`elsewhere`) stays.
+fn forget_dead_runs(also: &[String], elsewhere: &[String]) {
     let mut ids: BTreeSet<String> = crate::runs::dead_runs().into_iter().collect();
     ids.extend(also.iter().cloned());
     for id in ids {
+        if crate::runs::plugins_of(&id)
+            .iter()
+            .any(|p| elsewhere.contains(p))
+        {
+            continue;
+        }
         crate::runs::forget(&id);
     }
 }

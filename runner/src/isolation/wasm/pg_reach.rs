@@ -23,6 +23,7 @@
 //! read.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -48,8 +49,11 @@ pub struct RunDatabases {
     granted: OnceLock<u32>,
     /// The databases made through the capability in this run.
     created: Mutex<HashSet<u32>>,
-    /// The host's own connection, opened (and the role checked) on first use.
+    /// The host's own connection, opened on first use.
     inspector: Mutex<Option<Client>>,
+    /// A custom plugin's role was checked: once a run, since the tests may
+    /// make databases under the same role afterwards.
+    pub role_checked: std::sync::atomic::AtomicBool,
 }
 
 /// Rows of `sql`, each column as text.
@@ -60,7 +64,12 @@ fn rows(client: &mut Client, sql: &str) -> Result<Vec<Vec<String>>, postgres::Er
         .filter_map(|m| match m {
             SimpleQueryMessage::Row(row) => Some(
                 (0..row.len())
-                    .map(|i| row.get(i).unwrap_or_default().to_string())
+                    // A name that is not UTF-8 (made in a database of
+                    // another encoding) is no name partest compares to.
+                    .map(|i| match row.try_get(i) {
+                        Ok(v) => v.unwrap_or_default().to_string(),
+                        Err(_) => "\u{fffd}".to_string(),
+                    })
                     .collect(),
             ),
             _ => None,
@@ -124,21 +133,25 @@ impl RunDatabases {
     /// then reads only `pg_catalog`, and waits on no lock for long.
     pub fn inspector(
         &self,
+        time: Duration,
         open: impl FnOnce() -> Result<Client, Error>,
     ) -> Result<Inspector<'_>, Error> {
         let mut guard = self.inspector.lock().unwrap_or_else(|p| p.into_inner());
-        // A test may end partest's connections (pg_terminate_backend): a
-        // kept one is checked, and replaced when it is gone.
+        // Each use gets the call's time left (and a little grace); setting
+        // it also tells whether the connection is still there (a test may
+        // end partest's connections), else it is opened again.
+        let bound = format!(
+            "SET statement_timeout = {}; SET lock_timeout = {}",
+            (time + Duration::from_secs(1)).as_millis(),
+            time.min(Duration::from_secs(1)).as_millis().max(1)
+        );
         let alive = guard
             .as_mut()
-            .is_some_and(|c| !c.is_closed() && c.is_valid(Duration::from_secs(2)).is_ok());
+            .is_some_and(|c| !c.is_closed() && c.batch_execute(&bound).is_ok());
         if !alive {
             let mut client = open()?;
             client
-                .batch_execute(
-                    "SET search_path = pg_catalog; SET statement_timeout = '10s'; \
-                     SET lock_timeout = '2s'",
-                )
+                .batch_execute(&format!("SET search_path = pg_catalog; {bound}"))
                 .map_err(pg)?;
             let here = rows(
                 &mut client,
@@ -195,48 +208,74 @@ impl RunDatabases {
     }
 
     /// After a statement: the database it made (`made`, its `CREATE
-    /// DATABASE`'s name) becomes the run's; a database it renamed into the
-    /// run's names (`marks`: the run id, the set-up key) from outside them
-    /// is renamed back, and the call fails.
+    /// DATABASE`'s name) becomes the run's, unless a database was renamed
+    /// into the run's names (`run_id`) from outside them meanwhile: that
+    /// one is renamed back, and the call fails. A database of the run's
+    /// renamed under the set-up key (`setup`: the key, and the file of
+    /// what was kept so) is noted as kept.
     pub fn after_statement(
         &self,
         inspector: &mut Inspector,
         before: &Catalog,
         made: Option<&str>,
-        marks: &[&str],
+        run_id: &str,
+        setup: Option<(&str, &Path)>,
     ) -> Result<(), Error> {
-        if let Some(name) = made
-            && let Some(oid) = inspector.oid_of(name)?
-            && !before.contains_key(&oid)
-        {
-            self.created().insert(oid);
-        }
         let after = inspector.catalog()?;
-        let carries = |name: &str| marks.iter().any(|m| !m.is_empty() && name.contains(m));
-        let renamed: Vec<(String, String)> = {
+        let carries = |name: &str| !run_id.is_empty() && name.contains(run_id);
+        let mut renamed = Vec::new();
+        let mut kept = Vec::new();
+        {
             let created = self.created();
-            after
-                .iter()
-                .filter(|(oid, name)| carries(name) && !created.contains(oid))
-                .filter_map(|(oid, name)| {
-                    let old = before.get(oid)?;
-                    (old != name && !carries(old)).then(|| (old.clone(), name.clone()))
-                })
-                .collect()
-        };
+            for (oid, name) in &after {
+                let Some(old) = before.get(oid).filter(|old| *old != name) else {
+                    continue;
+                };
+                if created.contains(oid) {
+                    if let Some((key, _)) = setup.filter(|(key, _)| name.contains(key)) {
+                        kept.push(format!("{key} {oid}\n"));
+                    }
+                } else if carries(name) && !carries(old) {
+                    renamed.push((old.clone(), name.clone()));
+                }
+            }
+        }
+        if let (Some((_, file)), false) = (setup, kept.is_empty()) {
+            use std::io::Write;
+            let noted = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)
+                .and_then(|mut f| f.write_all(kept.concat().as_bytes()));
+            if let Err(e) = noted {
+                return Err(Error::Failed(format!(
+                    "cannot note the kept set-up in {}: {e}",
+                    file.display()
+                )));
+            }
+        }
         let Some((old, new)) = renamed.first() else {
+            // Only now: a copy made while a database was renamed into the
+            // run's names may be of that one.
+            if let Some(name) = made
+                && let Some(oid) = inspector.oid_of(name)?
+                && !before.contains_key(&oid)
+            {
+                self.created().insert(oid);
+            }
             return Ok(());
         };
-        let undone = renamed.iter().all(|(old, new)| {
-            inspector
+        let mut undone = true;
+        for (old, new) in &renamed {
+            undone &= inspector
                 .client()
                 .batch_execute(&format!(
                     "ALTER DATABASE {} RENAME TO {}",
                     quote_ident(new),
                     quote_ident(old)
                 ))
-                .is_ok()
-        });
+                .is_ok();
+        }
         Err(Error::Refused(format!(
             "the statement renamed database {old:?} to {new:?}, into this run's names: only \
              databases made through the capability in this run carry them ({})",
@@ -250,27 +289,33 @@ impl RunDatabases {
 
     /// Refuses a custom plugin's `CREATE DATABASE` (`create`) whose
     /// `TEMPLATE` is not `template0`, `template1`, a database made in this
-    /// run or the set-up kept under `setup_key`.
+    /// run or one of them kept under the run's set-up key (`setup`: the key
+    /// and the file of what was kept).
     pub fn check_templates(
         &self,
         inspector: &mut Inspector,
         create: &CreateDatabase,
-        setup_key: Option<&str>,
+        setup: Option<(&str, &Path)>,
     ) -> Result<(), Error> {
         for template in &create.templates {
             let Template::Named(name) = template else {
                 continue;
             };
-            if name == "template0"
-                || name == "template1"
-                || setup_key.is_some_and(|key| name.contains(key))
-            {
+            if name == "template0" || name == "template1" {
                 continue;
             }
-            let made_here = inspector
-                .oid_of(name)?
-                .is_some_and(|oid| self.created().contains(&oid));
-            if !made_here {
+            let oid = inspector.oid_of(name)?;
+            let made_here = oid.is_some_and(|oid| self.created().contains(&oid));
+            // Kept by an earlier run's keep-setup, as partest noted then:
+            // a name with the key in it is not enough.
+            let kept = match (oid, setup) {
+                (Some(oid), Some((key, file))) => std::fs::read_to_string(file)
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| l == format!("{key} {oid}")),
+                _ => false,
+            };
+            if !made_here && !kept {
                 return Err(Error::Refused(format!(
                     "CREATE DATABASE ... TEMPLATE {name:?}: a plugin copies only template0, \
                      template1, a database it made in this run, or the set-up kept for this \
@@ -343,6 +388,8 @@ pub struct CreateDatabase {
     pub templates: Vec<Template>,
     /// It picks the new database's oid (`OID n`).
     pub picks_oid: bool,
+    /// Its text is ASCII: read alike in every encoding a session may use.
+    pub ascii: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -404,6 +451,7 @@ pub fn read_create_database(sql: &str) -> Result<Option<CreateDatabase>, String>
         name,
         templates: Vec::new(),
         picks_oid: false,
+        ascii: sql.is_ascii(),
     };
     let options = &statement[1..];
     for (at, token) in options.iter().enumerate() {
@@ -411,9 +459,6 @@ pub fn read_create_database(sql: &str) -> Result<Option<CreateDatabase>, String>
             Token::Prefixed => return unreadable("with a prefixed string or name (E'', U&)"),
             Token::Text(_) if matches!(options.get(at + 1), Some(Token::Text(_))) => {
                 return unreadable("with a string continued on another line");
-            }
-            Token::Word(w) | Token::Quoted(w) | Token::Text(w) if w.len() > MAX_NAME => {
-                return unreadable(&format!("with a name longer than {MAX_NAME} bytes"));
             }
             Token::Word(w) => w.clone(),
             Token::Quoted(q) => q.to_ascii_lowercase(),
@@ -432,6 +477,9 @@ pub fn read_create_database(sql: &str) -> Result<Option<CreateDatabase>, String>
         }
         create.templates.push(match value {
             Some(Token::Word(w)) if w == "default" => Template::Default,
+            Some(Token::Word(w) | Token::Quoted(w) | Token::Text(w)) if w.len() > MAX_NAME => {
+                return unreadable(&format!("with a name longer than {MAX_NAME} bytes"));
+            }
             Some(Token::Word(w) | Token::Quoted(w) | Token::Text(w)) => Template::Named(w.clone()),
             _ => return unreadable("whose TEMPLATE names no database"),
         });
@@ -440,6 +488,25 @@ pub fn read_create_database(sql: &str) -> Result<Option<CreateDatabase>, String>
         return unreadable(&format!("with a name longer than {MAX_NAME} bytes"));
     }
     Ok(Some(create))
+}
+
+/// How many statements `sql` holds (empty ones not counted), read with
+/// standard strings on; `usize::MAX` when it cannot be read.
+pub fn statements(sql: &str) -> usize {
+    let mut count = 0;
+    let mut within = false;
+    for token in (Lexer { sql, at: 0 }) {
+        match token {
+            Err(_) => return usize::MAX,
+            Ok(Token::Semicolon) => within = false,
+            Ok(_) if !within => {
+                within = true;
+                count += 1;
+            }
+            Ok(_) => {}
+        }
+    }
+    count
 }
 
 /// PostgreSQL's scanner, for what matters here. Byte-wise as the server's
@@ -503,12 +570,18 @@ impl Lexer<'_> {
         let bytes = self.sql.as_bytes();
         let start = self.at;
         if b == b'\'' || b == b'"' {
-            // A prefix before the quote (E, B, X, N, U&) changes how it reads.
+            // A prefix before the quote (E, B, X, N, U&) changes how it reads;
+            // in an E'' string a backslash escapes the next byte.
             let prefixed = start > 0 && (ident_cont(bytes[start - 1]) || bytes[start - 1] == b'&');
+            let escapes = b == b'\''
+                && start > 0
+                && matches!(bytes[start - 1], b'e' | b'E')
+                && (start < 2 || !ident_cont(bytes[start - 2]));
             let mut text = String::new();
             self.at += 1;
             loop {
                 match (bytes.get(self.at), bytes.get(self.at + 1)) {
+                    (Some(b'\\'), Some(_)) if escapes => self.at += 2,
                     (Some(&q), Some(&r)) if q == b && r == b => {
                         text.push(b as char);
                         self.at += 2;
@@ -520,7 +593,10 @@ impl Lexer<'_> {
                     (Some(_), _) => {
                         let from = self.at;
                         self.at += 1;
-                        while self.at < bytes.len() && bytes[self.at] != b {
+                        while self.at < bytes.len()
+                            && bytes[self.at] != b
+                            && !(escapes && bytes[self.at] == b'\\')
+                        {
                             self.at += 1;
                         }
                         text.push_str(&self.sql[from..self.at]);
@@ -659,6 +735,22 @@ mod tests {
         ] {
             assert!(read_create_database(sql).is_err(), "{sql}");
         }
+    }
+
+    #[test]
+    fn statements_are_counted_as_the_server_splits_them() {
+        assert_eq!(statements("SELECT 1"), 1);
+        assert_eq!(statements(";; SELECT ';' ;"), 1);
+        assert_eq!(statements("SELECT $$;$$, \"a;\" -- ;\n"), 1);
+        assert_eq!(statements("SELECT 1; DROP TABLE partest_result"), 2);
+        // In an E'' string a backslash escapes the quote, so the string
+        // ends where a standard reading would go on: the ; after it counts.
+        assert_eq!(
+            statements("SELECT E'a\\'' ; DROP TABLE t; SELECT '"),
+            usize::MAX
+        );
+        assert_eq!(statements("SELECT E'a\\'' ; DROP TABLE t"), 2);
+        assert_eq!(statements("SELECT 'open"), usize::MAX);
     }
 
     #[test]

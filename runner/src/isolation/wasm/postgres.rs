@@ -190,15 +190,20 @@ fn connect(
 /// The host's own connection to the granted server ([`pg_reach`]); when
 /// it opens, a custom plugin's role is checked.
 fn inspector<'g>(state: &HostState, server: &'g Server) -> Result<Inspector<'g>, Error> {
-    server.databases.inspector(|| {
+    server.databases.inspector(state.remaining(), || {
         let (mut client, _, _) = connect(state, &server.url, None)?;
         // Before the role's own settings can shape what the checks read
         // (a search_path to views or operators of its own).
         client
             .batch_execute("SET search_path = pg_catalog")
             .map_err(pg_err)?;
-        if !state.grants.builtin && !server.allow_superuser {
+        let checked = &server.databases.role_checked;
+        if !state.grants.builtin
+            && !server.allow_superuser
+            && !checked.load(std::sync::atomic::Ordering::Relaxed)
+        {
             refuse_powerful_role(state, &mut client, &server.url)?;
+            checked.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(client)
     })
@@ -279,10 +284,11 @@ fn refuse_powerful_role(state: &HostState, client: &mut Client, url: &str) -> Re
             "PostgreSQL did not say who the grant logs in as".into(),
         ));
     };
-    let user = row.get(0).unwrap_or("?").to_string();
-    let superuser = row.get(1) == Some("t");
-    let powerful = row.get(2).filter(|r| !r.is_empty()).map(str::to_string);
-    let creates_roles = row.get(3) == Some("t");
+    let text = |i: usize| row.try_get(i).ok().flatten();
+    let user = text(0).unwrap_or("?").to_string();
+    let superuser = text(1) == Some("t");
+    let powerful = text(2).filter(|r| !r.is_empty()).map(str::to_string);
+    let creates_roles = text(3) == Some("t");
     let what = if superuser {
         "a superuser".to_string()
     } else if creates_roles {
@@ -294,12 +300,15 @@ fn refuse_powerful_role(state: &HostState, client: &mut Client, url: &str) -> Re
         )
     } else {
         let server = self::granted(state).ok_or_else(|| Error::Refused("no grant".into()))?;
-        let owned = server.databases.owned_beyond(
-            client,
-            &granted,
-            &state.grants.project,
-            &crate::runs::dead_runs(),
-        )?;
+        // Dead runs' leftovers are for `partest clean` (no run) to remove.
+        let dead = match state.grants.run_id.get() {
+            Some(_) => Vec::new(),
+            None => crate::runs::dead_runs(),
+        };
+        let owned =
+            server
+                .databases
+                .owned_beyond(client, &granted, &state.grants.project, &dead)?;
         if owned.is_empty() {
             return Ok(());
         }
@@ -325,11 +334,11 @@ fn refuse_powerful_role(state: &HostState, client: &mut Client, url: &str) -> Re
 /// The server process of `client`'s connection.
 fn backend_pid(client: &mut Client) -> Result<i32, Error> {
     let rows = client
-        .simple_query("SELECT pg_backend_pid()")
+        .simple_query("SELECT pg_catalog.pg_backend_pid()")
         .map_err(pg_err)?;
     rows.iter()
         .find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => row.get(0)?.parse().ok(),
+            SimpleQueryMessage::Row(row) => row.try_get(0).ok()??.parse().ok(),
             _ => None,
         })
         .ok_or_else(|| Error::Failed("PostgreSQL did not say which process serves partest".into()))
@@ -350,26 +359,34 @@ fn on_database<R>(
     let grants = state.grants.clone();
     let server = grants.caps.get::<Server>().ok_or_else(no_server)?;
     let custom = !grants.builtin;
-    let marks: Vec<&str> = [grants.run_id.get(), grants.setup_key.get()]
-        .into_iter()
-        .flatten()
-        .map(String::as_str)
-        .collect();
-    if let Some(create) = create.filter(|c| custom && c.picks_oid) {
-        return Err(Error::Refused(format!(
-            "CREATE DATABASE {:?} ... OID: a plugin does not pick a database's oid",
-            create.name
-        )));
+    let kept_file = grants.home.join("kept-databases");
+    let setup = grants
+        .setup_key
+        .get()
+        .map(|key| (key.as_str(), kept_file.as_path()));
+    if let Some(create) = create.filter(|_| custom) {
+        let why = if create.picks_oid {
+            Some("OID: a plugin does not pick a database's oid")
+        } else if !create.ascii {
+            Some("with text beyond ASCII: names read alike in every encoding only")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(Error::Refused(format!(
+                "CREATE DATABASE {:?} {why}",
+                create.name
+            )));
+        }
     }
     // What the server holds before the statement, read on the host's own
     // connection (which also checks the role when it opens).
     let before = {
         let mut inspector = inspector(state, server)?;
         if let Some(create) = create.filter(|_| custom) {
-            let setup_key = grants.setup_key.get().map(String::as_str);
             server
                 .databases
-                .check_templates(&mut inspector, create, setup_key)?;
+                .check_templates(&mut inspector, create, setup)?;
         }
         match grants.run_id.get() {
             Some(_) => Some(inspector.catalog()?),
@@ -392,7 +409,11 @@ fn on_database<R>(
         move || {
             config.connect_timeout(deadline::GRACE);
             if let Ok(mut other) = pg_tls::connect(&mut config, &kill_tls) {
-                let _ = other.simple_query(&format!("SELECT pg_terminate_backend({backend})"));
+                // Qualified: the database's or role's search_path may
+                // put a function of the plugin's of that name first.
+                let _ = other.simple_query(&format!(
+                    "SELECT pg_catalog.pg_terminate_backend({backend})"
+                ));
             }
         },
         || statement(&mut session.client),
@@ -401,12 +422,12 @@ fn on_database<R>(
     if database.is_some() || closed {
         state.instance::<Connections>().open.remove(&database);
     }
-    if let Some(before) = &before {
+    if let (Some(before), Some(run_id)) = (&before, grants.run_id.get()) {
         let made = create.filter(|_| result.is_ok()).map(|c| c.name.as_str());
         let mut inspector = inspector(state, server)?;
         server
             .databases
-            .after_statement(&mut inspector, before, made, &marks)?;
+            .after_statement(&mut inspector, before, made, run_id, setup)?;
     }
     result.map_err(|e| {
         if cancelled && e.code() == Some(&SqlState::QUERY_CANCELED) {
@@ -521,6 +542,12 @@ pub fn query(state: &mut HostState, database: Option<String>, sql: String) -> Re
     state.check_size("the SQL", sql.len())?;
     let limit = state.grants.boundary;
     let body = sql.trim().trim_end_matches(';').to_string();
+    // One statement: a second one could replace the measured result.
+    if pg_reach::statements(&body) > 1 {
+        return Err(Error::Refused(
+            "query runs one SELECT, VALUES or TABLE; run other statements with execute".into(),
+        ));
+    }
     // In a transaction: no CREATE DATABASE runs there.
     let fetched = on_database(state, database, None, |client| {
         client.batch_execute("BEGIN")?;
@@ -530,6 +557,9 @@ pub fn query(state: &mut HostState, database: Option<String>, sql: String) -> Re
     });
     match fetched {
         Ok(Ok(rows)) => Ok(rows),
+        Ok(Err(NOT_UTF8)) => Err(Error::Failed(
+            "PostgreSQL sent text that is not UTF-8 (a client_encoding the plugin set?)".into(),
+        )),
         Ok(Err(size)) => Err(Error::Refused(format!(
             "the query result is {size} bytes, over the plugin's boundary limit of {limit} \
              bytes (limits.boundary); partest did not read it"
@@ -544,38 +574,51 @@ pub fn query(state: &mut HostState, database: Option<String>, sql: String) -> Re
     }
 }
 
-/// `body`'s rows when their text is at most `limit` bytes; `Err(size)` else.
+/// What [`sized_query`] says of rows whose text is not UTF-8.
+const NOT_UTF8: usize = usize::MAX;
+
+/// `body`'s rows when their text is at most `limit` bytes; `Err(size)`
+/// else ([`NOT_UTF8`] when it cannot be read).
 fn sized_query(
     client: &mut Client,
     body: &str,
     limit: usize,
 ) -> Result<Result<Rows, usize>, postgres::Error> {
+    // The body is read as partest's lexer read it (one statement).
+    client.batch_execute("SET LOCAL standard_conforming_strings = on")?;
     client.batch_execute(&format!("CREATE TEMPORARY TABLE partest_result AS {body}"))?;
+    // Measured with the server's own functions, whatever the plugin's
+    // search_path puts first.
+    client.batch_execute("SET LOCAL search_path = pg_catalog, pg_temp")?;
     let measured = client.simple_query(
-        "SELECT coalesce(sum(octet_length(partest_result::text) + 8), 0)::bigint \
-         FROM partest_result",
+        "SELECT coalesce(sum(octet_length(r::text) + 8), 0)::bigint \
+         FROM pg_temp.partest_result r",
     )?;
     let size = measured
         .iter()
         .find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => row.get(0)?.parse::<usize>().ok(),
+            SimpleQueryMessage::Row(row) => row.try_get(0).ok()??.parse::<usize>().ok(),
             _ => None,
         })
-        .unwrap_or(usize::MAX);
+        .unwrap_or(usize::MAX - 1);
     if size > limit {
         return Ok(Err(size));
     }
     let mut rows = Rows::default();
-    for m in client.simple_query("SELECT * FROM partest_result")? {
+    for m in client.simple_query("SELECT * FROM pg_temp.partest_result")? {
         if let SimpleQueryMessage::Row(row) = m {
             if rows.columns.is_empty() {
                 rows.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
             }
-            rows.rows.push(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect(),
-            );
+            // Text that is not UTF-8 (a client_encoding the plugin set)
+            // is refused, not passed on.
+            let values: Option<Vec<Option<String>>> = (0..row.len())
+                .map(|i| row.try_get(i).ok().map(|v| v.map(str::to_string)))
+                .collect();
+            let Some(values) = values else {
+                return Ok(Err(NOT_UTF8));
+            };
+            rows.rows.push(values);
         }
     }
     Ok(Ok(rows))
