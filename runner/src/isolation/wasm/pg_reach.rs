@@ -581,7 +581,14 @@ impl Lexer<'_> {
             self.at += 1;
             loop {
                 match (bytes.get(self.at), bytes.get(self.at + 1)) {
-                    (Some(b'\\'), Some(_)) if escapes => self.at += 2,
+                    // The escaped character whole: positions stay on
+                    // character boundaries.
+                    (Some(b'\\'), Some(_)) if escapes => {
+                        self.at += 1 + self.sql[self.at + 1..]
+                            .chars()
+                            .next()
+                            .map_or(1, char::len_utf8);
+                    }
                     (Some(&q), Some(&r)) if q == b && r == b => {
                         text.push(b as char);
                         self.at += 2;
@@ -751,6 +758,32 @@ mod tests {
         );
         assert_eq!(statements("SELECT E'a\\'' ; DROP TABLE t"), 2);
         assert_eq!(statements("SELECT 'open"), usize::MAX);
+        // Escaped or not, a character beyond ASCII is read whole.
+        assert_eq!(
+            statements("SELECT E'\\\u{e9}x', '\u{e9}', \"\u{e9}\", \u{e9}b"),
+            1
+        );
+    }
+
+    /// Every short text over the characters that steer the scanner reads
+    /// without a panic, as a statement and as a CREATE DATABASE's tail.
+    #[test]
+    fn no_text_makes_the_reader_panic() {
+        let pieces = [
+            "'", "\"", "\\", "$", "e", "E", "\u{e9}", ";", "-", "/", "*", " ", "&", "\n", "x",
+        ];
+        let mut texts = vec![String::new()];
+        for _ in 0..4 {
+            texts = texts
+                .iter()
+                .flat_map(|t| pieces.iter().map(move |p| format!("{t}{p}")))
+                .collect();
+            for text in &texts {
+                let _ = statements(text);
+                let _ = read_create_database(&format!("CREATE DATABASE a TEMPLATE {text}"));
+                let _ = read_create_database(&format!("CREATE DATABASE {text}"));
+            }
+        }
     }
 
     #[test]
