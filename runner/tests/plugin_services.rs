@@ -655,6 +655,28 @@ fn a_query_cannot_swap_or_shadow_what_the_host_measures() {
     );
 }
 
+/// A client_encoding the plugin set does not make the host read a query
+/// as one statement while the server runs several.
+#[test]
+fn a_query_is_read_in_the_encoding_the_server_reads_it() {
+    if !postgres_up() {
+        return;
+    }
+    let (env, _) = hostile_services(
+        "pg-query-encoding",
+        &format!(
+            "allow-superuser = true\nlimits = {{ boundary = \"1MiB\" }}\n\
+             allow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"{PG_SUPERUSER}\" }}"
+        ),
+    );
+    let (read, size) = (var(&env, "RESULT"), var(&env, "REACHED"));
+    let bytes: usize = size
+        .trim_end_matches(" bytes")
+        .parse()
+        .unwrap_or(usize::MAX);
+    assert!(bytes < 1000, "the swapped view was read: {read} / {size}");
+}
+
 /// A database whose name is not UTF-8 (made from a LATIN1 database) is no
 /// reason for the host to stop: the plugin's calls go on.
 #[test]

@@ -10,7 +10,7 @@ use partest_plugin_sdk::{Env, Error, Plugin, Result, RunInfo, Slot, config, post
 struct Settings {
     /// redis-commands | pg-sleep | pg-catch-cancel | pg-other-database |
     /// pg-rename-into-reach | pg-rename-hang-up | pg-spoof-catalog | pg-copy-template |
-    /// pg-hijack-kill | pg-query-swap |
+    /// pg-hijack-kill | pg-query-swap | pg-query-encoding |
     /// pg-own-databases | pg-query
     mode: String,
     /// `pg-other-database` and the rename and copy modes: the database to
@@ -243,6 +243,32 @@ impl Plugin for HostileServices {
                 Ok(vec![
                     ("RESULT".into(), outcome(swapped)),
                     ("REACHED".into(), outcome(measured)),
+                ])
+            }
+            "pg-query-encoding" => {
+                // Under SJIS the server reads the byte before a backslash
+                // as part of a character: the string ends early, and what
+                // follows would be statements of their own.
+                let _ = postgres::execute(None, "SET client_encoding = 'SJIS'");
+                let read = postgres::query(
+                    None,
+                    "SELECT E'\u{c1}\\'; DROP TABLE pg_temp.partest_result; \
+                     CREATE TEMP SEQUENCE s; CREATE TEMP VIEW partest_result AS \
+                     SELECT repeat('x', CASE WHEN nextval('s') > 1 THEN 3000000 ELSE 1 END) AS v; \
+                     --' AS v",
+                );
+                let _ = postgres::execute(None, "SET client_encoding = 'UTF8'");
+                let size = match &read {
+                    Ok(rows) => rows
+                        .rows
+                        .first()
+                        .and_then(|r| r.first().cloned().flatten())
+                        .map_or(0, |v| v.len()),
+                    Err(_) => 0,
+                };
+                Ok(vec![
+                    ("RESULT".into(), outcome(read)),
+                    ("REACHED".into(), format!("{size} bytes")),
                 ])
             }
             "pg-rename-hang-up" => {

@@ -222,8 +222,9 @@ fn load_plugins(config: &Config, args: &CleanArgs) -> Result<(Vec<WasmPlugin>, b
             }
             Err(Error::Config(_)) => {
                 eprintln!(
-                    "partest: clean: plugin {name} of a dead run is not this project's: a clean \
-                     in the project that configures it removes what it left"
+                    "partest: clean: plugin {name}, enabled by a dead run, is not configured \
+                     here: its run's record stays for a clean that can load it (this project's \
+                     own: name it with --plugins {name})"
                 );
                 elsewhere.push(name);
             }

@@ -38,6 +38,9 @@ pub type Catalog = HashMap<u32, String>;
 /// longer one, which would then name another database than it says.
 pub const MAX_NAME: usize = 63;
 
+/// The most a plugin's notes of kept set-ups hold.
+const KEPT_NOTES: usize = 64 << 10;
+
 /// The longest `CREATE DATABASE` statement read.
 const MAX_CREATE: usize = 64 << 10;
 
@@ -95,7 +98,7 @@ pub fn quote_ident(text: &str) -> String {
 pub struct Inspector<'a>(MutexGuard<'a, Option<Client>>);
 
 impl Inspector<'_> {
-    fn client(&mut self) -> &mut Client {
+    pub fn client(&mut self) -> &mut Client {
         self.0.as_mut().expect("opened with the guard")
     }
 
@@ -140,8 +143,11 @@ impl RunDatabases {
         // Each use gets the call's time left (and a little grace); setting
         // it also tells whether the connection is still there (a test may
         // end partest's connections), else it is opened again.
+        // Settings of the role's or the database's own are overridden too.
         let bound = format!(
-            "SET statement_timeout = {}; SET lock_timeout = {}",
+            "SET statement_timeout = {}; SET lock_timeout = {}; \
+             SET default_transaction_read_only = off; SET standard_conforming_strings = on; \
+             SET client_encoding = 'UTF8'",
             (time + Duration::from_secs(1)).as_millis(),
             time.min(Duration::from_secs(1)).as_millis().max(1)
         );
@@ -233,7 +239,7 @@ impl RunDatabases {
                 };
                 if created.contains(oid) {
                     if let Some((key, _)) = setup.filter(|(key, _)| name.contains(key)) {
-                        kept.push(format!("{key} {oid}\n"));
+                        kept.push(format!("{key} {oid} {name}\n"));
                     }
                 } else if carries(name) && !carries(old) {
                     renamed.push((old.clone(), name.clone()));
@@ -242,6 +248,15 @@ impl RunDatabases {
         }
         if let (Some((_, file)), false) = (setup, kept.is_empty()) {
             use std::io::Write;
+            let known = std::fs::read_to_string(file).unwrap_or_default();
+            kept.retain(|line| !known.lines().any(|k| format!("{k}\n") == *line));
+            if known.len() + kept.concat().len() > KEPT_NOTES {
+                return Err(Error::Refused(format!(
+                    "{} holds {} bytes of kept set-ups already: partest notes no more",
+                    file.display(),
+                    known.len()
+                )));
+            }
             let noted = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -312,7 +327,7 @@ impl RunDatabases {
                 (Some(oid), Some((key, file))) => std::fs::read_to_string(file)
                     .unwrap_or_default()
                     .lines()
-                    .any(|l| l == format!("{key} {oid}")),
+                    .any(|l| l == format!("{key} {oid} {name}")),
                 _ => false,
             };
             if !made_here && !kept {

@@ -187,26 +187,35 @@ fn connect(
     Ok((client, tls, config))
 }
 
-/// The host's own connection to the granted server ([`pg_reach`]); when
-/// it opens, a custom plugin's role is checked.
+/// The host's own connection to the granted server ([`pg_reach`]), and a
+/// custom plugin's role checked on it.
 fn inspector<'g>(state: &HostState, server: &'g Server) -> Result<Inspector<'g>, Error> {
-    server.databases.inspector(state.remaining(), || {
-        let (mut client, _, _) = connect(state, &server.url, None)?;
-        // Before the role's own settings can shape what the checks read
-        // (a search_path to views or operators of its own).
-        client
-            .batch_execute("SET search_path = pg_catalog")
-            .map_err(pg_err)?;
-        let checked = &server.databases.role_checked;
-        if !state.grants.builtin
-            && !server.allow_superuser
-            && !checked.load(std::sync::atomic::Ordering::Relaxed)
-        {
-            refuse_powerful_role(state, &mut client, &server.url)?;
-            checked.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        Ok(client)
-    })
+    server
+        .databases
+        .inspector(state.remaining(), || {
+            let (mut client, _, _) = connect(state, &server.url, None)?;
+            // Before the role's own settings can shape what the checks read
+            // (a search_path to views or operators of its own).
+            client
+                .batch_execute("SET search_path = pg_catalog")
+                .map_err(pg_err)?;
+            Ok(client)
+        })
+        .and_then(|mut inspector| {
+            // Once a run (the tests may make databases under the same role
+            // later); before the run (kept-setups, clean), at every call.
+            let checked = &server.databases.role_checked;
+            if !state.grants.builtin
+                && !server.allow_superuser
+                && !checked.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                refuse_powerful_role(state, inspector.client(), &server.url)?;
+                if state.grants.run_id.get().is_some() {
+                    checked.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            Ok(inspector)
+        })
 }
 
 /// The session on `database` (`None`: the granted one), checked at a
@@ -300,7 +309,8 @@ fn refuse_powerful_role(state: &HostState, client: &mut Client, url: &str) -> Re
         )
     } else {
         let server = self::granted(state).ok_or_else(|| Error::Refused("no grant".into()))?;
-        // Dead runs' leftovers are for `partest clean` (no run) to remove.
+        // Dead runs' leftovers are for `partest clean` (no run) to remove;
+        // once the run has begun, they count.
         let dead = match state.grants.run_id.get() {
             Some(_) => Vec::new(),
             None => crate::runs::dead_runs(),
@@ -585,13 +595,21 @@ fn sized_query(
     limit: usize,
 ) -> Result<Result<Rows, usize>, postgres::Error> {
     // The body is read as partest's lexer read it (one statement).
-    client.batch_execute("SET LOCAL standard_conforming_strings = on")?;
+    client.batch_execute(
+        "SET LOCAL standard_conforming_strings = on; SET LOCAL client_encoding = 'UTF8'",
+    )?;
     client.batch_execute(&format!("CREATE TEMPORARY TABLE partest_result AS {body}"))?;
     // Measured with the server's own functions, whatever the plugin's
     // search_path puts first.
     client.batch_execute("SET LOCAL search_path = pg_catalog, pg_temp")?;
+    // What partest holds of a row is its text and, per row and per
+    // column, the driver's and its own bookkeeping: a row of many NULLs
+    // is small on the wire only.
     let measured = client.simple_query(
-        "SELECT coalesce(sum(octet_length(r::text) + 8), 0)::bigint \
+        "SELECT coalesce(sum(octet_length(r::text)), 0)::bigint + count(*) * (32 + 48 * \
+           (SELECT count(*) FROM pg_attribute \
+            WHERE attrelid = 'pg_temp.partest_result'::regclass AND attnum > 0 \
+              AND NOT attisdropped)) \
          FROM pg_temp.partest_result r",
     )?;
     let size = measured
