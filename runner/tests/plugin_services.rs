@@ -278,15 +278,20 @@ fn postgres_up() -> bool {
 
 const PG_SUPERUSER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-/// The hostile services guest in `mode`, granted the shared server as its
-/// superuser (and a Redis server it never reaches), with `extra` keys.
-fn against_postgres(mode: &str, extra: &str) -> (String, Duration) {
-    let (env, took) = hostile_services(
+/// The hostile services guest in `mode`, granted the shared server at
+/// `postgres` (and a Redis server it never reaches), with `extra` keys.
+fn hostile_on(postgres: &str, mode: &str, extra: &str) -> (Result<Env, String>, Duration) {
+    hostile_services(
         mode,
         &format!(
-            "{extra}\nallow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"{PG_SUPERUSER}\" }}"
+            "{extra}\nallow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"{postgres}\" }}"
         ),
-    );
+    )
+}
+
+/// [`hostile_on`] the shared server as its superuser: what it reported.
+fn against_postgres(mode: &str, extra: &str) -> (String, Duration) {
+    let (env, took) = hostile_on(PG_SUPERUSER, mode, extra);
     (result_of(&env), took)
 }
 
@@ -388,12 +393,8 @@ fn roles_that_can_become_a_superuser_or_reach_the_servers_files_are_refused() {
     }
     let mut results = Vec::new();
     for (role, _) in &roles {
-        let (env, _) = hostile_services(
-            "pg-query",
-            &format!(
-                "allow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"postgres://{tag}_{role}@127.0.0.1:5432/postgres\" }}"
-            ),
-        );
+        let url = format!("postgres://{tag}_{role}@127.0.0.1:5432/postgres");
+        let (env, _) = hostile_on(&url, "pg-query", "");
         results.push((*role, result_of(&env)));
     }
     let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {tag}_owned"));
@@ -496,11 +497,10 @@ fn a_database_renamed_into_the_runs_names_stays_out_of_reach() {
         for sql in &setup {
             admin.batch_execute(sql).unwrap();
         }
-        let (env, _) = hostile_services(
+        let (env, _) = hostile_on(
+            PG_SUPERUSER,
             mode,
-            &format!(
-                "database = {target:?}\nallow-superuser = true\nallow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"{PG_SUPERUSER}\" }}"
-            ),
+            &format!("database = {target:?}\nallow-superuser = true"),
         );
         let (result, reached) = (var(&env, "RESULT"), var(&env, "REACHED"));
         let names = databases_like(&mut admin, &victim);
@@ -554,11 +554,10 @@ fn create_database_copies_only_the_runs_own_databases() {
         format!("postgres://{tag}_plain@127.0.0.1:5432/postgres"),
         PG_SUPERUSER.to_string(),
     ] {
-        let (env, _) = hostile_services(
+        let (env, _) = hostile_on(
+            &grant,
             "pg-copy-template",
-            &format!(
-                "database = {victim:?}\nallow-superuser = true\nallow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"{grant}\" }}"
-            ),
+            &format!("database = {victim:?}\nallow-superuser = true"),
         );
         results.push((grant, var(&env, "RESULT"), var(&env, "REACHED")));
     }
@@ -597,12 +596,8 @@ fn a_plugin_makes_reaches_and_copies_its_own_databases() {
             "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN CREATEDB"
         ))
         .unwrap();
-    let (env, _) = hostile_services(
-        "pg-own-databases",
-        &format!(
-            "allow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"postgres://{role}@127.0.0.1:5432/postgres\" }}"
-        ),
-    );
+    let url = format!("postgres://{role}@127.0.0.1:5432/postgres");
+    let (env, _) = hostile_on(&url, "pg-own-databases", "");
     let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {role}"));
     for name in ["RESULT", "REACHED", "COPIED"] {
         assert_eq!(var(&env, name), "allowed", "{name}: {env:?}");
@@ -637,12 +632,10 @@ fn a_query_cannot_swap_or_shadow_what_the_host_measures() {
     if !postgres_up() {
         return;
     }
-    let (env, _) = hostile_services(
+    let (env, _) = hostile_on(
+        PG_SUPERUSER,
         "pg-query-swap",
-        &format!(
-            "allow-superuser = true\nlimits = {{ boundary = \"1MiB\", setup-run-timeout = \"20s\" }}\n\
-             allow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"{PG_SUPERUSER}\" }}"
-        ),
+        "allow-superuser = true\nlimits = { boundary = \"1MiB\", setup-run-timeout = \"20s\" }",
     );
     let (swapped, measured) = (var(&env, "RESULT"), var(&env, "REACHED"));
     assert!(
@@ -662,12 +655,10 @@ fn a_query_is_read_in_the_encoding_the_server_reads_it() {
     if !postgres_up() {
         return;
     }
-    let (env, _) = hostile_services(
+    let (env, _) = hostile_on(
+        PG_SUPERUSER,
         "pg-query-encoding",
-        &format!(
-            "allow-superuser = true\nlimits = {{ boundary = \"1MiB\" }}\n\
-             allow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"{PG_SUPERUSER}\" }}"
-        ),
+        "allow-superuser = true\nlimits = { boundary = \"1MiB\" }",
     );
     let (read, size) = (var(&env, "RESULT"), var(&env, "REACHED"));
     let bytes: usize = size
