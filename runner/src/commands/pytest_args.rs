@@ -178,6 +178,27 @@ impl Sorted {
                         "{flag} is xdist's and dropped: partest is the scheduler"
                     ));
                 }
+                // pytest keeps the last -k (-m): one given before `--` too is
+                // replaced, which is said rather than done silently.
+                _ if (flag.starts_with("-k") || flag.starts_with("-m"))
+                    && !flag.starts_with("--") =>
+                {
+                    let short = &flag[..2];
+                    let given = value(short).unwrap_or_default();
+                    if let Some(before) = self
+                        .pytest
+                        .windows(2)
+                        .find(|w| w[0] == short)
+                        .map(|w| w[1].clone())
+                    {
+                        self.notes.push(format!(
+                            "{short} {given:?} after `--` replaces {short} {before:?} given \
+                             before it (pytest keeps the last); to require both, write \
+                             {short} \"({before}) and ({given})\""
+                        ));
+                    }
+                    self.pytest.extend([short.to_string(), given]);
+                }
                 "-p" if args
                     .peek()
                     .is_some_and(|p| p.trim_start_matches("no:") == "xdist") =>
@@ -261,6 +282,23 @@ mod tests {
         assert_eq!(s.notes.len(), 6, "{:?}", s.notes);
         assert!(sorted(&["-n4"]).unwrap().pytest.is_empty());
         assert_eq!(sorted(&["--maxfail=2"]).unwrap().max_fail, Some(2));
+    }
+
+    #[test]
+    fn a_second_keyword_after_the_separator_is_said_to_replace_the_first() {
+        let mut s = Sorted {
+            pytest: vec!["-k".into(), "fast".into()],
+            ..Sorted::default()
+        };
+        s.passthrough(&["-kdb".to_string(), "-m".into(), "slow".into()])
+            .unwrap();
+        assert_eq!(s.pytest, ["-k", "fast", "-k", "db", "-m", "slow"]);
+        assert_eq!(s.notes.len(), 1, "{:?}", s.notes);
+        assert!(
+            s.notes[0].contains("replaces -k \"fast\"") && s.notes[0].contains("(fast) and (db)"),
+            "{}",
+            s.notes[0]
+        );
     }
 
     #[test]
