@@ -103,6 +103,18 @@ fn redis_and_postgres_capabilities_reach_only_the_granted_servers() {
 /// loaded and set up: what its setup-run returned (or its error), and how
 /// long that took.
 fn hostile_services(mode: &str, table: &str) -> (Result<Env, String>, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    hostile_in(dir.path(), None, mode, table)
+}
+
+/// [`hostile_services`] in the project at `dir` (its state kept there
+/// from run to run), for a run whose set-up is kept under `setup_key`.
+fn hostile_in(
+    dir: &std::path::Path,
+    setup_key: Option<&str>,
+    mode: &str,
+    table: &str,
+) -> (Result<Env, String>, Duration) {
     // The variables it reports through, granted as a user grants them.
     let table = match table.find("allow = {") {
         Some(at) => format!(
@@ -112,23 +124,25 @@ fn hostile_services(mode: &str, table: &str) -> (Result<Env, String>, Duration) 
         ),
         None => format!("{table}\nallow = {{ env = [{EVIL_ENV}] }}"),
     };
-    let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "[plugins.evil]\npath = {:?}\nmode = {mode:?}\n{table}\n",
         wasm::test_guest("test-hostile-services")
             .display()
             .to_string()
     );
-    let config = written_config(dir.path(), &text);
-    let state = dir.path().join(".partest");
-    let host = PluginHost::with_cache_dir(dir.path(), &state, None).unwrap();
+    let config = written_config(dir, &text);
+    let state = dir.join(".partest");
+    let host = PluginHost::with_cache_dir(dir, &state, None).unwrap();
     let lc = Lifecycle::new(host.load_providers(&config, &["evil".into()]).unwrap());
     let run = RunInfo {
         run_id: format!("s{}", std::process::id()),
         workers: 1,
-        root: dir.path().into(),
+        root: dir.into(),
         state_dir: state,
-        setup: None,
+        setup: setup_key.map(|key| partest::isolation::SetupCache {
+            key: key.to_string(),
+            reuse: false,
+        }),
     };
     let start = Instant::now();
     let env = lc.setup_run(&run).map_err(|e| e.to_string());
@@ -645,6 +659,51 @@ fn a_query_cannot_swap_or_shadow_what_the_host_measures() {
     assert!(
         measured.starts_with("refused") && measured.contains("over the plugin's boundary limit"),
         "{measured}"
+    );
+}
+
+/// A database the plugin made and renamed under the set-up key is one a
+/// later run may copy; one that only carries the key in its name is not.
+#[test]
+fn only_a_database_the_plugin_kept_is_copied_as_its_set_up() {
+    if !postgres_up() {
+        return;
+    }
+    let mut admin = postgres::Client::connect(PG_SUPERUSER, postgres::NoTls).unwrap();
+    let key = format!("{:08x}0123456789abcdef", std::process::id());
+    let (kept, planted) = (format!("kp_{key}"), format!("kv_{key}"));
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {kept}"),
+        format!("DROP DATABASE IF EXISTS {planted}"),
+        format!("CREATE DATABASE {planted} IS_TEMPLATE true"),
+    ] {
+        admin.batch_execute(&sql).unwrap();
+    }
+    let project = tempfile::tempdir().unwrap();
+    let run = |mode: &str, database: &str| {
+        let table = format!(
+            "database = {database:?}\nallow-superuser = true\n\
+             allow = {{ redis = \"redis://127.0.0.1:1\", postgres = \"{PG_SUPERUSER}\" }}"
+        );
+        hostile_in(project.path(), Some(&key), mode, &table).0
+    };
+    let keep = run("pg-keep", &kept);
+    let reuse = run("pg-copy-kept", &kept);
+    let copy_planted = run("pg-copy-kept", &planted);
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {kept}"),
+        format!("ALTER DATABASE {planted} IS_TEMPLATE false"),
+        format!("DROP DATABASE IF EXISTS {planted}"),
+    ] {
+        let _ = admin.batch_execute(&sql);
+    }
+    assert_eq!(var(&keep, "RESULT"), "allowed", "{keep:?}");
+    assert_eq!(var(&reuse, "RESULT"), "allowed", "{reuse:?}");
+    assert_eq!(var(&reuse, "REACHED"), "allowed", "{reuse:?}");
+    let refused = var(&copy_planted, "RESULT");
+    assert!(
+        refused.starts_with("refused") && refused.contains("copies only template0"),
+        "{refused}"
     );
 }
 

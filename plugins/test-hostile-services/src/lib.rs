@@ -10,7 +10,7 @@ use partest_plugin_sdk::{Env, Error, Plugin, Result, RunInfo, Slot, config, post
 struct Settings {
     /// redis-commands | pg-sleep | pg-catch-cancel | pg-other-database |
     /// pg-rename-into-reach | pg-rename-hang-up | pg-spoof-catalog | pg-copy-template |
-    /// pg-hijack-kill | pg-query-swap | pg-query-encoding |
+    /// pg-hijack-kill | pg-query-swap | pg-query-encoding | pg-keep | pg-copy-kept |
     /// pg-own-databases | pg-query
     mode: String,
     /// `pg-other-database` and the rename and copy modes: the database to
@@ -269,6 +269,29 @@ impl Plugin for HostileServices {
                 Ok(vec![
                     ("RESULT".into(), outcome(read)),
                     ("REACHED".into(), format!("{size} bytes")),
+                ])
+            }
+            "pg-keep" => {
+                // Made in this run, then renamed under the set-up key: kept.
+                let made = format!("kp_{}", run.run_id);
+                let _ = postgres::execute(None, &format!("CREATE DATABASE {made}"));
+                let kept = postgres::execute(
+                    None,
+                    &format!("ALTER DATABASE {made} RENAME TO {}", self.s.database),
+                );
+                Ok(vec![("RESULT".into(), outcome(kept))])
+            }
+            "pg-copy-kept" => {
+                let copy = format!("kc_{}", run.run_id);
+                let copied = postgres::execute(
+                    None,
+                    &format!("CREATE DATABASE {copy} TEMPLATE {}", self.s.database),
+                );
+                let reached = postgres::query(Some(&copy), "SELECT 1");
+                let _ = postgres::execute(None, &format!("DROP DATABASE IF EXISTS {copy}"));
+                Ok(vec![
+                    ("RESULT".into(), outcome(copied)),
+                    ("REACHED".into(), outcome(reached)),
                 ])
             }
             "pg-rename-hang-up" => {
