@@ -59,8 +59,8 @@ pub struct RunDatabases {
     pub role_checked: std::sync::atomic::AtomicBool,
 }
 
-/// Rows of `sql`, each column as text.
-fn rows(client: &mut Client, sql: &str) -> Result<Vec<Vec<String>>, postgres::Error> {
+/// Rows of `sql`, each column as text (NULL as empty).
+pub fn rows(client: &mut Client, sql: &str) -> Result<Vec<Vec<String>>, postgres::Error> {
     Ok(client
         .simple_query(sql)?
         .iter()
@@ -90,8 +90,23 @@ pub fn quote_literal(text: &str) -> String {
 }
 
 /// `text` as an SQL identifier.
-pub fn quote_ident(text: &str) -> String {
+fn quote_ident(text: &str) -> String {
     format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+/// The oid of the database `client` is connected to.
+fn current_oid(client: &mut Client) -> Result<u32, Error> {
+    // Qualified to the operator: the role's own search_path may put
+    // objects of its own first.
+    rows(
+        client,
+        "SELECT oid FROM pg_catalog.pg_database \
+         WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database()",
+    )
+    .map_err(pg)?
+    .first()
+    .and_then(|r| r.first()?.parse().ok())
+    .ok_or_else(|| Error::Failed("PostgreSQL did not say which database this is".into()))
 }
 
 /// The host's connection: what it reads, it reads from the catalog itself.
@@ -159,17 +174,7 @@ impl RunDatabases {
             client
                 .batch_execute(&format!("SET search_path = pg_catalog; {bound}"))
                 .map_err(pg)?;
-            let here = rows(
-                &mut client,
-                "SELECT oid FROM pg_catalog.pg_database \
-                 WHERE datname = pg_catalog.current_database()",
-            )
-            .map_err(pg)?
-            .first()
-            .and_then(|r| r.first()?.parse().ok());
-            if let Some(here) = here {
-                let _ = self.granted.set(here);
-            }
+            let _ = self.granted.set(current_oid(&mut client)?);
             *guard = Some(client);
         }
         Ok(Inspector(guard))
@@ -186,17 +191,7 @@ impl RunDatabases {
         run_database: Option<&str>,
         custom: bool,
     ) -> Result<(), Error> {
-        // Qualified to the operator: the role's own search_path may put
-        // objects of its own first.
-        let here = rows(
-            client,
-            "SELECT oid FROM pg_catalog.pg_database \
-             WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database()",
-        )
-        .map_err(pg)?
-        .first()
-        .and_then(|r| r.first()?.parse::<u32>().ok())
-        .ok_or_else(|| Error::Failed("PostgreSQL did not say which database this is".into()))?;
+        let here = current_oid(client)?;
         match run_database {
             Some(name) if !self.created().contains(&here) => Err(Error::Refused(format!(
                 "database {name:?} carries the run's id but was not made through the postgres \

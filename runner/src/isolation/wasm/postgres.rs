@@ -275,25 +275,22 @@ fn no_server() -> Error {
 /// and this run's (it could clone or rename them).
 fn refuse_powerful_role(state: &HostState, client: &mut Client, url: &str) -> Result<(), Error> {
     let granted = granted_database(url).unwrap_or_else(|| "postgres".into());
-    let rows = client
-        .simple_query(
-            "SELECT current_user, current_setting('is_superuser') = 'on', \
+    let rows = pg_reach::rows(
+        client,
+        "SELECT current_user, current_setting('is_superuser') = 'on', \
                  (SELECT string_agg(rolname, ', ' ORDER BY rolname) FROM pg_roles \
                   WHERE rolname <> current_user AND pg_has_role(current_user, oid, 'MEMBER') \
                     AND (rolsuper OR rolname IN ('pg_execute_server_program', \
                          'pg_write_server_files', 'pg_read_server_files'))), \
                  (SELECT rolcreaterole FROM pg_roles WHERE rolname = current_user)",
-        )
-        .map_err(pg_err)?;
-    let Some(row) = rows.iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(row) => Some(row),
-        _ => None,
-    }) else {
+    )
+    .map_err(pg_err)?;
+    let Some(row) = rows.first() else {
         return Err(Error::Failed(
             "PostgreSQL did not say who the grant logs in as".into(),
         ));
     };
-    let text = |i: usize| row.try_get(i).ok().flatten();
+    let text = |i: usize| row.get(i).map(String::as_str);
     let user = text(0).unwrap_or("?").to_string();
     let superuser = text(1) == Some("t");
     let powerful = text(2).filter(|r| !r.is_empty()).map(str::to_string);
@@ -343,14 +340,10 @@ fn refuse_powerful_role(state: &HostState, client: &mut Client, url: &str) -> Re
 
 /// The server process of `client`'s connection.
 fn backend_pid(client: &mut Client) -> Result<i32, Error> {
-    let rows = client
-        .simple_query("SELECT pg_catalog.pg_backend_pid()")
-        .map_err(pg_err)?;
-    rows.iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => row.try_get(0).ok()??.parse().ok(),
-            _ => None,
-        })
+    pg_reach::rows(client, "SELECT pg_catalog.pg_backend_pid()")
+        .map_err(pg_err)?
+        .first()
+        .and_then(|r| r.first()?.parse().ok())
         .ok_or_else(|| Error::Failed("PostgreSQL did not say which process serves partest".into()))
 }
 
