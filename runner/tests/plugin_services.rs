@@ -663,7 +663,8 @@ fn a_query_cannot_swap_or_shadow_what_the_host_measures() {
 }
 
 /// A database the plugin made and renamed under the set-up key is one a
-/// later run may copy; one that only carries the key in its name is not.
+/// later run may copy; one that only carries the key in its name is not,
+/// nor one named in a forged line of partest's notes.
 #[test]
 fn only_a_database_the_plugin_kept_is_copied_as_its_set_up() {
     if !postgres_up() {
@@ -690,6 +691,9 @@ fn only_a_database_the_plugin_kept_is_copied_as_its_set_up() {
     let keep = run("pg-keep", &kept);
     let reuse = run("pg-copy-kept", &kept);
     let copy_planted = run("pg-copy-kept", &planted);
+    // Kept under a name that would forge a line of the notes.
+    let forged = run("pg-keep-forged", &planted);
+    let copy_after_forging = run("pg-copy-kept", &planted);
     for sql in [
         format!("DROP DATABASE IF EXISTS {kept}"),
         format!("ALTER DATABASE {planted} IS_TEMPLATE false"),
@@ -700,10 +704,17 @@ fn only_a_database_the_plugin_kept_is_copied_as_its_set_up() {
     assert_eq!(var(&keep, "RESULT"), "allowed", "{keep:?}");
     assert_eq!(var(&reuse, "RESULT"), "allowed", "{reuse:?}");
     assert_eq!(var(&reuse, "REACHED"), "allowed", "{reuse:?}");
-    let refused = var(&copy_planted, "RESULT");
+    for copied in [&copy_planted, &copy_after_forging] {
+        let refused = var(copied, "RESULT");
+        assert!(
+            refused.starts_with("refused") && refused.contains("copies only template0"),
+            "{refused}"
+        );
+    }
+    let forged = var(&forged, "RESULT");
     assert!(
-        refused.starts_with("refused") && refused.contains("copies only template0"),
-        "{refused}"
+        forged.starts_with("refused") && forged.contains("control"),
+        "{forged}"
     );
 }
 

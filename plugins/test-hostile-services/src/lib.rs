@@ -10,7 +10,7 @@ use partest_plugin_sdk::{Env, Error, Plugin, Result, RunInfo, Slot, config, post
 struct Settings {
     /// redis-commands | pg-sleep | pg-catch-cancel | pg-other-database |
     /// pg-rename-into-reach | pg-rename-hang-up | pg-spoof-catalog | pg-copy-template |
-    /// pg-hijack-kill | pg-query-swap | pg-query-encoding | pg-keep | pg-copy-kept |
+    /// pg-hijack-kill | pg-query-swap | pg-query-encoding | pg-keep | pg-keep-forged | pg-copy-kept |
     /// pg-own-databases | pg-query
     mode: String,
     /// `pg-other-database` and the rename and copy modes: the database to
@@ -279,6 +279,31 @@ impl Plugin for HostileServices {
                     None,
                     &format!("ALTER DATABASE {made} RENAME TO {}", self.s.database),
                 );
+                Ok(vec![("RESULT".into(), outcome(kept))])
+            }
+            "pg-keep-forged" => {
+                // Kept under a name that is a line of partest's notes of its
+                // own: the planted database's oid and name after the key.
+                let key = run.setup.as_ref().map_or("", |s| s.key.as_str());
+                let oid = postgres::query(
+                    None,
+                    &format!(
+                        "SELECT oid::text AS o FROM pg_database WHERE datname = '{}'",
+                        self.s.database
+                    ),
+                )
+                .ok()
+                .and_then(|r| r.rows.first()?.first()?.clone())
+                .unwrap_or_default();
+                let made = format!("kf_{}", run.run_id);
+                let forged = format!("\n{key} {oid} {}", self.s.database);
+                let _ = postgres::execute(None, &format!("CREATE DATABASE {made}"));
+                let kept = postgres::execute(
+                    None,
+                    &format!("ALTER DATABASE {made} RENAME TO \"{forged}\""),
+                );
+                let _ = postgres::execute(None, &format!("DROP DATABASE IF EXISTS \"{forged}\""));
+                let _ = postgres::execute(None, &format!("DROP DATABASE IF EXISTS {made}"));
                 Ok(vec![("RESULT".into(), outcome(kept))])
             }
             "pg-copy-kept" => {

@@ -234,6 +234,14 @@ impl RunDatabases {
                 };
                 if created.contains(oid) {
                     if let Some((key, _)) = setup.filter(|(key, _)| name.contains(key)) {
+                        // A line each: a name that could end one and
+                        // forge the next is not noted.
+                        if name.chars().any(char::is_control) {
+                            return Err(Error::Refused(format!(
+                                "database {name:?} is kept under a name with a control \
+                                 character: partest does not note it"
+                            )));
+                        }
                         kept.push(format!("{key} {oid} {name}\n"));
                     }
                 } else if carries(name) && !carries(old) {
